@@ -1,0 +1,736 @@
+"""The input-data contract of tft-top: the one place that defines what metrics data is.
+
+Everything that reads metrics (files, live records POSTed to the REST endpoint,
+simulators) goes through this module, which turns raw input into a *canonical
+frame* and a list of :class:`Problem` objects, one per bad row or bad file.
+
+Canonical frame columns, sorted by ``server_name`` then ``timestamp``::
+
+    server_name  str
+    timestamp    datetime64[ns, UTC]
+    cpu_percent, memory_percent, disk_percent, load_average   float64
+    profile      str (UNKNOWN_PROFILE when absent or empty)
+
+Validation is vectorised: only bad rows are visited one by one (to word their
+problem), so multi-million-row files validate in a few seconds.
+:func:`to_grid` then puts a canonical frame on the 5-minute UTC grid that the
+forecasting model expects.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime
+import gzip
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+METRICS = ("cpu_percent", "memory_percent", "disk_percent", "load_average")
+PERCENT_METRICS = METRICS[:3]
+REQUIRED_COLUMNS = ("server_name", "timestamp", *METRICS)
+OPTIONAL_COLUMNS = ("profile",)
+COLUMN_ALIASES = {"server_id": "server_name"}
+STEP = pd.Timedelta(minutes=5)
+STEP_SECONDS = 300
+# Gaps of up to this many missing steps (30 min) are filled by linear interpolation and marked.
+MAX_FILL_STEPS = 6
+UNKNOWN_PROFILE = "unknown"
+
+CANONICAL_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+GRID_COLUMNS = (*CANONICAL_COLUMNS, "filled", "segment")
+
+_STEP_NS = STEP_SECONDS * 1_000_000_000
+_NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_NAT = np.iinfo(np.int64).min
+# Epoch seconds that fit in datetime64[ns] (years 1677..2262), with a little margin.
+_MAX_EPOCH_SECONDS = 9.2e9
+_NAN_WORDS = frozenset({"", "nan", "-nan", "+nan", "na", "n/a", "null", "none"})
+_SNIFF_BYTES = 64 * 1024
+_MAX_SHOWN_CHARS = 40
+_MAX_REASON_CHARS = 120
+_CSV_SUFFIXES = (".csv", ".csv.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_STRING_COLUMNS = frozenset({"server_name", "server_id", "timestamp", "profile"})
+
+
+class DataError(Exception):
+    """Input data is unusable; the message is always one line naming file, row and column."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad input: a bad row (``row`` set) or a bad file or source (``row`` None)."""
+
+    source: str
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        """``source: row R, column C: message``; row-less problems name any column in ``message``."""
+        if self.row is None:
+            return f"{self.source}: {self.message}"
+        where = f"row {self.row}" if self.column is None else f"row {self.row}, column {self.column}"
+        return f"{self.source}: {where}: {self.message}"
+
+
+@dataclass
+class LoadResult:
+    """Valid rows as a canonical frame, plus every problem and note met on the way."""
+
+    frame: pd.DataFrame
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def raise_for_problems(self) -> None:
+        """Raise :class:`DataError` naming the first problem and counting the rest."""
+        if not self.problems:
+            return
+        text = str(self.problems[0])
+        more = len(self.problems) - 1
+        if more:
+            text += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise DataError(" ".join(text.splitlines()))
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def validate_frame(df: pd.DataFrame, source: str) -> LoadResult:
+    """Validate a raw frame (one row per sample) from ``source``; rows are numbered from 1."""
+    return _finish(_check(df, source, np.arange(1, len(df) + 1), empty_message=None))
+
+
+def validate_records(records: Sequence[object], source: str) -> LoadResult:
+    """Validate live records (JSON-like dicts); row numbers are 1-based positions in ``records``.
+
+    A record that is not a dict is a problem; an empty list is the problem "no records".
+    Each record may name its server by ``server_name`` or by an alias such as ``server_id``.
+    """
+    if isinstance(records, (str, bytes, dict)) or not isinstance(records, Sequence):
+        message = f"expected a list of records, got {_json_type(records)}"
+        return LoadResult(_empty_frame(), [Problem(source, None, None, message)])
+    problems = [
+        Problem(source, i, None, f"record is not an object (got {_json_type(r)})")
+        for i, r in enumerate(records, start=1)
+        if not isinstance(r, dict)
+    ]
+    dicts = [r for r in records if isinstance(r, dict)]
+    if not dicts:
+        return LoadResult(_empty_frame(), problems or [Problem(source, None, None, "no records")])
+    rows = np.array([i for i, r in enumerate(records, start=1) if isinstance(r, dict)], dtype=np.int64)
+    df = pd.DataFrame.from_records(dicts)
+    for alias, name in COLUMN_ALIASES.items():  # each record may use either key
+        if alias in df.columns and name in df.columns:
+            df[name] = df[name].fillna(df.pop(alias))
+    checked = _check(df, source, rows, empty_message=None)
+    checked.problems = sorted(problems + checked.problems, key=_problem_order)
+    return _finish(checked)
+
+
+def load_file(path: str | Path) -> LoadResult:
+    """Load and validate one ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file.
+
+    Never raises for bad input: unreadable files become a file-level :class:`Problem`.
+    """
+    return _finish(_check_file(Path(path)))
+
+
+def load_path(path: str | Path) -> LoadResult:
+    """Load a data file, or every data file directly inside a directory (sorted by name).
+
+    Results from several files are merged; ordering checks are per file, and a
+    (server, timestamp) already seen in an earlier file is a duplicate.  Names
+    starting with "." are skipped, and so are the sidecar tables that may sit beside
+    metrics (``SIDECAR_FILES``: incident labels, the server list); they are noted.
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.exists():
+        return LoadResult(_empty_frame(), [Problem(source, None, None, "path does not exist")])
+    if not path.is_dir():
+        return load_file(path)
+    candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _kind(p))
+    files = [p for p in candidates if not _is_sidecar(p)]
+    skipped = [p.name for p in candidates if _is_sidecar(p)]
+    if not files:
+        message = "directory has no .csv, .csv.gz, .parquet or .pq files"
+        return LoadResult(_empty_frame(), [Problem(source, None, None, message)])
+    result = _finish(_merge([_check_file(p) for p in files]))
+    if skipped:
+        result.notes.append(f"{source}: skipped sidecar files (not metrics): {', '.join(skipped)}")
+    return result
+
+
+# Tables that travel beside metrics in a data directory and are not metrics themselves.
+SIDECAR_FILES = ("incidents.csv", "servers.csv")
+SIDECAR_SUFFIXES = ("_incidents.csv",)
+
+
+def _is_sidecar(path: Path) -> bool:
+    return path.name in SIDECAR_FILES or path.name.endswith(SIDECAR_SUFFIXES)
+
+
+def to_grid(frame: pd.DataFrame, max_fill_steps: int = MAX_FILL_STEPS) -> pd.DataFrame:
+    """Put a canonical frame on the 5-minute UTC grid, per server.
+
+    Samples are bucketed by flooring their time to a multiple of 5 minutes since
+    the epoch; several samples in one bucket are averaged (profile: the latest).
+    A gap of at most ``max_fill_steps`` missing buckets is filled with linearly
+    interpolated rows marked ``filled=True``; a longer gap creates no rows and
+    starts a new ``segment`` (numbered from 0 per server).
+    """
+    if max_fill_steps < 0:
+        raise ValueError(f"max_fill_steps must be >= 0, got {max_fill_steps}")
+    if frame.empty:
+        return _empty_grid()
+    codes, names = pd.factorize(frame["server_name"], sort=True)
+    ns = _series_ns(frame["timestamp"])
+    order = np.lexsort((ns, codes))
+    codes, bucket = codes[order], (ns // _STEP_NS)[order]
+    values = frame[list(METRICS)].to_numpy(dtype=np.float64)[order]
+    profiles = (
+        frame["profile"].to_numpy(dtype=object)[order]
+        if "profile" in frame
+        else np.full(len(frame), UNKNOWN_PROFILE, dtype=object)
+    )
+
+    # One row per (server, bucket): mean of the metrics, last profile.
+    n = len(codes)
+    starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (bucket[1:] != bucket[:-1])])
+    ends = np.r_[starts[1:], n]
+    means = np.add.reduceat(values, starts, axis=0) / (ends - starts)[:, None]
+    g_codes, g_bucket, g_profiles = codes[starts], bucket[starts], profiles[ends - 1]
+
+    # Steps since the previous bucket of the same server decide fill or break.
+    n_groups = len(starts)
+    new_server = np.r_[True, g_codes[1:] != g_codes[:-1]]
+    step = np.r_[0, np.diff(g_bucket)]
+    fill = ~new_server & (step > 1) & (step - 1 <= max_fill_steps)
+    breaks = np.cumsum(~new_server & (step - 1 > max_fill_steps))
+    first_of_server = np.maximum.accumulate(np.where(new_server, np.arange(n_groups), 0))
+    segment = breaks - breaks[first_of_server]
+
+    # Filled rows go just before the row that ends their gap.
+    n_fill = np.where(fill, step - 1, 0)
+    fills_before = np.cumsum(n_fill) - n_fill
+    total = n_groups + int(n_fill.sum())
+    kept_pos = np.arange(n_groups) + fills_before + n_fill
+    owner = np.repeat(np.arange(n_groups), n_fill)
+    j = np.arange(len(owner)) - np.repeat(fills_before, n_fill) + 1
+    fill_pos = owner + fills_before[owner] + j - 1
+    frac = (j / step[owner])[:, None]
+
+    out_codes = np.empty(total, dtype=np.int64)
+    out_bucket = np.empty(total, dtype=np.int64)
+    out_values = np.empty((total, len(METRICS)), dtype=np.float64)
+    out_profiles = np.empty(total, dtype=object)
+    out_segment = np.empty(total, dtype=np.int64)
+    out_filled = np.zeros(total, dtype=bool)
+    out_codes[kept_pos], out_codes[fill_pos] = g_codes, g_codes[owner]
+    out_bucket[kept_pos], out_bucket[fill_pos] = g_bucket, g_bucket[owner - 1] + j
+    out_values[kept_pos] = means
+    out_values[fill_pos] = means[owner - 1] + (means[owner] - means[owner - 1]) * frac
+    out_profiles[kept_pos], out_profiles[fill_pos] = g_profiles, g_profiles[owner - 1]
+    out_segment[kept_pos], out_segment[fill_pos] = segment, segment[owner]
+    out_filled[fill_pos] = True
+
+    return pd.DataFrame(
+        {
+            "server_name": pd.Series(names.take(out_codes), dtype="str"),
+            "timestamp": _ns_to_series(out_bucket * _STEP_NS),
+            **{metric: out_values[:, k] for k, metric in enumerate(METRICS)},
+            "profile": pd.Series(out_profiles, dtype="str"),
+            "filled": out_filled,
+            "segment": out_segment,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- file reading
+
+
+@dataclass
+class _Checked:
+    """Validated rows of one source, in input order, with their 1-based ``_row`` numbers."""
+
+    source: str
+    frame: pd.DataFrame  # canonical columns plus "_row"
+    problems: list[Problem]
+    notes: list[str]
+
+
+def _kind(path: Path) -> str | None:
+    """The file's kind from its name: "csv", "parquet", or None when unsupported."""
+    name = path.name.lower()
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def _check_file(path: Path) -> _Checked:
+    """Read and validate one file, turning every read failure into a file-level problem."""
+    source = str(path)
+    kind = _kind(path)
+    if not path.exists():
+        return _failed(source, "path does not exist")
+    if not path.is_file():
+        return _failed(source, "not a regular file")
+    if kind is None:
+        return _failed(source, "unsupported file type (expected .csv, .csv.gz, .parquet or .pq)")
+    try:
+        if path.stat().st_size == 0:
+            return _failed(source, "file is empty")
+        df = _read_csv(path) if kind == "csv" else _read_parquet(path)
+    except _Unreadable as exc:
+        return _failed(source, str(exc))
+    except OSError as exc:
+        return _failed(source, f"cannot read file ({_reason(exc)})")
+    try:
+        return _check(df, source, np.arange(1, len(df) + 1), empty_message="file has no rows")
+    except (TypeError, ValueError, pa.ArrowException) as exc:  # e.g. nested values in a Parquet column
+        return _failed(source, f"not a usable table ({_reason(exc)})")
+
+
+class _Unreadable(Exception):
+    """The file is not a table of the expected kind; the message is the problem text."""
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Read a (possibly gzipped) CSV file; identifier and time columns stay strings."""
+    header = _sniff_csv_header(path)
+    string_columns = {name: pa.string() for name in header if name.strip() in _STRING_COLUMNS}
+    try:
+        table = pa_csv.read_csv(
+            path,
+            convert_options=pa_csv.ConvertOptions(column_types=string_columns, strings_can_be_null=True),
+        )
+        return table.to_pandas()
+    except (pa.ArrowException, ValueError, EOFError, OSError, UnicodeError) as exc:
+        raise _Unreadable(f"not a readable CSV table ({_reason(exc)})") from exc
+
+
+def _sniff_csv_header(path: Path) -> list[str]:
+    """Reject non-text and JSON early and return the header's column names."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except (OSError, EOFError) as exc:
+        raise _Unreadable(f"not a readable CSV table ({_reason(exc)})") from exc
+    if not head.strip():
+        raise _Unreadable("file is empty")
+    if b"\x00" in head:
+        raise _Unreadable("not a readable CSV table (binary data)")
+    try:
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=len(head) < _SNIFF_BYTES)
+    except UnicodeDecodeError as exc:
+        raise _Unreadable("not a readable CSV table (not UTF-8 text)") from exc
+    text = text.lstrip()
+    if text[:1] in ("{", "["):
+        raise _Unreadable("not a readable CSV table (looks like JSON)")
+    return next(csv.reader([text.splitlines()[0]]), [])
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """Read a Parquet file into a frame."""
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many unrelated types for corrupt files
+        raise _Unreadable(f"not a readable Parquet file ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """A short one-line reason from an exception."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= _MAX_REASON_CHARS else text[: _MAX_REASON_CHARS - 1] + "…"
+
+
+# --------------------------------------------------------------------------- validation
+
+
+# A column check returns parsed values, a bad-row mask and a _Describe, which
+# words the problems of the given bad row positions.
+_Describe = Callable[[np.ndarray], list[str]]
+
+
+def _check(df: pd.DataFrame, source: str, rows: np.ndarray, empty_message: str | None) -> _Checked:
+    """Validate ``df`` (input order, row numbers ``rows``) into a _Checked."""
+    df, problems, notes = _normalise_columns(df, source)
+    if problems:
+        return _Checked(source, _empty_frame(with_rows=True), problems, notes)
+    if df.empty:
+        problems = [Problem(source, None, None, empty_message)] if empty_message else []
+        return _Checked(source, _empty_frame(with_rows=True), problems, notes)
+
+    n = len(df)
+    checks: list[tuple[str, np.ndarray, _Describe]] = []
+    names, bad, describe = _check_server_names(df["server_name"])
+    checks.append(("server_name", bad, describe))
+    ns, bad, describe = _check_timestamps(df["timestamp"])
+    checks.append(("timestamp", bad, describe))
+    metric_values = {}
+    for metric in METRICS:
+        metric_values[metric], bad, describe = _check_metric(df[metric], metric)
+        checks.append((metric, bad, describe))
+
+    reported = np.zeros(n, dtype=bool)
+    for column, bad, describe in checks:
+        new = np.flatnonzero(bad & ~reported)
+        if len(new):
+            problems.extend(
+                Problem(source, int(rows[i]), column, msg) for i, msg in zip(new, describe(new), strict=True)
+            )
+        reported |= bad
+
+    valid = np.flatnonzero(~reported)
+    order_problems, drop = _ordering_problems(source, names.take(valid), ns[valid], rows[valid])
+    problems.extend(order_problems)
+    keep = valid[~drop]
+    profiles = _profiles(df["profile"]).take(keep).array if "profile" in df else UNKNOWN_PROFILE
+    frame = pd.DataFrame(
+        {
+            "server_name": names.take(keep).array,
+            "timestamp": _ns_to_series(ns[keep]),
+            **{metric: values[keep] for metric, values in metric_values.items()},
+            "profile": profiles,
+            "_row": rows[keep],
+        }
+    )
+    problems.sort(key=_problem_order)
+    return _Checked(source, frame, problems, notes)
+
+
+def _normalise_columns(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[Problem], list[str]]:
+    """Strip column names, apply aliases, drop extra columns; problems for missing or repeated ones."""
+    df = df.set_axis([str(c).strip() for c in df.columns], axis=1)
+    notes: list[str] = []
+    known = (*CANONICAL_COLUMNS, *COLUMN_ALIASES)
+    repeated = sorted({c for c in df.columns[df.columns.duplicated()] if c in known})
+    if repeated:
+        return df, [Problem(source, None, c, f"column '{c}' appears more than once") for c in repeated], notes
+    for alias, name in COLUMN_ALIASES.items():
+        if alias in df.columns:
+            if name in df.columns:
+                notes.append(f"{source}: ignored column {alias} ({name} is present)")
+                df = df.drop(columns=alias)
+            else:
+                df = df.rename(columns={alias: name})
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        found = ", ".join(df.columns) or "none"
+        problems = [Problem(source, None, c, f"column '{c}' is missing (columns: {found})") for c in missing]
+        return df, problems, notes
+    extra = list(dict.fromkeys(c for c in df.columns if c not in CANONICAL_COLUMNS))
+    if extra:
+        notes.append(f"{source}: ignored extra columns: {', '.join(extra)}")
+        df = df.drop(columns=extra)
+    return df, [], notes
+
+
+def _check_server_names(raw: pd.Series) -> tuple[pd.Series, np.ndarray, _Describe]:
+    """Server names as stripped strings; empty or missing ones are bad."""
+    names = _as_str(raw).str.strip()
+    bad = (names.isna() | (names == "")).to_numpy()
+    return names, bad, lambda idx: ["missing value"] * len(idx)
+
+
+def _check_timestamps(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, _Describe]:
+    """Timestamps as int64 UTC nanoseconds: ISO 8601 strings, epoch seconds or datetimes."""
+    too_far = np.zeros(len(raw), dtype=bool)  # a valid time outside what datetime64[ns] holds
+    if _is_number_dtype(raw.dtype):
+        ns, ok = _epoch_ns(raw.to_numpy(dtype=np.float64, na_value=np.nan))
+    else:
+        is_datetime = isinstance(raw.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(raw.dtype)
+        parsed = raw if is_datetime else pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce")
+        ns, ok = _datetimes_ns(parsed)
+        too_far = ~ok & parsed.notna().to_numpy()
+        retry = np.flatnonzero(~ok & ~too_far & raw.notna().to_numpy())
+        if len(retry):
+            ns[retry], ok[retry] = _epoch_ns(_to_float(raw.iloc[retry]))
+
+    def describe(idx: np.ndarray) -> list[str]:
+        values = raw.iloc[idx].to_numpy(dtype=object)
+        return [
+            "missing value"
+            if _is_missing(v)
+            else f"{_show(v)} is outside the supported years 1677–2262"
+            if far
+            else f"{_show(v)} is not an ISO 8601 time or epoch seconds"
+            for v, far in zip(values, too_far[idx], strict=True)
+        ]
+
+    return ns, ~ok, describe
+
+
+def _check_metric(raw: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray, _Describe]:
+    """Metric values as float64; non-numbers, missing, non-finite and out-of-range values are bad."""
+    values = _to_float(raw)
+    finite = np.isfinite(values)
+    percent = metric in PERCENT_METRICS
+    out_of_range = (values < 0) | (values > 100) if percent else values < 0
+    bad = ~finite | (finite & out_of_range)
+
+    def describe(idx: np.ndarray) -> list[str]:
+        originals = raw.iloc[idx].to_numpy(dtype=object)
+        messages = []
+        for value, original in zip(values[idx], originals, strict=True):
+            if np.isnan(value) and _is_missing(original):
+                messages.append("missing value")
+            elif np.isnan(value):
+                messages.append(f"{_show(original)} is not a number")
+            elif np.isinf(value):
+                messages.append(f"{_number(value)} is not finite")
+            elif percent:
+                messages.append(f"{_number(value)} is outside 0–100")
+            else:
+                messages.append(f"{_number(value)} is negative")
+        return messages
+
+    return values, bad, describe
+
+
+def _profiles(raw: pd.Series) -> pd.Series:
+    """Profiles as stripped strings, UNKNOWN_PROFILE where missing or empty."""
+    profiles = _as_str(raw).str.strip()
+    return profiles.mask(profiles.isna() | (profiles == ""), UNKNOWN_PROFILE)
+
+
+def _ordering_problems(
+    source: str, names: pd.Series, ns: np.ndarray, rows: np.ndarray
+) -> tuple[list[Problem], np.ndarray]:
+    """Duplicate and backwards timestamps per server, in input order; returns (problems, rows to drop)."""
+    codes = pd.factorize(names)[0]
+    order, repeat = _repeats(codes, ns)
+    running_max = pd.Series(ns).groupby(codes).cummax()
+    previous_max = running_max.groupby(codes).shift(1, fill_value=_NAT).to_numpy()
+    backwards = (ns < previous_max) & ~repeat
+    bad = np.flatnonzero(repeat | backwards)
+    if not len(bad):
+        return [], repeat
+    targets = np.where(repeat[bad], ns[bad], previous_max[bad])
+    first_rows = rows[_first_positions(codes, ns, order, codes[bad], targets)]
+    problems = []
+    for i, server, first in zip(bad, names.take(bad), first_rows, strict=True):
+        if repeat[i]:
+            message = f"duplicate timestamp {_time(ns[i])} for server {server} (first at row {first})"
+        else:
+            message = (
+                f"timestamp goes backwards: {_time(ns[i])} is earlier than {_time(previous_max[i])}"
+                f" at row {first} for server {server}"
+            )
+        problems.append(Problem(source, int(rows[i]), "timestamp", message))
+    return problems, repeat | backwards
+
+
+def _repeats(codes: np.ndarray, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(stable lexsort order by (codes, ns), mask of rows whose (code, ns) occurred earlier)."""
+    order = np.lexsort((ns, codes))  # stable: equal keys stay in input order
+    repeat = np.zeros(len(ns), dtype=bool)
+    repeat[order[1:]] = (codes[order[1:]] == codes[order[:-1]]) & (ns[order[1:]] == ns[order[:-1]])
+    return order, repeat
+
+
+def _first_positions(
+    codes: np.ndarray, ns: np.ndarray, order: np.ndarray, want_codes: np.ndarray, want_ns: np.ndarray
+) -> np.ndarray:
+    """Position of the first row with each wanted (code, ns), all of which exist; ``order`` from _repeats."""
+    times = np.unique(ns)
+    keys = codes[order] * len(times) + np.searchsorted(times, ns[order])
+    wanted = want_codes * len(times) + np.searchsorted(times, want_ns)
+    return order[np.searchsorted(keys, wanted)]
+
+
+def _merge(parts: list[_Checked]) -> _Checked:
+    """Merge per-file results; a (server, timestamp) already seen in an earlier file is a duplicate."""
+    problems = [p for part in parts for p in part.problems]
+    notes = [n for part in parts for n in part.notes]
+    used = [part for part in parts if not part.frame.empty]
+    if not used:
+        return _Checked("", _empty_frame(with_rows=True), problems, notes)
+    frame = pd.concat([part.frame for part in used], ignore_index=True)
+    if len(used) > 1:
+        part_of = np.repeat(np.arange(len(used)), [len(part.frame) for part in used])
+        codes = pd.factorize(frame["server_name"])[0]
+        ns = _series_ns(frame["timestamp"])
+        order, repeat = _repeats(codes, ns)
+        bad = np.flatnonzero(repeat)
+        if len(bad):
+            first = _first_positions(codes, ns, order, codes[bad], ns[bad])
+            rows = frame["_row"].to_numpy()
+            problems.extend(
+                Problem(
+                    used[part_of[i]].source,
+                    int(rows[i]),
+                    "timestamp",
+                    f"duplicate timestamp {_time(ns[i])} for server {server}"
+                    f" (first at {used[part_of[j]].source} row {rows[j]})",
+                )
+                for i, j, server in zip(bad, first, frame["server_name"].take(bad), strict=True)
+            )
+            frame = frame.loc[~repeat]
+            rank = {part.source: k for k, part in enumerate(parts)}
+            problems.sort(key=lambda p: (rank[p.source], *_problem_order(p)))
+    return _Checked("", frame, problems, notes)
+
+
+def _finish(checked: _Checked) -> LoadResult:
+    """Sort the valid rows into the canonical frame."""
+    frame = checked.frame
+    if len(frame) > 1:
+        codes = pd.factorize(frame["server_name"], sort=True)[0]
+        order = np.lexsort((_series_ns(frame["timestamp"]), codes))
+        if (order != np.arange(len(order))).any():
+            frame = frame.take(order)
+    frame = frame.drop(columns="_row").reset_index(drop=True)
+    return LoadResult(frame, checked.problems, checked.notes)
+
+
+def _failed(source: str, message: str) -> _Checked:
+    """A _Checked for a source that could not be read at all."""
+    return _Checked(source, _empty_frame(with_rows=True), [Problem(source, None, None, message)], [])
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def _is_number_dtype(dtype: object) -> bool:
+    """True for int/float dtypes (not bool)."""
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def _to_float(raw: pd.Series) -> np.ndarray:
+    """float64 values; non-numbers (booleans included) become NaN."""
+    if isinstance(raw.dtype, pd.CategoricalDtype):
+        raw = raw.astype(object)
+    if _is_number_dtype(raw.dtype):
+        return raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        return np.full(len(raw), np.nan)
+    values = np.array(pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    if raw.dtype == object:
+        flags = (isinstance(v, (bool, np.bool_)) for v in raw.to_numpy())
+        values[np.fromiter(flags, dtype=bool, count=len(raw))] = np.nan
+    return values
+
+
+def _as_str(raw: pd.Series) -> pd.Series:
+    """``raw`` as the pandas string dtype, missing values kept missing."""
+    if isinstance(raw.dtype, pd.CategoricalDtype):
+        raw = raw.astype(object)
+    return raw.astype("str")
+
+
+def _datetimes_ns(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 UTC ns, valid mask) from a datetime series; naive times are UTC."""
+    if values.dt.tz is not None:
+        values = values.dt.tz_convert(None)
+    array = values.to_numpy()
+    raw = array.view(np.int64).copy()
+    factor = _NS_PER_UNIT[np.datetime_data(array.dtype)[0]]
+    ok = (raw != _NAT) & (np.abs(raw) <= np.iinfo(np.int64).max // factor)
+    return np.where(ok, raw * factor, 0), ok
+
+
+def _epoch_ns(seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 UTC ns, valid mask) from float epoch seconds, kept to the microsecond."""
+    ok = np.isfinite(seconds) & (np.abs(seconds) < _MAX_EPOCH_SECONDS)
+    micros = np.round(np.where(ok, seconds, 0.0) * 1e6).astype(np.int64)
+    return micros * 1_000, ok
+
+
+def _series_ns(series: pd.Series) -> np.ndarray:
+    """int64 UTC nanoseconds of a datetime series."""
+    return series.astype("datetime64[ns, UTC]").dt.tz_convert(None).to_numpy().view(np.int64)
+
+
+def _ns_to_series(ns: np.ndarray) -> pd.Series:
+    """A datetime64[ns, UTC] series from int64 nanoseconds."""
+    return pd.Series(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).dt.tz_localize("UTC")
+
+
+def _empty_frame(with_rows: bool = False) -> pd.DataFrame:
+    """An empty canonical frame (plus ``_row`` for internal use)."""
+    columns = {
+        "server_name": pd.Series(dtype="str"),
+        "timestamp": _ns_to_series(np.empty(0, dtype=np.int64)),
+        **{m: pd.Series(dtype=np.float64) for m in METRICS},
+        "profile": pd.Series(dtype="str"),
+    }
+    if with_rows:
+        columns["_row"] = pd.Series(dtype=np.int64)
+    return pd.DataFrame(columns)
+
+
+def _empty_grid() -> pd.DataFrame:
+    """An empty grid frame with the right columns and dtypes."""
+    return _empty_frame().assign(filled=pd.Series(dtype=bool), segment=pd.Series(dtype=np.int64))
+
+
+# --------------------------------------------------------------------------- wording
+
+
+def _problem_order(problem: Problem) -> tuple[int, int]:
+    """Sort key: file-level problems first, then by row."""
+    return (0, 0) if problem.row is None else (1, problem.row)
+
+
+def _is_missing(value: object) -> bool:
+    """True for None, NaN, NaT, pd.NA and blank or NaN-like strings."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() in _NAN_WORDS
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
+def _show(value: object) -> str:
+    """A short one-line rendering of a bad input value."""
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return _number(float(value))
+    if isinstance(value, (datetime.date, np.datetime64)):
+        return str(value)
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > _MAX_SHOWN_CHARS:
+        text = text[: _MAX_SHOWN_CHARS - 1] + "…"
+    return repr(text) if isinstance(value, str) else text
+
+
+def _number(value: float) -> str:
+    """150.0 -> "150", 12.5 -> "12.5", inf -> "inf"."""
+    if np.isfinite(value) and value == int(value) and abs(value) < 1e16:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _time(ns: int) -> str:
+    """ISO 8601 UTC text for int64 nanoseconds, e.g. 2024-01-01T00:05:00Z."""
+    return pd.Timestamp(int(ns), tz="UTC").isoformat().replace("+00:00", "Z")
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a Python value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -1,0 +1,759 @@
+"""Tests for engine.contract: the input-data contract (loading, validation, 5-minute grid)."""
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.contract import (
+    CANONICAL_COLUMNS,
+    GRID_COLUMNS,
+    METRICS,
+    UNKNOWN_PROFILE,
+    DataError,
+    LoadResult,
+    Problem,
+    load_file,
+    load_path,
+    to_grid,
+    validate_frame,
+    validate_records,
+)
+
+HEADER = "server_name,timestamp,cpu_percent,memory_percent,disk_percent,load_average"
+CANONICAL = ["server_name", "timestamp", *METRICS, "profile"]
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def csv_file(tmp_path: Path, *rows: str, name: str = "a.csv", header: str = HEADER) -> Path:
+    return write(tmp_path, name, "\n".join([header, *rows]) + "\n")
+
+
+def only_problem(result: LoadResult) -> Problem:
+    assert len(result.problems) == 1, result.problems
+    return result.problems[0]
+
+
+def ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def canonical(rows: list[tuple]) -> pd.DataFrame:
+    """A canonical frame from (server, iso time, cpu, mem, disk, load) tuples."""
+    df = pd.DataFrame(rows, columns=["server_name", "timestamp", *METRICS])
+    result = validate_frame(df, "test")
+    assert result.problems == []
+    return result.frame
+
+
+# --------------------------------------------------------------------------- valid input
+
+
+def test_valid_csv_gives_sorted_canonical_frame(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "web-02,2024-01-01T00:00:00Z,10,20,30,0.5",
+        "web-01,2024-01-01T00:00:00Z,12,22,32,0.7",
+        "web-01,2024-01-01T00:05:00Z,11,21,31,0.6",
+    )
+    result = load_file(path)
+    assert result.problems == []
+    assert result.notes == []
+    frame = result.frame
+    assert list(frame.columns) == CANONICAL
+    assert str(frame["timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert all(frame[m].dtype == np.float64 for m in METRICS)
+    assert pd.api.types.is_string_dtype(frame["server_name"])
+    assert pd.api.types.is_string_dtype(frame["profile"])
+    assert list(frame["server_name"]) == ["web-01", "web-01", "web-02"]
+    assert list(frame["timestamp"]) == [ts("2024-01-01T00:00"), ts("2024-01-01T00:05"), ts("2024-01-01")]
+    assert list(frame["cpu_percent"]) == [12.0, 11.0, 10.0]
+    assert list(frame["profile"]) == [UNKNOWN_PROFILE] * 3
+    assert list(frame.index) == [0, 1, 2]
+
+
+def test_profile_kept_and_blank_profile_is_unknown(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "web-01,2024-01-01T00:00:00Z,1,2,3,0.1,web",
+        "db-01,2024-01-01T00:00:00Z,1,2,3,0.1,",
+        header=HEADER + ",profile",
+    )
+    result = load_file(path)
+    assert result.problems == []
+    profiles = dict(zip(result.frame["server_name"], result.frame["profile"]))
+    assert profiles == {"db-01": "unknown", "web-01": "web"}
+
+
+def test_timestamps_iso_offset_naive_and_epoch(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "a,2024-01-01T02:00:00+02:00,1,1,1,1",  # offset converted to UTC
+        "a,2024-01-01T00:05:00,1,1,1,1",  # naive = UTC
+        "a,2024-01-01 00:10:00Z,1,1,1,1",
+        "a,1704068400,1,1,1,1",  # epoch seconds as text among ISO strings
+        "a,1704068700.5,1,1,1,1",
+    )
+    result = load_file(path)
+    assert result.problems == []
+    assert list(result.frame["timestamp"]) == [
+        ts("2024-01-01T00:00"),
+        ts("2024-01-01T00:05"),
+        ts("2024-01-01T00:10"),
+        ts("2024-01-01T00:20"),
+        ts("2024-01-01T00:25:00.5"),
+    ]
+
+
+def test_epoch_seconds_integer_column(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "a,1704067200,1,1,1,1", "a,1704067500,1,1,1,1")
+    result = load_file(path)
+    assert result.problems == []
+    assert list(result.frame["timestamp"]) == [ts("2024-01-01T00:00"), ts("2024-01-01T00:05")]
+    assert str(result.frame["timestamp"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_server_id_alias(tmp_path: Path) -> None:
+    header = HEADER.replace("server_name", "server_id")
+    path = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,1,2,3,0.1", header=header)
+    result = load_file(path)
+    assert result.problems == []
+    assert result.notes == []
+    assert list(result.frame["server_name"]) == ["web-01"]
+
+
+def test_server_id_ignored_when_server_name_present(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "other,web-01,2024-01-01T00:00:00Z,1,2,3,0.1", header="server_id," + HEADER)
+    result = load_file(path)
+    assert result.problems == []
+    assert result.notes == [f"{path}: ignored column server_id (server_name is present)"]
+    assert list(result.frame["server_name"]) == ["web-01"]
+    assert list(result.frame.columns) == CANONICAL
+
+
+def test_extra_columns_noted_once_and_dropped(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "ok,web-01,2024-01-01T00:00:00Z,1,2,3,0.1,x",
+        "ok,web-01,2024-01-01T00:05:00Z,1,2,3,0.1,y",
+        header="status," + HEADER + ",foo",
+    )
+    result = load_file(path)
+    assert result.problems == []
+    assert result.notes == [f"{path}: ignored extra columns: status, foo"]
+    assert list(result.frame.columns) == CANONICAL
+
+
+def test_csv_gz_and_parquet(tmp_path: Path) -> None:
+    text = HEADER + "\nweb-01,2024-01-01T00:00:00Z,1,2,3,0.1\n"
+    gz = tmp_path / "a.csv.gz"
+    gz.write_bytes(gzip.compress(text.encode()))
+    pq = tmp_path / "b.pq"
+    pd.DataFrame(
+        {
+            "server_name": ["web-01"],
+            "timestamp": [pd.Timestamp("2024-01-01 00:00")],  # naive datetime column = UTC
+            **{m: [1.0] for m in METRICS},
+        }
+    ).to_parquet(pq)
+    for path in (gz, pq):
+        result = load_file(path)
+        assert result.problems == [], path
+        assert list(result.frame["timestamp"]) == [ts("2024-01-01T00:00")]
+
+
+def test_parquet_tz_aware_timestamps_converted_to_utc(tmp_path: Path) -> None:
+    path = tmp_path / "a.parquet"
+    pd.DataFrame(
+        {
+            "server_name": ["web-01"],
+            "timestamp": [pd.Timestamp("2024-01-01 02:00", tz="Europe/Berlin")],
+            **{m: [1] for m in METRICS},  # int metrics become float64
+        }
+    ).to_parquet(path)
+    result = load_file(path)
+    assert result.problems == []
+    assert list(result.frame["timestamp"]) == [ts("2024-01-01T01:00")]
+    assert result.frame["cpu_percent"].dtype == np.float64
+
+
+def test_directory_merges_csv_gz_and_parquet(tmp_path: Path) -> None:
+    write(tmp_path, "1.csv", HEADER + "\nweb-01,2024-01-01T00:00:00Z,1,2,3,0.1\n")
+    gz_text = HEADER + "\nweb-01,2024-01-01T00:10:00Z,2,2,3,0.1\n"
+    (tmp_path / "2.csv.gz").write_bytes(gzip.compress(gz_text.encode()))
+    pd.DataFrame(
+        {
+            "server_name": ["web-01", "db-01"],
+            # earlier than 2.csv.gz's row: ordering is only checked within a file
+            "timestamp": ["2024-01-01T00:05:00Z", "2024-01-01T00:00:00Z"],
+            **{m: [3.0, 4.0] for m in METRICS},
+        }
+    ).to_parquet(tmp_path / "3.parquet")
+    write(tmp_path, "README.md", "not data")
+    result = load_path(tmp_path)
+    assert result.problems == []
+    frame = result.frame
+    assert list(frame["server_name"]) == ["db-01", "web-01", "web-01", "web-01"]
+    assert list(frame["cpu_percent"]) == [4.0, 1.0, 3.0, 2.0]
+    assert list(frame.index) == [0, 1, 2, 3]
+
+
+def test_directory_notes_once_per_file_and_cross_file_duplicates(tmp_path: Path) -> None:
+    a = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,1,2,3,0.1,x", name="a.csv", header=HEADER + ",status")
+    b = csv_file(
+        tmp_path,
+        "web-01,2024-01-01T00:00:00Z,9,9,9,0.9,x",
+        "web-01,2024-01-01T00:05:00Z,1,2,3,0.1,x",
+        "web-01,2024-01-01T00:10:00Z,abc,2,3,0.1,x",
+        name="b.csv",
+        header=HEADER + ",status",
+    )
+    result = load_path(tmp_path)
+    assert result.notes == [f"{a}: ignored extra columns: status", f"{b}: ignored extra columns: status"]
+    assert [str(p) for p in result.problems] == [
+        f"{b}: row 1, column timestamp: duplicate timestamp 2024-01-01T00:00:00Z for server web-01"
+        f" (first at {a} row 1)",
+        f"{b}: row 3, column cpu_percent: 'abc' is not a number",
+    ]
+    assert list(result.frame["cpu_percent"]) == [1.0, 1.0]
+
+
+def test_load_path_on_a_file(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,1,2,3,0.1")
+    assert len(load_path(path).frame) == 1
+    assert len(load_path(str(path)).frame) == 1
+
+
+# --------------------------------------------------------------------------- bad rows
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "message"),
+    [
+        ("web-01,2024-01-01T00:10:00Z,abc,2,3,0.1", "cpu_percent", "'abc' is not a number"),
+        ("web-01,2024-01-01T00:10:00Z,1,,3,0.1", "memory_percent", "missing value"),
+        ("web-01,2024-01-01T00:10:00Z,1,NaN,3,0.1", "memory_percent", "missing value"),
+        ("web-01,2024-01-01T00:10:00Z,1,2,inf,0.1", "disk_percent", "inf is not finite"),
+        ("web-01,2024-01-01T00:10:00Z,1,2,3,-inf", "load_average", "-inf is not finite"),
+        ("web-01,2024-01-01T00:10:00Z,150,2,3,0.1", "cpu_percent", "150 is outside 0–100"),
+        ("web-01,2024-01-01T00:10:00Z,1,100.5,3,0.1", "memory_percent", "100.5 is outside 0–100"),
+        ("web-01,2024-01-01T00:10:00Z,1,2,-5,0.1", "disk_percent", "-5 is outside 0–100"),
+        ("web-01,2024-01-01T00:10:00Z,1,2,3,-1", "load_average", "-1 is negative"),
+        ("web-01,yesterday,1,2,3,0.1", "timestamp", "'yesterday' is not an ISO 8601 time or epoch seconds"),
+        ("web-01,,1,2,3,0.1", "timestamp", "missing value"),
+        # epoch milliseconds are not epoch seconds
+        ("web-01,1704067200000,1,2,3,0.1", "timestamp", "'1704067200000' is not an ISO 8601 time or epoch seconds"),
+        (
+            "web-01,2300-01-01T00:00:00Z,1,2,3,0.1",
+            "timestamp",
+            "'2300-01-01T00:00:00Z' is outside the supported years 1677–2262",
+        ),
+        (",2024-01-01T00:10:00Z,1,2,3,0.1", "server_name", "missing value"),
+        # several problems in one row: the first column's is reported
+        ("web-01,2024-01-01T00:10:00Z,abc,200,3,-1", "cpu_percent", "'abc' is not a number"),
+    ],
+)
+def test_bad_cell_is_reported_with_file_row_and_column(
+    tmp_path: Path, row: str, column: str, message: str
+) -> None:
+    path = csv_file(
+        tmp_path,
+        "web-01,2024-01-01T00:00:00Z,1,2,3,0.1",
+        "web-01,2024-01-01T00:05:00Z,1,2,3,0.1",
+        row,
+        "web-01,2024-01-01T00:15:00Z,1,2,3,0.1",
+    )
+    result = load_file(path)
+    problem = only_problem(result)
+    assert str(problem) == f"{path}: row 3, column {column}: {message}"
+    assert (problem.source, problem.row, problem.column) == (str(path), 3, column)
+    # the valid rows are kept
+    assert list(result.frame["timestamp"].dt.minute) == [0, 5, 15]
+
+
+def test_boundary_values_are_valid(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "a,2024-01-01T00:00:00Z,0,100,0,0", "a,2024-01-01T00:05:00Z,100,0,100,1000")
+    result = load_file(path)
+    assert result.problems == []
+    assert len(result.frame) == 2
+
+
+def test_duplicate_timestamp_drops_later_row(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "web-01,2024-01-01T00:00:00Z,1,2,3,0.1",
+        "web-02,2024-01-01T00:05:00Z,1,2,3,0.1",
+        "web-01,2024-01-01T00:05:00Z,1,2,3,0.1",
+        "web-02,2024-01-01T00:10:00Z,1,2,3,0.1",
+        "web-01,2024-01-01T00:05:00Z,99,2,3,0.1",
+    )
+    result = load_file(path)
+    assert str(only_problem(result)) == (
+        f"{path}: row 5, column timestamp:"
+        " duplicate timestamp 2024-01-01T00:05:00Z for server web-01 (first at row 3)"
+    )
+    assert len(result.frame) == 4
+    assert 99.0 not in set(result.frame["cpu_percent"])
+
+
+def test_timestamp_going_backwards_is_dropped(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "web-01,2024-01-01T00:00:00Z,1,2,3,0.1",
+        "web-01,2024-01-01T00:10:00Z,2,2,3,0.1",
+        "web-02,2024-01-01T00:00:00Z,3,2,3,0.1",  # other servers don't count
+        "web-01,2024-01-01T00:05:00Z,4,2,3,0.1",
+        "web-01,2024-01-01T00:15:00Z,5,2,3,0.1",
+    )
+    result = load_file(path)
+    assert str(only_problem(result)) == (
+        f"{path}: row 4, column timestamp: timestamp goes backwards: 2024-01-01T00:05:00Z is earlier than"
+        " 2024-01-01T00:10:00Z at row 2 for server web-01"
+    )
+    assert list(result.frame["cpu_percent"]) == [1.0, 2.0, 5.0, 3.0]
+
+
+def test_invalid_rows_do_not_count_for_ordering(tmp_path: Path) -> None:
+    # row 1 has a bad value, so row 2 with the same timestamp is not a duplicate
+    path = csv_file(tmp_path, "a,2024-01-01T00:10:00Z,abc,2,3,0.1", "a,2024-01-01T00:10:00Z,1,2,3,0.1")
+    result = load_file(path)
+    assert [(p.row, p.column) for p in result.problems] == [(1, "cpu_percent")]
+    assert len(result.frame) == 1
+
+
+def test_problems_are_in_row_order_and_valid_rows_kept(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "a,2024-01-01T00:00:00Z,1,2,3,-1",
+        "a,2024-01-01T00:05:00Z,1,2,3,0.1",
+        "a,soon,1,2,3,0.1",
+        "a,2024-01-01T00:10:00Z,1,2,300,0.1",
+        "a,2024-01-01T00:15:00Z,1,2,3,0.1",
+    )
+    result = load_file(path)
+    located = [(p.row, p.column) for p in result.problems]
+    assert located == [(1, "load_average"), (3, "timestamp"), (4, "disk_percent")]
+    assert list(result.frame["timestamp"].dt.minute) == [5, 15]
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def test_missing_required_column(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,2,3,0.1", header=HEADER.replace(",cpu_percent", ""))
+    result = load_file(path)
+    problem = only_problem(result)
+    assert str(problem) == (
+        f"{path}: column 'cpu_percent' is missing"
+        " (columns: server_name, timestamp, memory_percent, disk_percent, load_average)"
+    )
+    assert (problem.row, problem.column) == (None, "cpu_percent")
+    assert result.frame.empty
+    assert list(result.frame.columns) == CANONICAL
+
+
+def test_every_missing_column_is_reported(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z", header="server_name,timestamp")
+    result = load_file(path)
+    assert [p.column for p in result.problems] == list(METRICS)
+
+
+def test_repeated_column(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,1,2,3,0.1,5", header=HEADER + ",cpu_percent")
+    assert str(only_problem(load_file(path))) == f"{path}: column 'cpu_percent' appears more than once"
+
+
+def test_column_names_are_stripped(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "web-01, 2024-01-01T00:00:00Z ,1,2,3,0.1", header=HEADER.replace(",", " , "))
+    result = load_file(path)
+    assert result.problems == []
+    assert list(result.frame["timestamp"]) == [ts("2024-01-01")]
+
+
+def test_status_column_is_never_required(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,1,2,3,0.1")
+    assert load_file(path).problems == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "file is empty"),
+        (b"  \n\n", "file is empty"),
+        ((HEADER + "\n").encode(), "file has no rows"),
+    ],
+)
+def test_empty_files(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(content)
+    result = load_file(path)
+    assert str(only_problem(result)) == f"{path}: {message}"
+    assert result.frame.empty
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (bytes(range(256)) * 4, "binary data"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "binary data"),
+        ("caf\xe9,x\n1,2\n".encode("latin-1"), "not UTF-8 text"),
+        (json.dumps([{"server_name": "a", "cpu_percent": 1}]).encode(), "looks like JSON"),
+        (b'{"server_name": "a"}\n', "looks like JSON"),
+    ],
+)
+def test_not_a_table(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(content)
+    result = load_file(path)
+    assert str(only_problem(result)) == f"{path}: not a readable CSV table ({reason})"
+    assert result.frame.empty
+
+
+def test_wrong_number_of_fields(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path, "web-01,2024-01-01T00:00:00Z,1,2,3,0.1", "web-01,2024-01-01T00:05:00Z,1,2,3,0.1,7,8"
+    )
+    text = str(only_problem(load_file(path)))
+    assert text.startswith(f"{path}: not a readable CSV table (")
+    assert "Expected 6 columns, got 8" in text
+    assert "\n" not in text
+
+
+def test_corrupt_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv.gz"
+    path.write_bytes(b"this is not gzip data")
+    assert str(only_problem(load_file(path))).startswith(f"{path}: not a readable CSV table (")
+
+
+@pytest.mark.parametrize("name", ["a.parquet", "a.pq"])
+def test_corrupt_parquet(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"PAR1 definitely not parquet " * 10)
+    result = load_file(path)
+    text = str(only_problem(result))
+    assert text.startswith(f"{path}: not a readable Parquet file (")
+    assert "\n" not in text
+    assert result.frame.empty
+
+
+def test_empty_parquet_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.parquet"
+    empty.write_bytes(b"")
+    no_rows = tmp_path / "no_rows.parquet"
+    pd.DataFrame({c: pd.Series(dtype=str) for c in ["server_name", "timestamp", *METRICS]}).to_parquet(no_rows)
+    assert str(only_problem(load_file(empty))) == f"{empty}: file is empty"
+    assert str(only_problem(load_file(no_rows))) == f"{no_rows}: file has no rows"
+
+
+def test_parquet_bad_cells_named(tmp_path: Path) -> None:
+    path = tmp_path / "a.parquet"
+    pd.DataFrame(
+        {
+            "server_name": ["a", "a", "a"],
+            "timestamp": ["2024-01-01T00:00:00Z", "2024-01-01T00:05:00Z", "2024-01-01T00:10:00Z"],
+            "cpu_percent": ["1", "x", "3"],
+            "memory_percent": [1.0, 2.0, np.nan],
+            "disk_percent": [1.0, 2.0, 3.0],
+            "load_average": [1.0, 2.0, 3.0],
+        }
+    ).to_parquet(path)
+    result = load_file(path)
+    assert [str(p) for p in result.problems] == [
+        f"{path}: row 2, column cpu_percent: 'x' is not a number",
+        f"{path}: row 3, column memory_percent: missing value",
+    ]
+    assert list(result.frame["cpu_percent"]) == [1.0]
+
+
+@pytest.mark.parametrize("name", ["a.json", "a.txt", "a.xlsx", "csv"])
+def test_unsupported_extension(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, name, HEADER + "\n")
+    assert str(only_problem(load_file(path))) == (
+        f"{path}: unsupported file type (expected .csv, .csv.gz, .parquet or .pq)"
+    )
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    path = tmp_path / "nope.csv"
+    for result in (load_path(path), load_file(path)):
+        assert str(only_problem(result)) == f"{path}: path does not exist"
+        assert result.frame.empty
+        assert list(result.frame.columns) == CANONICAL
+
+
+def test_directory_without_data_files(tmp_path: Path) -> None:
+    write(tmp_path, "notes.txt", "hello")
+    (tmp_path / "sub").mkdir()
+    result = load_path(tmp_path)
+    assert str(only_problem(result)) == f"{tmp_path}: directory has no .csv, .csv.gz, .parquet or .pq files"
+
+
+def test_directory_keeps_good_files_next_to_bad_ones(tmp_path: Path) -> None:
+    csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,1,2,3,0.1", name="a.csv")
+    bad = tmp_path / "b.parquet"
+    bad.write_bytes(b"junk")
+    result = load_path(tmp_path)
+    assert [p.source for p in result.problems] == [str(bad)]
+    assert len(result.frame) == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00" * 10,
+        b"a\n1\n",
+        b'"unterminated\n',
+        b"\xef\xbb\xbf" + HEADER.encode(),
+        b"\r\n\r\n,,,\n",
+        b"[1,2",
+    ],
+)
+@pytest.mark.parametrize("name", ["x.csv", "x.csv.gz", "x.parquet"])
+def test_load_never_raises(tmp_path: Path, content: bytes, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = load_path(path)
+    assert result.problems
+    assert result.frame.empty
+    assert all("\n" not in str(p) for p in result.problems)
+
+
+# --------------------------------------------------------------------------- raise_for_problems
+
+
+def test_raise_for_problems_is_one_line_with_count(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "a,2024-01-01T00:00:00Z,abc,2,3,0.1",
+        "a,2024-01-01T00:05:00Z,1,2,3,-2",
+        "a,2024-01-01T00:10:00Z,1,2,3,-3",
+    )
+    result = load_file(path)
+    with pytest.raises(DataError) as info:
+        result.raise_for_problems()
+    message = str(info.value)
+    assert message == f"{path}: row 1, column cpu_percent: 'abc' is not a number (and 2 more problems)"
+    assert "\n" not in message
+
+
+def test_raise_for_problems_single_and_none(tmp_path: Path) -> None:
+    good = csv_file(tmp_path, "a,2024-01-01T00:00:00Z,1,2,3,0.1", name="good.csv")
+    load_file(good).raise_for_problems()
+    bad = csv_file(
+        tmp_path, "a,2024-01-01T00:00:00Z,1,2,3,0.1", "a,2024-01-01T00:05:00Z,1,2,3,-1", name="bad.csv"
+    )
+    with pytest.raises(DataError, match=r"^.*bad\.csv: row 2, column load_average: -1 is negative$"):
+        load_file(bad).raise_for_problems()
+
+
+def test_problem_str_forms() -> None:
+    assert str(Problem("d/a.csv", 17, "cpu_percent", "'abc' is not a number")) == (
+        "d/a.csv: row 17, column cpu_percent: 'abc' is not a number"
+    )
+    assert str(Problem("d/a.csv", None, None, "file is empty")) == "d/a.csv: file is empty"
+    assert str(Problem("POST /metrics", 2, None, "record is not an object (got array)")) == (
+        "POST /metrics: row 2: record is not an object (got array)"
+    )
+
+
+# --------------------------------------------------------------------------- validate_records / validate_frame
+
+
+def test_validate_records() -> None:
+    records = [
+        {"server_name": "web-01", "timestamp": "2024-01-01T00:00:00Z", "cpu_percent": 1, "memory_percent": 2,
+         "disk_percent": 3, "load_average": 0.5, "profile": "web"},
+        ["not", "a", "dict"],
+        {"server_id": "web-01", "timestamp": 1704067500, "cpu_percent": 1, "memory_percent": 2,
+         "disk_percent": 3, "load_average": 0.5},
+        {"server_id": "web-02", "timestamp": "2024-01-01T00:00:00Z", "cpu_percent": "high",
+         "memory_percent": 2, "disk_percent": 3, "load_average": 0.5},
+        {"server_id": "web-03", "timestamp": "2024-01-01T00:00:00Z", "cpu_percent": 1,
+         "memory_percent": 2, "load_average": 0.5},
+        {"server_id": "web-04", "timestamp": "2024-01-01T00:00:00Z", "cpu_percent": True,
+         "memory_percent": 2, "disk_percent": 3, "load_average": 0.5},
+    ]
+    result = validate_records(records, "POST /metrics")
+    assert [str(p) for p in result.problems] == [
+        "POST /metrics: row 2: record is not an object (got array)",
+        "POST /metrics: row 4, column cpu_percent: 'high' is not a number",
+        "POST /metrics: row 5, column disk_percent: missing value",
+        "POST /metrics: row 6, column cpu_percent: True is not a number",
+    ]
+    frame = result.frame
+    assert list(frame["timestamp"]) == [ts("2024-01-01T00:00"), ts("2024-01-01T00:05")]
+    assert list(frame["profile"]) == ["web", UNKNOWN_PROFILE]
+
+
+def test_validate_records_empty_and_wrong_type() -> None:
+    assert [str(p) for p in validate_records([], "POST /metrics").problems] == ["POST /metrics: no records"]
+    result = validate_records({"server_name": "a"}, "POST /metrics")  # type: ignore[arg-type]
+    assert [str(p) for p in result.problems] == ["POST /metrics: expected a list of records, got object"]
+
+
+def test_validate_frame_uses_positions_not_index() -> None:
+    df = pd.DataFrame(
+        {
+            "server_name": ["a", "a"],
+            "timestamp": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:05"]),
+            **{m: [1.0, 200.0] for m in METRICS},
+        },
+        index=[10, 20],
+    )
+    result = validate_frame(df, "sim")
+    assert [str(p) for p in result.problems] == ["sim: row 2, column cpu_percent: 200 is outside 0–100"]
+    assert list(result.frame["timestamp"]) == [ts("2024-01-01T00:00")]
+    assert list(result.frame.index) == [0]
+    assert validate_frame(df.iloc[:0], "sim").problems == []
+
+
+# --------------------------------------------------------------------------- to_grid
+
+
+def test_to_grid_averages_one_minute_samples() -> None:
+    rows = [("a", f"2024-01-01T00:0{i}:00Z", float(10 * i), 50.0, 20.0, float(i)) for i in range(10)]
+    grid = to_grid(canonical(rows))
+    assert list(grid.columns) == [*CANONICAL, "filled", "segment"]
+    assert list(grid["timestamp"]) == [ts("2024-01-01T00:00"), ts("2024-01-01T00:05")]
+    # minutes 0..4 -> cpu 0,10,20,30,40 -> mean 20; minutes 5..9 -> mean 70
+    assert list(grid["cpu_percent"]) == [20.0, 70.0]
+    assert list(grid["load_average"]) == [2.0, 7.0]
+    assert list(grid["filled"]) == [False, False]
+    assert list(grid["segment"]) == [0, 0]
+    assert grid["segment"].dtype == np.int64
+    assert grid["filled"].dtype == bool
+    assert str(grid["timestamp"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_to_grid_floors_to_epoch_multiples_of_five_minutes() -> None:
+    rows = [("a", "2024-01-01T00:07:30Z", 1, 1, 1, 1), ("a", "2024-01-01T00:09:59Z", 3, 1, 1, 1)]
+    grid = to_grid(canonical(rows))
+    assert list(grid["timestamp"]) == [ts("2024-01-01T00:05")]
+    assert list(grid["cpu_percent"]) == [2.0]
+
+
+def test_to_grid_fills_ten_minute_data() -> None:
+    rows = [
+        ("a", "2024-01-01T00:00:00Z", 10.0, 50.0, 20.0, 1.0),
+        ("a", "2024-01-01T00:10:00Z", 20.0, 60.0, 20.0, 3.0),
+        ("a", "2024-01-01T00:20:00Z", 40.0, 60.0, 20.0, 3.0),
+    ]
+    grid = to_grid(canonical(rows))
+    assert list(grid["timestamp"].dt.minute) == [0, 5, 10, 15, 20]
+    assert list(grid["filled"]) == [False, True, False, True, False]
+    assert list(grid["cpu_percent"]) == [10.0, 15.0, 20.0, 30.0, 40.0]
+    assert list(grid["memory_percent"]) == [50.0, 55.0, 60.0, 60.0, 60.0]
+    assert list(grid["load_average"]) == [1.0, 2.0, 3.0, 3.0, 3.0]
+    assert list(grid["segment"]) == [0] * 5
+
+
+def test_to_grid_two_hour_gap_breaks_into_segments() -> None:
+    rows = [
+        ("a", "2024-01-01T00:00:00Z", 1, 1, 1, 1),
+        ("a", "2024-01-01T00:05:00Z", 1, 1, 1, 1),
+        ("a", "2024-01-01T02:05:00Z", 1, 1, 1, 1),
+        ("a", "2024-01-01T02:10:00Z", 1, 1, 1, 1),
+    ]
+    grid = to_grid(canonical(rows))
+    assert list(grid["timestamp"]) == [
+        ts("2024-01-01T00:00"), ts("2024-01-01T00:05"), ts("2024-01-01T02:05"), ts("2024-01-01T02:10")
+    ]
+    assert list(grid["segment"]) == [0, 0, 1, 1]
+    assert not grid["filled"].any()
+
+
+def test_to_grid_exactly_max_fill_steps_is_filled_one_more_breaks() -> None:
+    # 00:00 -> 00:35 misses 6 steps (05..30); 00:35 -> 01:15 misses 7 steps (40..70)
+    rows = [
+        ("a", "2024-01-01T00:00:00Z", 0, 1, 1, 1),
+        ("a", "2024-01-01T00:35:00Z", 70, 1, 1, 1),
+        ("a", "2024-01-01T01:15:00Z", 0, 1, 1, 1),
+    ]
+    grid = to_grid(canonical(rows), max_fill_steps=6)
+    assert list(grid["filled"]) == [False] + [True] * 6 + [False, False]
+    assert list(grid["cpu_percent"]) == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 0.0]
+    assert list(grid["segment"]) == [0] * 8 + [1]
+    assert grid["timestamp"].iloc[-2] == ts("2024-01-01T00:35")
+    assert grid["timestamp"].iloc[-1] == ts("2024-01-01T01:15")
+    # with a larger limit the 7-step gap is filled too
+    assert len(to_grid(canonical(rows), max_fill_steps=7)) == 16
+    # with no filling both gaps break
+    assert list(to_grid(canonical(rows), max_fill_steps=0)["segment"]) == [0, 1, 2]
+
+
+def test_to_grid_servers_are_independent_and_profile_is_last() -> None:
+    frame = canonical(
+        [
+            ("b", "2024-01-01T00:00:00Z", 1, 1, 1, 1),
+            ("a", "2024-01-01T00:00:00Z", 1, 1, 1, 1),
+            ("a", "2024-01-01T00:01:00Z", 3, 1, 1, 1),
+            ("b", "2024-01-01T03:00:00Z", 1, 1, 1, 1),
+            ("a", "2024-01-01T00:10:00Z", 5, 1, 1, 1),
+        ]
+    )
+    frame["profile"] = ["early", "late", "x", "y", "z"]  # a, a, a, b, b after sorting
+    grid = to_grid(frame)
+    assert list(grid["server_name"]) == ["a", "a", "a", "b", "b"]
+    assert list(grid["cpu_percent"]) == [2.0, 3.5, 5.0, 1.0, 1.0]
+    assert list(grid["profile"]) == ["late", "late", "x", "y", "z"]
+    assert list(grid["segment"]) == [0, 0, 0, 0, 1]
+    assert list(grid["filled"]) == [False, True, False, False, False]
+
+
+def test_column_constants() -> None:
+    assert list(CANONICAL_COLUMNS) == CANONICAL
+    assert list(GRID_COLUMNS) == [*CANONICAL, "filled", "segment"]
+
+
+def test_to_grid_empty() -> None:
+    grid = to_grid(validate_frame(pd.DataFrame(columns=["server_name", "timestamp", *METRICS]), "x").frame)
+    assert grid.empty
+    assert list(grid.columns) == [*CANONICAL, "filled", "segment"]
+
+
+def test_to_grid_rejects_negative_fill() -> None:
+    with pytest.raises(ValueError, match="max_fill_steps"):
+        to_grid(canonical([("a", "2024-01-01T00:00:00Z", 1, 1, 1, 1)]), max_fill_steps=-1)
+
+
+def test_to_grid_is_fast() -> None:
+    servers, steps = 100, 4000
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2024-01-01", periods=steps, freq="5min", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "server_name": pd.Series(np.repeat([f"s{i:03d}" for i in range(servers)], steps), dtype="str"),
+            "timestamp": np.tile(times, servers),
+            **{m: rng.uniform(0, 100, servers * steps) for m in METRICS},
+            "profile": pd.Series(["web"] * (servers * steps), dtype="str"),
+        }
+    )
+    keep = rng.random(len(frame)) > 0.1  # drop 10 % of samples to create gaps
+    frame = frame[keep].reset_index(drop=True)
+    start = time.perf_counter()
+    grid = to_grid(frame)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 2.0
+    assert grid.groupby("server_name").size().max() <= steps
+    assert grid["filled"].sum() > 0
+
+
+def test_directory_skips_sidecar_tables_and_notes_them(tmp_path: Path) -> None:
+    csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,1,2,3,0.5", name="fleet.csv")
+    write(tmp_path, "incidents.csv", "server_name,kind,metric,start,crossing,end,threshold\n")
+    write(tmp_path, "servers.csv", "server_name,profile,cores,split\nweb-01,web,4,train\n")
+    write(tmp_path, "smd_incidents.csv", "server_name,start,end\n")
+    result = load_path(tmp_path)
+    assert result.problems == []
+    assert len(result.frame) == 1
+    assert result.notes == [f"{tmp_path}: skipped sidecar files (not metrics): incidents.csv, servers.csv, smd_incidents.csv"]

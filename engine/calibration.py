@@ -1,0 +1,90 @@
+"""Conformal calibration of the p10-p90 band.
+
+The TFT's raw band does not cover 80 % of what happens.  On a calibration split we
+measure, per metric and per horizon bucket (one hour of steps), how far the truth
+falls outside the band in units of the window's scale ``s`` (the encoder's standard
+deviation, floored as the model's normaliser floors it):
+
+    lower = q_0.9( (p10 - y) / s )      upper = q_0.9( (y - p90) / s )
+
+and at inference move the band to ``[p10 - lower*s, p90 + upper*s]`` (split conformal
+quantile regression, scaled; either term may be negative and narrow the band).  p50
+is left as the model gave it.  The numbers live in config.json under ``calibration``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.tft_model import clip_to_range
+
+BUCKET_STEPS = 12
+TARGET_COVERAGE = 0.8
+
+
+def window_scale(history: list[np.ndarray] | np.ndarray, min_scale: float, max_length: int) -> np.ndarray:
+    """Per window: standard deviation of its last ``max_length`` history values, floored."""
+    out = np.empty(len(history))
+    for i, h in enumerate(history):
+        h = np.asarray(h)[-max_length:]
+        out[i] = h.std() if len(h) > 1 else 0.0
+    return np.maximum(out, min_scale)
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    cum /= cum[-1]
+    return float(v[min(np.searchsorted(cum, q), len(v) - 1)])
+
+
+def fit_calibration(quantiles: dict[str, np.ndarray], actual: dict[str, np.ndarray],
+                    scale: dict[str, np.ndarray], weights: np.ndarray | None = None,
+                    mask: dict[str, np.ndarray] | None = None,
+                    q_levels=(0.1, 0.5, 0.9), coverage: float = TARGET_COVERAGE) -> dict:
+    """Fit the per-metric, per-bucket adjustments.
+
+    quantiles[m]: (n, H, 3) raw forecasts; actual[m]: (n, H); scale[m]: (n,);
+    weights: (n,) sample weights (e.g. to give each data source an equal say);
+    mask[m]: (n,) bool, windows that count for metric m.
+    """
+    lo_j, hi_j = q_levels.index(0.1), q_levels.index(0.9)
+    tail = 1.0 - (1.0 - coverage) / 2.0
+    out = {"method": "split conformal quantile regression, scaled by the window's std",
+           "bucket_steps": BUCKET_STEPS, "target_coverage": coverage, "lower": {}, "upper": {}}
+    for m, q in quantiles.items():
+        n, horizon, _ = q.shape
+        keep = np.ones(n, bool) if mask is None else mask[m]
+        w = np.ones(n) if weights is None else np.asarray(weights, float)
+        s = scale[m][keep][:, None]
+        e_lo = (q[keep, :, lo_j] - actual[m][keep]) / s
+        e_hi = (actual[m][keep] - q[keep, :, hi_j]) / s
+        ww = np.repeat(w[keep][:, None], horizon, axis=1)
+        lower, upper = [], []
+        for b0 in range(0, horizon, BUCKET_STEPS):
+            sl = slice(b0, b0 + BUCKET_STEPS)
+            lower.append(_weighted_quantile(e_lo[:, sl].ravel(), ww[:, sl].ravel(), tail))
+            upper.append(_weighted_quantile(e_hi[:, sl].ravel(), ww[:, sl].ravel(), tail))
+        out["lower"][m] = [round(v, 5) for v in lower]
+        out["upper"][m] = [round(v, 5) for v in upper]
+    return out
+
+
+def apply_calibration(calibration: dict | None, metric: str, q: np.ndarray, scale: np.ndarray,
+                      q_levels=(0.1, 0.5, 0.9)) -> np.ndarray:
+    """Calibrated copy of q (n, H, 3) for one metric, clipped to its range and ordered."""
+    out = np.array(q, dtype=np.float64, copy=True)
+    lo_j, mid_j, hi_j = q_levels.index(0.1), q_levels.index(0.5), q_levels.index(0.9)
+    if calibration and metric in calibration.get("lower", {}):
+        step = int(calibration["bucket_steps"])
+        horizon = out.shape[1]
+        bucket = np.minimum(np.arange(horizon) // step, len(calibration["lower"][metric]) - 1)
+        lower = np.asarray(calibration["lower"][metric])[bucket]
+        upper = np.asarray(calibration["upper"][metric])[bucket]
+        s = np.asarray(scale, dtype=np.float64)[:, None]
+        out[:, :, lo_j] -= lower[None, :] * s
+        out[:, :, hi_j] += upper[None, :] * s
+    out = clip_to_range(metric, out)
+    out[:, :, lo_j] = np.minimum(out[:, :, lo_j], out[:, :, mid_j])
+    out[:, :, hi_j] = np.maximum(out[:, :, hi_j], out[:, :, mid_j])
+    return out

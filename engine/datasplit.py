@@ -1,0 +1,153 @@
+"""Which data is for training and which is held out, and forecast windows over it.
+
+A data directory may hold ``split.json``::
+
+    {"heldout_from": "2026-01-16T00:00:00Z",   # or null: each server's last heldout_days
+     "heldout_days": 3,
+     "heldout_servers": ["web-07", ...]}       # never used for training
+
+Without one, each server's last ``DEFAULT_HELDOUT_DAYS`` days are held out and a
+deterministic fifth of the servers (by CRC32 of the name) is held out entirely.
+Training uses only data before the held-out period of servers that are not held out;
+evaluation scores the held-out period of every server, split into servers the model
+saw in training and servers it never saw.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.contract import METRICS, STEP_SECONDS
+
+SPLIT_FILE = "split.json"
+DEFAULT_HELDOUT_DAYS = 7.0
+DEFAULT_HELDOUT_EVERY = 5  # one server in five (by CRC32) is held out entirely
+
+
+@dataclass
+class SplitSpec:
+    heldout_from: pd.Timestamp | None = None   # None: per server, its last heldout_days
+    heldout_days: float = DEFAULT_HELDOUT_DAYS
+    heldout_servers: set[str] | None = None    # None: deterministic one in DEFAULT_HELDOUT_EVERY
+    origin: str = "default"                    # where the spec came from
+
+    def to_json(self) -> dict:
+        return {
+            "heldout_from": None if self.heldout_from is None else self.heldout_from.isoformat(),
+            "heldout_days": self.heldout_days,
+            "heldout_servers": None if self.heldout_servers is None else sorted(self.heldout_servers),
+            "origin": self.origin,
+        }
+
+    def is_heldout_server(self, name: str) -> bool:
+        if self.heldout_servers is not None:
+            return name in self.heldout_servers
+        return zlib.crc32(name.encode()) % DEFAULT_HELDOUT_EVERY == 0
+
+    def heldout_start(self, frame: pd.DataFrame) -> pd.Series:
+        """Per server: the first held-out timestamp."""
+        if self.heldout_from is not None:
+            names = frame["server_name"].unique()
+            return pd.Series(self.heldout_from, index=pd.Index(names, name="server_name"))
+        last = frame.groupby("server_name")["timestamp"].max()
+        return (last - pd.Timedelta(days=self.heldout_days)).dt.floor(f"{STEP_SECONDS}s")
+
+
+def read_split(path: Path | str) -> SplitSpec:
+    """The split for a data path: its split.json when present, else the defaults."""
+    path = Path(path)
+    split_file = (path if path.is_dir() else path.parent) / SPLIT_FILE
+    if not split_file.is_file():
+        return SplitSpec()
+    data = json.loads(split_file.read_text())
+    start = data.get("heldout_from")
+    servers = data.get("heldout_servers")
+    return SplitSpec(
+        heldout_from=None if start is None else pd.Timestamp(start).tz_convert("UTC"),
+        heldout_days=float(data.get("heldout_days", DEFAULT_HELDOUT_DAYS)),
+        heldout_servers=None if servers is None else set(servers),
+        origin=str(split_file),
+    )
+
+
+def training_part(grid: pd.DataFrame, spec: SplitSpec) -> pd.DataFrame:
+    """Rows a model may train on: servers not held out, before the held-out period."""
+    start = grid["server_name"].map(spec.heldout_start(grid))
+    keep = (grid["timestamp"] < start) & ~grid["server_name"].map(spec.is_heldout_server)
+    return grid[keep.to_numpy()].reset_index(drop=True)
+
+
+def informative_columns(grid: pd.DataFrame) -> pd.DataFrame:
+    """Per server and metric: does the column carry information (not constant)?
+
+    Traces without a real disk column hold it constant; such a target must be neither
+    learned nor scored.
+    """
+    spread = grid.groupby("server_name")[list(METRICS)].agg(lambda s: float(s.max() - s.min()))
+    return spread > 0.0
+
+
+@dataclass
+class Windows:
+    """Forecast windows: for each (series, origin) the history before and the truth after."""
+
+    series: np.ndarray            # series key (server#segment) per window
+    server: np.ndarray            # server name per window
+    origin_idx: np.ndarray        # time_idx of the first forecast step
+    history: dict[str, list[np.ndarray]] = field(default_factory=dict)  # metric -> per-window history (oldest first)
+    actual: dict[str, np.ndarray] = field(default_factory=dict)         # metric -> (n, horizon)
+    history_start_idx: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.origin_idx)
+
+
+def origins_for(prepared: pd.DataFrame, start: pd.Series, *, horizon: int, min_history: int,
+                every: int) -> pd.DataFrame:
+    """Forecast origins on each series: held out, full horizon ahead, enough history.
+
+    Origins sit on multiples of ``every`` steps of absolute time, so runs are comparable.
+    """
+    rows = []
+    start_idx = (start.dt.as_unit("s").astype("int64") // STEP_SECONDS)
+    for key, part in prepared.groupby("series", sort=True):
+        t = part["time_idx"].to_numpy()
+        server = part["server_name"].iloc[0]
+        first = max(int(t[0]) + min_history, int(start_idx[server]))
+        last = int(t[-1]) - horizon + 1
+        first = -(-first // every) * every
+        for o in range(first, last + 1, every):
+            rows.append((key, server, o))
+    return pd.DataFrame(rows, columns=["series", "server_name", "origin_idx"])
+
+
+def extract_windows(prepared: pd.DataFrame, origins: pd.DataFrame, *, horizon: int,
+                    history: int) -> Windows:
+    """History (up to ``history`` steps) and actuals (``horizon`` steps) per origin."""
+    by_series = {k: g for k, g in prepared.groupby("series", sort=False)}
+    hist: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
+    act: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
+    hstart = []
+    for key, o in zip(origins["series"], origins["origin_idx"]):
+        g = by_series[key]
+        t0 = int(g["time_idx"].iloc[0])
+        pos = o - t0
+        lo = max(0, pos - history)
+        hstart.append(t0 + lo)
+        for m in METRICS:
+            values = g[m].to_numpy()
+            hist[m].append(values[lo:pos].astype(np.float64))
+            act[m].append(values[pos:pos + horizon].astype(np.float64))
+    return Windows(
+        series=origins["series"].to_numpy(),
+        server=origins["server_name"].to_numpy(),
+        origin_idx=origins["origin_idx"].to_numpy(),
+        history=hist,
+        actual={m: np.stack(v) if v else np.zeros((0, horizon)) for m, v in act.items()},
+        history_start_idx=np.asarray(hstart),
+    )

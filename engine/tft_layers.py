@@ -1,0 +1,44 @@
+"""Small extensions of pytorch-forecasting pieces that the TFT config refers to by name."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pytorch_forecasting.data import EncoderNormalizer
+from pytorch_forecasting.metrics import QuantileLoss
+
+
+class FlooredEncoderNormalizer(EncoderNormalizer):
+    """Per-window (encoder) standard scaling whose scale never falls below ``min_scale``.
+
+    A flat encoder window would otherwise give a scale of ~1e-3 and a band of zero
+    width; the floor is in the metric's own unit (e.g. 1 percentage point of CPU).
+    """
+
+    def __init__(self, min_scale: float = 1.0, method: str = "standard", **kwargs):
+        super().__init__(method=method, **kwargs)
+        self.min_scale = float(min_scale)
+
+    def _set_parameters(self, y_center, y_scale):
+        super()._set_parameters(y_center=y_center, y_scale=y_scale)
+        if isinstance(self.scale_, torch.Tensor):
+            self.scale_ = self.scale_.clamp(min=self.min_scale)
+        else:
+            self.scale_ = np.maximum(self.scale_, np.asarray(self.min_scale, dtype=np.asarray(self.scale_).dtype))
+
+
+class TargetQuantileLoss(QuantileLoss):
+    """QuantileLoss that applies the dataset's sample weight only when ``use_weight``.
+
+    pytorch-forecasting has one weight per sample for all targets; we use it as the
+    disk-target mask (traces without a disk column get weight 0), so only the disk
+    loss reads it and the other targets ignore it.
+    """
+
+    def __init__(self, quantiles=None, use_weight: bool = False, **kwargs):
+        super().__init__(quantiles=quantiles, **kwargs)
+        self.use_weight = use_weight
+
+    def update(self, y_pred, target):
+        if not self.use_weight and isinstance(target, (list, tuple)):
+            target = target[0]
+        super().update(y_pred, target)

@@ -1,0 +1,440 @@
+"""The TFT and its model directory: the one place that defines both.
+
+A model directory ``tft_model_<UTC stamp>/`` holds
+
+- ``model.safetensors`` -- the weights (tensors only: loading them cannot run code);
+- ``config.json``        -- everything needed to rebuild the architecture and the data
+  preparation without the training data and without pickle;
+- ``training_metadata.json`` -- what the model was trained on, how, and how it scored.
+
+The TFT's inputs are only what real collectors provide: the four metrics (normalised
+per encoder window, plus a fixed-scale "level" copy so the model still knows whether
+a disk is at 20 % or at 90 %), time features computed from the timestamp (known for
+future steps too) and the optional profile.  No server id is an input, and nothing is
+fitted per server, so the model forecasts servers it has never seen.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from engine.contract import METRICS, PERCENT_METRICS, STEP_SECONDS, UNKNOWN_PROFILE
+
+FORMAT_NAME = "tft-top-model"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+METADATA_FILE = "training_metadata.json"
+MODEL_DIR_PREFIX = "tft_model_"
+
+TIME_FEATURES = ("hour_sin", "hour_cos", "dow_sin", "dow_cos")
+QUANTILES = (0.1, 0.5, 0.9)
+# Per-window scale floor (in each metric's own unit): a flat encoder window must
+# still give a band of non-zero width.
+DEFAULT_MIN_SCALE = {"cpu_percent": 1.0, "memory_percent": 0.5, "disk_percent": 0.25, "load_average": 0.05}
+# Valid range of each target; forecasts are clipped to it.
+TARGET_RANGE = {m: (0.0, 100.0) for m in PERCENT_METRICS} | {"load_average": (0.0, math.inf)}
+GROUP_COLUMN = "series"          # server + segment: one continuous window series
+TIME_IDX = "time_idx"            # 5-minute steps since the Unix epoch
+WEIGHT_COLUMN = "disk_weight"    # 0 where a row's disk column carries no information
+
+
+class ModelLoadError(Exception):
+    """A model directory that cannot be used; the message is one line saying why."""
+
+
+def level_feature(metric: str) -> str:
+    return f"{metric}_level"
+
+
+def level_values(metric: str, values: np.ndarray) -> np.ndarray:
+    """Fixed-scale copy of a metric (no fitted state): percent/100, load as log1p/4."""
+    values = np.asarray(values, dtype=np.float64)
+    if metric == "load_average":
+        return np.log1p(np.maximum(values, 0.0)) / 4.0
+    return values / 100.0
+
+
+def time_features(epoch_seconds: np.ndarray) -> dict[str, np.ndarray]:
+    """Hour-of-day and day-of-week as sin/cos pairs, from UTC epoch seconds."""
+    t = np.asarray(epoch_seconds, dtype=np.float64)
+    day = (t % 86400.0) / 86400.0
+    # 1970-01-01 was a Thursday: shift so that Monday 00:00 is 0.
+    week = ((t / 86400.0 + 3.0) % 7.0) / 7.0
+    two_pi = 2.0 * np.pi
+    return {
+        "hour_sin": np.sin(two_pi * day),
+        "hour_cos": np.cos(two_pi * day),
+        "dow_sin": np.sin(two_pi * week),
+        "dow_cos": np.cos(two_pi * week),
+    }
+
+
+def normalise_profile(values: pd.Series) -> pd.Series:
+    out = values.astype("string").str.strip().str.lower().fillna(UNKNOWN_PROFILE)
+    return out.mask(out == "", UNKNOWN_PROFILE).astype(str)
+
+
+@dataclass
+class ModelConfig:
+    """Everything in config.json.  ``to_json``/``from_json`` are exact inverses."""
+
+    targets: tuple[str, ...] = METRICS
+    quantiles: tuple[float, ...] = QUANTILES
+    max_encoder_length: int = 288
+    min_encoder_length: int = 36
+    max_prediction_length: int = 96
+    step_seconds: int = STEP_SECONDS
+    profile_vocab: tuple[str, ...] = (UNKNOWN_PROFILE,)
+    normalizer_method: str = "standard"
+    min_scale: dict[str, float] | None = None
+    hidden_size: int = 32
+    attention_head_size: int = 2
+    dropout: float = 0.1
+    hidden_continuous_size: int = 16
+    lstm_layers: int = 1
+    learning_rate: float = 3e-3
+    loss_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 5.0)
+    # Conformal band adjustment, per target, per horizon bucket, in units of the
+    # window scale (see engine.calibration).  None: not calibrated.
+    calibration: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_scale is None:
+            self.min_scale = dict(DEFAULT_MIN_SCALE)
+
+    # -- features ---------------------------------------------------------------
+    @property
+    def unknown_reals(self) -> list[str]:
+        return list(self.targets) + [level_feature(m) for m in self.targets]
+
+    @property
+    def known_reals(self) -> list[str]:
+        return list(TIME_FEATURES)
+
+    # -- (de)serialisation -------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "targets": list(self.targets),
+            "quantiles": list(self.quantiles),
+            "lengths": {
+                "max_encoder_length": self.max_encoder_length,
+                "min_encoder_length": self.min_encoder_length,
+                "max_prediction_length": self.max_prediction_length,
+                "step_seconds": self.step_seconds,
+            },
+            "features": {
+                "static_categoricals": ["profile"],
+                "time_varying_known_reals": self.known_reals,
+                "time_varying_unknown_reals": self.unknown_reals,
+                "add_relative_time_idx": True,
+                "add_encoder_length": True,
+                "add_target_scales": False,
+                "level_features": "percent metrics / 100; load_average: log1p(load) / 4",
+                "time_features": "UTC hour-of-day and day-of-week (Monday 00:00 = 0) as sin/cos",
+            },
+            "categorical_vocabularies": {"profile": list(self.profile_vocab)},
+            "normalizer": {
+                "kind": "per-window (encoder) standard scaling with a scale floor",
+                "method": self.normalizer_method,
+                "min_scale": dict(self.min_scale),
+            },
+            "hyperparameters": {
+                "hidden_size": self.hidden_size,
+                "attention_head_size": self.attention_head_size,
+                "dropout": self.dropout,
+                "hidden_continuous_size": self.hidden_continuous_size,
+                "lstm_layers": self.lstm_layers,
+                "learning_rate": self.learning_rate,
+                "loss_weights": list(self.loss_weights),
+            },
+            "calibration": self.calibration,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
+        if data.get("format") != FORMAT_NAME:
+            raise ModelLoadError(f"config.json: format is {data.get('format')!r}, expected {FORMAT_NAME!r}")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ModelLoadError(
+                f"config.json: format_version {data.get('format_version')!r} is not supported (this tft-top reads {FORMAT_VERSION})"
+            )
+        try:
+            lengths, hp = data["lengths"], data["hyperparameters"]
+            return cls(
+                targets=tuple(data["targets"]),
+                quantiles=tuple(float(q) for q in data["quantiles"]),
+                max_encoder_length=int(lengths["max_encoder_length"]),
+                min_encoder_length=int(lengths["min_encoder_length"]),
+                max_prediction_length=int(lengths["max_prediction_length"]),
+                step_seconds=int(lengths["step_seconds"]),
+                profile_vocab=tuple(data["categorical_vocabularies"]["profile"]),
+                normalizer_method=data["normalizer"]["method"],
+                min_scale={k: float(v) for k, v in data["normalizer"]["min_scale"].items()},
+                hidden_size=int(hp["hidden_size"]),
+                attention_head_size=int(hp["attention_head_size"]),
+                dropout=float(hp["dropout"]),
+                hidden_continuous_size=int(hp["hidden_continuous_size"]),
+                lstm_layers=int(hp["lstm_layers"]),
+                learning_rate=float(hp["learning_rate"]),
+                loss_weights=tuple(float(w) for w in hp["loss_weights"]),
+                calibration=data.get("calibration"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"config.json: missing or invalid field ({type(exc).__name__}: {exc})") from None
+
+
+# -- data preparation -------------------------------------------------------------
+
+def prepare_frame(grid: pd.DataFrame, disk_informative: pd.Series | None = None) -> pd.DataFrame:
+    """Add what the TFT reads to a 5-minute grid frame (see ``engine.contract.to_grid``).
+
+    ``disk_informative``: optional per-server bool (index server_name); servers whose
+    disk column carries no information get ``disk_weight`` 0 so training ignores it.
+    """
+    frame = grid.copy()
+    seconds = frame["timestamp"].dt.as_unit("s").astype("int64").to_numpy()
+    frame[TIME_IDX] = (seconds // STEP_SECONDS).astype(np.int64)
+    segment = frame["segment"] if "segment" in frame else 0
+    frame[GROUP_COLUMN] = frame["server_name"].astype(str) + "#" + pd.Series(segment, index=frame.index).astype(str)
+    for name, values in time_features(seconds).items():
+        frame[name] = values.astype(np.float32)
+    for metric in METRICS:
+        frame[metric] = frame[metric].astype(np.float32)
+        frame[level_feature(metric)] = level_values(metric, frame[metric].to_numpy()).astype(np.float32)
+    frame["profile"] = normalise_profile(frame["profile"])
+    weight = np.ones(len(frame), dtype=np.float32)
+    if disk_informative is not None:
+        flags = frame["server_name"].map(disk_informative).fillna(True).astype(bool).to_numpy()
+        weight[~flags] = 0.0
+    frame[WEIGHT_COLUMN] = weight
+    return frame
+
+
+def _normalizers(config: ModelConfig):
+    from pytorch_forecasting.data import MultiNormalizer
+
+    from engine.tft_layers import FlooredEncoderNormalizer
+
+    return MultiNormalizer(
+        [FlooredEncoderNormalizer(min_scale=config.min_scale[t], method=config.normalizer_method) for t in config.targets]
+    )
+
+
+def profile_encoder(config: ModelConfig):
+    from pytorch_forecasting.data.encoders import NaNLabelEncoder
+
+    return NaNLabelEncoder(add_nan=True, warn=False).fit(pd.Series(sorted(config.profile_vocab)))
+
+
+def build_dataset(config: ModelConfig, frame: pd.DataFrame, *, predict: bool = False,
+                  weighted: bool = False, min_prediction_idx: int | None = None, **kwargs):
+    """A TimeSeriesDataSet over ``prepare_frame`` output, fully determined by the config."""
+    from pytorch_forecasting import TimeSeriesDataSet
+
+    reals = config.unknown_reals + config.known_reals
+    return TimeSeriesDataSet(
+        frame,
+        time_idx=TIME_IDX,
+        target=list(config.targets),
+        group_ids=[GROUP_COLUMN],
+        weight=WEIGHT_COLUMN if weighted else None,
+        max_encoder_length=config.max_encoder_length,
+        min_encoder_length=config.min_encoder_length,
+        max_prediction_length=config.max_prediction_length,
+        min_prediction_length=config.max_prediction_length,
+        static_categoricals=["profile"],
+        time_varying_known_reals=config.known_reals,
+        time_varying_unknown_reals=config.unknown_reals,
+        target_normalizer=_normalizers(config),
+        categorical_encoders={"profile": profile_encoder(config)},
+        scalers={name: None for name in reals if name not in config.targets},
+        add_relative_time_idx=True,
+        add_encoder_length=True,
+        add_target_scales=False,
+        predict_mode=predict,
+        min_prediction_idx=min_prediction_idx,
+        **kwargs,
+    )
+
+
+def dummy_frame(config: ModelConfig) -> pd.DataFrame:
+    """A tiny synthetic grid frame: enough for TimeSeriesDataSet to describe the inputs."""
+    n = config.max_encoder_length + config.max_prediction_length
+    ts = pd.date_range("2024-01-01", periods=n, freq=f"{config.step_seconds}s", tz="UTC")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"server_name": "dummy", "timestamp": ts, "profile": config.profile_vocab[0], "segment": 0})
+    for metric in config.targets:
+        frame[metric] = rng.uniform(10, 20, n)
+    return prepare_frame(frame)
+
+
+def build_model(config: ModelConfig, dataset=None):
+    """Build the (untrained) TFT architecture from the config alone."""
+    from pytorch_forecasting import TemporalFusionTransformer
+    from pytorch_forecasting.metrics import MultiLoss
+
+    from engine.tft_layers import TargetQuantileLoss
+
+    if dataset is None:
+        dataset = build_dataset(config, dummy_frame(config))
+    loss = MultiLoss(
+        [TargetQuantileLoss(quantiles=list(config.quantiles), use_weight=(t == "disk_percent")) for t in config.targets],
+        weights=list(config.loss_weights),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = TemporalFusionTransformer.from_dataset(
+            dataset,
+            hidden_size=config.hidden_size,
+            attention_head_size=config.attention_head_size,
+            dropout=config.dropout,
+            hidden_continuous_size=config.hidden_continuous_size,
+            lstm_layers=config.lstm_layers,
+            learning_rate=config.learning_rate,
+            output_size=[len(config.quantiles)] * len(config.targets),
+            loss=loss,
+            log_interval=-1,
+            reduce_on_plateau_patience=3,
+        )
+    return model
+
+
+# -- model directory I/O ------------------------------------------------------------
+
+def utc_stamp(now: pd.Timestamp | None = None) -> str:
+    now = now or pd.Timestamp.now(tz="UTC")
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def save_model_dir(model, config: ModelConfig, metadata: dict[str, Any], out_root: Path,
+                   stamp: str | None = None) -> Path:
+    from safetensors.torch import save_model
+
+    out = Path(out_root) / f"{MODEL_DIR_PREFIX}{stamp or utc_stamp()}"
+    out.mkdir(parents=True, exist_ok=False)
+    save_model(model, str(out / WEIGHTS_FILE))
+    write_config(out, config)
+    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False, default=str) + "\n")
+    return out
+
+
+def write_config(model_dir: Path, config: ModelConfig) -> None:
+    (Path(model_dir) / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
+
+
+def read_config(model_dir: Path) -> ModelConfig:
+    path = Path(model_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: missing")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: not a JSON object")
+    return ModelConfig.from_json(data)
+
+
+@dataclass
+class LoadedModel:
+    model: Any            # TemporalFusionTransformer in eval mode
+    config: ModelConfig
+    model_dir: Path
+    metadata: dict[str, Any]
+
+
+def load_model_dir(model_dir: Path | str, device: str = "cpu") -> LoadedModel:
+    """Rebuild the TFT from config.json and load the weights strictly.
+
+    Any problem raises ModelLoadError with a one-line reason.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"{model_dir}: no such model directory")
+    config = read_config(model_dir)
+    weights_path = model_dir / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise ModelLoadError(f"{weights_path}: missing")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{weights_path}: corrupt weights file ({str(exc).splitlines()[0][:120]})") from None
+    try:
+        model = build_model(config)
+    except Exception as exc:  # a config the library refuses: say why, in one line
+        raise ModelLoadError(f"{model_dir / CONFIG_FILE}: cannot build the model ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    expected = model.state_dict()
+    # safetensors' save_model keeps one name of tensors that share storage: a name is
+    # present when any name sharing its storage is.
+    groups = _storage_groups(model)
+    missing = sorted(k for k in expected if not any(alias in state for alias in groups[k]))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} weights missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise ModelLoadError(f"{model_dir}: config.json does not match the weights: {', '.join(parts)}")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise ModelLoadError(
+                f"{model_dir}: config.json does not match the weights: {key} is {tuple(tensor.shape)} in the file, "
+                f"{tuple(expected[key].shape)} in the model"
+            )
+    from safetensors.torch import load_model
+
+    load_model(model, str(weights_path), strict=True, device="cpu")
+    metadata: dict[str, Any] = {}
+    meta_path = model_dir / METADATA_FILE
+    if meta_path.is_file():
+        try:
+            metadata = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            metadata = {}
+    model.eval()
+    model.to(device)
+    return LoadedModel(model=model, config=config, model_dir=model_dir, metadata=metadata)
+
+
+def _storage_groups(model) -> dict[str, list[str]]:
+    """For each state-dict key, every key (itself included) that shares its storage."""
+    by_ptr: dict[tuple[int, int], list[str]] = {}
+    state = model.state_dict()
+    for key, tensor in state.items():
+        by_ptr.setdefault((tensor.untyped_storage().data_ptr(), tensor.numel()), []).append(key)
+    return {key: by_ptr[(t.untyped_storage().data_ptr(), t.numel())] for key, t in state.items()}
+
+
+def find_latest_model(models_root: Path | str) -> Path | None:
+    """The newest ``tft_model_<stamp>`` directory under ``models_root`` (stamps sort by time)."""
+    root = Path(models_root)
+    if not root.is_dir():
+        return None
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(MODEL_DIR_PREFIX))
+    return dirs[-1] if dirs else None
+
+
+def quantile_index(config: ModelConfig, q: float) -> int:
+    return list(config.quantiles).index(q)
+
+
+def clip_to_range(metric: str, values: np.ndarray | torch.Tensor):
+    lo, hi = TARGET_RANGE[metric]
+    if isinstance(values, torch.Tensor):
+        return values.clamp(min=lo, max=hi if math.isfinite(hi) else None)
+    return np.clip(values, lo, hi)

@@ -1,0 +1,207 @@
+"""`tft-top train`: fit the TFT with Lightning, calibrate its bands, write a model directory.
+
+Each data path is split by its ``split.json`` (or the defaults, see engine.datasplit):
+training sees only servers that are not held out, and only data before the held-out
+period.  Within that, each series' last ``val_days`` are kept for validation: origins
+there alternate between the early-stopping set and the conformal calibration set.
+"""
+from __future__ import annotations
+
+import platform
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.calibration import fit_calibration, window_scale
+from engine.contract import METRICS, UNKNOWN_PROFILE
+from engine.datasplit import (extract_windows, informative_columns, origins_for, read_split,
+                              training_part)
+from engine.evaluation import evaluate_frame, format_reports, load_grid, stock_predict
+from engine.tft_model import (LoadedModel, ModelConfig, build_dataset, build_model,
+                              normalise_profile, prepare_frame, save_model_dir)
+
+
+@dataclass
+class TrainOptions:
+    data: list[str]
+    out: str = "models"
+    epochs: int = 20
+    max_time_min: float | None = None
+    device: str = "auto"
+    batch_size: int = 64
+    batches_per_epoch: int = 200
+    val_days: float = 2.0
+    max_train_days: float | None = 21.0   # per server, the most recent days before the held-out period
+    calib_every: int = 24
+    seed: int = 0
+    patience: int = 4
+    config: ModelConfig | None = None
+    evaluate: bool = True
+    progress: bool = True
+
+
+def resolve_device(device: str) -> tuple[str, int]:
+    """(accelerator, device count) for Lightning."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("tft-top: --device cuda asked for, but no CUDA device is available")
+        return "gpu", torch.cuda.device_count()
+    return "cpu", 1
+
+
+@dataclass
+class Source:
+    path: str
+    grid: pd.DataFrame
+    train: pd.DataFrame     # prepared training part (features added)
+    val_start: pd.Series    # per server: first validation timestamp
+
+
+def _prepare_source(path: str, opts: TrainOptions) -> Source:
+    grid = load_grid(path)
+    spec = read_split(path)
+    part = training_part(grid, spec)
+    last = part.groupby("server_name")["timestamp"].transform("max")
+    if opts.max_train_days:
+        part = part[part["timestamp"] > last - pd.Timedelta(days=opts.max_train_days)].reset_index(drop=True)
+        last = part.groupby("server_name")["timestamp"].transform("max")
+    val_start = (part.assign(v=last - pd.Timedelta(days=opts.val_days))
+                 .groupby("server_name")["v"].first())
+    disk_ok = informative_columns(grid)["disk_percent"]
+    return Source(path=path, grid=grid, train=prepare_frame(part, disk_informative=disk_ok), val_start=val_start)
+
+
+def train(opts: TrainOptions) -> Path:
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    t0 = time.time()
+    pl.seed_everything(opts.seed, workers=True)
+    sources = [_prepare_source(p, opts) for p in opts.data]
+    frame = pd.concat([s.train for s in sources], ignore_index=True)
+    vocab = sorted(set(normalise_profile(frame["profile"])) | {UNKNOWN_PROFILE})
+    base = opts.config or ModelConfig()
+    config = ModelConfig(**{**base.__dict__, "profile_vocab": tuple(vocab), "calibration": None})
+
+    val_start_all = pd.concat([s.val_start for s in sources])
+    row_val_start = frame["server_name"].map(val_start_all)
+    fit_rows = frame[frame["timestamp"] < row_val_start].reset_index(drop=True)
+    train_ds = build_dataset(config, fit_rows, weighted=True)
+
+    origins = origins_for(frame, val_start_all, horizon=config.max_prediction_length,
+                          min_history=config.max_encoder_length, every=opts.calib_every)
+    odd = (origins["origin_idx"] // opts.calib_every) % 2 == 1
+    stop_origins, calib_origins = origins[~odd].reset_index(drop=True), origins[odd].reset_index(drop=True)
+    val_ds = build_dataset(config, frame, weighted=True)
+    wanted = set(zip(stop_origins["series"], stop_origins["origin_idx"]))
+    index = val_ds.decoded_index
+    val_ds = val_ds.filter(lambda _: np.asarray([(s, int(t)) in wanted for s, t in
+                                                 zip(index["series"], index["time_idx_first_prediction"])]))
+
+    accelerator, devices = resolve_device(opts.device)
+    model = build_model(config, train_ds)
+    n_params = int(sum(p.numel() for p in model.parameters()))
+    trainer = pl.Trainer(
+        max_epochs=opts.epochs,
+        max_time=None if opts.max_time_min is None else {"minutes": opts.max_time_min},
+        accelerator=accelerator,
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        gradient_clip_val=0.1,
+        limit_train_batches=opts.batches_per_epoch,
+        callbacks=[EarlyStopping(monitor="val_loss", patience=opts.patience, mode="min")],
+        enable_checkpointing=False,
+        logger=False,
+        enable_progress_bar=opts.progress,
+        enable_model_summary=False,
+        deterministic=False,
+    )
+    train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, num_workers=0)
+    val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, num_workers=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, train_dl, val_dl)
+    fit_seconds = time.time() - t0
+    if trainer.global_rank != 0:
+        raise SystemExit(0)
+
+    model = model.cpu().eval()
+    loaded = LoadedModel(model=model, config=config, model_dir=Path("."), metadata={})
+    config.calibration = _calibrate(loaded, frame, calib_origins, sources)
+    callback_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    servers = sorted(frame["server_name"].unique())
+    metadata: dict[str, Any] = {
+        "created_utc": pd.Timestamp.now(tz="UTC").isoformat(),
+        "data": [{
+            "path": s.path,
+            "servers": int(s.grid["server_name"].nunique()),
+            "trained_servers": int(s.train["server_name"].nunique()),
+            "span": [s.grid["timestamp"].min().isoformat(), s.grid["timestamp"].max().isoformat()],
+            "training_span": [s.train["timestamp"].min().isoformat(), s.train["timestamp"].max().isoformat()],
+            "split": read_split(s.path).to_json(),
+            "disk_masked_servers": int((s.train.groupby("server_name")["disk_weight"].max() == 0).sum()),
+        } for s in sources],
+        "servers": servers,
+        "training_rows": int(len(fit_rows)),
+        "training_windows": int(len(train_ds)),
+        "validation_windows": int(len(val_ds)),
+        "calibration_windows": int(len(calib_origins)),
+        "parameters": n_params,
+        "epochs": int(trainer.current_epoch),
+        "batches_per_epoch": opts.batches_per_epoch,
+        "batch_size": opts.batch_size,
+        "losses": {"final_train_loss": callback_metrics.get("train_loss_epoch", callback_metrics.get("train_loss")),
+                   "final_val_loss": callback_metrics.get("val_loss")},
+        "early_stopped": bool(trainer.should_stop and trainer.current_epoch < opts.epochs),
+        "training_seconds": round(fit_seconds, 1),
+        "device": accelerator if accelerator == "cpu" else f"cuda x{devices} ({torch.cuda.get_device_name(0)})",
+        "versions": _versions(),
+        "evaluation": None,
+    }
+    out = save_model_dir(model, config, metadata, Path(opts.out))
+    if opts.evaluate:
+        from engine.tft_model import load_model_dir
+
+        loaded = load_model_dir(out)
+        reports = [evaluate_frame(loaded, s.grid, read_split(s.path), s.path, set(servers)) for s in sources]
+        metadata["evaluation"] = [r.to_json() for r in reports]
+        metadata["total_seconds"] = round(time.time() - t0, 1)
+        import json
+
+        (out / "training_metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        print(format_reports(reports))
+    return out
+
+
+def _calibrate(loaded: LoadedModel, frame: pd.DataFrame, origins: pd.DataFrame, sources: list[Source]) -> dict:
+    config = loaded.config
+    windows = extract_windows(frame, origins, horizon=config.max_prediction_length,
+                              history=config.max_encoder_length)
+    raw = stock_predict(loaded, frame, origins)
+    scale = {m: window_scale(windows.history[m], config.min_scale[m], config.max_encoder_length) for m in METRICS}
+    informative = pd.concat([informative_columns(s.grid) for s in sources])
+    mask = {m: informative[m].reindex(windows.server).to_numpy() for m in METRICS}
+    calibration = fit_calibration(raw, windows.actual, scale, None, mask, tuple(config.quantiles))
+    calibration["fitted_on_windows"] = int(len(windows))
+    return calibration
+
+
+def _versions() -> dict[str, str]:
+    import lightning
+    import pytorch_forecasting
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "pytorch_forecasting": pytorch_forecasting.__version__, "lightning": lightning.__version__,
+            "pandas": pd.__version__, "numpy": np.__version__}
+

@@ -1,0 +1,76 @@
+"""Baselines and scoring on series whose answers can be computed by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.baselines import linear_trend, seasonal_naive
+from engine.calibration import apply_calibration, fit_calibration
+from engine.evaluation import pinball, score
+
+Q = (0.1, 0.5, 0.9)
+
+
+def test_seasonal_naive_repeats_yesterday_exactly_on_a_periodic_series():
+    day = np.arange(288)
+    series = np.tile(50 + 10 * np.sin(2 * np.pi * day / 288), 3)  # three identical days
+    fc = seasonal_naive(series, 96, Q)
+    expected = series[-288:-288 + 96]
+    assert np.allclose(fc[:, 1], expected)
+    # day-over-day changes are all zero, so the band has zero width
+    assert np.allclose(fc[:, 0], expected) and np.allclose(fc[:, 2], expected)
+
+
+def test_linear_trend_extrapolates_a_line():
+    series = 10 + 0.5 * np.arange(100)
+    fc = linear_trend(series, 4, Q)
+    assert np.allclose(fc[:, 1], [60.0, 60.5, 61.0, 61.5])
+    assert np.allclose(fc[:, 0], fc[:, 1]) and np.allclose(fc[:, 2], fc[:, 1])
+
+
+def test_seasonal_naive_band_uses_day_over_day_changes():
+    rng = np.random.default_rng(1)
+    base = np.tile(np.linspace(0, 10, 288), 2)
+    noise = np.zeros(576)
+    noise[288:] = rng.choice([-2.0, 2.0], 288)
+    fc = seasonal_naive(base + noise, 10, Q)
+    changes = (base + noise)[288:] - (base + noise)[:288]
+    assert np.allclose(fc[:, 0] - fc[:, 1], np.quantile(changes, 0.1))
+    assert np.allclose(fc[:, 2] - fc[:, 1], np.quantile(changes, 0.9))
+
+
+def test_pinball_and_score_by_hand():
+    y = np.array([[10.0, 10.0]])
+    q = np.array([[[8.0, 10.0, 12.0], [11.0, 12.0, 13.0]]])
+    s = score(q, y, Q)
+    # step 1: q10=8 -> 0.1*2=0.2; step 2: q10=11 above y -> 0.9*1=0.9
+    assert s.pinball[0.1] == pytest.approx((0.2 + 0.9) / 2)
+    assert s.pinball[0.5] == pytest.approx((0.0 + 0.5 * 2) / 2)
+    assert s.pinball[0.9] == pytest.approx((0.9 * 2 * 0 + 0.1 * 2 + 0.1 * 3) / 2)
+    assert s.p50_mae == pytest.approx(1.0)
+    assert s.coverage == pytest.approx(0.5)
+    assert pinball(np.array([5.0]), np.array([7.0]), 0.9)[0] == pytest.approx(1.8)
+
+
+def test_calibration_widens_a_too_narrow_band_to_the_target_coverage():
+    rng = np.random.default_rng(0)
+    n, h = 2000, 24
+    y = rng.normal(0, 1, (n, h))
+    q = np.zeros((n, h, 3))
+    q[:, :, 0], q[:, :, 2] = -0.3, 0.3  # far too narrow: covers ~24 %
+    actual, scale = {"cpu_percent": y + 50}, {"cpu_percent": np.ones(n)}
+    quant = {"cpu_percent": q + 50}
+    cal = fit_calibration(quant, actual, scale, q_levels=Q)
+    fresh = rng.normal(0, 1, (n, h)) + 50
+    adjusted = apply_calibration(cal, "cpu_percent", q + 50, np.ones(n), Q)
+    coverage = ((fresh >= adjusted[:, :, 0]) & (fresh <= adjusted[:, :, 2])).mean()
+    assert 0.77 < coverage < 0.83
+    assert np.allclose(adjusted[:, :, 1], 50)  # p50 untouched
+
+
+def test_calibrated_forecast_stays_in_range_and_ordered():
+    q = np.array([[[98.0, 99.0, 99.5]]])
+    cal = {"bucket_steps": 12, "lower": {"cpu_percent": [-5.0]}, "upper": {"cpu_percent": [3.0]}}
+    out = apply_calibration(cal, "cpu_percent", q, np.array([1.0]), Q)
+    assert out[0, 0, 2] == 100.0          # clipped to the valid range
+    assert out[0, 0, 0] == 99.0           # a negative adjustment never crosses p50

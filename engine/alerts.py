@@ -1,0 +1,236 @@
+"""Debounced alerts from the fleet's forecasts, one :class:`AlertManager` per running engine.
+
+Condition, per (server, metric), each tick:
+
+- **critical**: the current value is at or above critical, or p50 reaches critical
+  anywhere in the horizon;
+- **warning**: otherwise, p90 reaches critical anywhere in the horizon, or p50 reaches the
+  warning threshold;
+- else none.
+
+Debounce: an alert opens only once a condition (either severity) has held for
+``open_after`` consecutive ticks, and resolves once it has been absent for
+``resolve_after`` consecutive ticks (a condition that comes back inside that window keeps
+the alert open).  While open, each tick with a condition updates the same alert (same id):
+``updated_at``, ``predicted_crossing``, ``lead_minutes``, message, and severity, which may
+escalate warning -> critical but never drops while the alert is open (only resolving
+ends it).  At most one open alert per (server, metric).  Alerts of a server that has left
+the fleet resolve at once; a metric missing from a present server counts as a clear tick.
+
+``predicted_crossing`` is ``now`` + the minutes until the critical threshold is reached:
+0 when already there, else the first p50 step for a critical condition, the first p90 step
+for a warning one (None for a warning raised by p50 reaching only the warning threshold);
+``lead_minutes`` is that difference at the update.  Times are data times (the tick's
+``now``), ISO 8601 UTC.
+
+:meth:`AlertManager.update` returns the ongoing alerts and the most recent resolved ones
+(at most ``max_resolved``), newest first: by id, i.e. by the time they opened.
+Alerts are immutable; every change is a ``dataclasses.replace``.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from engine.snapshot import Alert, MetricForecast, ServerForecast
+from engine.thresholds import Thresholds
+
+WARNING, CRITICAL = "warning", "critical"
+ONGOING, RESOLVED = "ongoing", "resolved"
+_RANK = {WARNING: 1, CRITICAL: 2}
+
+
+@dataclass
+class _Condition:
+    severity: str
+    minutes: float | None      # to the critical threshold; None: not predicted
+    message: str
+
+
+@dataclass
+class _Track:
+    pending: int = 0           # consecutive ticks with a condition, before opening
+    clear: int = 0             # consecutive ticks without one, while open
+    alert: Alert | None = None
+    opened: pd.Timestamp | None = None
+
+
+class AlertManager:
+    """Turns each tick's forecasts into debounced alerts; call :meth:`update` once per tick."""
+
+    def __init__(self, thresholds: Thresholds | None = None, open_after: int = 2, resolve_after: int = 3,
+                 max_resolved: int = 200) -> None:
+        """``thresholds``: None uses each MetricForecast's own warning/critical (what risk.py put
+        there from the engine's thresholds); a Thresholds overrides them, per server core count."""
+        if open_after < 1 or resolve_after < 1 or max_resolved < 0:
+            raise ValueError("open_after and resolve_after must be >= 1, max_resolved >= 0")
+        self.thresholds = thresholds
+        self.open_after = int(open_after)
+        self.resolve_after = int(resolve_after)
+        self.max_resolved = int(max_resolved)
+        self._tracks: dict[tuple[str, str], _Track] = {}
+        self._resolved: deque[Alert] = deque()
+        self._next_id = 1
+        self.alerts: tuple[Alert, ...] = ()
+
+    def ongoing(self) -> tuple[Alert, ...]:
+        """Open alerts, newest first."""
+        return tuple(sorted((t.alert for t in self._tracks.values() if t.alert is not None),
+                            key=lambda a: -a.id))
+
+    def update(self, servers: Sequence[ServerForecast], now: pd.Timestamp) -> tuple[Alert, ...]:
+        """Advance one tick at data time ``now``; returns ongoing + recently resolved alerts, newest first."""
+        now = _utc(now)
+        stamp = _iso(now)
+        conditions = self._conditions(servers)
+        present = {s.server_name for s in servers}
+        for key, cond in conditions.items():
+            track = self._tracks.get(key)
+            if track is None:
+                track = self._tracks[key] = _Track()
+            if track.alert is None:
+                track.pending += 1
+                if track.pending >= self.open_after:
+                    self._open(key, track, cond, now, stamp)
+            else:
+                track.clear = 0
+                self._refresh(track, cond, now, stamp)
+        for key in [k for k in self._tracks if k not in conditions]:
+            track = self._tracks[key]
+            if track.alert is None:                 # a pending condition broke off
+                del self._tracks[key]
+                continue
+            track.clear += 1
+            if key[0] not in present or track.clear >= self.resolve_after:
+                self._resolve(key, track, now, stamp)
+        self.alerts = tuple(sorted([*(t.alert for t in self._tracks.values() if t.alert is not None),
+                                    *self._resolved], key=lambda a: -a.id))
+        return self.alerts
+
+    # ------------------------------------------------------------------ transitions
+
+    def _open(self, key: tuple[str, str], track: _Track, cond: _Condition, now: pd.Timestamp, stamp: str) -> None:
+        crossing, lead = _crossing(now, cond.minutes)
+        track.alert = Alert(
+            id=self._next_id, severity=cond.severity, server_name=key[0], metric=key[1],
+            message=cond.message, opened_at=stamp, updated_at=stamp, predicted_crossing=crossing,
+            lead_minutes=lead, state=ONGOING,
+        )
+        track.opened = now
+        track.pending = track.clear = 0
+        self._next_id += 1
+
+    def _refresh(self, track: _Track, cond: _Condition, now: pd.Timestamp, stamp: str) -> None:
+        old = track.alert
+        severity = cond.severity if _RANK[cond.severity] > _RANK[old.severity] else old.severity
+        crossing, lead = _crossing(now, cond.minutes)
+        track.alert = replace(old, severity=severity, message=cond.message, updated_at=stamp,
+                              predicted_crossing=crossing, lead_minutes=lead)
+
+    def _resolve(self, key: tuple[str, str], track: _Track, now: pd.Timestamp, stamp: str) -> None:
+        duration = (now - track.opened).total_seconds() / 60.0
+        self._resolved.append(replace(track.alert, state=RESOLVED, resolved_at=stamp, updated_at=stamp,
+                                      duration_minutes=duration))
+        while len(self._resolved) > self.max_resolved:
+            self._resolved.popleft()
+        del self._tracks[key]
+
+    # ------------------------------------------------------------------ conditions
+
+    def _conditions(self, servers: Sequence[ServerForecast]) -> dict[tuple[str, str], _Condition]:
+        """The (server, metric) pairs with a condition this tick, vectorised over the fleet."""
+        keys: list[tuple[str, str]] = []
+        forecasts: list[MetricForecast] = []
+        warn: list[float] = []
+        crit: list[float] = []
+        for s in servers:
+            for m, f in s.metrics.items():
+                keys.append((s.server_name, m))
+                forecasts.append(f)
+                if self.thresholds is None:
+                    warn.append(f.warning)
+                    crit.append(f.critical)
+                else:
+                    w, c = self.thresholds.for_metric(m, s.cores)
+                    warn.append(w)
+                    crit.append(c)
+        if not keys:
+            return {}
+        lengths = {len(f.p50) for f in forecasts}
+        if len(lengths) == 1 and lengths != {0}:
+            found = _evaluate(np.stack([f.p50 for f in forecasts]), np.stack([f.p90 for f in forecasts]),
+                              np.array([f.current for f in forecasts]), np.array(warn), np.array(crit))
+        else:   # ragged horizons: one at a time
+            found = []
+            for k, (f, w, c) in enumerate(zip(forecasts, warn, crit, strict=True)):
+                for _, severity, basis, minutes in _evaluate(
+                        np.asarray(f.p50, dtype=np.float64)[None], np.asarray(f.p90, dtype=np.float64)[None],
+                        np.array([f.current]), np.array([w]), np.array([c])):
+                    found.append((k, severity, basis, minutes))
+        out = {}
+        for k, severity, basis, minutes in found:
+            out[keys[k]] = _Condition(severity, minutes if basis != "warning" else None,
+                                      _message(keys[k][1], basis, minutes, forecasts[k].current, warn[k], crit[k]))
+        return out
+
+
+def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, warning: np.ndarray,
+              critical: np.ndarray, step_minutes: float = 5.0) -> list[tuple[int, str, str, float]]:
+    """(row, severity, basis, minutes) for rows with a condition; basis now|p50|p90|warning
+    (minutes to the critical threshold, or to the warning threshold for basis "warning")."""
+    p50 = np.nan_to_num(p50, nan=-np.inf)
+    p90 = np.nan_to_num(p90, nan=-np.inf)
+    already = current >= critical
+    hit50 = p50 >= critical[:, None]
+    hit90 = p90 >= critical[:, None]
+    hit50w = p50 >= warning[:, None]
+    any50, any90, any50w = hit50.any(axis=1), hit90.any(axis=1), hit50w.any(axis=1)
+    rows = np.flatnonzero(already | any50 | any90 | any50w)
+    if not len(rows):
+        return []
+    first50, first90, first50w = (h[rows].argmax(axis=1) for h in (hit50, hit90, hit50w))
+    out = []
+    for k, row in enumerate(rows.tolist()):
+        if already[row]:
+            out.append((row, CRITICAL, "now", 0.0))
+        elif any50[row]:
+            out.append((row, CRITICAL, "p50", float((first50[k] + 1) * step_minutes)))
+        elif any90[row]:
+            out.append((row, WARNING, "p90", float((first90[k] + 1) * step_minutes)))
+        else:
+            out.append((row, WARNING, "warning", float((first50w[k] + 1) * step_minutes)))
+    return out
+
+
+def _message(metric: str, basis: str, minutes: float, current: float, warning: float, critical: float) -> str:
+    if basis == "now":
+        return f"{metric} at {_num(current)}, at or above critical {_num(critical)}"
+    if basis == "p50":
+        return f"{metric} expected to reach {_num(critical)} in {_num(minutes)} min (p50)"
+    if basis == "p90":
+        return f"{metric} may reach {_num(critical)} in {_num(minutes)} min (p90)"
+    return f"{metric} expected to reach warning {_num(warning)} in {_num(minutes)} min (p50)"
+
+
+def _crossing(now: pd.Timestamp, minutes: float | None) -> tuple[str | None, float | None]:
+    if minutes is None:
+        return None, None
+    return _iso(now + pd.Timedelta(minutes=minutes)), float(minutes)
+
+
+def _num(x: float) -> str:
+    """95.0 -> "95", 12.5 -> "12.5", 3.14159 -> "3.14"."""
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _iso(ts: pd.Timestamp) -> str:
+    return ts.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,144 @@
+"""The snapshot: one immutable picture of the fleet per tick, the only thing consumers read.
+
+The TUI, `tft-top predict --json` and the REST daemon all read a ``Snapshot``; none of
+them computes forecasts, risk or alerts themselves.  ``Snapshot.to_json()`` keeps the
+shape operators of the original system know: ``predictions``, ``alerts``,
+``environment`` and ``metadata``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SOURCE_TFT = "tft"
+SOURCE_HEURISTIC = "heuristic"
+
+
+def _r(x: float | None, nd: int = 3) -> float | None:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return round(float(x), nd)
+
+
+@dataclass(frozen=True)
+class MetricForecast:
+    """One metric of one server: where it is and where it is heading."""
+
+    current: float
+    p10: np.ndarray              # (horizon,) read-only
+    p50: np.ndarray
+    p90: np.ndarray
+    trend: str                   # "rising" | "falling" | "steady" (p50 at the horizon's end vs now)
+    warning: float               # thresholds in the metric's own unit
+    critical: float
+    prob_30m: float              # P(reaching critical within 30 min)
+    prob_8h: float               # P(reaching critical within the horizon)
+    minutes_to_breach: float | None   # first step where p50 (else p90) reaches critical; None: no breach seen
+    breach_basis: str | None     # "p50" | "p90" | "now" | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "current": _r(self.current), "p10": [_r(v) for v in self.p10], "p50": [_r(v) for v in self.p50],
+            "p90": [_r(v) for v in self.p90], "trend": self.trend,
+            "thresholds": {"warning": _r(self.warning), "critical": _r(self.critical)},
+            "probability_30m": _r(self.prob_30m, 4), "probability_8h": _r(self.prob_8h, 4),
+            "minutes_to_breach": _r(self.minutes_to_breach, 1), "breach_basis": self.breach_basis,
+        }
+
+
+@dataclass(frozen=True)
+class ServerForecast:
+    server_name: str
+    profile: str
+    cores: int | None
+    source: str                  # SOURCE_TFT | SOURCE_HEURISTIC
+    reason: str | None           # why the heuristic served this server (None for the TFT)
+    metrics: dict[str, MetricForecast]
+    risk_30m: float              # max over metrics
+    risk_8h: float
+    minutes_to_breach: float | None   # earliest over metrics
+    breach_metric: str | None
+    last_seen: str               # ISO time of the server's newest sample
+    history_len: int             # samples in the server's window
+    importance: dict[str, float] | None = None   # TFT variable importance (encoder), when from the TFT
+
+    def to_json(self) -> dict[str, Any]:
+        out = {m: f.to_json() for m, f in self.metrics.items()}
+        out["_meta"] = {
+            "profile": self.profile, "cores": self.cores, "source": self.source, "reason": self.reason,
+            "risk_30m": _r(self.risk_30m, 4), "risk_8h": _r(self.risk_8h, 4),
+            "minutes_to_breach": _r(self.minutes_to_breach, 1), "breach_metric": self.breach_metric,
+            "last_seen": self.last_seen, "history_len": self.history_len,
+        }
+        return out
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    severity: str                # "warning" | "critical"
+    server_name: str
+    metric: str
+    message: str
+    opened_at: str               # ISO data time
+    updated_at: str
+    predicted_crossing: str | None   # ISO time the metric is predicted to reach critical
+    lead_minutes: float | None       # predicted_crossing - updated_at, in minutes
+    state: str                   # "ongoing" | "resolved"
+    resolved_at: str | None = None
+    duration_minutes: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "severity": self.severity, "server": self.server_name, "metric": self.metric,
+            "message": self.message, "opened_at": self.opened_at, "updated_at": self.updated_at,
+            "predicted_crossing": self.predicted_crossing, "lead_time_minutes": _r(self.lead_minutes, 1),
+            "state": self.state, "resolved_at": self.resolved_at, "duration_minutes": _r(self.duration_minutes, 1),
+        }
+
+
+@dataclass(frozen=True)
+class Environment:
+    incident_probability_30m: float   # P(at least one server reaches a critical threshold within 30 min)
+    incident_probability_8h: float
+    high_risk_servers: int            # servers with 8 h risk >= HIGH_RISK or already critical
+    total_servers: int
+    fleet_health: float               # % of servers that are not high-risk
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "incident_probability_30m": _r(self.incident_probability_30m, 4),
+            "incident_probability_8h": _r(self.incident_probability_8h, 4),
+            "high_risk_servers": self.high_risk_servers, "total_servers": self.total_servers,
+            "fleet_health": _r(self.fleet_health, 1),
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    data_time: str                    # ISO time of the newest sample the forecasts start from
+    servers: tuple[ServerForecast, ...]
+    alerts: tuple[Alert, ...]         # newest first; ongoing and recently resolved
+    environment: Environment
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # metadata keys: model_type ("TFT" | "heuristic" | "mixed"), model_dir, device, model_reason,
+    # servers_on_tft, servers_on_heuristic, horizon_steps, step_seconds, quantiles,
+    # tick_latency_ms, generated_at, source
+
+    def server(self, name: str) -> ServerForecast | None:
+        for s in self.servers:
+            if s.server_name == name:
+                return s
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "data_time": self.data_time,
+            "predictions": {s.server_name: s.to_json() for s in self.servers},
+            "alerts": [a.to_json() for a in self.alerts],
+            "environment": self.environment.to_json(),
+            "metadata": dict(self.metadata),
+        }

@@ -1,0 +1,153 @@
+"""Per-server window store: the last ``capacity`` 5-minute samples of every server.
+
+Samples arrive one at a time (live sources) or as a frame (replay, backfill).  Each
+server has a numpy ring buffer; ``windows()`` returns the whole fleet's windows as one
+right-aligned array (newest sample last) without any pandas work, ready for a batched
+forecast.  The cadence rules are the data contract's: samples are floored onto the
+5-minute grid, several samples in one step are averaged, gaps of up to
+``MAX_FILL_STEPS`` missing steps are filled linearly, and a longer gap breaks the
+window (the server starts a fresh one).  A sample older than the server's newest one
+is refused and reported, never silently merged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from engine.contract import MAX_FILL_STEPS, METRICS, STEP_SECONDS, UNKNOWN_PROFILE
+
+N_METRICS = len(METRICS)
+
+
+@dataclass(frozen=True)
+class FleetWindows:
+    names: list[str]
+    values: np.ndarray        # (n, capacity, 4) float32, right-aligned; left of the valid part is padding
+    lengths: np.ndarray       # (n,) valid samples per window
+    last_epoch: np.ndarray    # (n,) int64 epoch seconds of each newest sample
+    profiles: list[str]
+    cores: list[int | None]
+    filled: np.ndarray        # (n,) how many of the window's samples were gap-filled
+
+
+class WindowStore:
+    def __init__(self, capacity: int = 288, max_fill_steps: int = MAX_FILL_STEPS):
+        self.capacity = capacity
+        self.max_fill_steps = max_fill_steps
+        self._index: dict[str, int] = {}
+        self._names: list[str] = []
+        self._buf = np.zeros((0, capacity, N_METRICS), dtype=np.float32)
+        self._head = np.zeros(0, dtype=np.int64)      # next write position
+        self._len = np.zeros(0, dtype=np.int64)
+        self._last = np.zeros(0, dtype=np.int64)      # epoch seconds of the newest step
+        self._count = np.zeros(0, dtype=np.int64)     # samples averaged into the newest step
+        self._filled = np.zeros((0, capacity), dtype=bool)
+        self._profiles: list[str] = []
+        self._cores: list[int | None] = []
+
+    # -- servers -----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._names)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def _slot(self, name: str) -> int:
+        slot = self._index.get(name)
+        if slot is not None:
+            return slot
+        slot = len(self._names)
+        self._index[name] = slot
+        self._names.append(name)
+        grow = lambda a, fill=0: np.concatenate([a, np.full((1, *a.shape[1:]), fill, dtype=a.dtype)])  # noqa: E731
+        self._buf, self._head, self._len = grow(self._buf), grow(self._head), grow(self._len)
+        self._last, self._count, self._filled = grow(self._last, -1), grow(self._count), grow(self._filled)
+        self._profiles.append(UNKNOWN_PROFILE)
+        self._cores.append(None)
+        return slot
+
+    def set_cores(self, name: str, cores: int | None) -> None:
+        self._cores[self._slot(name)] = cores
+
+    def last_epoch(self, name: str) -> int | None:
+        slot = self._index.get(name)
+        return None if slot is None or self._len[slot] == 0 else int(self._last[slot])
+
+    # -- writing -------------------------------------------------------------------
+    def _push(self, slot: int, values: np.ndarray, filled: bool) -> None:
+        h = self._head[slot]
+        self._buf[slot, h] = values
+        self._filled[slot, h] = filled
+        self._head[slot] = (h + 1) % self.capacity
+        self._len[slot] = min(self._len[slot] + 1, self.capacity)
+
+    def append(self, name: str, epoch_seconds: int, values, profile: str | None = None) -> str | None:
+        """Add one sample; returns None when accepted, else a one-line reason it was refused."""
+        slot = self._slot(name)
+        if profile:
+            self._profiles[slot] = profile
+        step = (int(epoch_seconds) // STEP_SECONDS) * STEP_SECONDS
+        vals = np.asarray(values, dtype=np.float32)
+        if self._len[slot] == 0:
+            self._push(slot, vals, False)
+            self._last[slot], self._count[slot] = step, 1
+            return None
+        last = int(self._last[slot])
+        if step < last:
+            return (f"{name}: sample at {pd.Timestamp(step, unit='s', tz='UTC').isoformat()} is older than "
+                    f"the newest accepted ({pd.Timestamp(last, unit='s', tz='UTC').isoformat()}); refused")
+        if step == last:  # several samples in one step: running mean
+            c = self._count[slot]
+            h = (self._head[slot] - 1) % self.capacity
+            self._buf[slot, h] = (self._buf[slot, h] * c + vals) / (c + 1)
+            self._count[slot] = c + 1
+            return None
+        missing = (step - last) // STEP_SECONDS - 1
+        if missing > self.max_fill_steps:  # a long gap breaks the window
+            self._len[slot] = 0
+            self._head[slot] = 0
+        elif missing > 0:
+            prev = self._buf[slot, (self._head[slot] - 1) % self.capacity].copy()
+            for k in range(1, missing + 1):
+                self._push(slot, prev + (vals - prev) * (k / (missing + 1)), True)
+        self._push(slot, vals, False)
+        self._last[slot], self._count[slot] = step, 1
+        return None
+
+    def extend_frame(self, frame: pd.DataFrame) -> list[str]:
+        """Add a canonical or grid frame (sorted by server, time); returns refusal reasons."""
+        problems: list[str] = []
+        epochs = frame["timestamp"].dt.as_unit("s").astype("int64").to_numpy()
+        vals = frame[list(METRICS)].to_numpy(dtype=np.float32)
+        names = frame["server_name"].to_numpy()
+        profiles = frame["profile"].to_numpy() if "profile" in frame else None
+        # only the last `capacity` rows of each server can matter
+        tail = frame.groupby("server_name", sort=False).cumcount(ascending=False).to_numpy() < self.capacity + self.max_fill_steps
+        for i in np.flatnonzero(tail):
+            reason = self.append(names[i], int(epochs[i]), vals[i], None if profiles is None else profiles[i])
+            if reason:
+                problems.append(reason)
+        return problems
+
+    # -- reading -------------------------------------------------------------------
+    def windows(self, names: list[str] | None = None) -> FleetWindows:
+        slots = np.arange(len(self._names)) if names is None else np.array([self._index[n] for n in names], dtype=np.int64)
+        cap = self.capacity
+        # position k (0 = oldest of a full window) of server s lives at (head + k) % cap
+        idx = (self._head[slots, None] + np.arange(cap)[None, :]) % cap
+        values = self._buf[slots[:, None], idx]
+        filled_mask = self._filled[slots[:, None], idx]
+        lengths = self._len[slots].copy()
+        valid = np.arange(cap)[None, :] >= (cap - lengths)[:, None]
+        return FleetWindows(
+            names=[self._names[s] for s in slots],
+            values=values,
+            lengths=lengths,
+            last_epoch=self._last[slots].copy(),
+            profiles=[self._profiles[s] for s in slots],
+            cores=[self._cores[s] for s in slots],
+            filled=(filled_mask & valid).sum(axis=1),
+        )

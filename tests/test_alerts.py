@@ -1,0 +1,196 @@
+"""Debounced alerts: tick by tick, on hand-built forecasts."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.alerts import AlertManager
+from engine.contract import METRICS
+from engine.risk import build_server_forecast
+from engine.thresholds import Thresholds
+
+H = 96
+T0 = pd.Timestamp("2024-03-01T12:00:00Z")
+QUIET = {"cpu_percent": 30.0, "memory_percent": 40.0, "disk_percent": 50.0, "load_average": 1.0}
+
+
+def tick(k: int) -> pd.Timestamp:
+    return T0 + pd.Timedelta(minutes=5 * k)
+
+
+def server(name: str = "db-1", cores: int | None = 4, **conditions: str):
+    """A server whose metrics are quiet except those named, e.g. memory_percent="critical@10".
+
+    "critical@k": p50 reaches 95 at step k; "now": current 97; "warning@k": only p90 reaches
+    95 at step k; "warnlevel": p50 sits at the warning threshold (85/80) without p90 reaching 95.
+    """
+    forecasts, current = {}, {}
+    for m in METRICS:
+        level = QUIET[m]
+        p50 = np.full(H, level)
+        p90 = p50 + 2.0
+        cur = level
+        spec = conditions.get(m)
+        if spec == "now":
+            cur = 97.0
+            p50 = np.full(H, 97.0)
+            p90 = p50 + 1.0
+        elif spec and spec.startswith("critical@"):
+            step = int(spec.split("@")[1])
+            p50 = np.full(H, 70.0)
+            p50[step:] = 96.0
+            p90 = p50 + 2.0
+        elif spec and spec.startswith("warning@"):
+            step = int(spec.split("@")[1])
+            p50 = np.full(H, 70.0)
+            p90 = p50 + 5.0
+            p90[step:] = 96.0
+        elif spec == "warnlevel":
+            p50 = np.full(H, 86.0)
+            p90 = np.full(H, 90.0)
+        q = np.stack([p50 - 3.0, p50, p90], axis=1)
+        forecasts[m] = q
+        current[m] = cur
+    return build_server_forecast(name, current, forecasts, cores=cores)
+
+
+def test_one_tick_opens_nothing_two_ticks_open_one_alert():
+    am = AlertManager()
+    assert am.update([server(memory_percent="critical@10")], tick(0)) == ()
+    alerts = am.update([server(memory_percent="critical@10")], tick(1))
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert (a.severity, a.server_name, a.metric, a.state) == ("critical", "db-1", "memory_percent", "ongoing")
+    assert a.opened_at == a.updated_at == "2024-03-01T12:05:00Z"
+    assert a.lead_minutes == 55.0
+    assert a.predicted_crossing == "2024-03-01T13:00:00Z"
+    assert a.message == "memory_percent expected to reach 95 in 55 min (p50)"
+
+
+def test_a_broken_pending_condition_starts_over():
+    am = AlertManager()
+    am.update([server(cpu_percent="critical@3")], tick(0))
+    am.update([server()], tick(1))
+    assert am.update([server(cpu_percent="critical@3")], tick(2)) == ()
+    assert len(am.update([server(cpu_percent="critical@3")], tick(3))) == 1
+
+
+def test_repeat_updates_the_same_alert_and_its_lead_time():
+    am = AlertManager()
+    am.update([server(memory_percent="critical@10")], tick(0))
+    first = am.update([server(memory_percent="critical@10")], tick(1))[0]
+    second = am.update([server(memory_percent="critical@5")], tick(2))
+    assert len(second) == 1
+    s = second[0]
+    assert s.id == first.id and s.opened_at == first.opened_at
+    assert s.updated_at == "2024-03-01T12:10:00Z"
+    assert s.lead_minutes == 30.0 and s.predicted_crossing == "2024-03-01T12:40:00Z"
+    # alerts are immutable: the earlier object still says what it said
+    assert first.lead_minutes == 55.0 and first.updated_at == "2024-03-01T12:05:00Z"
+
+
+def test_warning_escalates_to_critical_and_never_drops_while_open():
+    am = AlertManager()
+    am.update([server(cpu_percent="warning@8")], tick(0))
+    w = am.update([server(cpu_percent="warning@8")], tick(1))[0]
+    assert w.severity == "warning" and w.lead_minutes == 45.0
+    assert w.message == "cpu_percent may reach 95 in 45 min (p90)"
+    c = am.update([server(cpu_percent="now")], tick(2))[0]
+    assert (c.id, c.severity, c.lead_minutes) == (w.id, "critical", 0.0)
+    assert c.message.startswith("cpu_percent at 97")
+    back = am.update([server(cpu_percent="warning@8")], tick(3))[0]
+    assert (back.id, back.severity, back.state) == (w.id, "critical", "ongoing")
+
+
+def test_warning_from_the_warning_threshold_has_no_predicted_crossing():
+    am = AlertManager(open_after=1)
+    a = am.update([server(memory_percent="warnlevel")], tick(0))[0]
+    assert a.severity == "warning" and a.predicted_crossing is None and a.lead_minutes is None
+    assert a.message == "memory_percent expected to reach warning 85 in 5 min (p50)"
+
+
+def test_resolves_after_three_clear_ticks_with_its_duration():
+    am = AlertManager()
+    am.update([server(disk_percent="critical@2")], tick(0))
+    opened = am.update([server(disk_percent="critical@2")], tick(1))[0]
+    am.update([server(disk_percent="critical@2")], tick(2))
+    assert am.update([server()], tick(3))[0].state == "ongoing"
+    assert am.update([server()], tick(4))[0].state == "ongoing"
+    done = am.update([server()], tick(5))
+    assert len(done) == 1
+    r = done[0]
+    assert (r.id, r.state, r.resolved_at) == (opened.id, "resolved", "2024-03-01T12:25:00Z")
+    assert r.duration_minutes == 20.0                   # 12:05 -> 12:25
+    assert am.ongoing() == ()
+    # a new condition later is a new alert, debounced again
+    am.update([server(disk_percent="critical@2")], tick(6))
+    again = am.update([server(disk_percent="critical@2")], tick(7))
+    assert [a.id for a in again] == [opened.id + 1, opened.id]
+
+
+def test_flapping_inside_the_resolve_window_keeps_the_alert_open():
+    am = AlertManager()
+    hot, calm = [server(cpu_percent="critical@4")], [server()]
+    am.update(hot, tick(0))
+    a = am.update(hot, tick(1))[0]
+    for k, fleet in enumerate([calm, calm, hot, calm, calm, hot, calm], start=2):
+        alerts = am.update(fleet, tick(k))
+        assert len(alerts) == 1 and alerts[0].id == a.id and alerts[0].state == "ongoing"
+    am.update(calm, tick(9))
+    assert am.update(calm, tick(10))[0].state == "resolved"
+
+
+def test_newest_first_and_one_open_alert_per_server_metric():
+    am = AlertManager(open_after=1)
+    am.update([server("a", cpu_percent="now", memory_percent="now")], tick(0))
+    alerts = am.update([server("a", cpu_percent="now", memory_percent="now"),
+                        server("b", disk_percent="critical@1")], tick(1))
+    assert [(x.server_name, x.metric) for x in alerts] == \
+        [("b", "disk_percent"), ("a", "memory_percent"), ("a", "cpu_percent")]
+    assert [x.id for x in alerts] == [3, 2, 1]
+    # "a" resolves; resolved alerts stay listed, still by id
+    alerts = am.update([server("a"), server("b", disk_percent="critical@1")], tick(2))
+    for k in (3, 4):
+        alerts = am.update([server("a"), server("b", disk_percent="critical@1")], tick(k))
+    assert [(x.id, x.state) for x in alerts] == [(3, "ongoing"), (2, "resolved"), (1, "resolved")]
+
+
+def test_resolved_alerts_are_capped():
+    am = AlertManager(open_after=1, resolve_after=1, max_resolved=2)
+    for k in range(4):
+        am.update([server(f"s{k}", cpu_percent="now")], tick(2 * k))
+        am.update([], tick(2 * k + 1))
+    alerts = am.alerts
+    assert [(a.server_name, a.state) for a in alerts] == [("s3", "resolved"), ("s2", "resolved")]
+
+
+def test_a_server_that_leaves_the_fleet_is_resolved_at_once():
+    am = AlertManager()
+    fleet = [server("web", load_average="now"), server("db")]
+    am.update(fleet, tick(0))
+    assert len(am.update(fleet, tick(1))) == 1
+    r = am.update([server("db")], tick(2))[0]
+    assert (r.server_name, r.state, r.duration_minutes) == ("web", "resolved", 5.0)
+
+
+def test_load_uses_core_scaled_thresholds():
+    def loaded(cores, load):
+        s = server("c", cores=cores)
+        q = np.stack([np.full(H, load - 1), np.full(H, load), np.full(H, load + 1)], axis=1)
+        return build_server_forecast("c", {**QUIET, "load_average": load},
+                                     {m: (q if m == "load_average" else
+                                          np.stack([s.metrics[m].p10, s.metrics[m].p50, s.metrics[m].p90], 1))
+                                      for m in METRICS}, cores=cores)
+    am = AlertManager(open_after=1)
+    assert am.update([loaded(8, 10.0)], tick(0))[0].severity == "warning"    # 8 <= 10 < 16 on 8 cores
+    am2 = AlertManager(open_after=1)
+    assert am2.update([loaded(None, 10.0)], tick(0))[0].severity == "critical"   # >= 8 absolute
+    # the override recomputes thresholds from the server's cores
+    am3 = AlertManager(Thresholds(load_per_core=(0.5, 1.0)), open_after=1)
+    assert am3.update([loaded(8, 10.0)], tick(0))[0].severity == "critical"      # >= 8 = 1.0 x 8
+
+
+def test_argument_checks():
+    with pytest.raises(ValueError):
+        AlertManager(open_after=0)

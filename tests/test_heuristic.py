@@ -1,0 +1,141 @@
+"""The fallback forecaster on series whose right answer is known."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.heuristic import (REASON_NO_MODEL, SEASON, heuristic_forecast, heuristic_forecast_batch,
+                              heuristic_reason)
+
+ROOT = Path(__file__).resolve().parents[1]
+H = 96
+
+
+def _check_valid(fc: np.ndarray, horizon: int = H, lo: float = 0.0, hi: float = 100.0) -> None:
+    assert fc.shape == (horizon, 3)
+    assert np.isfinite(fc).all()
+    assert (np.diff(fc, axis=1) >= 0).all(), "p10 <= p50 <= p90"
+    assert (fc >= lo).all() and (fc <= hi).all()
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 13, 40, 299, 300, 700, 2016])
+@pytest.mark.parametrize("metric", ["cpu_percent", "disk_percent", "load_average"])
+def test_shape_order_and_range_for_any_length(length, metric):
+    rng = np.random.default_rng(length)
+    scale = 100.0 if metric != "load_average" else 6.0
+    history = rng.uniform(0, scale, length)
+    fc = heuristic_forecast(history, H, metric=metric)
+    _check_valid(fc, hi=100.0 if metric != "load_average" else np.inf)
+
+
+def test_clipped_at_100_and_at_0():
+    rising = np.linspace(60, 99.5, 200)
+    fc = heuristic_forecast(rising, H, metric="memory_percent")
+    _check_valid(fc)
+    assert fc[-1, 1] == 100.0 and fc[:, 2].max() == 100.0
+    falling = np.linspace(3.0, 0.05, 200)
+    fc = heuristic_forecast(falling, H, metric="load_average")
+    assert fc.min() == 0.0 and (np.diff(fc, axis=1) >= 0).all()
+
+
+def test_constant_series_keeps_its_value_with_a_nonzero_band():
+    fc = heuristic_forecast(np.full(1000, 42.0), H, metric="disk_percent")
+    assert np.allclose(fc[:, 1], 42.0)
+    assert (fc[:, 2] - fc[:, 1] > 0.1).all() and (fc[:, 1] - fc[:, 0] > 0.1).all()
+    # the band widens with the horizon
+    assert fc[-1, 2] - fc[-1, 0] > fc[0, 2] - fc[0, 0]
+    load = heuristic_forecast(np.zeros(50), H, metric="load_average")
+    assert (load[:, 2] > 0).all() and (load[:, 1] == 0).all()
+
+
+def test_periodic_series_follows_yesterday():
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * SEASON + 40)
+    day = lambda k: 50 + 30 * np.sin(2 * np.pi * k / SEASON)  # noqa: E731
+    history = day(t) + rng.normal(0, 0.5, len(t))
+    fc = heuristic_forecast(history, H)
+    yesterday = history[-SEASON:-SEASON + H]
+    truth = day(np.arange(len(t), len(t) + H))
+    assert np.abs(fc[:, 1] - yesterday).max() < 2.0
+    assert np.abs(fc[:, 1] - truth).mean() < 1.0
+    # far better than holding the last value, and the truth sits inside most of the band
+    assert np.abs(fc[:, 1] - truth).mean() < 0.2 * np.abs(history[-1] - truth).mean()
+    assert ((truth >= fc[:, 0]) & (truth <= fc[:, 2])).mean() > 0.8
+
+
+def test_ramp_is_extrapolated_with_damping():
+    history = 20 + 0.1 * np.arange(120)           # +0.1 per step, last value 31.9
+    fc = heuristic_forecast(history, H, metric="disk_percent")
+    assert fc[0, 1] == pytest.approx(32.0, abs=0.05)
+    assert (np.diff(fc[:, 1]) > 0).all()
+    undamped = 31.9 + 0.1 * H
+    assert 32.0 + 0.1 * 30 < fc[-1, 1] < undamped
+
+
+def test_noise_falls_back_to_its_mean_not_to_the_last_values():
+    rng = np.random.default_rng(3)
+    history = rng.normal(50, 5, 200)
+    history[-3:] = 65.0
+    fc = heuristic_forecast(history, H)
+    assert fc[0, 1] < 63.0
+    assert abs(fc[11, 1] - 50.0) < 5.0
+    assert abs(fc[-1, 1] - 50.0) < 5.0
+    # a 10-90 band about as wide as the noise's (2 x 1.28 x 5 = 12.8)
+    assert 8.0 < np.median(fc[:, 2] - fc[:, 0]) < 25.0
+
+
+def test_length_one_history():
+    fc = heuristic_forecast(np.array([37.5]), H)
+    _check_valid(fc)
+    assert np.allclose(fc[:, 1], 37.5)
+    assert (fc[:, 2] > 37.5).all() and (fc[:, 0] < 37.5).all()
+
+
+def test_batch_equals_single_with_nan_padding():
+    rng = np.random.default_rng(7)
+    lengths = np.array([1, 2, 5, 6, 12, 40, 290, 300, 301, 577, 700, 1000])
+    width = 1000
+    values = np.full((len(lengths), width), np.nan)
+    histories = []
+    for i, n in enumerate(lengths):
+        t = np.arange(n)
+        h = np.clip(40 + 20 * np.sin(2 * np.pi * t / SEASON) + 0.01 * t + rng.normal(0, 3, n), 0, 100)
+        values[i, width - n:] = h
+        histories.append(h)
+    batch = heuristic_forecast_batch(values, lengths, H, metric="memory_percent")
+    assert batch.shape == (len(lengths), H, 3)
+    for i, h in enumerate(histories):
+        np.testing.assert_allclose(batch[i], heuristic_forecast(h, H, metric="memory_percent"), atol=1e-9)
+
+
+def test_other_horizons_and_quantiles():
+    history = 50 + np.sin(np.arange(800) / 10)
+    fc = heuristic_forecast(history, 300, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95))
+    assert fc.shape == (300, 5) and (np.diff(fc, axis=1) >= 0).all()
+    with pytest.raises(ValueError):
+        heuristic_forecast(history, 10, quantiles=(0.9, 0.5, 0.1))
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError):
+        heuristic_forecast(np.array([]), H)
+    with pytest.raises(ValueError):
+        heuristic_forecast_batch(np.ones((2, 5)), np.array([5, 0]), H)
+    with pytest.raises(ValueError):
+        heuristic_forecast(np.ones(5), H, metric="gpu_percent")
+
+
+def test_reasons():
+    assert heuristic_reason(24, 36) == "history 2.0 h < 3.0 h the model needs"
+    assert REASON_NO_MODEL == "no model"
+
+
+def test_does_not_import_torch():
+    code = ("import sys, engine.heuristic, engine.risk, engine.alerts\n"
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

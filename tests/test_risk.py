@@ -1,0 +1,255 @@
+"""Probabilities, breach times, trends and the fleet environment from hand-built quantile forecasts."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from engine.contract import METRICS
+from engine.risk import (HIGH_RISK, build_fleet, build_metric_forecast, build_server_forecast,
+                         crossing_probability, crossing_probability_batch, environment, minutes_to_breach,
+                         server_from_metrics, trend)
+from engine.snapshot import SOURCE_TFT
+from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds
+
+H = 96
+Z90 = 1.2815515655446004
+
+
+def band(p50, lower=5.0, upper=5.0) -> np.ndarray:
+    """(H, 3) forecast around p50 (scalar or array) with fixed distances to p10 and p90."""
+    p50 = np.broadcast_to(np.asarray(p50, dtype=float), (H,))
+    return np.stack([p50 - lower, p50, p50 + upper], axis=1)
+
+
+def cols(q):
+    return q[:, 0], q[:, 1], q[:, 2]
+
+
+# --------------------------------------------------------------------------- minutes to breach
+
+
+def test_p50_crossing_at_step_10_is_55_minutes():
+    p50 = np.full(H, 80.0)
+    p50[10:] = 96.0
+    q = band(p50)
+    assert minutes_to_breach(q[:, 1], q[:, 2], 95.0, current=70.0) == (55.0, "p50")
+
+
+def test_p90_only_crossing_has_basis_p90():
+    p50 = np.full(H, 85.0)
+    p90 = np.full(H, 90.0)
+    p90[20:] = 95.0                                 # exactly at the threshold counts
+    assert minutes_to_breach(p50, p90, 95.0, current=70.0) == (105.0, "p90")
+
+
+def test_no_crossing_and_already_there():
+    q = band(50.0)
+    assert minutes_to_breach(q[:, 1], q[:, 2], 95.0, current=50.0) == (None, None)
+    assert minutes_to_breach(q[:, 1], q[:, 2], 95.0, current=95.0) == (0.0, "now")
+
+
+# --------------------------------------------------------------------------- probabilities
+
+
+def test_threshold_exactly_at_p90_at_one_step_gives_ten_percent():
+    p50 = np.full(H, 50.0)
+    p50[40] = 85.0                                  # p90 at that step = 95 = threshold
+    q = band(p50, 10.0, 10.0)
+    assert crossing_probability(*cols(q), 95.0, H) == pytest.approx(0.10, abs=1e-6)
+    assert crossing_probability(*cols(q), 95.0, 6) < 1e-4
+
+
+def test_threshold_at_p50_gives_one_half():
+    q = band(np.linspace(60, 95, H))                # p50 reaches 95 at the last step only
+    assert crossing_probability(*cols(q), 95.0, H) == pytest.approx(0.5, abs=1e-9)
+
+
+def test_current_at_or_above_threshold_is_certain():
+    q = band(10.0)
+    assert crossing_probability(*cols(q), 95.0, 6, current=97.0) == 1.0
+    f = build_metric_forecast("cpu_percent", 97.0, q)
+    assert (f.prob_30m, f.prob_8h, f.minutes_to_breach, f.breach_basis) == (1.0, 1.0, 0.0, "now")
+
+
+def test_late_crossing_shows_in_8h_not_in_30m():
+    p50 = np.full(H, 40.0)
+    p50[60:] = 97.0
+    f = build_metric_forecast("memory_percent", 40.0, band(p50))
+    assert f.prob_30m < 1e-6
+    assert f.prob_8h > 0.6
+    assert (f.minutes_to_breach, f.breach_basis) == (305.0, "p50")
+
+
+def test_skewed_band_uses_the_side_of_the_threshold():
+    # p50 90, p90 only 1 above -> crossing 95 (5 upper sigmas away) is almost impossible;
+    # a wide lower side must not inflate it.
+    q = band(90.0, lower=40.0, upper=1.0)
+    assert crossing_probability(*cols(q), 95.0, H) < 1e-6
+    # threshold below p50 uses the lower sigma: 1 - Phi(-z), with z = 10 / (40 / 1.2816)
+    p = crossing_probability(*cols(q), 80.0, H)
+    assert p == pytest.approx(0.5 * (1 + math.erf((10 / (40 / Z90)) / math.sqrt(2))), abs=1e-9)
+    assert 0.6 < p < 0.7
+
+
+def test_window_probability_is_the_max_not_the_union():
+    p50 = np.full(H, 50.0)
+    p50[[10, 20, 30]] = 85.0                        # three separate steps at 10 % each
+    q = band(p50, 10.0, 10.0)
+    assert crossing_probability(*cols(q), 95.0, H) == pytest.approx(0.10, abs=1e-6)
+
+
+def test_degenerate_band_is_a_step_function():
+    q = np.full((H, 3), 50.0)
+    assert crossing_probability(*cols(q), 50.0, H) == pytest.approx(0.5)
+    assert crossing_probability(*cols(q), 50.1, H) == 0.0
+    assert crossing_probability(*cols(q), 49.9, H) == 1.0
+
+
+def test_batch_probability_equals_scalar_on_random_inputs():
+    rng = np.random.default_rng(11)
+    n = 300
+    q = np.sort(rng.uniform(0, 100, (n, H, 3)), axis=2)
+    thr = rng.uniform(20, 100, n)
+    current = rng.uniform(0, 100, n)
+    for steps in (1, 6, H, 500):
+        batch = crossing_probability_batch(q, thr, steps, current)
+        scalar = [crossing_probability(*cols(q[i]), thr[i], steps, current[i]) for i in range(n)]
+        np.testing.assert_allclose(batch, scalar, atol=1e-6)
+    assert (crossing_probability_batch(q, thr, 0) == 0).all()
+
+
+# --------------------------------------------------------------------------- trend
+
+
+def test_trend():
+    assert trend(50.0, band(np.linspace(50, 60, H))[:, 1]) == "rising"
+    assert trend(50.0, band(np.linspace(50, 40, H))[:, 1]) == "falling"
+    assert trend(50.0, band(np.linspace(50, 51.5, H))[:, 1]) == "steady"
+    # load: 10 % of the current value
+    assert trend(4.0, np.full(H, 4.3), "load_average") == "steady"
+    assert trend(4.0, np.full(H, 4.5), "load_average") == "rising"
+    assert trend(0.0, np.full(H, 0.03), "load_average") == "steady"
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def test_load_thresholds_scale_with_cores():
+    q = band(3.0, 1.0, 1.0)
+    f8 = build_metric_forecast("load_average", 3.0, q, DEFAULT_THRESHOLDS, cores=8)
+    assert (f8.warning, f8.critical) == (8.0, 16.0)
+    f_unknown = build_metric_forecast("load_average", 3.0, q, DEFAULT_THRESHOLDS, cores=None)
+    assert (f_unknown.warning, f_unknown.critical) == (4.0, 8.0)
+    # the same forecast is far riskier against the absolute fallback than on 8 cores
+    assert f_unknown.prob_8h > f8.prob_8h
+    custom = Thresholds(load_per_core=(1.5, 3.0))
+    assert build_metric_forecast("load_average", 3.0, q, custom, cores=2).critical == 6.0
+    assert build_metric_forecast("cpu_percent", 3.0, q, custom).critical == 95.0
+
+
+# --------------------------------------------------------------------------- server and fleet
+
+
+def _server(name, risk8, current_cpu=50.0):
+    """A server whose cpu forecast has 8 h risk ``risk8`` (threshold placed inside the band)."""
+    from statistics import NormalDist
+    z = NormalDist().inv_cdf(1 - risk8) if 0 < risk8 < 1 else 0.0
+    p50 = 95.0 - z * 10 / Z90                       # sigma = 10 / 1.2816 on both sides
+    p50_path = np.full(H, 50.0)
+    p50_path[-1] = p50
+    quiet = {"memory_percent": band(10.0), "disk_percent": band(10.0), "load_average": band(1.0, 0.5, 0.5)}
+    forecasts = {"cpu_percent": band(p50_path, 10.0, 10.0), **quiet}
+    current = {"cpu_percent": current_cpu, "memory_percent": 10.0, "disk_percent": 10.0, "load_average": 1.0}
+    return build_server_forecast(name, current, forecasts)
+
+
+def test_environment_arithmetic():
+    a, b = _server("a", 0.5), _server("b", 0.2)
+    assert a.risk_8h == pytest.approx(0.5, abs=1e-6) and b.risk_8h == pytest.approx(0.2, abs=1e-6)
+    env = environment([a, b])
+    assert env.incident_probability_8h == pytest.approx(1 - 0.5 * 0.8, abs=1e-6)
+    assert env.incident_probability_30m < 1e-6
+    assert env.high_risk_servers == 1 and env.total_servers == 2     # 0.5 >= HIGH_RISK counts
+    assert env.fleet_health == pytest.approx(50.0)
+    # already critical counts as high-risk whatever the forecast
+    c = _server("c", 0.01, current_cpu=99.0)
+    env = environment([a, b, c])
+    assert env.high_risk_servers == 2 and env.fleet_health == pytest.approx(100 / 3)
+    assert env.incident_probability_30m == 1.0
+
+
+def test_empty_fleet():
+    env = environment([])
+    assert (env.incident_probability_30m, env.incident_probability_8h) == (0.0, 0.0)
+    assert (env.high_risk_servers, env.total_servers, env.fleet_health) == (0, 0, 100.0)
+    assert build_fleet([], np.zeros((0, 4)), np.zeros((0, 4, H, 3))) == ()
+    assert build_fleet([], [], {}) == ()
+
+
+def test_server_aggregates_max_risk_and_earliest_breach():
+    cpu = np.full(H, 50.0)
+    cpu[30:] = 96.0                                  # p50 breach at 155 min
+    mem = np.full(H, 80.0)                           # p90 breach at step 5 -> 30 min
+    mem_q = band(mem, 5.0, 5.0)
+    mem_q[5:, 2] = 96.0
+    s = build_server_forecast("web-1", {**{m: 10.0 for m in METRICS}, "load_average": 1.0},
+                              {"cpu_percent": band(cpu), "memory_percent": mem_q,
+                               "disk_percent": band(20.0), "load_average": band(1.0, 0.5, 0.5)},
+                              cores=4, source=SOURCE_TFT, profile="web", history_len=2016)
+    assert s.breach_metric == "memory_percent" and s.minutes_to_breach == 30.0
+    assert s.metrics["memory_percent"].breach_basis == "p90"
+    assert s.risk_8h == max(f.prob_8h for f in s.metrics.values()) == s.metrics["cpu_percent"].prob_8h
+    assert s.metrics["load_average"].critical == 8.0
+    with pytest.raises(ValueError):                 # forecast arrays are read-only
+        s.metrics["cpu_percent"].p50[0] = 1.0
+    assert server_from_metrics("x", {}).risk_8h == 0.0
+
+
+def test_build_fleet_equals_the_scalar_path_on_random_inputs():
+    rng = np.random.default_rng(5)
+    n = 60
+    level = rng.uniform(0, 100, (n, 4, 1))
+    drift = rng.normal(0, 0.3, (n, 4, 1)) * np.arange(H)
+    p50 = level + drift
+    p50[:, 3] = np.abs(p50[:, 3]) / 10              # load-like values
+    lo, hi = rng.uniform(0, 15, (2, n, 4, H))
+    q = np.stack([p50 - lo, p50, p50 + hi], axis=3)
+    current = np.concatenate([rng.uniform(0, 100, (n, 3)), rng.uniform(0, 20, (n, 1))], axis=1)
+    cores = rng.choice([0, 2, 4, 8, 16], n).tolist()
+    cores = [c or None for c in cores]
+    names = [f"srv-{i}" for i in range(n)]
+    servers = build_fleet(names=names, current=current, quantiles={m: q[:, j] for j, m in enumerate(METRICS)},
+                          thresholds=DEFAULT_THRESHOLDS, cores=cores, source=SOURCE_TFT,
+                          last_seen="2024-01-01T00:00:00Z", history_len=list(range(n)))
+    assert build_fleet(names, current, q, cores=cores, source=SOURCE_TFT, last_seen="2024-01-01T00:00:00Z",
+                       history_len=list(range(n)))[7].metrics["disk_percent"].prob_8h == \
+        servers[7].metrics["disk_percent"].prob_8h
+    env = environment(servers)
+    expected = [build_server_forecast(names[i], dict(zip(METRICS, current[i], strict=True)),
+                                      {m: q[i, j] for j, m in enumerate(METRICS)}, DEFAULT_THRESHOLDS,
+                                      cores=cores[i], source=SOURCE_TFT, last_seen="2024-01-01T00:00:00Z",
+                                      history_len=i)
+                for i in range(n)]
+    for got, want in zip(servers, expected, strict=True):
+        assert (got.server_name, got.cores, got.source, got.history_len, got.breach_metric) == \
+            (want.server_name, want.cores, want.source, want.history_len, want.breach_metric)
+        assert got.risk_30m == pytest.approx(want.risk_30m, abs=1e-6)
+        assert got.risk_8h == pytest.approx(want.risk_8h, abs=1e-6)
+        assert got.minutes_to_breach == want.minutes_to_breach
+        for m in METRICS:
+            g, w = got.metrics[m], want.metrics[m]
+            assert (g.trend, g.warning, g.critical, g.minutes_to_breach, g.breach_basis, g.current) == \
+                (w.trend, w.warning, w.critical, w.minutes_to_breach, w.breach_basis, w.current)
+            assert g.prob_30m == pytest.approx(w.prob_30m, abs=1e-6)
+            assert g.prob_8h == pytest.approx(w.prob_8h, abs=1e-6)
+            np.testing.assert_array_equal(g.p10, w.p10)
+            np.testing.assert_array_equal(g.p90, w.p90)
+            assert not g.p50.flags.writeable
+    ref = environment(expected)
+    assert env.high_risk_servers == ref.high_risk_servers
+    assert env.incident_probability_8h == pytest.approx(ref.incident_probability_8h, abs=1e-6)
+    assert env.fleet_health == pytest.approx(ref.fleet_health)
+    assert 0 < env.high_risk_servers < n
+    assert HIGH_RISK == 0.5

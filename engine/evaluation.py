@@ -50,8 +50,14 @@ def stock_predict(loaded: LoadedModel, prepared: pd.DataFrame, origins: pd.DataF
     wanted = set(zip(origins["series"], origins["origin_idx"].astype(int)))
     dataset = build_dataset(config, prepared)
     index = dataset.decoded_index
-    keep = [(s, int(t)) in wanted for s, t in zip(index["series"], index["time_idx_first_prediction"])]
-    dataset = dataset.filter(lambda _: np.asarray(keep))
+    match = np.array([(s, int(t)) in wanted for s, t in zip(index["series"], index["time_idx_first_prediction"])])
+    # At a series' last possible origin the library offers one sample per encoder
+    # length: keep the longest encoder, as every other origin has.
+    candidates = index[match]
+    longest = candidates.groupby(["series", "time_idx_first_prediction"])["time_idx_first"].idxmin()
+    keep = np.zeros(len(index), dtype=bool)
+    keep[longest.to_numpy()] = True
+    dataset = dataset.filter(lambda _: keep)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pred = loaded.model.predict(

@@ -1,0 +1,347 @@
+"""Fleet-wide TFT inference without TimeSeriesDataSet.
+
+The library path (``engine.evaluation.stock_predict``: a TimeSeriesDataSet over a
+prepared frame, its collate function and ``model.predict`` under a Lightning Trainer)
+costs far more than the network itself.  ``FastTFT`` builds the very tensors that
+``TimeSeriesDataSet.__getitem__`` + ``TimeSeriesDataSet._collate_fn`` would have built
+straight from numpy windows and runs the whole fleet through the network in large
+batches under ``torch.inference_mode()``.
+
+What the library does per window, and what is replicated here (see
+``pytorch_forecasting/data/timeseries/_timeseries.py``):
+
+- metrics pass through float32 (``prepare_frame`` casts them); the level features are
+  computed from those float32 values, the time features in float64 then cast;
+- the encoder is LEFT-aligned and zero-padded on the right to the longest encoder
+  *in the batch* (``rnn.pad_sequence``): the network splits encoder from decoder at
+  ``encoder_lengths.max()``, so the encoder tensor must be exactly that long;
+- targets are standard-scaled per window over the encoder only, with ``torch.std``
+  (unbiased, n-1), plus float32 eps, then floored at the model's ``min_scale``
+  (``FlooredEncoderNormalizer``); ``target_scale`` is a list of (batch, 2) float32
+  [center, scale] per target, which the network uses to de-normalise its output;
+- ``relative_time_idx`` is ``arange(-enc, dec) / max_encoder_length`` in float32 and
+  ``encoder_length`` is ``(enc - L/2) / L * 2`` (both raw: their scalers are fitted on a
+  constant 0 column and are the identity);
+- the profile goes through ``NaNLabelEncoder(add_nan=True)``: anything outside the
+  vocabulary is class 0 ("nan").
+
+The future values of the unknown reals (targets, levels) sit in the library's decoder
+tensor but the network never reads them (they are no decoder variables); zeros here.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from engine.calibration import apply_calibration
+from engine.contract import METRICS, UNKNOWN_PROFILE
+from engine.tft_model import (TIME_FEATURES, LoadedModel, level_feature, level_values, profile_encoder,
+                              time_features)
+
+_EPS32 = float(torch.finfo(torch.float32).eps)
+
+
+# -- interpolation swap ----------------------------------------------------------------
+
+def _interpolation_class():
+    from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import TimeDistributedInterpolation
+
+    return TimeDistributedInterpolation
+
+
+def interpolation_matrix(in_size: int, out_size: int) -> torch.Tensor:
+    """(in_size, out_size) matrix W with ``x @ W == F.interpolate(x, out_size, mode="linear",
+    align_corners=True)`` for x of shape (N, in_size): the interpolation of the identity
+    (so the weights are the very ones the library's kernel computes)."""
+    eye = torch.eye(in_size, dtype=torch.float32).unsqueeze(1)            # (in, 1, in)
+    return F.interpolate(eye, out_size, mode="linear", align_corners=True).squeeze(1).contiguous()
+
+
+def _build_matmul_class():
+    base = _interpolation_class()
+
+    class MatmulInterpolation(base):
+        """TimeDistributedInterpolation whose linear interpolation is one matmul by a fixed
+        (in_size, out_size) matrix.  The matrix is a non-persistent buffer, so the
+        state_dict keys (``mask`` when trainable, nothing otherwise) are unchanged."""
+
+        def __init__(self, src, in_size: int):
+            super().__init__(src.output_size, batch_first=src.batch_first, trainable=src.trainable)
+            if src.trainable:          # keep the very same trained parameter and gate
+                self.mask = src.mask
+            self.in_size = int(in_size)
+            self.register_buffer("weight_matrix", interpolation_matrix(self.in_size, self.output_size),
+                                 persistent=False)
+
+        def interpolate(self, x):
+            if x.size(-1) != self.in_size:          # not the size it was built for
+                return super().interpolate(x)
+            upsampled = torch.matmul(x, self.weight_matrix.to(x.dtype))
+            if self.trainable:
+                upsampled = upsampled * self.gate(self.mask.unsqueeze(0)) * 2.0
+            return upsampled
+
+        def forward(self, x):
+            if x.dim() <= 3 and x.size(-1) == self.in_size:
+                # every row is interpolated on its own: no reshaping needed around the matmul
+                return self.interpolate(x)
+            return super().forward(x)
+
+    MatmulInterpolation.__module__ = __name__
+    MatmulInterpolation.__qualname__ = "MatmulInterpolation"
+    return MatmulInterpolation
+
+
+def __getattr__(name):
+    # The class subclasses pytorch-forecasting's module: built on first use so that importing
+    # this module does not import the library (and found by name, e.g. by pickle).
+    if name == "MatmulInterpolation":
+        cls = _build_matmul_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def swap_interpolation(model) -> int:
+    """Replace, IN PLACE, each TimeDistributedInterpolation of ``model`` whose input size is
+    known from its parent (ResampleNorm: input_size -> output_size; AddNorm: skip_size ->
+    input_size) by a matmul with the equivalent precomputed matrix.  State-dict keys are
+    unchanged.  Returns how many were swapped (0 when already swapped).
+
+    Apply it to a copy when the original must keep running the library's own code.
+    """
+    from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import AddNorm, ResampleNorm
+
+    base = _interpolation_class()
+    matmul_class = globals().get("MatmulInterpolation") or __getattr__("MatmulInterpolation")
+    ref = next(iter(model.parameters()), None)
+    swapped = 0
+    for parent in list(model.modules()):
+        child = parent._modules.get("resample")
+        if not isinstance(child, base) or isinstance(child, matmul_class):
+            continue
+        if isinstance(parent, ResampleNorm):
+            in_size = parent.input_size
+        elif isinstance(parent, AddNorm):
+            in_size = parent.skip_size
+        else:
+            continue
+        new = matmul_class(child, in_size)
+        if ref is not None:
+            new = new.to(ref.device)
+        parent._modules["resample"] = new
+        swapped += 1
+    return swapped
+
+
+_swap = swap_interpolation   # FastTFT's argument of the same name shadows it
+
+
+# -- the fast path -------------------------------------------------------------------
+
+@dataclass
+class FastForecast:
+    quantiles: dict[str, np.ndarray]            # per target (n, H, Q) float64, calibrated
+    raw: dict[str, np.ndarray]                  # per target (n, H, Q) float64, as the network gave it
+    importance: list[dict[str, float]] | None   # per window: encoder variable weights, summing to 1
+
+
+def _normalise_profile(text) -> str:
+    """As ``engine.tft_model.normalise_profile``: strip, lower; missing or empty -> unknown."""
+    if text is None or (not isinstance(text, str) and pd.isna(text)):
+        return UNKNOWN_PROFILE
+    out = str(text).strip().lower()
+    return out or UNKNOWN_PROFILE
+
+
+class FastTFT:
+    """Batched TFT inference over right-aligned numpy windows (see module docstring).
+
+    ``predict(values, lengths, last_epoch, profiles)``: values (n, L, 4) in METRICS order,
+    each window's valid part ``values[i, L - lengths[i]:]`` (the rest is ignored, NaN is
+    fine there); a non-finite value inside the valid part gives that window (only) NaN
+    forecasts.  The network runs on a private copy of ``loaded.model``.
+    """
+
+    def __init__(self, loaded: LoadedModel, device: str = "cpu", batch_size: int = 1024,
+                 swap_interpolation: bool = True):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.loaded = loaded
+        self.config = config = loaded.config
+        self.device = str(device)
+        self.batch_size = int(batch_size)
+        model = copy.deepcopy(loaded.model)      # the original stays as it is (device, modules)
+        self.swapped = _swap(model) if swap_interpolation else 0
+        self.model = model.to(self.device).eval()
+
+        self.targets = list(config.targets)
+        unknown = [m for m in self.targets if m not in METRICS]
+        if unknown:
+            raise ValueError(f"model targets {unknown} are not metrics {METRICS}")
+        self._metric_pos = [METRICS.index(m) for m in self.targets]
+        self.L = int(config.max_encoder_length)
+        self.H = int(config.max_prediction_length)
+        self.min_length = max(int(config.min_encoder_length), 1)
+        self.min_scale = np.array([config.min_scale[m] for m in self.targets], dtype=np.float64)
+
+        hp = model.hparams
+        self.reals = list(hp.x_reals)
+        known = set(TIME_FEATURES) | {"relative_time_idx", "encoder_length"} | set(self.targets) \
+            | {level_feature(m) for m in self.targets}
+        odd = [r for r in self.reals if r not in known]
+        if odd:
+            raise ValueError(f"FastTFT cannot build the model input(s) {odd}")
+        if list(hp.x_categoricals) != ["profile"]:
+            raise ValueError(f"FastTFT expects the one categorical 'profile', the model has {hp.x_categoricals}")
+        future = set(model.decoder_variables) - (set(TIME_FEATURES) | {"relative_time_idx"})
+        if future:
+            raise ValueError(f"decoder variables {sorted(future)} are not known in advance")
+        self.encoder_variables = list(model.encoder_variables)
+        self._profile_classes = dict(profile_encoder(config).classes_)
+        self._col = {name: i for i, name in enumerate(self.reals)}
+
+    # -- inputs -------------------------------------------------------------------
+    def _check(self, values, lengths, last_epoch, profiles):
+        values = np.asarray(values)
+        lengths = np.asarray(lengths)
+        last_epoch = np.asarray(last_epoch)
+        if values.ndim != 3 or values.shape[1] != self.L or values.shape[2] != len(METRICS):
+            raise ValueError(f"values must have shape (n, {self.L}, {len(METRICS)}), got {values.shape}")
+        n = values.shape[0]
+        if lengths.shape != (n,) or last_epoch.shape != (n,) or len(profiles) != n:
+            raise ValueError("values, lengths, last_epoch and profiles must describe the same windows")
+        if n and not np.issubdtype(lengths.dtype, np.integer):
+            if not np.all(lengths == np.round(lengths)):
+                raise ValueError("lengths must be whole numbers")
+        lengths = lengths.astype(np.int64)
+        if n and lengths.min() < self.min_length:
+            raise ValueError(f"window length {int(lengths.min())} is below the model's min_encoder_length "
+                             f"{self.min_length}")
+        if n and lengths.max() > self.L:
+            raise ValueError(f"window length {int(lengths.max())} exceeds max_encoder_length {self.L}")
+        return values, lengths, last_epoch.astype(np.int64), n
+
+    def profile_codes(self, profiles: Sequence[str]) -> np.ndarray:
+        """NaNLabelEncoder(add_nan=True) codes of the normalised profiles (unknown -> 0)."""
+        return np.array([self._profile_classes.get(_normalise_profile(p), 0) for p in profiles], dtype=np.int64)
+
+    def _batch(self, v32: np.ndarray, lengths: np.ndarray, last_epoch: np.ndarray, codes: np.ndarray):
+        """numpy inputs of one batch: v32 (b, L, 4) float32, right-aligned."""
+        b = len(lengths)
+        L, H, step = self.L, self.H, int(self.config.step_seconds)
+        T = int(lengths.max())
+        k = np.arange(T)
+        valid = k[None, :] < lengths[:, None]                                   # (b, T)
+        src = np.minimum(L - lengths[:, None] + k[None, :], L - 1)              # left-align
+        enc_vals = np.take_along_axis(v32, src[:, :, None], axis=1)            # (b, T, 4)
+        enc_vals = np.where(valid[:, :, None], enc_vals, np.float32(0.0))[:, :, self._metric_pos]
+
+        # per-window target scaling: mean and unbiased std over the encoder, + eps, floored
+        x64 = enc_vals.astype(np.float64)
+        n = lengths.astype(np.float64)[:, None]
+        center = x64.sum(axis=1) / n                                             # (b, M)
+        dev = np.where(valid[:, :, None], x64 - center[:, None, :], 0.0)
+        std = np.sqrt((dev * dev).sum(axis=1) / np.maximum(n - 1.0, 1.0))
+        std = np.where(n > 1, std, np.nan)                                      # torch.std of 1 value
+        scale = np.maximum(std.astype(np.float32) + np.float32(_EPS32), self.min_scale.astype(np.float32))
+        center32 = center.astype(np.float32)
+
+        enc = np.zeros((b, T, len(self.reals)), dtype=np.float32)
+        dec = np.zeros((b, H, len(self.reals)), dtype=np.float32)
+        col = self._col
+        for j, m in enumerate(self.targets):
+            if m in col:
+                enc[:, :, col[m]] = np.where(valid, (enc_vals[:, :, j] - center32[:, None, j]) / scale[:, None, j], 0.0)
+            lf = level_feature(m)
+            if lf in col:
+                enc[:, :, col[lf]] = np.where(valid, level_values(m, enc_vals[:, :, j]).astype(np.float32), 0.0)
+        enc_t = last_epoch[:, None] - (lengths[:, None] - 1 - k[None, :]) * step
+        dec_t = last_epoch[:, None] + (np.arange(H)[None, :] + 1) * step
+        for name, vals in time_features(enc_t).items():
+            if name in col:
+                enc[:, :, col[name]] = np.where(valid, vals.astype(np.float32), 0.0)
+        for name, vals in time_features(dec_t).items():
+            if name in col:
+                dec[:, :, col[name]] = vals.astype(np.float32)
+        if "relative_time_idx" in col:
+            rel = (k[None, :] - lengths[:, None]).astype(np.float32) / np.float32(L)
+            enc[:, :, col["relative_time_idx"]] = np.where(valid, rel, 0.0)
+            dec[:, :, col["relative_time_idx"]] = (np.arange(H, dtype=np.float32) / np.float32(L))[None, :]
+        if "encoder_length" in col:
+            feat = ((lengths - 0.5 * L) / L * 2.0).astype(np.float32)
+            enc[:, :, col["encoder_length"]] = np.where(valid, feat[:, None], 0.0)
+            dec[:, :, col["encoder_length"]] = feat[:, None]
+        enc_cat = np.where(valid, codes[:, None], 0).astype(np.int64)[:, :, None]
+        dec_cat = np.broadcast_to(codes[:, None, None], (b, H, 1)).astype(np.int64)
+        target_scale = np.stack([center32, scale], axis=-1)                      # (b, M, 2)
+        return dict(encoder_cont=enc, decoder_cont=dec, encoder_cat=enc_cat, decoder_cat=dec_cat,
+                    encoder_lengths=lengths.astype(np.int64), decoder_lengths=np.full(b, H, dtype=np.int64),
+                    target_scale=target_scale)
+
+    def _to_device(self, arrays: dict) -> dict:
+        cuda = self.device.startswith("cuda")
+
+        def move(a):
+            t = torch.from_numpy(np.ascontiguousarray(a))
+            if cuda:
+                return t.pin_memory().to(self.device, non_blocking=True)
+            return t
+
+        x = {k: move(v) for k, v in arrays.items() if k != "target_scale"}
+        ts = move(arrays["target_scale"])
+        x["target_scale"] = [ts[:, j] for j in range(ts.shape[1])]
+        return x
+
+    # -- prediction ---------------------------------------------------------------
+    def predict(self, values: np.ndarray, lengths: np.ndarray, last_epoch: np.ndarray,
+                profiles: Sequence[str], with_importance: bool = False) -> FastForecast:
+        values, lengths, last_epoch, n = self._check(values, lengths, last_epoch, profiles)
+        config = self.config
+        Q = len(config.quantiles)
+        raw = {m: np.empty((n, self.H, Q), dtype=np.float64) for m in self.targets}
+        importance = np.empty((n, len(self.encoder_variables)), dtype=np.float64) if with_importance else None
+        codes = self.profile_codes(profiles)
+        v32 = values.astype(np.float32, copy=False)
+        with torch.inference_mode():
+            for start in range(0, n, self.batch_size):
+                sl = slice(start, min(n, start + self.batch_size))
+                x = self._to_device(self._batch(v32[sl], lengths[sl], last_epoch[sl], codes[sl]))
+                out = self.model(x)
+                pred = out["prediction"]
+                if not isinstance(pred, (list, tuple)):
+                    pred = [pred]
+                for m, p in zip(self.targets, pred):
+                    raw[m][sl] = p.float().cpu().numpy()
+                if with_importance:
+                    w = out["encoder_variables"].squeeze(-2)                    # (b, T, V)
+                    lens = x["encoder_lengths"]
+                    mask = torch.arange(w.size(1), device=w.device)[None, :] < lens[:, None]
+                    w = (w * mask[:, :, None]).sum(dim=1) / lens[:, None].to(w.dtype)
+                    importance[sl] = w.double().cpu().numpy()
+
+        # calibration: window scale = std (n, not n-1) over each window's valid history,
+        # on the float32 values the stock path sees (engine.calibration.window_scale)
+        quantiles = {}
+        idx = np.arange(self.L)
+        valid = idx[None, :] >= (self.L - lengths)[:, None]
+        for j, m in enumerate(self.targets):
+            h = np.where(valid, v32[:, :, self._metric_pos[j]].astype(np.float64), 0.0)
+            cnt = lengths.astype(np.float64)
+            mean = h.sum(axis=1) / cnt
+            dev = np.where(valid, h - mean[:, None], 0.0)
+            std = np.sqrt((dev * dev).sum(axis=1) / cnt)
+            std = np.where(lengths > 1, std, 0.0)
+            scale = np.maximum(std, config.min_scale[m])
+            quantiles[m] = apply_calibration(config.calibration, m, raw[m], scale, tuple(config.quantiles))
+        imp = None
+        if with_importance:
+            imp = [dict(zip(self.encoder_variables, (float(v) for v in row))) for row in importance]
+        return FastForecast(quantiles=quantiles, raw=raw, importance=imp)
+

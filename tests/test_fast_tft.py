@@ -1,0 +1,204 @@
+"""FastTFT: numpy windows straight into the network give what TimeSeriesDataSet +
+model.predict give, the interpolation swap changes nothing but speed, and the
+calibrated output is apply_calibration of the raw one."""
+from __future__ import annotations
+
+import json
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from engine.calibration import apply_calibration, window_scale
+from engine.contract import METRICS
+from engine.evaluation import stock_predict
+from engine.fast_tft import FastTFT, MatmulInterpolation, interpolation_matrix, swap_interpolation
+from engine.tft_model import LoadedModel, ModelConfig, build_dataset, load_model_dir, prepare_frame
+from engine.training import TrainOptions, train
+from fleet_fixtures import make_grid
+from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import TimeDistributedInterpolation
+
+TINY = ModelConfig(max_encoder_length=48, min_encoder_length=12, max_prediction_length=12,
+                   hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
+
+# (server, encoder length, origin position in the server's rows, raw profile text,
+#  keep the server's whole history before the window?)
+WINDOWS = [
+    ("srv-00", 48, 300, "web", True),         # full window, longer history: stock takes the last 48
+    ("srv-01", 48, 400, "Database", False),    # full window, series starts at the window
+    ("srv-02", 12, 200, "batch", False),       # the shortest allowed encoder
+    ("srv-03", 30, 250, "  WEB ", False),      # a short one, profile needing normalisation
+    ("srv-00", 21, 500, "gpu-box", False),     # a profile the model never saw -> class 0
+    ("srv-01", 47, 150, "", False),            # empty profile -> "unknown"
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """A tiny model gains nothing from threads, and on a busy machine intra-op thread
+    barriers can stall for seconds."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fast")
+    data = root / "data"
+    data.mkdir()
+    frame = make_grid(n_servers=4, days=2.0)
+    frame.drop(columns=["filled", "segment"]).assign(
+        timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(data / "fleet.csv", index=False)
+    (data / "split.json").write_text(json.dumps(
+        {"heldout_from": "2026-01-06T16:00:00Z", "heldout_servers": ["srv-03"]}))
+    opts = TrainOptions(data=[str(data)], out=str(root / "models"), epochs=1, batches_per_epoch=3,
+                        batch_size=16, val_days=0.25, calib_every=6, config=TINY, progress=False,
+                        evaluate=False)
+    return load_model_dir(train(opts)), frame
+
+
+@pytest.fixture(scope="module")
+def windows(trained):
+    """The same windows as a prepared frame + origins (stock path) and as numpy arrays."""
+    loaded, frame = trained
+    L, H = loaded.config.max_encoder_length, loaded.config.max_prediction_length
+    parts, origins = [], []
+    n = len(WINDOWS)
+    values = np.full((n, L, len(METRICS)), np.nan)      # padding is garbage: must be ignored
+    lengths = np.empty(n, dtype=np.int64)
+    last_epoch = np.empty(n, dtype=np.int64)
+    profiles = []
+    for i, (server, enc, o, profile, long_history) in enumerate(WINDOWS):
+        rows = frame[frame["server_name"] == server].reset_index(drop=True)
+        # one step beyond the horizon: the origin is then no series' last possible one,
+        # where the library would also index shorter encoders for the same origin
+        part = rows.iloc[(0 if long_history else o - enc):o + H + 1].copy()
+        name = f"w{i}"
+        part["server_name"] = name
+        part["profile"] = profile
+        parts.append(part)
+        origins.append((f"{name}#0", name, int(rows["timestamp"].iloc[o].value // 10**9 // 300)))
+        values[i, L - enc:] = rows[list(METRICS)].to_numpy()[o - enc:o]
+        lengths[i] = enc
+        last_epoch[i] = rows["timestamp"].iloc[o - 1].value // 10**9
+        profiles.append(profile)
+    prepared = prepare_frame(pd.concat(parts, ignore_index=True))
+    origins = pd.DataFrame(origins, columns=["series", "server_name", "origin_idx"])
+    # the premise of the parity test: the library has exactly one sample per origin, and
+    # its encoder is the window's
+    index = build_dataset(loaded.config, prepared).decoded_index
+    index = index.assign(enc=index["time_idx_first_prediction"] - index["time_idx_first"])
+    for (series, _, o), enc in zip(origins.itertuples(index=False), lengths):
+        hits = index[(index["series"] == series) & (index["time_idx_first_prediction"] == o)]
+        assert list(hits["enc"]) == [enc], series
+    return prepared, origins, values, lengths, last_epoch, profiles
+
+
+@pytest.fixture(scope="module")
+def fast(trained):
+    loaded, _ = trained
+    return FastTFT(loaded, batch_size=4)     # batches of mixed encoder lengths
+
+
+def _scrambled(loaded: LoadedModel) -> LoadedModel:
+    """The same architecture with large random weights: a model three batches into
+    training barely reacts to its inputs, so off-by-one inputs could hide in 1e-4."""
+    model = copy.deepcopy(loaded.model)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+    return LoadedModel(model=model.eval(), config=loaded.config, model_dir=loaded.model_dir, metadata={})
+
+
+@pytest.mark.parametrize("weights", ["trained", "scrambled"])
+def test_matches_the_library_path(trained, windows, weights):
+    loaded, _ = trained
+    if weights == "scrambled":
+        loaded = _scrambled(loaded)
+    prepared, origins, values, lengths, last_epoch, profiles = windows
+    stock = stock_predict(loaded, prepared, origins)
+    fast = FastTFT(loaded, batch_size=4)     # batches of mixed encoder lengths
+    out = fast.predict(values, lengths, last_epoch, profiles)
+    assert list(fast.profile_codes(profiles)) == [4, 2, 1, 4, 0, 3]   # unseen -> nan class 0
+    for m in loaded.config.targets:
+        assert out.raw[m].shape == (len(WINDOWS), loaded.config.max_prediction_length, 3)
+        assert out.raw[m].dtype == np.float64
+        np.testing.assert_allclose(out.raw[m], stock[m], rtol=1e-4, atol=1e-5, err_msg=m)
+    # batching does not change any window's forecast
+    one = FastTFT(loaded, batch_size=1024).predict(values, lengths, last_epoch, profiles)
+    for m in loaded.config.targets:
+        np.testing.assert_allclose(one.raw[m], out.raw[m], rtol=1e-5, atol=1e-6)
+
+
+def test_interpolation_swap_changes_nothing_but_the_code(trained, windows, fast):
+    loaded, _ = trained
+    _, _, values, lengths, last_epoch, profiles = windows
+    keys_before = list(loaded.model.state_dict().keys())
+    plain = FastTFT(loaded, swap_interpolation=False, batch_size=4)
+    assert fast.swapped > 0 and plain.swapped == 0
+    a = fast.predict(values, lengths, last_epoch, profiles).raw
+    b = plain.predict(values, lengths, last_epoch, profiles).raw
+    for m in loaded.config.targets:
+        np.testing.assert_allclose(a[m], b[m], rtol=1e-5, atol=1e-6)
+    # the loaded model is untouched, and the swapped copy keeps the same state_dict keys
+    assert list(loaded.model.state_dict().keys()) == keys_before
+    assert list(fast.model.state_dict().keys()) == keys_before
+    assert not any(hasattr(mod, "weight_matrix") for mod in loaded.model.modules())
+    interp = [mod for mod in fast.model.modules() if isinstance(mod, TimeDistributedInterpolation)]
+    assert len(interp) == fast.swapped and all(isinstance(mod, MatmulInterpolation) for mod in interp)
+    # the matrix is the interpolation itself
+    x = torch.randn(5, 7)
+    ref = torch.nn.functional.interpolate(x.unsqueeze(1), 16, mode="linear", align_corners=True).squeeze(1)
+    torch.testing.assert_close(x @ interpolation_matrix(7, 16), ref)
+    assert swap_interpolation(fast.model) == 0          # already swapped
+
+
+def test_calibrated_output(trained, windows, fast):
+    loaded, _ = trained
+    config = loaded.config
+    _, _, values, lengths, last_epoch, profiles = windows
+    out = fast.predict(values, lengths, last_epoch, profiles)
+    assert config.calibration                       # the fixture model is calibrated
+    for j, m in enumerate(METRICS):
+        history = [values[i, config.max_encoder_length - n:, j].astype(np.float32).astype(np.float64)
+                   for i, n in enumerate(lengths)]
+        scale = window_scale(history, config.min_scale[m], config.max_encoder_length)
+        expected = apply_calibration(config.calibration, m, out.raw[m], scale, tuple(config.quantiles))
+        np.testing.assert_allclose(out.quantiles[m], expected, rtol=1e-9, atol=1e-9)
+        q = out.quantiles[m]
+        assert (q >= 0).all()
+        if m != "load_average":
+            assert (q <= 100).all()
+        assert (q[..., 0] <= q[..., 1]).all() and (q[..., 1] <= q[..., 2]).all()
+
+
+def test_importance(trained, windows, fast):
+    loaded, _ = trained
+    _, _, values, lengths, last_epoch, profiles = windows
+    out = fast.predict(values, lengths, last_epoch, profiles, with_importance=True)
+    assert fast.predict(values, lengths, last_epoch, profiles).importance is None
+    assert len(out.importance) == len(WINDOWS)
+    for imp in out.importance:
+        assert list(imp) == list(loaded.model.encoder_variables)
+        assert sum(imp.values()) == pytest.approx(1.0, abs=1e-5)
+        assert all(v >= 0 for v in imp.values())
+
+
+def test_bad_lengths_are_refused(windows, fast):
+    _, _, values, lengths, last_epoch, profiles = windows
+    short = lengths.copy()
+    short[2] = fast.config.min_encoder_length - 1
+    with pytest.raises(ValueError, match="min_encoder_length"):
+        fast.predict(values, short, last_epoch, profiles)
+    long = lengths.copy()
+    long[0] = fast.config.max_encoder_length + 1
+    with pytest.raises(ValueError, match="max_encoder_length"):
+        fast.predict(values, long, last_epoch, profiles)
+    empty = fast.predict(values[:0], lengths[:0], last_epoch[:0], [])
+    assert empty.quantiles["cpu_percent"].shape == (0, fast.config.max_prediction_length, 3)

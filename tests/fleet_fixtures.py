@@ -27,3 +27,35 @@ def make_grid(n_servers: int = 3, days: float = 2.0, seed: int = 0, start="2026-
         f["segment"] = 0
         frames.append(f)
     return pd.concat(frames, ignore_index=True)
+
+
+def write_fleet(directory, frame: pd.DataFrame, heldout_from: str | None = None,
+                heldout_servers: list[str] | None = None) -> None:
+    """Write a grid frame as a tft-top data directory (fleet.csv [+ split.json])."""
+    import json
+    from pathlib import Path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = frame.drop(columns=[c for c in ("filled", "segment") if c in frame])
+    out.assign(timestamp=out["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(directory / "fleet.csv", index=False)
+    if heldout_from is not None:
+        (directory / "split.json").write_text(json.dumps(
+            {"heldout_from": heldout_from, "heldout_servers": heldout_servers or []}))
+
+
+def train_tiny_model(root, epochs: int = 1, batches: int = 3):
+    """Train a tiny TFT for a few batches on a 4-server synthetic fleet (~5 s); returns its directory."""
+    from pathlib import Path
+
+    from engine.tft_model import ModelConfig
+    from engine.training import TrainOptions, train
+
+    root = Path(root)
+    write_fleet(root / "data", make_grid(n_servers=4, days=2.0), "2026-01-06T16:00:00Z", ["srv-03"])
+    config = ModelConfig(max_encoder_length=48, min_encoder_length=12, max_prediction_length=12,
+                         hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
+    opts = TrainOptions(data=[str(root / "data")], out=str(root / "models"), epochs=epochs,
+                        batches_per_epoch=batches, batch_size=16, val_days=0.25, calib_every=6,
+                        config=config, progress=False)
+    return train(opts)

@@ -1,0 +1,174 @@
+"""How well alerts foresee labelled incidents: replay the held-out period tick by tick.
+
+The engine runs exactly as in the app (store -> forecaster -> risk -> debounced alerts)
+over a data directory that has an ``incidents.csv`` (server_name, metric, start,
+crossing, end).  Then:
+
+- **early detection**: an incident counts as caught early when an alert on the same
+  server and metric opened at least ``lead_minutes`` (30) before the labelled crossing,
+  and no earlier than ``MAX_EARLY`` before the incident began (an alert left over from
+  something else does not count).  Lead time = crossing - that alert's opening.
+- **precision**: an alert is true when it opened on a server and metric while a
+  labelled incident was under way there, from ``MAX_EARLY`` before its start to its
+  end; every other alert is a false alarm.  Reported for all alerts and for critical
+  alerts alone.
+
+Only incidents whose crossing lies at least ``lead_minutes`` after the replay began are
+scored: nothing could have warned earlier.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MAX_EARLY = pd.Timedelta(hours=2)
+INCIDENTS_FILE = "incidents.csv"
+
+
+@dataclass
+class AlertRecord:
+    id: int
+    severity: str        # the highest severity it reached
+    server_name: str
+    metric: str
+    opened_at: pd.Timestamp
+
+
+@dataclass
+class AlertEvaluation:
+    incidents: int
+    caught_early: int
+    caught_before_crossing: int
+    alerts: int
+    true_alerts: int
+    critical_alerts: int
+    true_critical_alerts: int
+    median_lead_minutes: float | None
+    ticks: int
+    seconds: float
+    lead_minutes_required: float
+    missed: list[str]
+
+    @property
+    def early_share(self) -> float | None:
+        return self.caught_early / self.incidents if self.incidents else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.true_alerts / self.alerts if self.alerts else None
+
+    @property
+    def critical_precision(self) -> float | None:
+        return self.true_critical_alerts / self.critical_alerts if self.critical_alerts else None
+
+    def to_json(self) -> dict:
+        return {
+            "incidents": self.incidents, "caught_early": self.caught_early,
+            "caught_before_crossing": self.caught_before_crossing,
+            "early_share": None if self.early_share is None else round(self.early_share, 4),
+            "lead_minutes_required": self.lead_minutes_required,
+            "median_lead_minutes": self.median_lead_minutes,
+            "alerts": self.alerts, "true_alerts": self.true_alerts,
+            "precision": None if self.precision is None else round(self.precision, 4),
+            "critical_alerts": self.critical_alerts, "true_critical_alerts": self.true_critical_alerts,
+            "critical_precision": None if self.critical_precision is None else round(self.critical_precision, 4),
+            "ticks": self.ticks, "seconds": round(self.seconds, 1), "missed": self.missed,
+        }
+
+
+def read_incidents(path: Path | str) -> pd.DataFrame | None:
+    path = Path(path)
+    file = (path if path.is_dir() else path.parent) / INCIDENTS_FILE
+    if not file.is_file():
+        return None
+    table = pd.read_csv(file)
+    for col in ("start", "crossing", "end"):
+        table[col] = pd.to_datetime(table[col], utc=True)
+    return table
+
+
+def replay_alerts(data: Path | str, model_dir: Path | str | None, device: str = "cpu") -> tuple[list[AlertRecord], pd.Timestamp, int, float]:
+    """Run the engine over the held-out period; every alert ever opened, the replay start, ticks, seconds."""
+    import time
+
+    from engine.runtime import Engine
+    from engine.sources import ReplaySource
+
+    t0 = time.perf_counter()
+    source = ReplaySource(data)
+    start = source.next_time
+    engine = Engine(source, model_dir, device=device)
+    engine.start()
+    records: dict[int, AlertRecord] = {}
+    ticks = 0
+    while not engine.finished:
+        snap = engine.tick()
+        ticks += 1
+        for a in snap.alerts:
+            rec = records.get(a.id)
+            if rec is None:
+                records[a.id] = AlertRecord(a.id, a.severity, a.server_name, a.metric, pd.Timestamp(a.opened_at))
+            elif a.severity == "critical":
+                rec.severity = "critical"
+    return list(records.values()), start, ticks, time.perf_counter() - t0
+
+
+def score_alerts(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_start: pd.Timestamp,
+                 lead_minutes: float = 30.0) -> tuple[int, int, int, list[float], list[str], list[bool]]:
+    lead = pd.Timedelta(minutes=lead_minutes)
+    scored = incidents[incidents["crossing"] >= replay_start + lead]
+    by_key: dict[tuple[str, str], list[AlertRecord]] = {}
+    for a in alerts:
+        by_key.setdefault((a.server_name, a.metric), []).append(a)
+    early = before = 0
+    leads: list[float] = []
+    missed: list[str] = []
+    for inc in scored.itertuples():
+        cands = [a for a in by_key.get((inc.server_name, inc.metric), [])
+                 if inc.start - MAX_EARLY <= a.opened_at <= inc.crossing]
+        if cands:
+            before += 1
+            first = min(a.opened_at for a in cands)
+            if first <= inc.crossing - lead:
+                early += 1
+                leads.append((inc.crossing - first).total_seconds() / 60.0)
+                continue
+        missed.append(f"{inc.server_name} {inc.metric} crossing {inc.crossing:%Y-%m-%dT%H:%MZ}")
+    true_flags = []
+    for a in alerts:
+        same = incidents[(incidents["server_name"] == a.server_name) & (incidents["metric"] == a.metric)]
+        true_flags.append(bool(((same["start"] - MAX_EARLY <= a.opened_at) & (a.opened_at <= same["end"])).any()))
+    return len(scored), early, before, leads, missed, true_flags
+
+
+def evaluate_alerts(data: Path | str, model_dir: Path | str | None, device: str = "cpu",
+                    lead_minutes: float = 30.0) -> AlertEvaluation | None:
+    """None when the data has no incidents.csv to score against."""
+    incidents = read_incidents(data)
+    if incidents is None:
+        return None
+    alerts, start, ticks, seconds = replay_alerts(data, model_dir, device)
+    n, early, before, leads, missed, true_flags = score_alerts(alerts, incidents, start, lead_minutes)
+    crit = [f for a, f in zip(alerts, true_flags) if a.severity == "critical"]
+    return AlertEvaluation(
+        incidents=n, caught_early=early, caught_before_crossing=before,
+        alerts=len(alerts), true_alerts=int(sum(true_flags)),
+        critical_alerts=len(crit), true_critical_alerts=int(sum(crit)),
+        median_lead_minutes=None if not leads else round(float(np.median(leads)), 1),
+        ticks=ticks, seconds=seconds, lead_minutes_required=lead_minutes, missed=missed,
+    )
+
+
+def format_alert_evaluation(name: str, ev: AlertEvaluation) -> str:
+    pct = lambda x: "—" if x is None else f"{x:.1%}"  # noqa: E731
+    return "\n".join([
+        f"== alerts on {name}: replay of the held-out period ({ev.ticks} ticks, {ev.seconds:.0f} s)",
+        f"  labelled incidents scored: {ev.incidents}; alerted >= {ev.lead_minutes_required:.0f} min before the crossing: "
+        f"{ev.caught_early} ({pct(ev.early_share)}); alerted before the crossing: {ev.caught_before_crossing}",
+        f"  median lead time: {'—' if ev.median_lead_minutes is None else f'{ev.median_lead_minutes:.0f} min'}",
+        f"  precision: {pct(ev.precision)} of {ev.alerts} alerts; critical alerts: {pct(ev.critical_precision)} of {ev.critical_alerts}",
+        *(["  missed: " + "; ".join(ev.missed)] if ev.missed else []),
+    ])

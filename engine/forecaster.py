@@ -1,0 +1,126 @@
+"""Fleet forecasting: the TFT where it can answer, the heuristic where it cannot, labelled.
+
+Every server's forecast carries its ``source`` ("tft" or "heuristic") and, for the
+heuristic, why: no model (and the loader's one-line reason), or too little history for
+the model.  ``model_type`` is "TFT" only when every server came from the TFT.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.contract import METRICS
+from engine.heuristic import heuristic_forecast_batch, heuristic_reason
+from engine.store import FleetWindows
+
+QUANTILES = (0.1, 0.5, 0.9)
+HORIZON = 96
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a CUDA device is present, else 'cpu'."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+@dataclass
+class FleetForecast:
+    names: list[str]
+    quantiles: dict[str, np.ndarray]       # metric -> (n, H, 3)
+    source: list[str]                      # "tft" | "heuristic"
+    reason: list[str | None]
+    importance: list[dict[str, float] | None]
+
+    @property
+    def model_type(self) -> str:
+        kinds = set(self.source)
+        if kinds == {"tft"}:
+            return "TFT"
+        if "tft" in kinds:
+            return "mixed"
+        return "heuristic"
+
+
+class Forecaster:
+    """Loads the model once, then forecasts whole fleets from window-store snapshots."""
+
+    def __init__(self, model_dir: Path | str | None, device: str = "auto", batch_size: int = 1024):
+        self.model_dir = None if model_dir is None else Path(model_dir)
+        self.requested_device = device
+        self.device = "cpu"
+        self.batch_size = batch_size
+        self.fast = None
+        self.model_reason: str | None = "model not loaded yet"
+        self.horizon = HORIZON
+        self.quantiles = QUANTILES
+        self.min_history = 1
+        self.capacity = 0
+
+    def load(self) -> None:
+        """Load the model; on any failure keep going on the heuristic and remember why."""
+        from engine.tft_model import ModelLoadError, load_model_dir
+
+        if self.model_dir is None:
+            self.model_reason = "no model directory found under models/"
+            return
+        try:
+            self.device = resolve_device(self.requested_device)
+            loaded = load_model_dir(self.model_dir, device=self.device)
+            from engine.fast_tft import FastTFT
+
+            self.fast = FastTFT(loaded, device=self.device, batch_size=self.batch_size)
+        except ModelLoadError as exc:
+            self.model_reason = str(exc)
+            return
+        except ValueError as exc:
+            self.model_reason = str(exc)
+            return
+        config = loaded.config
+        self.model_reason = None
+        self.horizon = config.max_prediction_length
+        self.quantiles = tuple(config.quantiles)
+        self.min_history = config.min_encoder_length
+        self.capacity = config.max_encoder_length
+
+    @property
+    def loaded(self) -> bool:
+        return self.fast is not None
+
+    def forecast(self, windows: FleetWindows, with_importance: bool = False) -> FleetForecast:
+        n = len(windows.names)
+        quantiles = {m: np.zeros((n, self.horizon, len(self.quantiles))) for m in METRICS}
+        source = ["heuristic"] * n
+        reason: list[str | None] = [None] * n
+        importance: list[dict[str, float] | None] = [None] * n
+        use_tft = np.zeros(n, dtype=bool)
+        if self.fast is not None:
+            use_tft = windows.lengths >= self.min_history
+        tft_idx = np.flatnonzero(use_tft)
+        if len(tft_idx):
+            L = self.capacity  # the model reads the newest max_encoder_length samples
+            out = self.fast.predict(windows.values[tft_idx, -L:], np.minimum(windows.lengths[tft_idx], L),
+                                    windows.last_epoch[tft_idx],
+                                    [windows.profiles[i] for i in tft_idx], with_importance=with_importance)
+            for m in METRICS:
+                quantiles[m][tft_idx] = out.quantiles[m]
+            for k, i in enumerate(tft_idx):
+                source[i] = "tft"
+                if out.importance is not None:
+                    importance[i] = out.importance[k]
+        heur_idx = np.flatnonzero(~use_tft)
+        if len(heur_idx):
+            for j, m in enumerate(METRICS):
+                quantiles[m][heur_idx] = heuristic_forecast_batch(
+                    windows.values[heur_idx, :, j], windows.lengths[heur_idx], self.horizon, self.quantiles, m)
+            for i in heur_idx:
+                reason[i] = (f"no model: {self.model_reason}" if self.fast is None
+                             else heuristic_reason(int(windows.lengths[i]), self.min_history))
+        return FleetForecast(names=list(windows.names), quantiles=quantiles, source=source, reason=reason,
+                             importance=importance)

@@ -1,0 +1,153 @@
+"""The engine loop: source -> window store -> forecaster -> risk -> alerts -> snapshot.
+
+One ``Engine`` drives one fleet.  ``start()`` loads the model (slow: torch) and the
+source's history; each ``tick()`` takes one step of new samples and returns a fresh
+immutable ``Snapshot``.  The TUI calls it from a worker thread, the daemon from its
+loop, ``tft-top predict`` once.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.alerts import AlertManager
+from engine.contract import METRICS, STEP_SECONDS
+from engine.forecaster import Forecaster
+from engine.risk import build_fleet, environment
+from engine.snapshot import Snapshot
+from engine.sources import Source, Tick
+from engine.store import WindowStore
+from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds
+
+HISTORY_STEPS = 288  # the drill-down shows the last 24 h
+
+
+def iso(epoch_seconds: int | float) -> str:
+    return pd.Timestamp(int(epoch_seconds), unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Engine:
+    def __init__(self, source: Source, model_dir: Path | str | None, device: str = "auto",
+                 thresholds: Thresholds = DEFAULT_THRESHOLDS, batch_size: int = 1024):
+        self.source = source
+        self.forecaster = Forecaster(model_dir, device=device, batch_size=batch_size)
+        self.thresholds = thresholds
+        self.store = WindowStore(capacity=HISTORY_STEPS)
+        self.alerts = AlertManager(thresholds)
+        self.problems: list[str] = []       # refused records, newest last (capped)
+        self.finished = False
+        self.started = False
+        self.last_snapshot: Snapshot | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self.forecaster.load()
+        self._reset_store()
+        self.started = True
+
+    def _reset_store(self) -> None:
+        capacity = max(HISTORY_STEPS, getattr(self.forecaster, "capacity", HISTORY_STEPS))
+        self.store = WindowStore(capacity=capacity)
+        for name, cores in self.source.cores.items():
+            self.store.set_cores(name, cores)
+        self._note(self.store.extend_frame(self.source.backfill()))
+
+    def _note(self, problems: list[str]) -> None:
+        if problems:
+            self.problems = (self.problems + problems)[-200:]
+
+    def ingest(self, tick: Tick) -> None:
+        self._note(tick.problems)
+        self._note(self.store.extend_frame(tick.frame) if len(tick.frame) else [])
+        self.finished = tick.finished
+
+    def tick(self, advance: bool = True) -> Snapshot:
+        """Take one step of new samples (unless ``advance`` is False) and forecast."""
+        t0 = time.perf_counter()
+        if advance and not self.finished:
+            self.ingest(self.source.poll())
+        snap = self.forecast(t0)
+        return snap
+
+    def seek_back(self, steps: int = 1) -> Snapshot:
+        """Replay only: go back ``steps`` ticks (the store and alerts are rebuilt)."""
+        if not self.source.can_seek:
+            raise ValueError("this source cannot step back")
+        t0 = time.perf_counter()
+        self.source.position = max(self.source.position - steps, 1)  # type: ignore[attr-defined]
+        self.finished = False
+        self._reset_store()
+        self.alerts = AlertManager(self.thresholds)
+        return self.forecast(t0)
+
+    # -- forecasting ---------------------------------------------------------------
+    def forecast(self, t0: float | None = None) -> Snapshot:
+        t0 = time.perf_counter() if t0 is None else t0
+        windows = self.store.windows()
+        fc = self.forecaster.forecast(windows, with_importance=True)
+        current = windows.values[:, -1, :].astype(np.float64)
+        servers = build_fleet(
+            names=windows.names, profiles=windows.profiles, cores=windows.cores, quantiles=fc.quantiles,
+            current=current, thresholds=self.thresholds, source=fc.source, reason=fc.reason,
+            importance=fc.importance, last_seen=[iso(e) for e in windows.last_epoch],
+            history_len=[int(x) for x in windows.lengths],
+        )
+        now_epoch = int(windows.last_epoch.max()) if len(windows.names) else 0
+        now = pd.Timestamp(now_epoch, unit="s", tz="UTC")
+        alerts = self.alerts.update(servers, now)
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        n_tft = sum(1 for s in fc.source if s == "tft")
+        snap = Snapshot(
+            data_time=iso(now_epoch),
+            servers=tuple(servers),
+            alerts=tuple(alerts),
+            environment=environment(servers),
+            metadata={
+                "model_type": fc.model_type if len(windows.names) else ("TFT" if self.forecaster.loaded else "heuristic"),
+                "model_dir": None if self.forecaster.model_dir is None else str(self.forecaster.model_dir),
+                "model_loaded": self.forecaster.loaded,
+                "model_reason": self.forecaster.model_reason,
+                "device": self.forecaster.device,
+                "servers_on_tft": n_tft,
+                "servers_on_heuristic": len(fc.source) - n_tft,
+                "horizon_steps": self.forecaster.horizon,
+                "step_seconds": STEP_SECONDS,
+                "quantiles": list(self.forecaster.quantiles),
+                "tick_latency_ms": round(latency_ms, 1),
+                "generated_at": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "source": self.source.name,
+                "finished": self.finished,
+                "refused_records": len(self.problems),
+            },
+        )
+        self.last_snapshot = snap
+        return snap
+
+    def history(self, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The server's window: epoch seconds and per-metric values, oldest first."""
+        w = self.store.windows([name])
+        n = int(w.lengths[0])
+        epochs = w.last_epoch[0] - STEP_SECONDS * np.arange(n - 1, -1, -1)
+        return epochs, {m: w.values[0, -n:, j].astype(np.float64) for j, m in enumerate(METRICS)} if n else {m: np.zeros(0) for m in METRICS}
+
+
+WARMUP_STEPS = 12  # predict replays the hour before --at so that debounced alerts can open
+
+
+def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp | None = None,
+               device: str = "auto", warmup_steps: int = WARMUP_STEPS) -> Snapshot:
+    """The snapshot as of ``at`` (default: the data's last sample), for `tft-top predict`."""
+    from engine.sources import ReplaySource
+
+    source = ReplaySource(data)
+    end = source.last if at is None else min(at.floor(f"{STEP_SECONDS}s"), source.last)
+    source.seek(end - pd.Timedelta(seconds=STEP_SECONDS * (warmup_steps - 1)))
+    engine = Engine(source, model_dir, device=device)
+    engine.start()
+    snap = engine.tick(advance=False)
+    while source.next_time is not None and source.next_time <= end:
+        snap = engine.tick()
+    return snap

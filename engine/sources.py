@@ -1,0 +1,133 @@
+"""Where samples come from: one interface, several sources.
+
+A source gives a history to start from (``backfill``) and then one tick of records at a
+time (``poll``).  Records from sources that did not come through the file loader are
+validated by the data contract; a bad record is skipped and reported, never silently
+merged.  Replay and the simulator are here; live sources (this host, Prometheus)
+implement the same interface.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.contract import STEP, LoadResult, load_path, to_grid, validate_records
+from engine.datasplit import read_split
+
+DEFAULT_BACKFILL = pd.Timedelta(hours=24)
+
+
+@dataclass
+class Tick:
+    """One poll: the valid records (canonical frame) and what was refused."""
+
+    frame: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+    finished: bool = False
+
+
+class Source:
+    name = "source"
+    cores: dict[str, int]
+    can_seek = False
+
+    def backfill(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def poll(self) -> Tick:
+        raise NotImplementedError
+
+
+def read_cores(path: Path) -> dict[str, int]:
+    """Core counts from a ``servers.csv`` beside the data (server_name, cores), if any."""
+    servers = (path if path.is_dir() else path.parent) / "servers.csv"
+    if not servers.is_file():
+        return {}
+    try:
+        table = pd.read_csv(servers)
+        return {str(n): int(c) for n, c in zip(table["server_name"], table["cores"]) if pd.notna(c)}
+    except (ValueError, KeyError, OSError):
+        return {}
+
+
+class ReplaySource(Source):
+    """Replays a recorded fleet tick by tick, from its held-out period when it has one.
+
+    ``start`` is the first replayed step; the history before it is the backfill.  A
+    start past the data's end means "forecast from the last sample".  Raises DataError
+    (one line) when the data cannot be loaded.
+    """
+
+    can_seek = True
+
+    def __init__(self, path: Path | str, start: pd.Timestamp | str | None = None,
+                 backfill: pd.Timedelta = DEFAULT_BACKFILL):
+        self.path = Path(path)
+        self.name = f"replay {self.path}"
+        result: LoadResult = load_path(self.path)
+        result.raise_for_problems()
+        self.notes = result.notes
+        self.grid = to_grid(result.frame)
+        self.cores = read_cores(self.path)
+        self.first, self.last = self.grid["timestamp"].min(), self.grid["timestamp"].max()
+        if start is None:
+            split = read_split(self.path)
+            start = split.heldout_from if split.heldout_from is not None else self.first + backfill
+        start = pd.Timestamp(start)
+        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+        self.backfill_span = backfill
+        self._by_time = {t: g.reset_index(drop=True) for t, g in self.grid.groupby("timestamp", sort=True)}
+        self._times = sorted(self._by_time)
+        self._epochs = np.array([t.value for t in self._times])
+        self.position = 0
+        self.seek(start)
+
+    def seek(self, start: pd.Timestamp) -> None:
+        """Make ``start`` (clamped to the data) the next replayed step."""
+        start = min(max(start, self.first + STEP), self.last + STEP)
+        self.position = int(np.searchsorted(self._epochs, start.value, side="left"))
+
+    @property
+    def next_time(self) -> pd.Timestamp | None:
+        """The timestamp the next poll returns; None at the end."""
+        return self._times[self.position] if self.position < len(self._times) else None
+
+    def _cursor_time(self) -> pd.Timestamp:
+        return self._times[self.position] if self.position < len(self._times) else self.last + STEP
+
+    def backfill(self) -> pd.DataFrame:
+        t = self._cursor_time()
+        part = self.grid[(self.grid["timestamp"] < t) & (self.grid["timestamp"] >= t - self.backfill_span)]
+        return part.reset_index(drop=True)
+
+    def poll(self) -> Tick:
+        if self.position >= len(self._times):
+            return Tick(self.grid.iloc[0:0], finished=True)
+        frame = self._by_time[self._times[self.position]]
+        self.position += 1
+        return Tick(frame, finished=self.position >= len(self._times))
+
+
+class SimulatorSource(Source):
+    """A live synthetic fleet (engine.simulator), one tick per poll."""
+
+    def __init__(self, n_servers: int, seed: int = 0, backfill: pd.Timedelta = DEFAULT_BACKFILL):
+        from engine.simulator import FleetSimulator
+
+        self.name = f"simulator ({n_servers} servers, seed {seed})"
+        self.sim = FleetSimulator(n_servers, seed=seed)
+        self.cores = {r.server_name: int(r.cores) for r in self.sim.servers().itertuples()}
+        self._backfill_steps = int(backfill / STEP)
+        self._stream = self.sim.stream()
+
+    def backfill(self) -> pd.DataFrame:
+        ticks = list(itertools.islice(self._stream, self._backfill_steps))
+        return validate_records([r for tick in ticks for r in tick], self.name).frame
+
+    def poll(self) -> Tick:
+        result = validate_records(next(self._stream), self.name)
+        return Tick(result.frame, [str(p) for p in result.problems])

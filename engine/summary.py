@@ -1,0 +1,51 @@
+"""A short plain-text summary of a snapshot, for `tft-top predict`."""
+from __future__ import annotations
+
+from engine.snapshot import Snapshot
+
+
+def model_badge(snap: Snapshot) -> str:
+    """`TFT · cpu`, `HEURISTIC (why)` or `MIXED (n servers on heuristic)` — the same words the TUI shows."""
+    meta = snap.metadata
+    kind = meta.get("model_type")
+    if kind == "TFT":
+        return f"TFT · {meta.get('device', 'cpu')}"
+    if kind == "mixed":
+        return f"MIXED ({meta.get('servers_on_heuristic', 0)} servers on heuristic)"
+    reasons = {s.reason for s in snap.servers if s.reason}
+    why = meta.get("model_reason") or (reasons.pop() if len(reasons) == 1 else "see per-server reasons")
+    return f"HEURISTIC ({why})"
+
+
+def _minutes(m: float | None) -> str:
+    if m is None:
+        return "—"
+    if m == 0:
+        return "now"
+    return f"{int(m // 60)}h{int(m % 60):02d}" if m >= 60 else f"{int(m)} min"
+
+
+def format_summary(snap: Snapshot, top: int = 10) -> str:
+    env = snap.environment
+    lines = [
+        f"tft-top forecast as of {snap.data_time} — model: {model_badge(snap)}",
+        f"fleet: {env.total_servers} servers, health {env.fleet_health:.0f} %, "
+        f"{env.high_risk_servers} high-risk; P(incident) 30 min {env.incident_probability_30m:.0%}, "
+        f"8 h {env.incident_probability_8h:.0%}",
+    ]
+    ranked = sorted(snap.servers, key=lambda s: (-s.risk_8h, s.server_name))[:top]
+    ranked = [s for s in ranked if s.risk_8h > 0.01 or s.minutes_to_breach is not None]
+    if ranked:
+        lines.append(f"{'server':<16}{'profile':<10}{'risk 30m':>9}{'risk 8h':>9}  {'breach':<20}{'source'}")
+        for s in ranked:
+            breach = f"{s.breach_metric} {_minutes(s.minutes_to_breach)}" if s.breach_metric else "—"
+            shared = s.reason is None or s.reason.startswith("no model")  # already in the header
+            src = s.source if shared else f"{s.source} ({s.reason})"
+            lines.append(f"{s.server_name:<16}{s.profile:<10}{s.risk_30m:>9.0%}{s.risk_8h:>9.0%}  {breach:<20}{src}")
+    else:
+        lines.append("no server is heading for a critical threshold in the next 8 h")
+    ongoing = [a for a in snap.alerts if a.state == "ongoing"]
+    if ongoing:
+        lines.append(f"{len(ongoing)} ongoing alerts:")
+        lines += [f"  [{a.severity}] {a.server_name}: {a.message}" for a in ongoing[:top]]
+    return "\n".join(lines)

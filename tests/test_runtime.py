@@ -1,0 +1,133 @@
+"""Engine loop end to end: honest fallback with reasons, mixed fleets, predict JSON schema,
+alert scoring arithmetic."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.alert_eval import AlertRecord, score_alerts
+from engine.contract import METRICS
+from engine.runtime import Engine, predict_at
+from engine.sources import ReplaySource, SimulatorSource
+from engine.tft_model import CONFIG_FILE, WEIGHTS_FILE
+from fleet_fixtures import make_grid, write_fleet
+from tui.cli import main
+
+
+@pytest.fixture
+def replay_dir(tmp_path):
+    frame = make_grid(n_servers=3, days=1.0)
+    # a young server: only the last 30 minutes of data
+    young = make_grid(n_servers=1, days=1.0, seed=5).assign(server_name="young-01")
+    young = young[young["timestamp"] >= young["timestamp"].max() - pd.Timedelta(minutes=30)]
+    write_fleet(tmp_path / "data", pd.concat([frame, young], ignore_index=True))
+    return tmp_path / "data"
+
+
+def test_no_model_means_heuristic_everywhere_with_the_reason():
+    engine = Engine(SimulatorSource(4, seed=1), model_dir=None)
+    engine.start()
+    snap = engine.tick()
+    assert snap.metadata["model_type"] == "heuristic"
+    assert all(s.source == "heuristic" for s in snap.servers)
+    assert all(s.reason == "no model: no model directory found under models/" for s in snap.servers)
+
+
+def test_tft_serves_long_windows_and_the_heuristic_the_young_server(replay_dir, tiny_model_dir):
+    snap = predict_at(replay_dir, tiny_model_dir, device="cpu", warmup_steps=1)
+    by_name = {s.server_name: s for s in snap.servers}
+    assert snap.metadata["model_type"] == "mixed"
+    assert by_name["young-01"].source == "heuristic"
+    assert by_name["young-01"].reason.startswith("history ")
+    assert all(by_name[f"srv-0{i}"].source == "tft" for i in range(3))
+    assert by_name["srv-00"].importance and abs(sum(by_name["srv-00"].importance.values()) - 1) < 1e-5
+    assert snap.metadata["servers_on_heuristic"] == 1
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("corrupt", "corrupt weights file"),
+    ("mismatch", "does not match the weights"),
+    ("missing", "model.safetensors: missing"),
+])
+def test_broken_model_falls_back_with_its_reason(replay_dir, tiny_model_dir, tmp_path, damage, reason):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    if damage == "corrupt":
+        (broken / WEIGHTS_FILE).write_bytes(b"not a safetensors file")
+    elif damage == "mismatch":
+        cfg = json.loads((broken / CONFIG_FILE).read_text())
+        cfg["hyperparameters"]["hidden_size"] = 12
+        (broken / CONFIG_FILE).write_text(json.dumps(cfg))
+    else:
+        (broken / WEIGHTS_FILE).unlink()
+    snap = predict_at(replay_dir, broken, device="cpu", warmup_steps=1)
+    assert snap.metadata["model_type"] == "heuristic"
+    assert reason in snap.metadata["model_reason"]
+    assert all(reason in s.reason for s in snap.servers)
+
+
+def test_predict_json_schema(replay_dir, tiny_model_dir, capsys):
+    assert main(["predict", "--model", str(tiny_model_dir), "--data", str(replay_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"data_time", "predictions", "alerts", "environment", "metadata"}
+    assert set(out["environment"]) == {"incident_probability_30m", "incident_probability_8h",
+                                       "high_risk_servers", "total_servers", "fleet_health"}
+    assert out["environment"]["total_servers"] == 4
+    assert out["metadata"]["model_type"] == "mixed"
+    for name, server in out["predictions"].items():
+        for m in METRICS:
+            f = server[m]
+            assert len(f["p10"]) == len(f["p50"]) == len(f["p90"]) == 12
+            assert all(a <= b <= c for a, b, c in zip(f["p10"], f["p50"], f["p90"]))
+            assert f["trend"] in {"rising", "falling", "steady"} and isinstance(f["current"], float)
+        assert server["_meta"]["source"] in {"tft", "heuristic"}
+
+
+def test_predict_at_forecasts_from_that_time(replay_dir, tiny_model_dir, capsys):
+    assert main(["predict", "--model", str(tiny_model_dir), "--data", str(replay_dir),
+                 "--at", "2026-01-05T12:00:00Z", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["data_time"] == "2026-01-05T12:00:00Z"
+    assert "young-01" not in out["predictions"]      # it had no data yet
+
+
+def test_predict_bad_data_is_one_line(tmp_path, capsys):
+    (tmp_path / "bad.csv").write_text("server_name,timestamp,cpu_percent,memory_percent,disk_percent,load_average\n"
+                                      "a,2026-01-05T00:00:00Z,abc,1,2,3\n")
+    assert main(["predict", "--data", str(tmp_path / "bad.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"tft-top: {tmp_path / 'bad.csv'}: row 1, column cpu_percent: 'abc' is not a number"
+
+
+def test_replay_source_starts_at_the_split_and_backfills_a_day(replay_dir):
+    src = ReplaySource(replay_dir, start="2026-01-05T18:00:00Z")
+    back = src.backfill()
+    assert back["timestamp"].max() == pd.Timestamp("2026-01-05T17:55:00Z")
+    assert back["timestamp"].min() == pd.Timestamp("2026-01-05T00:00:00Z")
+    tick = src.poll()
+    assert set(tick.frame["timestamp"]) == {pd.Timestamp("2026-01-05T18:00:00Z")}
+
+
+def test_alert_scoring_by_hand():
+    t = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
+    incidents = pd.DataFrame({
+        "server_name": ["a", "b", "c"], "metric": ["cpu_percent"] * 3,
+        "start": [t("2026-01-01 10:00"), t("2026-01-01 10:00"), t("2026-01-01 10:00")],
+        "crossing": [t("2026-01-01 12:00"), t("2026-01-01 12:00"), t("2026-01-01 12:00")],
+        "end": [t("2026-01-01 13:00")] * 3,
+    })
+    alerts = [
+        AlertRecord(1, "critical", "a", "cpu_percent", t("2026-01-01 11:00")),   # 60 min early: caught
+        AlertRecord(2, "warning", "b", "cpu_percent", t("2026-01-01 11:45")),    # only 15 min early
+        AlertRecord(3, "warning", "d", "cpu_percent", t("2026-01-01 11:00")),    # no incident: false alarm
+        AlertRecord(4, "critical", "a", "memory_percent", t("2026-01-01 11:00")),  # wrong metric: false alarm
+    ]
+    n, early, before, leads, missed, true_flags = score_alerts(alerts, incidents, t("2026-01-01 00:00"))
+    assert (n, early, before) == (3, 1, 2)
+    assert leads == [60.0]
+    assert len(missed) == 2 and missed[0].startswith("b cpu_percent")
+    assert true_flags == [True, True, False, False]

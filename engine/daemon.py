@@ -1,0 +1,868 @@
+"""`tft-top serve`: the engine behind a small REST + WebSocket API (FastAPI on uvicorn).
+
+One :class:`Daemon` owns one :class:`~engine.runtime.Engine`.  The engine ticks on a
+background thread (never on the event loop) under ``Daemon.lock``; after each tick the
+new immutable :class:`~engine.snapshot.Snapshot` is serialised once (JSON, and gzip for
+clients that accept it) and handed to the request handlers and WebSocket clients, which
+only ever read that published copy.
+
+Routes (all JSON; every route but ``/health`` needs the API key when one is set)::
+
+    GET  /health                      {"status": "ok"}
+    GET  /status                      model, device, servers, tick latency, uptime, source, ...
+    GET  /predictions/current         the snapshot (Snapshot.to_json(), plus _meta.importance)
+    GET  /alerts/active               the ongoing alerts
+    GET  /servers/{name}              one server's forecast and its alerts (404 when unknown)
+    GET  /servers/{name}/history      the server's last 24 h from the window store
+    POST /metrics                     records in the data contract (a list, or {"records": [...]})
+    WS   /ws/predictions              the snapshot on connect, then one per tick
+    GET  /docs, /openapi.json         FastAPI's docs
+
+Safe by default: it listens on 127.0.0.1; on any other address it refuses to start
+without an API key (``--api-key`` or ``$TFT_TOP_API_KEY``).  A key, once set, is
+required on every route but /health (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``),
+whatever the address.  On loopback it answers only to loopback Host names (no DNS
+rebinding), and POST /metrics takes only ``Content-Type: application/json`` (which a web
+page cannot send cross-site without a CORS preflight, which is never granted).  Request
+bodies are capped (413), and errors never carry a traceback to the client.
+
+POSTed records are validated by :func:`engine.contract.validate_records` (as files are);
+the good ones go into the engine's window store at once, whatever else the request held,
+and are forecast at the next tick.  A POST-fed fleet (no replay, no simulator) ticks only
+when records came in since the last tick, so alert debouncing counts data, not idle time.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, LoadResult, validate_records
+from engine.runtime import HISTORY_STEPS, Engine, iso
+from engine.snapshot import Snapshot
+from engine.sources import Source, Tick
+
+log = logging.getLogger("tft_top.daemon")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_PUSH_INTERVAL_S = 5.0        # a POST-fed fleet forecasts at most this often
+MAX_BODY_BYTES = 1_000_000           # request bodies over this are refused with 413
+API_KEY_ENV = "TFT_TOP_API_KEY"
+POST_SOURCE = "POST /metrics"        # how refused records name where they came from
+OPEN_PATHS = frozenset({"/health"})  # the only routes that never need the key
+_GZIP_LEVEL = 5
+
+
+class DaemonError(Exception):
+    """The daemon cannot start as asked; the message is one line the user can act on."""
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def api_key_from_env(explicit: str | None = None) -> str | None:
+    """``explicit`` when given, else ``$TFT_TOP_API_KEY``; empty means none."""
+    key = explicit if explicit is not None else os.environ.get(API_KEY_ENV)
+    return key or None
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Refuse (DaemonError) to listen beyond this machine without an API key."""
+    if api_key is not None and (not api_key.strip() or any(c.isspace() for c in api_key)):
+        raise DaemonError("the API key must be non-empty and must not contain spaces")
+    if not is_loopback(host) and not api_key:
+        raise DaemonError(f"refusing to listen on {host} without an API key: pass --api-key KEY or set "
+                          f"{API_KEY_ENV} (or listen on 127.0.0.1)")
+
+
+def tick_interval(push: bool, speed: float = 1.0, interval: float | None = None) -> float:
+    """Seconds between ticks: ``interval`` if given; else 1/speed (replay, simulator) or 5 s (POST-fed)."""
+    if interval is not None:
+        if not (interval > 0 and math.isfinite(interval)):
+            raise DaemonError("--interval must be a number of seconds > 0")
+        return float(interval)
+    if push:
+        return DEFAULT_PUSH_INTERVAL_S
+    if not (speed > 0 and math.isfinite(speed)):
+        raise DaemonError("--speed must be > 0")
+    return 1.0 / float(speed)
+
+
+class PushSource(Source):
+    """A fleet fed only by ``POST /metrics``: no history, nothing to poll."""
+
+    name = POST_SOURCE
+    can_seek = False
+
+    def __init__(self) -> None:
+        self.cores: dict[str, int] = {}
+
+    def backfill(self) -> pd.DataFrame:
+        return validate_records([], self.name).frame   # the canonical empty frame
+
+    def poll(self) -> Tick:
+        return Tick(self.backfill())
+
+
+def make_source(replay: Path | str | None = None, simulate: int | None = None, seed: int = 0) -> Source:
+    """The daemon's source: a replay, a simulator, or (neither) a POST-fed fleet.
+
+    Raises DaemonError for bad options and engine.contract.DataError for unusable data.
+    """
+    from engine.sources import ReplaySource, SimulatorSource
+
+    if replay is not None and simulate is not None:
+        raise DaemonError("--replay and --simulate exclude each other")
+    if simulate is not None:
+        if simulate <= 0:
+            raise DaemonError("--simulate needs a number of servers > 0")
+        return SimulatorSource(int(simulate), seed=seed)
+    if replay is not None:
+        if not Path(replay).exists():
+            raise DaemonError(f"{replay}: no such file or directory")
+        return ReplaySource(replay)
+    return PushSource()
+
+
+# ----------------------------------------------------------------------------- publishing
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return round(v, 4) if math.isfinite(v) else None
+
+
+def snapshot_json(snap: Snapshot) -> dict[str, Any]:
+    """``snap.to_json()`` plus each TFT server's variable importance under ``_meta.importance``."""
+    out = snap.to_json()
+    preds = out["predictions"]
+    for s in snap.servers:
+        if s.importance and s.server_name in preds:
+            preds[s.server_name]["_meta"]["importance"] = {str(k): _finite(v) for k, v in s.importance.items()}
+    return out
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass(frozen=True)
+class Published:
+    """One tick's snapshot, serialised once for every reader."""
+
+    seq: int
+    snapshot: Snapshot
+    body: bytes                  # the snapshot JSON
+    gzip_body: bytes
+    text: str                    # the same JSON as text, for WebSocket frames
+    servers: dict[str, dict]     # server name -> its JSON (as in body)
+    published_at: float          # time.time()
+
+    @classmethod
+    def build(cls, seq: int, snap: Snapshot) -> Published:
+        data = snapshot_json(snap)
+        body = _dumps(data)
+        return cls(seq=seq, snapshot=snap, body=body, gzip_body=gzip.compress(body, _GZIP_LEVEL),
+                   text=body.decode(), servers=data["predictions"], published_at=time.time())
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.seq}"'
+
+
+# ----------------------------------------------------------------------------- ASGI guard
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body too large: the limit is {limit} bytes")
+
+
+def _header(scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers") or ():
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return None
+
+
+async def _send_json(send, status: int, payload: dict, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    body = _dumps(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _host_is_loopback(host_header: str) -> bool:
+    host = host_header.strip()
+    if host.startswith("["):                       # [::1]:8000
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:                     # 127.0.0.1:8000, localhost:8000
+        host = host.partition(":")[0]
+    return is_loopback(host)
+
+
+class Guard:
+    """Before any route runs: the Host check (a loopback daemon answers only to loopback names, which
+    stops DNS rebinding), the API key (HTTP and WebSocket), and the request body cap."""
+
+    def __init__(self, app, daemon: Daemon):
+        self.app = app
+        self.daemon = daemon       # read per request: RunningServer / serve set loopback_only
+
+    def authorized(self, scope) -> bool:
+        key = self.daemon.api_key
+        if not key or scope.get("path") in OPEN_PATHS:
+            return True
+        given = _header(scope, b"x-api-key")
+        if given is None:
+            auth = _header(scope, b"authorization") or ""
+            scheme, _, token = auth.strip().partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else None
+        return given is not None and hmac.compare_digest(given.encode(), key.encode())
+
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = _header(scope, b"host")
+        if self.daemon.loopback_only and host is not None and not _host_is_loopback(host):
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008, "reason": "Host is not this machine"})
+                return
+            return await _send_json(send, 400, {"detail": f"refused: Host {host[:80]!r} is not a loopback name "
+                                                          "(this daemon listens on loopback only)"})
+        if not self.authorized(scope):
+            if kind == "websocket":  # a close before accept: the handshake is refused (HTTP 403)
+                await send({"type": "websocket.close", "code": 1008, "reason": "missing or wrong API key"})
+                return
+            return await _send_json(send, 401, {"detail": "missing or wrong API key: send 'Authorization: Bearer KEY'"
+                                                          " or 'X-API-Key: KEY'"},
+                                    [(b"www-authenticate", b"Bearer")])
+        max_body = self.daemon.max_body
+        if kind == "http" and max_body:
+            length = _header(scope, b"content-length")
+            if length is not None:
+                try:
+                    too_big = int(length) > max_body
+                except ValueError:
+                    return await _send_json(send, 400, {"detail": "bad Content-Length header"})
+                if too_big:
+                    return await _send_json(send, 413, {"detail": BodyTooLarge(max_body).detail},
+                                            [(b"connection", b"close")])
+            seen = 0
+            limit = max_body
+
+            async def counted():
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > limit:
+                        raise BodyTooLarge(limit)   # handled by the app as a 413
+                return message
+
+            return await self.app(scope, counted, send)
+        return await self.app(scope, receive, send)
+
+
+# ----------------------------------------------------------------------------- the daemon
+
+
+@dataclass
+class Ingested:
+    accepted: list[int]          # 0-based indices of the records that reached the store
+    refused: int                 # how many records did not
+    problems: list[dict]         # {"row", "index", "column", "message", "text"}; row counts from 1
+    notes: list[str]
+
+    @property
+    def refused_indices(self) -> list[int]:
+        return sorted({p["index"] for p in self.problems if p["index"] is not None})
+
+
+def _problem_json(text: str, row: int | None, column: str | None, message: str) -> dict:
+    return {"row": row, "index": None if row is None else row - 1, "column": column, "message": message,
+            "text": text}
+
+
+def _contract_names(records: list) -> dict[int, str] | None:
+    """Each dict record's server name exactly as validate_records reads it (the same pandas steps:
+    a batch with 12 and null names reads 12 as "12.0"); None when that cannot be done."""
+    from engine.contract import COLUMN_ALIASES, _as_str, _normalise_columns
+
+    positions = [i for i, r in enumerate(records) if isinstance(r, dict)]
+    try:
+        df = pd.DataFrame.from_records([records[i] for i in positions])
+        for alias, name in COLUMN_ALIASES.items():
+            if alias in df.columns and name in df.columns:
+                df[name] = df[name].fillna(df.pop(alias))
+        df, problems, _ = _normalise_columns(df, POST_SOURCE)
+        if problems:
+            return None
+        names = _as_str(df["server_name"]).str.strip()
+        return {i: str(n) for i, n in zip(positions, names, strict=True)}
+    except Exception:  # noqa: BLE001 - only the row numbers of store refusals depend on it
+        return None
+
+
+class Daemon:
+    """The engine, its tick thread, and the FastAPI app that serves what it publishes."""
+
+    def __init__(self, engine: Engine, *, interval: float = 1.0, api_key: str | None = None,
+                 max_body: int | None = MAX_BODY_BYTES, push: bool | None = None,
+                 torch_threads: int | None = None):
+        self.engine = engine
+        self.torch_threads = torch_threads    # None: leave torch's setting alone
+        self.interval = float(interval)
+        self.api_key = api_key or None
+        self.max_body = max_body
+        self.push = isinstance(engine.source, PushSource) if push is None else push
+        self.loopback_only = True             # set from the address it listens on (RunningServer, serve)
+        self.lock = threading.Lock()          # around every use of the engine
+        self.latest: Published | None = None
+        self.error: str | None = None         # why the engine could not start (or the last tick failed)
+        self.ticks = 0
+        self.started_at = time.time()
+        self._dirty = False                   # POSTed records wait for the next tick
+        self._stop = threading.Event()
+        self._published = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: set[asyncio.Queue] = set()
+        self.app = self._build_app()
+
+    # -- the tick thread -------------------------------------------------------------
+    def start(self) -> None:
+        """Start the engine thread (loads the model there); returns at once."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="tft-top-daemon-engine", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait for the first snapshot (or a start failure); True when there is one."""
+        return self.wait_for_seq(1, timeout)
+
+    def wait_for_seq(self, seq: int, timeout: float = 10.0) -> bool:
+        with self._published:
+            self._published.wait_for(lambda: (self.latest is not None and self.latest.seq >= seq)
+                                     or (self.error is not None and self.latest is None), timeout)
+        return self.latest is not None and self.latest.seq >= seq
+
+    def _run(self) -> None:
+        try:
+            if self.torch_threads:
+                import torch
+
+                torch.set_num_threads(self.torch_threads)
+            with self.lock:
+                self.engine.start()
+                snap = self.engine.tick(advance=False)
+        except Exception as exc:  # noqa: BLE001 - reported by /status and the 503s
+            self._fail(exc, starting=True)
+            return
+        self._publish(snap)
+        due = time.monotonic() + self.interval
+        while not self._stop.wait(max(due - time.monotonic(), 0.0)):
+            now = time.monotonic()
+            due = due + self.interval if due + self.interval > now else now + self.interval
+            with self.lock:
+                dirty, self._dirty = self._dirty, False
+            idle = (self.push or self.engine.finished) and not dirty
+            if idle:
+                continue
+            try:
+                with self.lock:
+                    snap = self.engine.tick(advance=not self.push)
+            except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
+                self._fail(exc, starting=False)
+                continue
+            self.error = None
+            self._publish(snap)
+
+    def _fail(self, exc: BaseException, starting: bool) -> None:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        self.error = f"{'engine failed to start' if starting else 'tick failed'}: {text}"
+        log.error("%s", self.error, exc_info=not starting)
+        with self._published:
+            self._published.notify_all()
+
+    def _publish(self, snap: Snapshot) -> None:
+        pub = Published.build((self.latest.seq + 1) if self.latest else 1, snap)
+        with self._published:
+            self.latest = pub
+            self.ticks += 1
+            self._published.notify_all()
+        loop = self._loop
+        if loop is not None and self._clients:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._fanout, pub)
+
+    def _fanout(self, pub: Published) -> None:   # on the event loop
+        for q in list(self._clients):
+            if q.full():             # a slow client skips to the newest snapshot
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()
+            q.put_nowait(pub)
+
+    # -- POST /metrics ---------------------------------------------------------------
+    def ingest_records(self, records: Any) -> Ingested:
+        """Validate (engine.contract, as for files) and append the good records to the store now;
+        they are forecast at the next tick.  Returns what was accepted and what was refused."""
+        result: LoadResult = validate_records(records, POST_SOURCE)
+        problems = [_problem_json(str(p), p.row, p.column, p.message) for p in result.problems]
+        if not isinstance(records, list) or any(p.row is None for p in result.problems):
+            return Ingested([], len(records) if isinstance(records, list) else 0, problems, result.notes)
+        bad_rows = {p.row for p in result.problems}
+        good = [i for i in range(len(records)) if (i + 1) not in bad_rows]
+        frame = result.frame
+        index_of = self._frame_indices(records, good, frame)
+        epochs = frame["timestamp"].dt.as_unit("s").astype("int64").to_numpy()
+        values = frame[list(METRICS)].to_numpy(dtype=np.float32)
+        names = frame["server_name"].to_numpy()
+        profiles = frame["profile"].to_numpy()
+        accepted: list[int] = []
+        refused: list[str] = []
+        with self.lock:
+            store = self.engine.store
+            for k in range(len(frame)):
+                profile = str(profiles[k])
+                reason = store.append(str(names[k]), int(epochs[k]), values[k],
+                                      None if profile == UNKNOWN_PROFILE else profile)
+                row = None if index_of is None else index_of[k] + 1
+                if reason is None:
+                    if row is not None:
+                        accepted.append(row - 1)
+                    continue
+                where = f"row {row}, column timestamp: " if row is not None else ""
+                text = f"{POST_SOURCE}: {where}{reason}"
+                refused.append(text)
+                problems.append(_problem_json(text, row, "timestamp", reason))
+            if index_of is None and not refused:    # every validated record reached the store
+                accepted = good
+            notes = [str(p) for p in result.problems] + refused
+            if notes:
+                self.engine._note(notes)      # noqa: SLF001 - counted in the snapshot's refused_records
+            if len(refused) < len(frame):
+                self._dirty = True
+        problems.sort(key=lambda p: (p["row"] is None, p["row"] or 0))
+        return Ingested(sorted(accepted), len(records) - (len(frame) - len(refused)), problems, result.notes)
+
+    @staticmethod
+    def _frame_indices(records: list, good: list[int], frame: pd.DataFrame) -> list[int] | None:
+        """Frame row -> index in ``records``, or None when they cannot be tied (never expected).
+
+        The validated frame is sorted by (server, time); a server's kept records are in strictly
+        increasing time in input order (later duplicates and backward steps are refused), so within
+        each server the frame keeps the input order."""
+        names = _contract_names(records)
+        if names is None:
+            return None
+        by_name: dict[str, list[int]] = {}
+        for i in good:
+            by_name.setdefault(names[i], []).append(i)
+        out: list[int] = []
+        taken: dict[str, int] = {}
+        for name in frame["server_name"].astype(str):
+            k = taken.get(name, 0)
+            candidates = by_name.get(name)
+            if candidates is None or k >= len(candidates):
+                return None
+            out.append(candidates[k])
+            taken[name] = k + 1
+        return out if len(out) == len(good) else None
+
+    # -- readers ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        pub = self.latest
+        meta = pub.snapshot.metadata if pub else {}
+        fc = self.engine.forecaster
+        return {
+            "status": "ok" if pub is not None and self.error is None else ("failed" if self.error else "starting"),
+            "error": self.error,
+            "model": None if fc.model_dir is None else str(fc.model_dir),
+            "model_type": meta.get("model_type"),
+            "model_loaded": fc.loaded,
+            "model_reason": fc.model_reason,
+            "device": fc.device,
+            "source": self.engine.source.name,
+            "post_fed": self.push,
+            "servers": len(pub.snapshot.servers) if pub else 0,
+            "servers_on_tft": meta.get("servers_on_tft"),
+            "servers_on_heuristic": meta.get("servers_on_heuristic"),
+            "ongoing_alerts": sum(1 for a in pub.snapshot.alerts if a.state == "ongoing") if pub else 0,
+            "data_time": pub.snapshot.data_time if pub else None,
+            "generated_at": meta.get("generated_at"),
+            "tick_latency_ms": meta.get("tick_latency_ms"),
+            "tick_interval_s": self.interval,
+            "ticks": self.ticks,
+            "finished": bool(meta.get("finished", False)),
+            "refused_records": len(self.engine.problems),
+            "recent_problems": list(self.engine.problems[-5:]),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "websocket_clients": len(self._clients),
+            "auth": self.api_key is not None,
+            "max_body_bytes": self.max_body,
+        }
+
+    def history(self, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            if self.engine.store.last_epoch(name) is None:
+                return None
+            epochs, values = self.engine.history(name)
+        epochs, values = epochs[-HISTORY_STEPS:], {m: v[-HISTORY_STEPS:] for m, v in values.items()}
+        return {
+            "server": name, "step_seconds": STEP_SECONDS,
+            "start": iso(epochs[0]) if len(epochs) else None, "end": iso(epochs[-1]) if len(epochs) else None,
+            "epochs": [int(e) for e in epochs],
+            "metrics": {m: [_finite(x) for x in values[m]] for m in METRICS},
+        }
+
+    def _not_ready(self) -> JSONResponse:
+        detail = self.error or "warming up: the first forecast is not ready yet"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+
+    # -- the app ---------------------------------------------------------------------
+    def _build_app(self) -> FastAPI:
+        daemon = self
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            daemon._loop = asyncio.get_running_loop()
+            try:
+                yield
+            finally:
+                daemon._loop = None
+
+        app = FastAPI(title="tft-top", version="0.1.0", lifespan=lifespan, redoc_url=None,
+                      description="Forecasts of a server fleet's cpu/memory/disk/load 8 h ahead (TFT). "
+                                  "Send the API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY' "
+                                  "when the daemon has one.")
+        app.add_middleware(Guard, daemon=self)
+
+        async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+            log.error("internal error on %s %s: %s", request.method, request.url.path,
+                      " ".join(str(exc).split()) or type(exc).__name__)
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+
+        app.add_exception_handler(Exception, internal_error)
+
+        @app.get("/health", tags=["daemon"], summary="Liveness (no API key needed)")
+        async def health() -> dict:
+            return {"status": "ok"}
+
+        @app.get("/status", tags=["daemon"], summary="Model, device, fleet size, tick latency, uptime, source")
+        async def status() -> dict:
+            return daemon.status()
+
+        @app.get("/predictions/current", tags=["forecasts"], summary="The current snapshot",
+                 responses={200: {"description": "Snapshot.to_json(): predictions, alerts, environment, metadata"},
+                            503: {"description": "no snapshot yet"}})
+        async def predictions(request: Request) -> Response:
+            pub = daemon.latest
+            if pub is None:
+                return daemon._not_ready()
+            headers = {"ETag": pub.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
+            if request.headers.get("if-none-match") == pub.etag:
+                return Response(status_code=304, headers=headers)
+            if "gzip" in request.headers.get("accept-encoding", "").lower():
+                headers["Content-Encoding"] = "gzip"
+                return Response(pub.gzip_body, media_type="application/json", headers=headers)
+            return Response(pub.body, media_type="application/json", headers=headers)
+
+        @app.get("/alerts/active", tags=["forecasts"], summary="Ongoing alerts, newest first")
+        async def alerts() -> Response:
+            pub = daemon.latest
+            if pub is None:
+                return daemon._not_ready()
+            active = [a.to_json() for a in pub.snapshot.alerts if a.state == "ongoing"]
+            return JSONResponse({"data_time": pub.snapshot.data_time, "count": len(active), "alerts": active})
+
+        @app.get("/servers/{name}", tags=["forecasts"], summary="One server's forecast and its alerts")
+        async def server(name: str) -> Response:
+            pub = daemon.latest
+            if pub is None:
+                return daemon._not_ready()
+            fc = pub.servers.get(name)
+            if fc is None:
+                return JSONResponse({"detail": f"unknown server {name!r}: the fleet has {len(pub.servers)} "
+                                               f"servers (see /predictions/current)"}, status_code=404)
+            mine = [a.to_json() for a in pub.snapshot.alerts if a.server_name == name]
+            return JSONResponse({"server": name, "data_time": pub.snapshot.data_time, "forecast": fc,
+                                 "alerts": mine})
+
+        @app.get("/servers/{name}/history", tags=["forecasts"],
+                 summary="The server's last 24 h of samples (5-minute steps, oldest first)")
+        async def server_history(name: str) -> Response:
+            h = await run_in_threadpool(daemon.history, name)
+            if h is None:
+                return JSONResponse({"detail": f"unknown server {name!r}: no samples for it in the store"},
+                                    status_code=404)
+            return JSONResponse(h)
+
+        record_schema = {
+            "type": "object",
+            "required": ["server_name", "timestamp", *METRICS],
+            "properties": {
+                "server_name": {"type": "string"}, "timestamp": {"type": ["string", "number"],
+                                                                 "description": "ISO 8601 or epoch seconds"},
+                **{m: {"type": "number"} for m in METRICS}, "profile": {"type": "string"},
+            },
+        }
+
+        @app.post("/metrics", tags=["ingest"], status_code=202,
+                  summary="Add samples: a JSON list of records (or {\"records\": [...]})",
+                  openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                      "oneOf": [{"type": "array", "items": record_schema},
+                                {"type": "object", "properties": {"records": {"type": "array",
+                                                                              "items": record_schema}}}]}}}}},
+                  responses={202: {"description": "all records accepted"},
+                             400: {"description": "the body is not JSON"},
+                             415: {"description": "the Content-Type is not application/json"},
+                             503: {"description": "the engine has not started yet: retry"},
+                             413: {"description": "the body is too large"},
+                             422: {"description": "some or all records refused (the good ones are still accepted)"}})
+        async def post_metrics(request: Request) -> Response:
+            if daemon.latest is None:   # the engine (re)builds its store while it starts
+                return daemon._not_ready()
+            media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                # also keeps web pages from posting here: a JSON POST from a page needs a CORS preflight
+                return JSONResponse({"detail": f"send the records as JSON (Content-Type: application/json), "
+                                               f"not {media or 'no content type'}"}, status_code=415)
+            body = await request.body()
+            try:
+                payload = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                msg = " ".join(str(exc).split())
+                return JSONResponse({"detail": f"the body is not valid JSON ({msg})"}, status_code=400)
+            records = payload["records"] if isinstance(payload, dict) and "records" in payload else payload
+            result = await run_in_threadpool(daemon.ingest_records, records)
+            n = len(records) if isinstance(records, list) else 0
+            out = {"accepted": n - result.refused, "refused": result.refused,
+                   "accepted_indices": result.accepted, "refused_indices": result.refused_indices,
+                   "problems": result.problems, "notes": result.notes}
+            if not result.problems:
+                out["detail"] = f"accepted {out['accepted']} record(s); they are forecast at the next tick"
+                return JSONResponse(out, status_code=202)
+            first = result.problems[0]["text"]
+            more = len(result.problems) - 1
+            head = (f"{out['refused']} of {n} record(s) refused (rows count from 1)" if n
+                    else "the body was refused")
+            out["detail"] = (f"{head}: {first}"
+                             + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+                             + (f"; the other {out['accepted']} record(s) were accepted" if out["accepted"] else ""))
+            return JSONResponse(out, status_code=422)
+
+        @app.websocket("/ws/predictions")
+        async def ws_predictions(websocket: WebSocket) -> None:
+            await websocket.accept()
+            q: asyncio.Queue = asyncio.Queue(maxsize=1)
+            daemon._clients.add(q)
+            receiver = asyncio.ensure_future(_until_disconnect(websocket))
+            try:
+                last = 0
+                pub = daemon.latest
+                if pub is not None:
+                    await websocket.send_text(pub.text)
+                    last = pub.seq
+                while True:
+                    getter = asyncio.ensure_future(q.get())
+                    done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                    if receiver in done:
+                        getter.cancel()
+                        return
+                    pub = getter.result()
+                    if pub.seq > last:
+                        await websocket.send_text(pub.text)
+                        last = pub.seq
+            except Exception:  # noqa: BLE001 - the client went away mid-send
+                return
+            finally:
+                daemon._clients.discard(q)
+                receiver.cancel()
+
+        return app
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Read (and ignore) client frames until the client goes away."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+# ----------------------------------------------------------------------------- running it
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise DaemonError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(daemon: Daemon, host: str, port: int, log_level: str, access_log: bool):
+    import uvicorn
+
+    return uvicorn.Config(daemon.app, host=host, port=port, log_level=log_level, access_log=access_log,
+                          server_header=False, proxy_headers=False, ws_max_size=64 * 1024,
+                          timeout_graceful_shutdown=3, lifespan="on")
+
+
+class RunningServer:
+    """A daemon served by uvicorn on a thread (tests, benchmarks): ``start()``, ``url``, ``stop()``."""
+
+    def __init__(self, daemon: Daemon, host: str = DEFAULT_HOST, port: int = 0, log_level: str = "warning",
+                 access_log: bool = False):
+        import uvicorn
+
+        check_bind(host, daemon.api_key)
+        self.daemon = daemon
+        self.host = host
+        daemon.loopback_only = is_loopback(host)
+        self._sock = _bind(host, port)
+        self.port = self._sock.getsockname()[1]
+        self.server = uvicorn.Server(_uvicorn_config(daemon, host, self.port, log_level, access_log))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> RunningServer:
+        self.daemon.start()
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]},
+                                        name="tft-top-daemon-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise DaemonError(f"the HTTP server did not start on {self.url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        self.daemon.stop()
+
+    def __enter__(self) -> RunningServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def build_daemon(*, model: Path | str | None = None, replay: Path | str | None = None,
+                 simulate: int | None = None, seed: int = 0, speed: float = 1.0, interval: float | None = None,
+                 api_key: str | None = None, device: str = "auto", max_body: int | None = MAX_BODY_BYTES) -> Daemon:
+    """A daemon for the CLI's options (the engine is not started yet).  DaemonError / DataError."""
+    source = make_source(replay=replay, simulate=simulate, seed=seed)
+    every = tick_interval(isinstance(source, PushSource), speed=speed, interval=interval)
+    return Daemon(Engine(source, model, device=device), interval=every, api_key=api_key, max_body=max_body,
+                  torch_threads=default_torch_threads())
+
+
+def default_torch_threads() -> int | None:
+    """Leave a core to the event loop: torch on all cores starves the HTTP side (and itself) under
+    load.  None (torch's own choice) when OMP_NUM_THREADS is set."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _signal_server(config):
+    """A uvicorn.Server for the main thread.  uvicorn re-raises Ctrl-C / SIGTERM after its graceful
+    shutdown, inside the event loop, which prints tracebacks; here a signal only means "shut down"."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    getattr(self, "_captured_signals", []).clear()
+
+    return Server(config)
+
+
+def serve(daemon: Daemon, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "info",
+          access_log: bool = True, announce=print) -> None:
+    """Serve until Ctrl-C / SIGTERM (blocking).  DaemonError (one line) when it cannot start."""
+    import uvicorn
+
+    check_bind(host, daemon.api_key)
+    sock = _bind(host, port)
+    daemon.loopback_only = is_loopback(host)
+    shown = f"[{host}]" if ":" in host else host
+    auth = "API key required" if daemon.api_key else "no API key: loopback only"
+    what = "a fleet fed by POST /metrics" if daemon.push else daemon.engine.source.name
+    announce(f"tft-top: serving {what} on http://{shown}:{port} ({auth}, a tick every {daemon.interval:g} s); "
+             f"docs at /docs; loading the model…")
+    daemon.start()
+    try:
+        _signal_server(_uvicorn_config(daemon, host, port, log_level, access_log)).run(sockets=[sock])
+    finally:
+        daemon.stop(timeout=2.0)
+        with contextlib.suppress(OSError):
+            sock.close()

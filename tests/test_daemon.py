@@ -1,0 +1,454 @@
+"""`tft-top serve`: a real uvicorn server on a loopback port, real HTTP and WebSocket clients."""
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from engine.contract import METRICS
+from engine.daemon import (
+    Daemon,
+    DaemonError,
+    PushSource,
+    RunningServer,
+    build_daemon,
+    check_bind,
+    is_loopback,
+    snapshot_json,
+    tick_interval,
+)
+from engine.remote import RemoteEngine, snapshot_from_json
+from engine.runtime import Engine
+from engine.sources import SimulatorSource
+
+KEY = "test-key-0123456789"
+TICK_S = 0.25
+
+
+def make_daemon(n: int = 5, *, api_key: str | None = None, push: bool = False, model=None,
+                interval: float = TICK_S, max_body: int | None = 1_000_000) -> Daemon:
+    source = PushSource() if push else SimulatorSource(n, seed=3)
+    return Daemon(Engine(source, model, device="cpu"), interval=interval, api_key=api_key, max_body=max_body)
+
+
+def serve(daemon: Daemon, port: int = 0) -> RunningServer:
+    srv = RunningServer(daemon, port=port).start()
+    assert daemon.wait_ready(30), daemon.error
+    return srv
+
+
+def client(srv: RunningServer, key: str | None = None, **headers) -> httpx.Client:
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.Client(base_url=srv.url, headers=headers, timeout=10, trust_env=False)
+
+
+def ws_url(srv: RunningServer) -> str:
+    return srv.url.replace("http://", "ws://") + "/ws/predictions"
+
+
+def ws_handshake_status(srv: RunningServer, host: str) -> int:
+    """The HTTP status of a WebSocket handshake sent with this Host header (client libraries set their own)."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+        sock.sendall((f"GET /ws/predictions HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        return int(sock.recv(64).split()[1])
+
+
+def record(name: str, ts, cpu=50.0, **kw) -> dict:
+    return {"server_name": name, "timestamp": ts, "cpu_percent": cpu, "memory_percent": 40.0,
+            "disk_percent": 20.0, "load_average": 1.0, **kw}
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = serve(make_daemon())
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_srv():
+    s = serve(make_daemon(api_key=KEY))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def push_srv():
+    s = serve(make_daemon(push=True, interval=0.2))
+    yield s
+    s.stop()
+
+
+# ------------------------------------------------------------------------- read routes
+
+
+def test_health_and_status(srv):
+    with client(srv) as c:
+        assert c.get("/health").json() == {"status": "ok"}
+        st = c.get("/status").json()
+    assert st["status"] == "ok" and st["error"] is None
+    assert st["servers"] == 5 and st["model"] is None and st["model_type"] == "heuristic"
+    assert st["model_reason"] and st["device"] == "cpu" and st["source"].startswith("simulator")
+    assert st["tick_latency_ms"] >= 0 and st["uptime_s"] >= 0 and st["auth"] is False
+    assert st["tick_interval_s"] == TICK_S
+
+
+def test_predictions_current_is_the_snapshot_json(srv):
+    with client(srv) as c:
+        r = c.get("/predictions/current")                       # httpx asks for gzip
+        plain = c.get("/predictions/current", headers={"Accept-Encoding": "identity"})
+        same = c.get("/predictions/current", headers={"If-None-Match": r.headers["etag"]})
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    d = r.json()
+    assert set(d) == {"data_time", "predictions", "alerts", "environment", "metadata"}
+    assert len(d["predictions"]) == 5 and d["environment"]["total_servers"] == 5
+    one = next(iter(d["predictions"].values()))
+    assert set(METRICS) <= set(one) and len(one["cpu_percent"]["p50"]) == d["metadata"]["horizon_steps"]
+    assert plain.json()["predictions"].keys() == d["predictions"].keys()
+    assert same.status_code in (200, 304)    # 304 unless a tick landed in between
+    published = srv.daemon.latest
+    assert json.loads(published.body) == snapshot_json(published.snapshot)
+
+
+def test_alerts_active_are_ongoing(srv):
+    with client(srv) as c:
+        d = c.get("/alerts/active").json()
+    assert d["count"] == len(d["alerts"])
+    assert all(a["state"] == "ongoing" for a in d["alerts"])
+
+
+def test_server_route_and_unknown_server(srv):
+    with client(srv) as c:
+        name = next(iter(c.get("/predictions/current").json()["predictions"]))
+        r = c.get(f"/servers/{name}")
+        missing = c.get("/servers/no-such-server")
+        hist = c.get(f"/servers/{name}/history")
+        missing_hist = c.get("/servers/no-such-server/history")
+    d = r.json()
+    assert r.status_code == 200 and d["server"] == name and set(METRICS) <= set(d["forecast"])
+    assert all(a["server"] == name for a in d["alerts"])
+    assert missing.status_code == 404 and "unknown server 'no-such-server'" in missing.json()["detail"]
+    h = hist.json()
+    assert hist.status_code == 200 and len(h["epochs"]) == 288
+    assert np.all(np.diff(h["epochs"]) == 300) and all(len(h["metrics"][m]) == 288 for m in METRICS)
+    assert missing_hist.status_code == 404
+
+
+def test_openapi_docs(srv):
+    with client(srv) as c:
+        spec = c.get("/openapi.json").json()
+        docs = c.get("/docs")
+    assert {"/health", "/status", "/predictions/current", "/alerts/active", "/servers/{name}",
+            "/servers/{name}/history", "/metrics"} <= set(spec["paths"])
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_websocket_sends_a_snapshot_per_tick(srv):
+    with ws_connect(ws_url(srv), proxy=None, max_size=None, open_timeout=5) as ws:
+        t0 = time.monotonic()
+        first = json.loads(ws.recv(timeout=5))
+        assert time.monotonic() - t0 < 1.0                     # the current one, on connect
+        times = [first["data_time"]] + [json.loads(ws.recv(timeout=5))["data_time"] for _ in range(3)]
+    assert times == sorted(times) and len(set(times)) == 4      # each tick a new data time
+
+
+def test_warming_up_and_a_failed_start_answer_503():
+    import threading
+
+    release = threading.Event()
+    d = make_daemon(n=2)
+    real_start = d.engine.start
+
+    def slow_start():
+        release.wait(10)
+        real_start()
+
+    d.engine.start = slow_start
+    s = RunningServer(d, port=0).start()
+    try:
+        with client(s) as c:
+            assert c.get("/health").status_code == 200
+            assert c.get("/status").json()["status"] == "starting"
+            r = c.get("/predictions/current")
+            assert r.status_code == 503 and "warming up" in r.json()["detail"]
+            assert c.post("/metrics", json=[record("x", "2026-01-05T00:00:00Z")]).status_code == 503
+            release.set()
+            assert d.wait_ready(10)
+            assert c.get("/predictions/current").status_code == 200
+    finally:
+        release.set()
+        s.stop()
+
+    broken = make_daemon(n=2)
+    broken.engine.start = lambda: (_ for _ in ()).throw(OSError("model file unreadable"))
+    s = RunningServer(broken, port=0).start()
+    try:
+        assert not broken.wait_ready(5)
+        with client(s) as c:
+            st = c.get("/status").json()
+            r = c.get("/servers/x")
+        assert st["status"] == "failed" and "model file unreadable" in st["error"]
+        assert r.status_code == 503 and "engine failed to start: model file unreadable" in r.json()["detail"]
+    finally:
+        s.stop()
+
+
+def test_internal_errors_carry_no_traceback(monkeypatch):
+    s = serve(make_daemon(n=2))
+    try:
+        def broken():
+            raise RuntimeError("secret detail in /some/path.py")
+        monkeypatch.setattr(s.daemon, "status", broken)
+        with client(s) as c:
+            r = c.get("/status")
+    finally:
+        s.stop()
+    assert r.status_code == 500 and r.json() == {"detail": "internal error"}
+    assert "secret" not in r.text and "Traceback" not in r.text
+
+
+# ------------------------------------------------------------------------- auth and binding
+
+
+def test_auth_on(auth_srv):
+    with client(auth_srv) as c:
+        assert c.get("/health").status_code == 200
+        for path in ("/status", "/predictions/current", "/alerts/active", "/openapi.json", "/docs"):
+            r = c.get(path)
+            assert r.status_code == 401 and "API key" in r.json()["detail"], path
+        assert c.get("/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/status", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/metrics", json=[]).status_code == 401
+        assert c.get("/status", headers={"Authorization": f"Bearer {KEY}"}).json()["auth"] is True
+        assert c.get("/predictions/current", headers={"X-API-Key": KEY}).status_code == 200
+    with pytest.raises(InvalidStatus):
+        with ws_connect(ws_url(auth_srv), proxy=None, open_timeout=5):
+            pass
+    with ws_connect(ws_url(auth_srv), proxy=None, max_size=None, open_timeout=5,
+                    additional_headers={"X-API-Key": KEY}) as ws:
+        assert len(json.loads(ws.recv(timeout=5))["predictions"]) == 5
+
+
+def test_auth_off_on_loopback(srv):
+    with client(srv) as c:
+        assert c.get("/status").json()["auth"] is False
+
+
+def test_loopback_daemon_refuses_foreign_host_names_and_form_posts(srv):
+    """DNS rebinding (a page served from evil.example resolving to 127.0.0.1) and cross-site form
+    posts cannot reach a loopback daemon that has no key."""
+    with client(srv) as c:
+        r = c.get("/predictions/current", headers={"Host": "evil.example"})
+        assert r.status_code == 400 and "loopback" in r.json()["detail"]
+        assert c.get("/status", headers={"Host": f"localhost:{srv.port}"}).status_code == 200
+        r = c.post("/metrics", content=json.dumps([record("x", "2026-01-05T00:00:00Z")]),
+                   headers={"Content-Type": "text/plain"})
+        assert r.status_code == 415 and "application/json" in r.json()["detail"]
+    assert ws_handshake_status(srv, "evil.example") == 403
+    assert ws_handshake_status(srv, f"127.0.0.1:{srv.port}") == 101
+
+
+def test_refuses_non_loopback_without_key():
+    d = make_daemon(n=2)
+    with pytest.raises(DaemonError, match="refusing to listen on 0.0.0.0 without an API key") as err:
+        RunningServer(d, host="0.0.0.0", port=0)
+    assert "\n" not in str(err.value)
+    assert d._thread is None and d.latest is None               # nothing was started
+    check_bind("0.0.0.0", KEY)                                  # with a key it may
+    check_bind("127.0.0.1", None)
+    with pytest.raises(DaemonError):
+        check_bind("::", None)
+    with pytest.raises(DaemonError):
+        check_bind("127.0.0.1", "has space")
+    assert is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.2")
+    assert not is_loopback("10.0.0.1") and not is_loopback("example.org")
+
+
+def test_options():
+    assert tick_interval(push=True) == 5.0
+    assert tick_interval(push=False, speed=4) == 0.25
+    assert tick_interval(push=False, speed=4, interval=2) == 2.0
+    with pytest.raises(DaemonError):
+        tick_interval(push=False, speed=0)
+    with pytest.raises(DaemonError, match="exclude each other"):
+        build_daemon(replay="x", simulate=3)
+    with pytest.raises(DaemonError, match="no such file"):
+        build_daemon(replay="/nonexistent/fleet")
+    d = build_daemon(simulate=2, speed=2.0, api_key=KEY)
+    assert d.interval == 0.5 and d.api_key == KEY and not d.push
+    assert build_daemon().push and build_daemon().interval == 5.0
+
+
+# ------------------------------------------------------------------------- POST /metrics
+
+
+def test_post_rejects_bad_payloads(push_srv):
+    with client(push_srv) as c:
+        r = c.post("/metrics", content=b"{not json", headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
+        r = c.post("/metrics", json={"cpu_percent": 3})
+        assert r.status_code == 422 and "expected a list of records" in r.json()["detail"]
+        r = c.post("/metrics", json=[])
+        assert r.status_code == 422 and "no records" in r.json()["detail"]
+        r = c.post("/metrics", json=[record("p-1", "2026-01-05T00:00:00Z", cpu="abc")])
+        d = r.json()
+        assert r.status_code == 422 and d["accepted"] == 0 and d["refused_indices"] == [0]
+        assert "row 1, column cpu_percent" in d["detail"] and "'abc' is not a number" in d["detail"]
+        assert d["problems"][0] == {"row": 1, "index": 0, "column": "cpu_percent",
+                                         "message": "'abc' is not a number",
+                                         "text": "POST /metrics: row 1, column cpu_percent: 'abc' is not a number"}
+        r = c.post("/metrics", json=[{"server_name": "p-1", "timestamp": "2026-01-05T00:00:00Z"}])
+        assert r.status_code == 422 and "column 'cpu_percent' is missing" in r.json()["detail"]
+
+
+def test_post_mixed_batch_keeps_the_good_records(push_srv):
+    ts = [f"2026-01-05T0{h}:00:00Z" for h in range(3)]
+    batch = [record("p-good", ts[0]), record("p-good", ts[1], cpu=150), record("p-good", ts[1], cpu=60),
+             "not a record", record("p-other", ts[2], profile="web")]
+    with client(push_srv) as c:
+        before = push_srv.daemon.latest.seq
+        r = c.post("/metrics", json={"records": batch})
+        d = r.json()
+        assert r.status_code == 422
+        assert d["accepted_indices"] == [0, 2, 4] and d["refused_indices"] == [1, 3] and d["accepted"] == 3
+        assert [p["row"] for p in d["problems"]] == [2, 4]
+        assert "column cpu_percent: 150 is outside 0–100" in d["problems"][0]["text"]
+        assert push_srv.daemon.wait_for_seq(before + 1, 5)
+        snap = c.get("/predictions/current").json()
+        assert {"p-good", "p-other"} <= set(snap["predictions"])
+        assert snap["predictions"]["p-good"]["cpu_percent"]["current"] == 60.0
+        assert snap["predictions"]["p-other"]["_meta"]["profile"] == "web"
+        assert c.get("/servers/p-good/history").json()["metrics"]["cpu_percent"][-1] == 60.0
+        # a sample older than the server's newest is refused by the store, and says which row
+        r = c.post("/metrics", json=[record("p-good", ts[0], cpu=10), record("p-good", "2026-01-05T03:00:00Z")])
+        d = r.json()
+        assert r.status_code == 422 and d["accepted_indices"] == [1] and d["refused_indices"] == [0]
+        assert "row 1, column timestamp" in d["problems"][0]["text"] and "older than" in d["problems"][0]["text"]
+        r = c.post("/metrics", json=[record("p-good", "2026-01-05T03:05:00Z")])
+        assert r.status_code == 202 and r.json()["accepted"] == 1 and r.json()["problems"] == []
+        assert c.get("/status").json()["refused_records"] >= 3
+
+
+def test_post_into_a_simulated_fleet_shows_at_next_tick(srv):
+    with client(srv) as c:
+        data_time = c.get("/predictions/current").json()["data_time"]
+        r = c.post("/metrics", json=[record("posted-1", data_time, cpu=77)])
+        assert r.status_code == 202
+        seq = srv.daemon.latest.seq
+        assert srv.daemon.wait_for_seq(seq + 1, 5)
+        assert "posted-1" in c.get("/predictions/current").json()["predictions"]
+
+
+def test_body_too_large(srv):
+    big = json.dumps([record(f"s{i}", "2026-01-05T00:00:00Z") for i in range(12_000)]).encode()
+    assert len(big) > 1_000_000
+    with client(srv) as c:
+        r = c.post("/metrics", content=big, headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and "too large" in r.json()["detail"]
+        chunked = c.post("/metrics", content=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
+                         headers={"Content-Type": "application/json"})
+        assert "content-length" not in chunked.request.headers
+        assert chunked.status_code == 413
+        assert c.get("/health").status_code == 200
+
+
+# ------------------------------------------------------------------------- the remote client
+
+
+def test_snapshot_from_json_round_trip():
+    engine = Engine(SimulatorSource(3, seed=5), None, device="cpu")
+    engine.start()
+    for _ in range(3):
+        snap = engine.tick()
+    d = json.loads(json.dumps(snapshot_json(snap)))
+    back = snapshot_from_json(d)
+    assert json.loads(json.dumps(snapshot_json(back))) == d
+    s = back.servers[0]
+    assert isinstance(s.metrics["cpu_percent"].p50, np.ndarray) and not s.metrics["cpu_percent"].p50.flags.writeable
+    assert back.server(s.server_name) is s and len(back.alerts) == len(snap.alerts)
+    with pytest.raises(ValueError, match="not a tft-top snapshot"):
+        snapshot_from_json({"predictions": {"x": {"cpu_percent": {"p50": ["a"]}}}})
+
+
+def test_remote_engine_goes_stale_and_recovers():
+    s = serve(make_daemon(n=3, api_key=KEY))
+    port = s.port
+    remote = RemoteEngine(s.url, KEY, connect_wait=10, min_backoff=0.1, max_backoff=0.5)
+    try:
+        remote.start()
+        snap = remote.tick()
+        assert not remote.stale and remote.last_error is None and not snap.metadata["stale"]
+        assert len(snap.servers) == 3 and snap.metadata["source"].startswith(f"remote {s.url}")
+        assert remote.wait_for(remote.received + 2, 5)          # one snapshot per tick
+        epochs, values = remote.history(snap.servers[0].server_name)
+        assert len(epochs) == 288 and set(values) == set(METRICS)
+        with pytest.raises(KeyError):
+            remote.history("no-such-server")
+        assert not remote.source.can_seek
+        with pytest.raises(ValueError):
+            remote.seek_back()
+
+        s.stop()
+        assert remote.wait_until(lambda r: r.stale, 5)
+        stale = remote.tick()                                   # never raises; keeps the last snapshot
+        assert stale.metadata["stale"] and stale.metadata["remote_error"] and len(stale.servers) == 3
+        assert remote.history(snap.servers[0].server_name)[0].size in (0, 288)   # no exception either
+
+        s = serve(make_daemon(n=4, api_key=KEY), port=port)     # back on the same port
+        assert remote.wait_until(lambda r: not r.stale and len(r._latest.servers) == 4, 10)
+        fresh = remote.tick()
+        assert not fresh.metadata["stale"] and len(fresh.servers) == 4 and remote.reconnects >= 1
+    finally:
+        remote.close()
+        s.stop()
+
+
+def test_remote_engine_with_a_wrong_key_never_raises(auth_srv):
+    remote = RemoteEngine(auth_srv.url, "wrong", connect_wait=1.0)
+    try:
+        remote.start()
+        snap = remote.tick()
+        assert remote.stale and "API key" in remote.last_error
+        assert snap.servers == () and snap.metadata["stale"]
+    finally:
+        remote.close()
+
+
+def test_remote_engine_polling_transport(srv):
+    remote = RemoteEngine(srv.url, transport="poll", poll_interval=0.1, connect_wait=5)
+    try:
+        remote.start()
+        assert not remote.stale and len(remote.tick().servers) >= 5
+    finally:
+        remote.close()
+    with pytest.raises(ValueError, match="expected http"):
+        RemoteEngine("ftp://example")
+
+
+# ------------------------------------------------------------------------- with a model
+
+
+@pytest.mark.slow
+def test_serves_a_tiny_trained_model(tiny_model_dir):
+    s = serve(make_daemon(n=3, model=tiny_model_dir))
+    try:
+        with client(s) as c:
+            st = c.get("/status").json()
+            snap = c.get("/predictions/current").json()
+    finally:
+        s.stop()
+    assert st["model_loaded"] and st["model"] == str(tiny_model_dir) and st["model_reason"] is None
+    assert st["model_type"] == "TFT"
+    assert all(p["_meta"]["source"] == "tft" for p in snap["predictions"].values())
+    assert all(p["_meta"].get("importance") for p in snap["predictions"].values())
+    assert all(len(p["cpu_percent"]["p50"]) == 12 for p in snap["predictions"].values())

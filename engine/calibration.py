@@ -10,6 +10,12 @@ deviation, floored as the model's normaliser floors it):
 and at inference move the band to ``[p10 - lower*s, p90 + upper*s]`` (split conformal
 quantile regression, scaled; either term may be negative and narrow the band).  p50
 is left as the model gave it.  The numbers live in config.json under ``calibration``.
+
+Servers of different kinds need different corrections (a lightly used real VM and a
+busy simulated web server are not wrong in the same way), so the adjustments are also
+fitted per profile (Mondrian conformal prediction: one calibration per group) for every
+profile with at least ``MIN_GROUP_WINDOWS`` calibration windows, under
+``calibration["groups"][profile]``; other profiles use the pooled numbers.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from engine.tft_model import clip_to_range
 
 BUCKET_STEPS = 12
 TARGET_COVERAGE = 0.8
+MIN_GROUP_WINDOWS = 100
 
 
 def window_scale(history: list[np.ndarray] | np.ndarray, min_scale: float, max_length: int) -> np.ndarray:
@@ -41,13 +48,31 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
 def fit_calibration(quantiles: dict[str, np.ndarray], actual: dict[str, np.ndarray],
                     scale: dict[str, np.ndarray], weights: np.ndarray | None = None,
                     mask: dict[str, np.ndarray] | None = None,
-                    q_levels=(0.1, 0.5, 0.9), coverage: float = TARGET_COVERAGE) -> dict:
+                    q_levels=(0.1, 0.5, 0.9), coverage: float = TARGET_COVERAGE,
+                    groups: np.ndarray | None = None) -> dict:
     """Fit the per-metric, per-bucket adjustments.
 
     quantiles[m]: (n, H, 3) raw forecasts; actual[m]: (n, H); scale[m]: (n,);
     weights: (n,) sample weights (e.g. to give each data source an equal say);
-    mask[m]: (n,) bool, windows that count for metric m.
+    mask[m]: (n,) bool, windows that count for metric m;
+    groups: (n,) profile per window: adds per-profile adjustments (see module doc).
     """
+    out = _fit(quantiles, actual, scale, weights, mask, q_levels, coverage)
+    if groups is not None:
+        groups = np.asarray(groups)
+        out["groups"] = {}
+        for g in sorted(set(groups.tolist())):
+            sel = groups == g
+            if sel.sum() < MIN_GROUP_WINDOWS:
+                continue
+            sub = _fit({m: q[sel] for m, q in quantiles.items()}, {m: a[sel] for m, a in actual.items()},
+                       {m: s[sel] for m, s in scale.items()}, None if weights is None else np.asarray(weights)[sel],
+                       None if mask is None else {m: k[sel] for m, k in mask.items()}, q_levels, coverage)
+            out["groups"][g] = {"lower": sub["lower"], "upper": sub["upper"], "windows": int(sel.sum())}
+    return out
+
+
+def _fit(quantiles, actual, scale, weights, mask, q_levels, coverage) -> dict:
     lo_j, hi_j = q_levels.index(0.1), q_levels.index(0.9)
     tail = 1.0 - (1.0 - coverage) / 2.0
     out = {"method": "split conformal quantile regression, scaled by the window's std",
@@ -55,6 +80,8 @@ def fit_calibration(quantiles: dict[str, np.ndarray], actual: dict[str, np.ndarr
     for m, q in quantiles.items():
         n, horizon, _ = q.shape
         keep = np.ones(n, bool) if mask is None else mask[m]
+        if not keep.any():
+            continue
         w = np.ones(n) if weights is None else np.asarray(weights, float)
         s = scale[m][keep][:, None]
         e_lo = (q[keep, :, lo_j] - actual[m][keep]) / s
@@ -71,19 +98,31 @@ def fit_calibration(quantiles: dict[str, np.ndarray], actual: dict[str, np.ndarr
 
 
 def apply_calibration(calibration: dict | None, metric: str, q: np.ndarray, scale: np.ndarray,
-                      q_levels=(0.1, 0.5, 0.9)) -> np.ndarray:
-    """Calibrated copy of q (n, H, 3) for one metric, clipped to its range and ordered."""
+                      q_levels=(0.1, 0.5, 0.9), groups=None) -> np.ndarray:
+    """Calibrated copy of q (n, H, 3) for one metric, clipped to its range and ordered.
+
+    ``groups``: the (normalised) profile of each window; a profile with its own
+    adjustments uses them, any other the pooled ones.
+    """
     out = np.array(q, dtype=np.float64, copy=True)
     lo_j, mid_j, hi_j = q_levels.index(0.1), q_levels.index(0.5), q_levels.index(0.9)
     if calibration and metric in calibration.get("lower", {}):
         step = int(calibration["bucket_steps"])
         horizon = out.shape[1]
         bucket = np.minimum(np.arange(horizon) // step, len(calibration["lower"][metric]) - 1)
-        lower = np.asarray(calibration["lower"][metric])[bucket]
-        upper = np.asarray(calibration["upper"][metric])[bucket]
+        n = out.shape[0]
+        lower = np.tile(np.asarray(calibration["lower"][metric])[bucket], (n, 1))
+        upper = np.tile(np.asarray(calibration["upper"][metric])[bucket], (n, 1))
+        if groups is not None:
+            groups = np.asarray(groups)
+            for g, adj in (calibration.get("groups") or {}).items():
+                sel = groups == g
+                if sel.any() and metric in adj["lower"]:
+                    lower[sel] = np.asarray(adj["lower"][metric])[bucket]
+                    upper[sel] = np.asarray(adj["upper"][metric])[bucket]
         s = np.asarray(scale, dtype=np.float64)[:, None]
-        out[:, :, lo_j] -= lower[None, :] * s
-        out[:, :, hi_j] += upper[None, :] * s
+        out[:, :, lo_j] -= lower * s
+        out[:, :, hi_j] += upper * s
     out = clip_to_range(metric, out)
     out[:, :, lo_j] = np.minimum(out[:, :, lo_j], out[:, :, mid_j])
     out[:, :, hi_j] = np.maximum(out[:, :, hi_j], out[:, :, mid_j])

@@ -76,11 +76,18 @@ def stock_predict(loaded: LoadedModel, prepared: pd.DataFrame, origins: pd.DataF
 def calibrated_tft(loaded: LoadedModel, prepared: pd.DataFrame, origins: pd.DataFrame, windows) -> dict[str, np.ndarray]:
     config = loaded.config
     raw = stock_predict(loaded, prepared, origins)
+    profiles = window_profiles(prepared, windows)
     out = {}
     for m in config.targets:
         scale = window_scale(windows.history[m], config.min_scale[m], config.max_encoder_length)
-        out[m] = apply_calibration(config.calibration, m, raw[m], scale, tuple(config.quantiles))
+        out[m] = apply_calibration(config.calibration, m, raw[m], scale, tuple(config.quantiles), groups=profiles)
     return out
+
+
+def window_profiles(prepared: pd.DataFrame, windows) -> np.ndarray:
+    """The (normalised) profile of each window's series, as the model reads it."""
+    per_series = prepared.groupby("series")["profile"].last()
+    return per_series.reindex(windows.series).to_numpy()
 
 
 @dataclass

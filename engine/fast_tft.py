@@ -329,6 +329,7 @@ class FastTFT:
         # calibration: window scale = std (n, not n-1) over each window's valid history,
         # on the float32 values the stock path sees (engine.calibration.window_scale)
         quantiles = {}
+        normalised = [_normalise_profile(p) for p in profiles]
         idx = np.arange(self.L)
         valid = idx[None, :] >= (self.L - lengths)[:, None]
         for j, m in enumerate(self.targets):
@@ -339,7 +340,8 @@ class FastTFT:
             std = np.sqrt((dev * dev).sum(axis=1) / cnt)
             std = np.where(lengths > 1, std, 0.0)
             scale = np.maximum(std, config.min_scale[m])
-            quantiles[m] = apply_calibration(config.calibration, m, raw[m], scale, tuple(config.quantiles))
+            quantiles[m] = apply_calibration(config.calibration, m, raw[m], scale, tuple(config.quantiles),
+                                             groups=normalised)
         imp = None
         if with_importance:
             imp = [dict(zip(self.encoder_variables, (float(v) for v in row))) for row in importance]

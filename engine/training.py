@@ -21,7 +21,7 @@ from engine.calibration import fit_calibration, window_scale
 from engine.contract import METRICS, UNKNOWN_PROFILE
 from engine.datasplit import (extract_windows, informative_columns, origins_for, read_split,
                               training_part)
-from engine.evaluation import evaluate_frame, format_reports, load_grid, stock_predict
+from engine.evaluation import evaluate_frame, format_reports, load_grid, stock_predict, window_profiles
 from engine.tft_model import (LoadedModel, ModelConfig, build_dataset, build_model,
                               normalise_profile, prepare_frame, save_model_dir)
 
@@ -41,6 +41,8 @@ class TrainOptions:
     seed: int = 0
     patience: int = 4
     config: ModelConfig | None = None
+    init_from: str | None = None          # warm start: a model directory with the same architecture
+    loss_weights: tuple[float, ...] | None = None
     evaluate: bool = True
     progress: bool = True
 
@@ -90,8 +92,18 @@ def train(opts: TrainOptions) -> Path:
     sources = [_prepare_source(p, opts) for p in opts.data]
     frame = pd.concat([s.train for s in sources], ignore_index=True)
     vocab = sorted(set(normalise_profile(frame["profile"])) | {UNKNOWN_PROFILE})
-    base = opts.config or ModelConfig()
-    config = ModelConfig(**{**base.__dict__, "profile_vocab": tuple(vocab), "calibration": None})
+    init = None
+    if opts.init_from:
+        from engine.tft_model import load_model_dir
+
+        init = load_model_dir(opts.init_from)
+        base = init.config
+    else:
+        base = opts.config or ModelConfig()
+    overrides = {"profile_vocab": tuple(vocab), "calibration": None}
+    if opts.loss_weights:
+        overrides["loss_weights"] = tuple(opts.loss_weights)
+    config = ModelConfig(**{**base.__dict__, **overrides})
 
     val_start_all = pd.concat([s.val_start for s in sources])
     row_val_start = frame["server_name"].map(val_start_all)
@@ -110,7 +122,13 @@ def train(opts: TrainOptions) -> Path:
 
     accelerator, devices = resolve_device(opts.device)
     model = build_model(config, train_ds)
+    if init is not None:
+        if tuple(init.config.profile_vocab) != tuple(vocab):
+            raise SystemExit(f"tft-top: --init-from {opts.init_from}: its profile vocabulary "
+                             f"{list(init.config.profile_vocab)} differs from this data's {vocab}")
+        model.load_state_dict(init.model.state_dict(), strict=True)
     n_params = int(sum(p.numel() for p in model.parameters()))
+    early_stopping = EarlyStopping(monitor="val_loss", patience=opts.patience, mode="min")
     trainer = pl.Trainer(
         max_epochs=opts.epochs,
         max_time=None if opts.max_time_min is None else {"minutes": opts.max_time_min},
@@ -119,7 +137,7 @@ def train(opts: TrainOptions) -> Path:
         strategy="ddp" if devices > 1 else "auto",
         gradient_clip_val=0.1,
         limit_train_batches=opts.batches_per_epoch,
-        callbacks=[EarlyStopping(monitor="val_loss", patience=opts.patience, mode="min")],
+        callbacks=[early_stopping],
         enable_checkpointing=False,
         logger=False,
         enable_progress_bar=opts.progress,
@@ -162,7 +180,9 @@ def train(opts: TrainOptions) -> Path:
         "batch_size": opts.batch_size,
         "losses": {"final_train_loss": callback_metrics.get("train_loss_epoch", callback_metrics.get("train_loss")),
                    "final_val_loss": callback_metrics.get("val_loss")},
-        "early_stopped": bool(trainer.should_stop and trainer.current_epoch < opts.epochs),
+        "early_stopped": bool(early_stopping.stopped_epoch > 0),
+        "best_val_loss": float(early_stopping.best_score) if early_stopping.best_score is not None else None,
+        "warm_start_from": opts.init_from,
         "training_seconds": round(fit_seconds, 1),
         "device": accelerator if accelerator == "cpu" else f"cuda x{devices} ({torch.cuda.get_device_name(0)})",
         "versions": _versions(),
@@ -191,7 +211,8 @@ def _calibrate(loaded: LoadedModel, frame: pd.DataFrame, origins: pd.DataFrame, 
     scale = {m: window_scale(windows.history[m], config.min_scale[m], config.max_encoder_length) for m in METRICS}
     informative = pd.concat([informative_columns(s.grid) for s in sources])
     mask = {m: informative[m].reindex(windows.server).to_numpy() for m in METRICS}
-    calibration = fit_calibration(raw, windows.actual, scale, None, mask, tuple(config.quantiles))
+    calibration = fit_calibration(raw, windows.actual, scale, None, mask, tuple(config.quantiles),
+                                  groups=window_profiles(frame, windows))
     calibration["fitted_on_windows"] = int(len(windows))
     return calibration
 

@@ -74,3 +74,26 @@ def test_calibrated_forecast_stays_in_range_and_ordered():
     out = apply_calibration(cal, "cpu_percent", q, np.array([1.0]), Q)
     assert out[0, 0, 2] == 100.0          # clipped to the valid range
     assert out[0, 0, 0] == 99.0           # a negative adjustment never crosses p50
+
+
+def test_calibration_per_profile_uses_each_groups_own_adjustment():
+    rng = np.random.default_rng(3)
+    n, h = 400, 12
+    groups = np.array(["web"] * 200 + ["unknown"] * 200)
+    noise = np.where(groups[:, None] == "web", 1.0, 4.0) * rng.normal(0, 1, (n, h))
+    q = np.zeros((n, h, 3)) + 50
+    q[:, :, 0] -= 1.0
+    q[:, :, 2] += 1.0
+    cal = fit_calibration({"cpu_percent": q}, {"cpu_percent": 50 + noise}, {"cpu_percent": np.ones(n)},
+                          q_levels=Q, groups=groups)
+    assert set(cal["groups"]) == {"web", "unknown"}
+    fresh = 50 + np.where(groups[:, None] == "web", 1.0, 4.0) * rng.normal(0, 1, (n, h))
+    adjusted = apply_calibration(cal, "cpu_percent", q, np.ones(n), Q, groups=groups)
+    for g in ("web", "unknown"):
+        sel = groups == g
+        cover = ((fresh[sel] >= adjusted[sel, :, 0]) & (fresh[sel] <= adjusted[sel, :, 2])).mean()
+        assert 0.74 < cover < 0.86, (g, cover)
+    # a profile with no group of its own gets the pooled adjustment
+    other = apply_calibration(cal, "cpu_percent", q[:1], np.ones(1), Q, groups=np.array(["gpu"]))
+    pooled = apply_calibration(cal, "cpu_percent", q[:1], np.ones(1), Q)
+    np.testing.assert_array_equal(other, pooled)

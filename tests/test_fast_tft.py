@@ -3,7 +3,6 @@ model.predict give, the interpolation swap changes nothing but speed, and the
 calibrated output is apply_calibration of the raw one."""
 from __future__ import annotations
 
-import json
 
 import copy
 
@@ -16,13 +15,9 @@ from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS
 from engine.evaluation import stock_predict
 from engine.fast_tft import FastTFT, MatmulInterpolation, interpolation_matrix, swap_interpolation
-from engine.tft_model import LoadedModel, ModelConfig, build_dataset, load_model_dir, prepare_frame
-from engine.training import TrainOptions, train
+from engine.tft_model import LoadedModel, build_dataset, load_model_dir, prepare_frame
 from fleet_fixtures import make_grid
 from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import TimeDistributedInterpolation
-
-TINY = ModelConfig(max_encoder_length=48, min_encoder_length=12, max_prediction_length=12,
-                   hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
 
 # (server, encoder length, origin position in the server's rows, raw profile text,
 #  keep the server's whole history before the window?)
@@ -47,19 +42,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fast")
-    data = root / "data"
-    data.mkdir()
-    frame = make_grid(n_servers=4, days=2.0)
-    frame.drop(columns=["filled", "segment"]).assign(
-        timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(data / "fleet.csv", index=False)
-    (data / "split.json").write_text(json.dumps(
-        {"heldout_from": "2026-01-06T16:00:00Z", "heldout_servers": ["srv-03"]}))
-    opts = TrainOptions(data=[str(data)], out=str(root / "models"), epochs=1, batches_per_epoch=3,
-                        batch_size=16, val_days=0.25, calib_every=6, config=TINY, progress=False,
-                        evaluate=False)
-    return load_model_dir(train(opts)), frame
+def trained(tiny_model_dir):
+    return load_model_dir(tiny_model_dir), make_grid(n_servers=4, days=2.0)
 
 
 @pytest.fixture(scope="module")

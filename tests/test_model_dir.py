@@ -5,34 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from engine.tft_model import (CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, ModelConfig, ModelLoadError,
+from engine.tft_model import (CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, ModelLoadError,
                               build_dataset, find_latest_model, load_model_dir, prepare_frame)
-from engine.training import TrainOptions, train
 from fleet_fixtures import make_grid
-
-TINY = ModelConfig(max_encoder_length=48, min_encoder_length=12, max_prediction_length=12,
-                   hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    data = root / "data"
-    data.mkdir()
-    frame = make_grid(n_servers=4, days=2.0)
-    frame.drop(columns=["filled", "segment"]).assign(
-        timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(data / "fleet.csv", index=False)
-    (data / "split.json").write_text(json.dumps(
-        {"heldout_from": "2026-01-06T16:00:00Z", "heldout_servers": ["srv-03"]}))
-    opts = TrainOptions(data=[str(data)], out=str(root / "models"), epochs=1, batches_per_epoch=3,
-                        batch_size=16, val_days=0.25, calib_every=6, config=TINY, progress=False)
-    model_dir = train(opts)
-    return model_dir, frame
+def trained(tiny_model_dir):
+    return tiny_model_dir, make_grid(n_servers=4, days=2.0)
 
 
 def _batch(config, frame):

@@ -31,7 +31,8 @@ def _child(args) -> int:
     """The daemon side: serve until stdin closes (the parent is gone) or it is told to stop."""
     import logging
 
-    from engine.daemon import Daemon, RunningServer, default_torch_threads
+    from engine.daemon import Daemon, RunningServer
+    from engine.forecaster import default_torch_threads
     from engine.runtime import Engine
     from engine.sources import SimulatorSource
 

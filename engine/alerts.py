@@ -129,7 +129,8 @@ class AlertManager:
         severity = cond.severity if _RANK[cond.severity] > _RANK[old.severity] else old.severity
         crossing, lead = _crossing(now, cond.minutes)
         track.alert = replace(old, severity=severity, message=cond.message, updated_at=stamp,
-                              predicted_crossing=crossing, lead_minutes=lead)
+                              predicted_crossing=crossing, lead_minutes=lead,
+                              duration_minutes=(now - track.opened).total_seconds() / 60.0)
 
     def _resolve(self, key: tuple[str, str], track: _Track, now: pd.Timestamp, stamp: str) -> None:
         duration = (now - track.opened).total_seconds() / 60.0

@@ -59,6 +59,7 @@ from starlette.exceptions import HTTPException
 
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, LoadResult, validate_records
 from engine.runtime import HISTORY_STEPS, Engine, iso
+from engine.forecaster import default_torch_threads
 from engine.snapshot import Snapshot
 from engine.sources import Source, Tick
 
@@ -819,14 +820,6 @@ def build_daemon(*, model: Path | str | None = None, replay: Path | str | None =
     every = tick_interval(isinstance(source, PushSource), speed=speed, interval=interval)
     return Daemon(Engine(source, model, device=device), interval=every, api_key=api_key, max_body=max_body,
                   torch_threads=default_torch_threads())
-
-
-def default_torch_threads() -> int | None:
-    """Leave a core to the event loop: torch on all cores starves the HTTP side (and itself) under
-    load.  None (torch's own choice) when OMP_NUM_THREADS is set."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return None
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def _signal_server(config):

@@ -7,7 +7,9 @@ loop, ``tft-top predict`` once.
 """
 from __future__ import annotations
 
+import copy
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from engine.store import WindowStore
 from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 HISTORY_STEPS = 288  # the drill-down shows the last 24 h
+ALERT_STATES_KEPT = 64  # replay positions whose alert state is kept, so stepping back keeps the log
 
 
 def iso(epoch_seconds: int | float) -> str:
@@ -41,6 +44,8 @@ class Engine:
         self.finished = False
         self.started = False
         self.last_snapshot: Snapshot | None = None
+        # replay position -> alert state after the forecast at that position
+        self._alert_states: OrderedDict[int, AlertManager] = OrderedDict()
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -77,10 +82,15 @@ class Engine:
         if not self.source.can_seek:
             raise ValueError("this source cannot step back")
         t0 = time.perf_counter()
-        self.source.position = max(self.source.position - steps, 1)  # type: ignore[attr-defined]
+        target = max(self.source.position - steps, 1)  # type: ignore[attr-defined]
+        self.source.position = target  # type: ignore[attr-defined]
         self.finished = False
         self._reset_store()
-        self.alerts = AlertManager(self.thresholds)
+        # the alert state as it was just before the forecast at the target position
+        before = self._alert_states.get(target - 1)
+        self.alerts = copy.deepcopy(before) if before is not None else AlertManager(self.thresholds)
+        for pos in [p for p in self._alert_states if p >= target]:
+            del self._alert_states[pos]
         return self.forecast(t0)
 
     # -- forecasting ---------------------------------------------------------------
@@ -98,6 +108,11 @@ class Engine:
         now_epoch = int(windows.last_epoch.max()) if len(windows.names) else 0
         now = pd.Timestamp(now_epoch, unit="s", tz="UTC")
         alerts = self.alerts.update(servers, now)
+        position = getattr(self.source, "position", None)
+        if self.source.can_seek and position is not None:
+            self._alert_states[position] = copy.deepcopy(self.alerts)
+            while len(self._alert_states) > ALERT_STATES_KEPT:
+                self._alert_states.popitem(last=False)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         n_tft = sum(1 for s in fc.source if s == "tft")
         snap = Snapshot(

@@ -86,6 +86,7 @@ def test_repeat_updates_the_same_alert_and_its_lead_time():
     assert s.id == first.id and s.opened_at == first.opened_at
     assert s.updated_at == "2024-03-01T12:10:00Z"
     assert s.lead_minutes == 30.0 and s.predicted_crossing == "2024-03-01T12:40:00Z"
+    assert first.duration_minutes == 0.0 and s.duration_minutes == 5.0   # ongoing alerts age
     # alerts are immutable: the earlier object still says what it said
     assert first.lead_minutes == 55.0 and first.updated_at == "2024-03-01T12:05:00Z"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -130,3 +131,20 @@ def test_alert_scoring_by_hand():
     assert leads == [60.0]
     assert len(missed) == 2 and missed[0].startswith("b cpu_percent")
     assert true_flags == [True, True, False, False]
+
+
+def test_stepping_back_restores_the_alert_log_as_it_was(tmp_path):
+    frame = make_grid(n_servers=2, days=1.0)
+    # srv-00's CPU climbs to 100 % over the last hours: the heuristic will alert on it
+    late = frame["timestamp"] >= frame["timestamp"].max() - pd.Timedelta(hours=3)
+    ramp = np.linspace(50, 100, late[frame["server_name"] == "srv-00"].sum())
+    frame.loc[late & (frame["server_name"] == "srv-00"), "cpu_percent"] = ramp
+    write_fleet(tmp_path / "d", frame)
+    src = ReplaySource(tmp_path / "d", start=frame["timestamp"].max() - pd.Timedelta(hours=2))
+    engine = Engine(src, model_dir=None)
+    engine.start()
+    snaps = [engine.tick() for _ in range(12)]
+    assert snaps[-2].alerts, "the ramp should have opened an alert"
+    back = engine.seek_back(1)
+    assert [a.to_json() for a in back.alerts] == [a.to_json() for a in snaps[-2].alerts]
+    assert back.data_time == snaps[-2].data_time

@@ -1,80 +1,298 @@
-"""The Textual app (first cut): the replayed fleet's latest values in a table.
+"""The Textual app: wiring only.  The engine computes; the app renders its snapshots.
 
-Forecast panels arrive with the inference engine; until then the header says plainly
-that no forecast is shown.  Data loading runs in a thread worker so the first frame
-appears at once.
+No engine import at module level (pandas / torch are slow): the engine is built by a
+factory inside a thread worker (``tui.runner``), so the first frame appears at once with
+the badge "loading model…".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import sys
 from pathlib import Path
 
-from textual import work
+from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
-from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Input
+from textual.worker import get_current_worker
 
-COLUMNS = ("server", "profile", "cpu %", "mem %", "disk %", "load")
-
-
-@dataclass
-class FleetLoaded(Message):
-    rows: list[tuple]
-    data_time: str
-
-
-@dataclass
-class LoadFailed(Message):
-    reason: str
+from tui.actions import ActionsProvider, bindings
+from tui.messages import EngineFailed, EngineNotice, EngineStatus, HistoryReady, SnapshotReady
+from tui.runner import Controls, EngineFactory, EngineLoop, EngineThread, make_engine_factory, next_speed
+from tui.screens.help import HelpScreen
+from tui.screens.server import ServerScreen
+from tui.widgets.alert_log import AlertLog
+from tui.widgets.fleet_table import SORTS, FleetTable
+from tui.widgets.header_bar import HeaderBar, PlayState
 
 
 class TftTopApp(App):
     TITLE = "tft-top"
-    BINDINGS = [Binding("q", "quit", "Quit")]
-    CSS = "#status { height: 1; padding: 0 1; background: $boost; }"
+    CSS_PATH = "app.tcss"
+    BINDINGS = bindings()
+    COMMANDS = {ActionsProvider}
+    COMMAND_PALETTE_BINDING = "ctrl+p"
 
-    def __init__(self, replay: Path, model: Path | None = None, device: str = "auto"):
+    def __init__(self, engine_factory: EngineFactory, *, speed: float = 1.0, paused: bool = False,
+                 live: bool = False) -> None:
         super().__init__()
-        self.replay = Path(replay)
-        self.model_path = model
-        self.device = device
+        self.engine_factory = engine_factory
+        self.controls = Controls(speed=speed, paused=paused)
+        self.engine_thread: EngineThread | None = None
+        self.snapshot = None
+        self.engine_error: str | None = None
+        self.snapshots_applied = 0
+        self.live = live
+        self._main_stale = False
 
+    # -- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static(f"loading {self.replay} … (forecasts: not available in this build)", id="status")
-        yield DataTable(id="fleet", cursor_type="row")
+        yield HeaderBar(id="header")
+        yield Input(placeholder="filter by name or profile (Enter keeps it, Esc clears)", id="filter",
+                    classes="hidden")
+        yield FleetTable(id="fleet")
+        yield AlertLog(id="alerts")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*COLUMNS)
-        self.load_fleet()
+        self._sync_play()
+        self.table.focus()
+        self.run_engine()
 
-    @work(thread=True, exclusive=True)
-    def load_fleet(self) -> None:
-        from engine.contract import load_path
+    # -- the engine worker ---------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def run_engine(self) -> None:
+        worker = get_current_worker()
+        self.engine_thread = EngineThread()
+        loop = EngineLoop(self.engine_factory, self.controls, self.post_message, self.engine_thread,
+                          lambda: worker.is_cancelled)
+        try:
+            loop.run()
+        finally:
+            self.engine_thread.close()
 
-        result = load_path(self.replay)
-        if result.problems:
-            self.post_message(LoadFailed(str(result.problems[0])))
+    @property
+    def main(self):
+        """The main screen (the fleet), whatever is pushed on top of it."""
+        return self.screen_stack[0]
+
+    @property
+    def header(self) -> HeaderBar:
+        return self.main.query_one("#header", HeaderBar)
+
+    @property
+    def table(self) -> FleetTable:
+        return self.main.query_one(FleetTable)
+
+    def _server_screens(self) -> list[ServerScreen]:
+        return [s for s in self.screen_stack if isinstance(s, ServerScreen)]
+
+    def on_engine_status(self, message: EngineStatus) -> None:
+        if not self.screen_stack or self._exit:
             return
-        latest = result.frame.groupby("server_name").tail(1)
-        rows = [(r.server_name, r.profile, f"{r.cpu_percent:.1f}", f"{r.memory_percent:.1f}",
-                 f"{r.disk_percent:.1f}", f"{r.load_average:.2f}") for r in latest.itertuples()]
-        self.post_message(FleetLoaded(rows, str(result.frame["timestamp"].max())))
+        self.header.set_status(message.text)
 
-    def on_fleet_loaded(self, message: FleetLoaded) -> None:
-        table = self.query_one(DataTable)
-        for row in message.rows:
-            table.add_row(*row, key=row[0])
-        self.query_one("#status", Static).update(
-            f"{len(message.rows)} servers · data time {message.data_time} · NO FORECAST (inference engine not built yet)"
-        )
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        self.engine_error = message.reason
+        if not self.screen_stack or self._exit:
+            return
+        self.header.set_error(message.reason)
+        self.notify(message.reason, title="engine stopped", severity="error", timeout=30)
 
-    def on_load_failed(self, message: LoadFailed) -> None:
-        self.query_one("#status", Static).update(f"cannot load data: {message.reason}")
+    def on_engine_notice(self, message: EngineNotice) -> None:
+        self.notify(message.text, severity=message.severity)
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        if not self.screen_stack or self._exit:
+            return   # shutting down
+        if message.seq < self.controls.latest_seq:
+            return   # a newer snapshot is already on its way: skip the stale one
+        self.apply_snapshot(message.snapshot, message.history)
+
+    def apply_snapshot(self, snapshot, history=None) -> None:
+        self.snapshot = snapshot
+        self.header.set_snapshot(snapshot)
+        screens = self._server_screens()
+        if screens:
+            self._main_stale = True      # the fleet is hidden under the drill-down: catch up on return
+        else:
+            self._apply_main(snapshot)
+        for screen in screens:
+            screen.apply(snapshot, history, self.header)
+        self.snapshots_applied += 1
+
+    def _apply_main(self, snapshot) -> None:
+        self._main_stale = False
+        self.table.apply(snapshot)
+        self.main.query_one("#alerts", AlertLog).apply(snapshot.alerts)
+
+    def on_history_ready(self, message: HistoryReady) -> None:
+        if not self.screen_stack or self._exit:
+            return
+        for screen in self._server_screens():
+            screen.set_history(message.history)
+
+    # -- actions (the registry in tui/actions.py binds keys and the palette to these) -------
+    def _sync_play(self) -> None:
+        c = self.controls
+        play = PlayState(speed=c.speed, paused=c.paused, sort=self.table.sort_by,
+                         filter=self.table.filter_text, live=self.live)
+        self.header.set_play(play)
+        for screen in self._server_screens():
+            screen.query_one("#server-header", HeaderBar).set_play(play)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+        else:
+            self.push_screen(HelpScreen())
+
+    def action_back(self) -> None:
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+            if not self._server_screens():
+                self.controls.watched = None
+                if self._main_stale and self.snapshot is not None:
+                    self._apply_main(self.snapshot)
+            return
+        box = self.main.query_one("#filter", Input)
+        if box.has_class("hidden") and not self.table.filter_text:
+            return
+        box.value = ""
+        box.add_class("hidden")
+        self.table.set_filter("")
+        self.table.focus()
+        self._sync_play()
+
+    def action_filter(self) -> None:
+        if len(self.screen_stack) > 1:
+            return
+        box = self.main.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.set_filter(event.value.strip())
+        self._sync_play()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            event.input.add_class("hidden")
+        self.table.focus()
+
+    def action_cycle_sort(self) -> None:
+        i = SORTS.index(self.table.sort_by) if self.table.sort_by in SORTS else -1
+        self.table.set_sort(SORTS[(i + 1) % len(SORTS)])
+        self._sync_play()
+
+    def action_toggle_pause(self) -> None:
+        self.controls.paused = not self.controls.paused
+        self._sync_play()
+
+    def action_speed_up(self) -> None:
+        self.controls.speed = next_speed(self.controls.speed, True)
+        self._sync_play()
+
+    def action_slow_down(self) -> None:
+        self.controls.speed = next_speed(self.controls.speed, False)
+        self._sync_play()
+
+    def _step(self, command: str) -> None:
+        if not self.controls.paused:
+            self.controls.paused = True
+            self._sync_play()
+        self.controls.commands.put(command)
+
+    def action_step_back(self) -> None:
+        self._step("step_back")
+
+    def action_step_forward(self) -> None:
+        self._step("step_forward")
+
+    def action_open_server(self) -> None:
+        if len(self.screen_stack) > 1:
+            return
+        name = self.table.selected_name
+        if name is None:
+            return
+        self._watch(name)
+        screen = ServerScreen(name)
+        self.push_screen(screen)
+        if self.snapshot is not None:
+            screen.apply(self.snapshot, None, self.header)
+
+    def _watch(self, name: str) -> None:
+        self.controls.watched = name
+        self.controls.commands.put(("history", name))
+
+    @on(DataTable.RowSelected, "#fleet")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open_server()
+
+    def _move(self, delta: int) -> None:
+        table = self.table
+        if isinstance(self.screen, ServerScreen):
+            if not table.row_count:
+                return
+            table.move_cursor(row=max(0, min(table.cursor_row + delta, table.row_count - 1)), animate=False)
+            name = table.selected_name
+            if name:
+                self._watch(name)
+                self.screen.set_server(name)
+        elif self.screen is self.screen_stack[0]:
+            table.action_cursor_down() if delta > 0 else table.action_cursor_up()
+
+    def action_cursor_down(self) -> None:
+        self._move(1)
+
+    def action_cursor_up(self) -> None:
+        self._move(-1)
 
 
-def run_app(model: Path | None, replay: Path, device: str = "auto") -> int:
-    TftTopApp(replay=replay, model=model, device=device).run()
-    return 0
+def run_app(model: Path | None = None, replay: Path | None = None, device: str = "auto",
+            simulate: int | None = None, speed: float = 1.0, seed: int = 0,
+            models_root: Path = Path("models"), source_factory=None, engine_factory=None,
+            live: bool | None = None, hard_exit: bool = True) -> int:
+    """Run the TUI.  Returns the exit status (1 when the engine stopped on an error).
+
+    The fleet comes from ``simulate`` (a live synthetic fleet of N servers), else
+    ``source_factory`` (a zero-argument callable returning an ``engine.sources.Source``,
+    called in the worker thread: this host, Prometheus …), else the ``replay`` directory.
+    ``engine_factory`` (zero-argument, returns an Engine-like object: ``start()``,
+    ``tick(advance) -> Snapshot``, ``seek_back(steps)``, ``history(name)``, ``source.can_seek``)
+    replaces all of that (a remote daemon, tests).
+
+    With ``hard_exit`` (the default) the process ends with ``os._exit`` once the terminal
+    is restored: tearing down torch / pandas at interpreter exit takes a second or more,
+    and an abandoned engine call (a forecast in flight) must not hold up ``q``.
+    """
+    if speed <= 0:
+        print("tft-top: --speed must be > 0", file=sys.stderr)
+        return 2
+    if simulate is not None and simulate <= 0:
+        print("tft-top: --simulate needs a number of servers > 0", file=sys.stderr)
+        return 2
+    if not simulate and source_factory is None and engine_factory is None:
+        replay = Path(replay) if replay is not None else Path("demo_data")
+        if not replay.exists():
+            print(f"tft-top: {replay}: no such file or directory", file=sys.stderr)
+            return 2
+    factory = engine_factory or make_engine_factory(model=model, replay=replay, simulate=simulate, device=device,
+                                                    seed=seed, models_root=models_root,
+                                                    source_factory=source_factory)
+    if live is None:
+        live = bool(simulate) or source_factory is not None
+    app = TftTopApp(factory, speed=speed, live=live)
+    app.run()
+    code = 0
+    if app.engine_error:
+        print(f"tft-top: {app.engine_error}", file=sys.stderr)
+        code = 1
+    thread = app.engine_thread
+    if hard_exit or (thread is not None and thread.busy):
+        # the engine may still be inside a call (torch import, a forecast): do not wait for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -27,6 +27,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, help="model directory (default: newest under models/)")
     parser.add_argument("--replay", type=Path, help="replay a recorded fleet (default: demo_data/)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--simulate", type=int, default=None, metavar="N",
+                        help="watch a live synthetic fleet of N servers instead of a replay")
+    parser.add_argument("--speed", type=float, default=1.0, metavar="X",
+                        help="ticks (5-minute steps) per second (default 1; +/- change it in the app)")
+    parser.add_argument("--local", action="store_true",
+                        help="watch this host (CPU, memory, disk of /, 1-minute load), sampled every 5 min")
+    parser.add_argument("--local-interval", type=float, default=None, metavar="SECONDS",
+                        help="with --local: sample every SECONDS instead (a demo; samples in one 5-minute step are averaged)")
+    parser.add_argument("--prometheus", default=None, metavar="URL",
+                        help="watch the node_exporter fleet in a Prometheus server, e.g. http://localhost:9090")
+    parser.add_argument("--selector", default='{job="node"}', metavar="MATCHERS",
+                        help='with --prometheus: PromQL label matchers for the node_exporter series (default: {job="node"})')
+    parser.add_argument("--connect", metavar="URL", default=None,
+                        help="watch a running `tft-top serve` daemon (e.g. http://127.0.0.1:8000) instead of "
+                             "running the model here")
+    parser.add_argument("--api-key", default=None, metavar="KEY",
+                        help="the daemon's API key, for --connect (default: $TFT_TOP_API_KEY)")
     sub = parser.add_subparsers(dest="command")
 
     tr = sub.add_parser("train", help="train a TFT and write a new model directory")
@@ -40,12 +57,46 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--hidden-size", type=int, default=None)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    tr.add_argument("--init-from", default=None, metavar="DIR",
+                    help="warm start: continue from this model directory's weights (same architecture)")
+    tr.add_argument("--loss-weights", default=None, metavar="W,W,W,W",
+                    help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5)")
 
     ev = sub.add_parser("eval", help="rolling-origin evaluation against seasonal-naive and linear-trend baselines")
     ev.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
     ev.add_argument("--data", action="append", required=True, help="data file or directory (repeatable)")
     ev.add_argument("--every", type=int, default=24, help="steps between forecast origins (default 24 = 2 h)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ev.add_argument("--no-alerts", action="store_true", help="skip the alert replay over labelled incidents")
+
+    pr = sub.add_parser("predict", help="forecast the fleet as of the end of the data (or --at)")
+    pr.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
+    pr.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data file or directory (default: demo_data/)")
+    pr.add_argument("--at", default=None, metavar="TIMESTAMP", help="forecast as of this time (ISO 8601)")
+    pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    pr.add_argument("--json", action="store_true", help="print the snapshot JSON")
+
+    sv = sub.add_parser("serve", help="run the forecasting daemon: REST + WebSocket API (docs at /docs)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; any other address needs an API key)")
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    sv.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
+    feed = sv.add_mutually_exclusive_group()
+    feed.add_argument("--replay", type=Path, default=None, metavar="DIR", help="replay a recorded fleet")
+    feed.add_argument("--simulate", type=int, default=None, metavar="N",
+                      help="a live synthetic fleet of N servers (neither: a fleet fed only by POST /metrics)")
+    sv.add_argument("--speed", type=float, default=1.0, metavar="X",
+                    help="--replay/--simulate: ticks (5-minute steps) per second (default 1)")
+    sv.add_argument("--interval", type=float, default=None, metavar="S",
+                    help="seconds between ticks (default 1/speed; 5 for a fleet fed only by POST /metrics)")
+    sv.add_argument("--api-key", default=None, metavar="KEY",
+                    help="require this key on every route but /health, as 'Authorization: Bearer KEY' or "
+                         "'X-API-Key: KEY' (default: $TFT_TOP_API_KEY, which keeps it out of `ps`)")
+    sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sv.add_argument("--seed", type=int, default=0, help="--simulate: the synthetic fleet's seed (default 0)")
+    sv.add_argument("--max-body", type=int, default=1_000_000, metavar="BYTES",
+                    help="largest request body accepted (default 1000000; larger: 413)")
+    sv.add_argument("--quiet", action="store_true", help="no access log")
     return parser
 
 
@@ -56,9 +107,18 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.connect:
+            return _connect(args)
         return _tui(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `tft-top predict --json | head`
+        sys.stderr.close()
+        return 0
 
 
 def _known_errors():
@@ -87,7 +147,9 @@ def _train(args) -> int:
     opts = TrainOptions(data=args.data, out=args.out, epochs=args.epochs, max_time_min=args.max_time,
                         device=args.device, batch_size=args.batch_size,
                         batches_per_epoch=args.batches_per_epoch, seed=args.seed, config=config,
-                        evaluate=not args.no_eval)
+                        evaluate=not args.no_eval, init_from=args.init_from,
+                        loss_weights=None if args.loss_weights is None else
+                        tuple(float(w) for w in args.loss_weights.split(",")))
     try:
         out = train(opts)
     except _known_errors() as exc:
@@ -97,6 +159,7 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    from engine.alert_eval import evaluate_alerts, format_alert_evaluation
     from engine.evaluation import evaluate_paths, format_reports, reports_json
     from engine.tft_model import load_model_dir
 
@@ -104,20 +167,121 @@ def _eval(args) -> int:
         model_dir = _resolve_model(args.model)
         loaded = load_model_dir(model_dir)
         reports = evaluate_paths(loaded, args.data, every=args.every)
+        alerts = {} if args.no_alerts else {
+            path: ev for path in args.data
+            if (ev := evaluate_alerts(path, model_dir, device="cpu")) is not None
+        }
     except _known_errors() as exc:
         return _fail(str(exc))
     if args.json:
-        print(reports_json(reports, {"model_dir": str(model_dir)}))
+        print(reports_json(reports, {"model_dir": str(model_dir),
+                                     "alerts": {p: ev.to_json() for p, ev in alerts.items()}}))
     else:
         print(f"model: {model_dir}")
         print(format_reports(reports))
+        for path, ev in alerts.items():
+            print(format_alert_evaluation(path, ev))
     return 0
+
+
+def _predict(args) -> int:
+    import json
+
+    import pandas as pd
+
+    from engine.runtime import predict_at
+    from engine.summary import format_summary
+
+    at = None
+    if args.at is not None:
+        try:
+            at = pd.Timestamp(args.at)
+        except ValueError:
+            return _fail(f"--at {args.at!r} is not an ISO 8601 time")
+        at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+    model_dir = args.model
+    if model_dir is None:
+        from engine.tft_model import find_latest_model
+
+        model_dir = find_latest_model(DEFAULT_MODELS)
+    try:
+        snap = predict_at(args.data, model_dir, at=at, device=args.device)
+    except _known_errors() as exc:
+        return _fail(str(exc))
+    print(json.dumps(snap.to_json(), indent=2) if args.json else format_summary(snap))
+    return 0
+
+
+def _serve(args) -> int:
+    from engine.daemon import DaemonError, api_key_from_env, build_daemon, check_bind, serve
+    from engine.tft_model import find_latest_model
+
+    api_key = api_key_from_env(args.api_key)
+    model = args.model if args.model is not None else find_latest_model(DEFAULT_MODELS)
+    try:
+        check_bind(args.host, api_key)          # before loading any data
+        daemon = build_daemon(model=model, replay=args.replay, simulate=args.simulate, seed=args.seed,
+                              speed=args.speed, interval=args.interval, api_key=api_key, device=args.device,
+                              max_body=args.max_body)
+        serve(daemon, host=args.host, port=args.port, access_log=not args.quiet)
+    except (DaemonError, *_known_errors()) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _connect(args) -> int:
+    import os
+
+    from engine.remote import RemoteEngine, normalise_url
+    from tui.app import TftTopApp
+
+    try:
+        url = normalise_url(args.connect)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.speed <= 0:
+        return _fail("--speed must be > 0")
+    api_key = args.api_key or os.environ.get("TFT_TOP_API_KEY") or None
+    app = TftTopApp(lambda: RemoteEngine(url, api_key), speed=args.speed, live=True)
+    app.run()
+    code = 0
+    if app.engine_error:
+        print(f"tft-top: {app.engine_error}", file=sys.stderr)
+        code = 1
+    thread = app.engine_thread
+    if thread is not None and thread.busy:   # still waiting for the daemon: do not wait for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _tui(args) -> int:
     from tui.app import run_app
 
-    return run_app(model=args.model, replay=args.replay or DEFAULT_DATA, device=args.device)
+    chosen = [name for name, on in (("--replay", args.replay is not None), ("--simulate", args.simulate is not None),
+                                    ("--local", args.local), ("--prometheus", args.prometheus is not None)) if on]
+    if len(chosen) > 1:
+        return _fail(f"{' and '.join(chosen)} exclude each other: pick one fleet")
+    source_factory = None
+    if args.local:
+        def source_factory():
+            from engine.live import LocalSource
+
+            return LocalSource(interval_seconds=300, demo_interval=args.local_interval)
+    elif args.prometheus:
+        from engine.live import PrometheusSource
+
+        try:
+            PrometheusSource(args.prometheus, selector=args.selector)   # bad URL or selector: one line, now
+        except ValueError as exc:
+            return _fail(str(exc))
+
+        def source_factory():
+            return PrometheusSource(args.prometheus, selector=args.selector)
+    return run_app(model=args.model, replay=args.replay or DEFAULT_DATA, device=args.device,
+                   simulate=args.simulate, speed=args.speed, source_factory=source_factory,
+                   live=True if source_factory else None)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,353 @@
+"""The Textual app, driven with Pilot.
+
+Most tests use ``tui.testing.FakeEngine`` (synthetic snapshots, instant); one uses a
+real ``Engine`` on a 6-server simulator with no model (the heuristic), and one a small
+replay directory written to tmp_path.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from textual.command import CommandList, CommandPalette
+
+from tui.actions import ACTIONS, ActionsProvider, bindings
+from tui.app import TftTopApp
+from tui.format import fmt_minutes, sparkline_spec
+from tui.runner import make_engine_factory
+from tui.screens.help import HelpScreen, help_renderable, help_text
+from tui.screens.server import ServerScreen
+from tui.testing import FakeEngine
+from tui.widgets.charts import ImportanceBars, MetricChart
+from tui.widgets.fleet_table import SORTS
+
+SIZE = (160, 48)
+
+
+async def wait_for(pilot, cond, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def ready(pilot, app, n: int = 1) -> None:
+    await wait_for(pilot, lambda: app.snapshots_applied >= n, what=f"{n} snapshot(s)")
+
+
+def fake_app(n: int = 12, **kwargs) -> TftTopApp:
+    engine_kw = {k: kwargs.pop(k) for k in ("start_delay", "tick_delay", "block", "model_type") if k in kwargs}
+    return TftTopApp(lambda: FakeEngine(n, **engine_kw), **kwargs)
+
+
+# -- first frame, quitting ------------------------------------------------------------
+async def test_first_frame_appears_before_the_engine_has_started():
+    release = threading.Event()
+    built = []
+
+    def slow_factory():
+        release.wait(20)          # torch / the model "still loading"
+        e = FakeEngine(6)
+        built.append(e)
+        return e
+
+    app = TftTopApp(slow_factory)
+    try:
+        t0 = time.monotonic()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert time.monotonic() - t0 < 5
+            assert app.header.badge == "loading model…"
+            assert not built and app.snapshot is None
+            release.set()
+            await ready(pilot, app)
+            assert app.header.badge == "TFT · cpu"
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize("where", ["start", "tick"])
+async def test_q_quits_at_once_in_the_middle_of_a_forecast(where):
+    block = threading.Event()
+    engines: list[FakeEngine] = []
+
+    def factory():
+        e = FakeEngine(6, start_delay=60 if where == "start" else 0, block=block)
+        engines.append(e)
+        return e
+
+    app = TftTopApp(factory, speed=64)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            if where == "tick":
+                await ready(pilot, app)            # the first forecast came; the next one never ends
+            await wait_for(pilot, lambda: app.engine_thread is not None and app.engine_thread.busy,
+                           what="an engine call in flight")
+            t0 = time.monotonic()
+            await pilot.press("q")
+            await wait_for(pilot, lambda: app._exit, timeout=5, what="exit")  # noqa: SLF001
+        elapsed = time.monotonic() - t0
+        # the blocked call never ends by itself: waiting for it would hang here for good
+        assert elapsed < 5.0, f"quitting took {elapsed:.2f}s"
+        assert app.engine_thread.busy             # the blocked call was abandoned, not awaited
+    finally:
+        block.set()
+
+
+# -- a real engine, no model -------------------------------------------------------------
+async def test_without_a_model_the_badge_says_heuristic_and_why(tmp_path):
+    factory = make_engine_factory(model=tmp_path / "no-such-model", simulate=6, seed=3)
+    app = TftTopApp(factory, speed=4)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.header.badge == "loading model…"
+        await wait_for(pilot, lambda: app.snapshots_applied >= 1, timeout=30, what="first snapshot")
+        badge = app.header.badge
+        assert badge.startswith("HEURISTIC (") and len(badge) > len("HEURISTIC ()") + 3, badge
+        assert app.snapshot.metadata["model_type"] == "heuristic"
+        assert app.table.row_count == 6
+        assert all(s.source == "heuristic" for s in app.snapshot.servers)
+        # drill into a real server: history arrives from the engine, charts draw
+        await pilot.press("enter")
+        assert isinstance(app.screen, ServerScreen)
+        await wait_for(pilot, lambda: app.screen.history is not None, timeout=10, what="history")
+        assert len(app.screen.history.epochs) > 100
+        assert "heuristic" in str(app.screen.query_one("#server-title").render())
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ServerScreen)
+    assert app.engine_error is None
+
+
+async def test_replay_dir_without_a_model_steps_back_and_forward(tmp_path):
+    from fleet_fixtures import make_grid, write_fleet
+
+    data = tmp_path / "fleet"
+    write_fleet(data, make_grid(n_servers=4, days=1.5), heldout_from="2026-01-06T00:00:00Z")
+    app = TftTopApp(make_engine_factory(model=tmp_path / "no-such-model", replay=data), paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.snapshots_applied >= 1, timeout=30, what="first snapshot")
+        assert app.header.badge.startswith("HEURISTIC (")
+        assert "replay" in app.snapshot.metadata["source"] and app.table.row_count == 4
+        t0 = app.snapshot.data_time
+        await pilot.press("right_square_bracket")
+        await ready(pilot, app, 2)
+        assert app.snapshot.data_time > t0
+        await pilot.press("left_square_bracket")
+        await ready(pilot, app, 3)
+        assert app.snapshot.data_time == t0
+    assert app.engine_error is None
+
+
+async def test_a_bad_replay_directory_stops_the_engine_with_one_line(tmp_path):
+    bad = tmp_path / "fleet"
+    bad.mkdir()
+    (bad / "fleet.csv").write_text("server_name,timestamp,cpu_percent\nweb-01,notatime,5\n")
+    app = TftTopApp(make_engine_factory(model=tmp_path / "none", replay=bad))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.engine_error is not None, timeout=30, what="engine error")
+        assert "\n" not in app.engine_error
+        assert "ENGINE STOPPED" in str(app.header.render())
+
+
+# -- drill-down ------------------------------------------------------------------------
+async def test_drill_down_shows_charts_importance_and_alerts_then_esc_goes_back():
+    app = fake_app(12, speed=4)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("j")
+        name = app.table.selected_name
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, ServerScreen) and screen.server_name == name
+        assert app.controls.watched == name
+        await wait_for(pilot, lambda: screen.history is not None, what="history")
+        charts = list(screen.query(MetricChart))
+        assert len(charts) == 4 and all(c.has_data for c in charts)
+        assert "cpu_percent" in str(screen.query_one(ImportanceBars).render())   # TFT: importance bars
+        before = screen.updates
+        await wait_for(pilot, lambda: screen.updates > before + 1, what="drill-down updates")  # follows snapshots
+        await pilot.press("j")                                  # next server, still drilled down
+        assert screen.server_name != name and app.controls.watched == screen.server_name
+        await pilot.press("escape")
+        assert app.screen is app.main
+        assert app.controls.watched is None
+        # the fleet table, not updated while hidden, caught up with the newest snapshot on return
+        from tui.widgets.fleet_table import row_spec
+        assert not app._main_stale  # noqa: SLF001
+        assert all(app.table.specs[s.server_name] == row_spec(s) for s in app.snapshot.servers)
+
+
+async def test_drill_down_of_a_heuristic_server_names_the_reason_instead_of_importance():
+    app = fake_app(6, model_type="heuristic", paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        assert app.header.badge == "HEURISTIC (test)"
+        await pilot.press("enter")
+        text = str(app.screen.query_one(ImportanceBars).render())
+        assert "heuristic" in text and "test reason" in text
+
+
+async def test_mixed_badge_counts_servers_on_the_heuristic():
+    app = fake_app(10, model_type="mixed", paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        n = app.snapshot.metadata["servers_on_heuristic"]
+        assert app.header.badge == f"MIXED ({n} servers on heuristic)"
+
+
+# -- filter and sort ----------------------------------------------------------------------
+async def test_filter_by_name_or_profile_and_esc_clears():
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("slash", "d", "a", "t", "a")
+        await wait_for(pilot, lambda: app.table.row_count == 2, what="filtered rows")   # profile "database"
+        assert all(n.startswith("database-") for n in app.table.specs)
+        await pilot.press("enter")                   # keeps the filter, back to the table
+        assert app.focused is app.table and app.table.filter_text == "data"
+        await wait_for(pilot, lambda: app.snapshots_applied >= 1)
+        await pilot.press("escape")
+        assert app.table.row_count == 12 and app.table.filter_text == ""
+
+
+async def test_sort_keeps_the_cursor_on_the_same_server():
+    app = fake_app(30, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        for _ in range(7):
+            await pilot.press("j")
+        name = app.table.selected_name
+        row_before = app.table.cursor_row
+        moved = False
+        for sort in SORTS[1:] + SORTS[:1]:
+            await pilot.press("s")
+            assert app.table.sort_by == sort
+            assert app.table.selected_name == name, sort
+            moved |= app.table.cursor_row != row_before
+        assert moved, "no sort moved the server: the test proves nothing"
+        # new snapshots reorder the rows (risk sort, drifting values): the cursor follows the server
+        orders = set()
+        for _ in range(6):
+            n0 = app.snapshots_applied
+            await pilot.press("right_square_bracket")
+            await ready(pilot, app, n0 + 1)
+            assert app.table.selected_name == name
+            orders.add(tuple(app.table.order))
+        assert len(orders) > 1, "the order never changed: the test proves nothing"
+
+
+async def test_rows_update_cells_not_the_whole_table():
+    app = fake_app(20, speed=16)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, 3)
+        table = app.table
+        assert table.row_count == 20 and table.cells_updated > 0
+        assert set(table.specs) == {s.server_name for s in app.snapshot.servers}
+
+
+# -- pause, step, speed ---------------------------------------------------------------------
+async def test_pause_and_step_forward_and_back():
+    app = fake_app(6, speed=8)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app, 2)
+        await pilot.press("p")
+        assert app.controls.paused
+        await pilot.pause(0.6)              # a tick already in flight lands now
+        t_paused = app.snapshot.data_time
+        n = app.snapshots_applied
+        await pilot.pause(0.3)
+        assert app.snapshots_applied == n and app.snapshot.data_time == t_paused    # paused: no ticks
+        await pilot.press("right_square_bracket")
+        await ready(pilot, app, n + 1)
+        t_fwd = app.snapshot.data_time
+        assert t_fwd > t_paused
+        await pilot.press("left_square_bracket")
+        await ready(pilot, app, n + 2)
+        assert app.snapshot.data_time == t_paused
+        await pilot.press("p")
+        assert not app.controls.paused
+        await ready(pilot, app, n + 4)
+
+
+async def test_speed_keys_change_the_pace_and_stepping_pauses():
+    app = fake_app(6, paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("plus", "plus")
+        assert app.controls.speed == 4.0
+        await pilot.press("minus")
+        assert app.controls.speed == 2.0
+        await pilot.press("right_square_bracket")
+        assert app.controls.paused
+        assert "paused" in str(app.header.render())
+
+
+# -- help and the one registry -------------------------------------------------------------
+async def test_help_lists_every_binding_from_the_one_registry():
+    app_bindings = {b.action for b in bindings()}
+    assert app_bindings == {a.action for a in ACTIONS}
+    for a in ACTIONS:
+        assert hasattr(TftTopApp, f"action_{a.action}"), a.action
+    text = help_text()
+    for a in ACTIONS:
+        assert a.key_label in text and a.description in text
+    table = help_renderable()
+    keys = list(table.columns[0].cells)
+    descriptions = list(table.columns[1].cells)
+    assert keys == [a.key_label for a in ACTIONS] and descriptions == [a.description for a in ACTIONS]
+
+    app = fake_app(6, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
+        await pilot.press("escape")
+        assert app.screen is app.main
+
+
+async def test_command_palette_offers_the_same_actions():
+    assert ActionsProvider in TftTopApp.COMMANDS
+    app = fake_app(6, speed=2)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        provider = ActionsProvider(app.screen)
+        found = [hit async for hit in provider.discover()]
+        assert [h.text for h in found] == [a.description for a in ACTIONS if a.palette]
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+        await pilot.press(*"resume")
+        await wait_for(pilot, lambda: app.screen.query_one(CommandList).option_count == 1, what="one hit")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.controls.paused, what="pause from the palette")
+
+
+# -- formatting ------------------------------------------------------------------------------
+def test_sparkline_uses_fixed_bounds_not_the_series_range():
+    chars, levels = sparkline_spec([40.0, 42.0] * 48, 0, 100, 16, 80, 95)
+    assert len(chars) == 16 and set(chars) <= {"▄", "▃"} and set(levels) == {"o"}   # no big swings
+    chars, levels = sparkline_spec([96.0] * 96, 0, 100, 16, 80, 95)
+    assert chars == "█" * 16 and levels == "c" * 16
+    chars, levels = sparkline_spec([0.0] * 90 + [90.0] * 6, 0, 100, 16, 80, 95)
+    assert chars[-1] == "█" and levels[-1] == "w" and chars[0] == "▁"
+
+
+def test_minutes_format():
+    assert fmt_minutes(None) == "—" and fmt_minutes(0) == "now" and fmt_minutes(35) == "35m"
+    assert fmt_minutes(135) == "2h15m" and fmt_minutes(120) == "2h"
+
+
+def test_importing_the_app_loads_neither_the_engine_nor_torch_nor_pandas():
+    import subprocess
+    import sys
+
+    code = ("import sys, tui.app, tui.cli\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('engine', 'torch', 'pandas'))\n"
+            "print(bad); sys.exit(1 if bad else 0)\n")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

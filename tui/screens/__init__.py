@@ -1,0 +1,1 @@
+"""tft-top's screens: the server drill-down and help."""

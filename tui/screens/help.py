@@ -1,0 +1,53 @@
+"""Help: every key, generated from the one action registry (tui.actions.ACTIONS)."""
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tui.actions import ACTIONS
+from tui.widgets.fleet_table import SORTS
+
+ABOUT = ("tft-top forecasts every server's CPU, memory, disk and load over the next 8 hours "
+         "(p10–p90 bands from a Temporal Fusion Transformer; a heuristic where the model cannot answer).")
+
+
+def help_renderable() -> Table:
+    table = Table(box=None, show_header=True, header_style="bold", padding=(0, 2), expand=False)
+    table.add_column("key", style="bold cyan", no_wrap=True)
+    table.add_column("action")
+    for a in ACTIONS:
+        table.add_row(a.key_label, a.description)
+    return table
+
+
+def help_text() -> str:
+    """The help screen's content as plain text (for tests and `--help`-like listings)."""
+    lines = [f"{a.key_label:<12} {a.description}" for a in ACTIONS]
+    lines.append("")
+    lines.append("sort orders: " + ", ".join(SORTS))
+    return "\n".join(lines)
+
+
+class HelpScreen(ModalScreen):
+    # a modal screen hides the app's bindings: re-bind the keys that close it, from the registry
+    BINDINGS = [Binding(a.keys, f"app.{a.action}", a.description, show=False)
+                for a in ACTIONS if a.action in ("quit", "help", "back", "command_palette")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 96; height: auto; max-height: 90%; border: thick $primary;
+                                  background: $surface; padding: 1 2; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(Text("tft-top — keys", style="bold"))
+            yield Static(Text(ABOUT, style="dim"))
+            yield Static(help_renderable(), id="help-keys")
+            yield Static(Text.assemble(("sort orders (s): ", "bold"), ", ".join(SORTS)))
+            yield Static(Text("The command palette (Ctrl+P) offers the same actions by name. "
+                              "Esc or ? closes this help.", style="dim"))

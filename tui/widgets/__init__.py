@@ -1,0 +1,1 @@
+"""tft-top's widgets: header bar, fleet table, alert log, charts."""

@@ -1,0 +1,106 @@
+"""The alert log: newest first, severity coloured, ongoing vs resolved with durations."""
+from __future__ import annotations
+
+import calendar
+import time
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from tui.format import METRIC_SHORT, fmt_minutes, fmt_time
+
+MAX_ALERTS = 100
+SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow"}
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return calendar.timegm(time.strptime(str(iso)[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+
+
+def alert_duration(a) -> float:
+    """The alert's duration; for an ongoing alert whose duration is not filled in, the span
+    between its own opened_at and updated_at."""
+    if a.duration_minutes or a.state != "ongoing":
+        return a.duration_minutes
+    t0, t1 = _epoch(a.opened_at), _epoch(a.updated_at)
+    return max((t1 - t0) / 60.0, 0.0) if t0 is not None and t1 is not None else 0.0
+
+
+def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text]:
+    sev = Text(f" {a.severity[:4].upper()} ", style=SEVERITY_STYLE.get(a.severity, "bold"))
+    dur = fmt_minutes(alert_duration(a))
+    if compact:
+        state = Text(f"● {dur}", style="bold") if a.state == "ongoing" else Text(f"✓ {dur}", style="dim")
+        return [sev, state, Text(METRIC_SHORT.get(a.metric, a.metric)),
+                Text(a.message, style="" if a.state == "ongoing" else "dim")]
+    if a.state == "ongoing":
+        state = Text(f"● ongoing {dur}", style="bold")
+    else:
+        state = Text(f"✓ resolved after {dur}", style="dim")
+    if a.lead_minutes is None or a.state != "ongoing":
+        lead = ""
+    else:
+        lead = "now" if a.lead_minutes <= 0 else f"in {fmt_minutes(a.lead_minutes)}"
+    cells = [Text(fmt_time(a.opened_at)), sev, state]
+    if with_server:
+        cells.append(Text(a.server_name, style="bold"))
+    cells += [Text(METRIC_SHORT.get(a.metric, a.metric)), Text(lead, style="red" if lead else ""),
+              Text(a.message, style="" if a.state == "ongoing" else "dim")]
+    return cells
+
+
+class AlertLog(DataTable):
+    """Rebuilt only when the alerts change (they are few: capped at MAX_ALERTS)."""
+
+    DEFAULT_CSS = """
+    AlertLog { height: 12; border-top: solid $primary-darken-2; }
+    """
+
+    def __init__(self, with_server: bool = True, cap: int = MAX_ALERTS, compact: bool = False, **kwargs) -> None:
+        super().__init__(cursor_type="none", zebra_stripes=False, show_cursor=False, **kwargs)
+        self.with_server = with_server
+        self.compact = compact
+        self.cap = cap
+        self._signature: tuple | None = None
+        self._cells: dict[str, list[Text]] = {}
+
+    def on_mount(self) -> None:
+        if self.compact:
+            cols = [("sev", 6), ("state", 9), ("metric", 6), ("message", None)]
+        else:
+            cols = [("opened", 11), ("sev", 6), ("state", 22)]
+            if self.with_server:
+                cols.append(("server", 16))
+            cols += [("metric", 6), ("lead", 8), ("message", None)]
+        for label, width in cols:
+            self.add_column(label, key=label, width=width)
+        self.border_title = "alerts"
+
+    def apply(self, alerts) -> None:
+        """Rows are keyed by alert id: the table is rebuilt only when alerts open, resolve or
+        leave the log; otherwise only the cells that changed (durations, leads, messages)."""
+        alerts = tuple(alerts)[: self.cap]
+        ongoing = sum(1 for a in alerts if a.state == "ongoing")
+        self.border_title = f"alerts: {ongoing} ongoing, {len(alerts) - ongoing} resolved"
+        sig = tuple((a.id, a.state) for a in alerts)
+        cells = {str(a.id): alert_cells(a, self.with_server, self.compact) for a in alerts}
+        if sig != self._signature:
+            self._signature = sig
+            self.clear()
+            for a in alerts:
+                self.add_row(*cells[str(a.id)], key=str(a.id))
+            if not alerts:
+                self.add_row(*([Text("")] * (len(self.columns) - 1) + [Text("no alerts", style="dim")]))
+        else:
+            keys = list(self.columns)
+            for key, row in cells.items():
+                old = self._cells.get(key)
+                for col, new, prev in zip(keys, row, old or [None] * len(row)):
+                    if prev is None or new != prev:
+                        self.update_cell(key, col, new)
+        self._cells = cells

@@ -1,0 +1,91 @@
+"""Per-metric charts for the drill-down: 24 h of history, the 8 h p50 forecast, its p10-p90 band
+and the warning / critical thresholds (textual-plotext)."""
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from tui.format import METRIC_LABEL, bar, fmt_prob, fmt_value, metric_bounds
+
+STEP_MIN = 5
+
+
+class MetricChart(PlotextPlot):
+    DEFAULT_CSS = """
+    MetricChart { height: 1fr; width: 1fr; border: round $primary-darken-2; border-title-color: $text;
+                  border-title-style: bold; }
+    """
+
+    def __init__(self, metric: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.metric = metric
+        self.has_data = False
+
+    def show(self, forecast, history_epochs=None, history_values=None, now_epoch: float | None = None) -> None:
+        """Redraw from one MetricForecast (and the server's history, when known)."""
+        plt = self.plt
+        plt.clear_figure()
+        m = self.metric
+        if forecast is None:
+            self.border_title = f"{METRIC_LABEL.get(m, m)}: no forecast"
+            self.refresh()
+            return
+        hist_x: list[float] = []
+        hist_y: list[float] = []
+        if history_epochs is not None and history_values is not None and len(history_epochs) and now_epoch:
+            hist_x = [(float(e) - now_epoch) / 3600.0 for e in history_epochs]
+            hist_y = [float(v) for v in history_values]
+        h = len(forecast.p50)
+        fx = [(i + 1) * STEP_MIN / 60.0 for i in range(h)]
+        lo, hi = metric_bounds(m, forecast.critical)
+        top = max([hi] + [float(v) for v in forecast.p90 if math.isfinite(v)] + [v for v in hist_y if math.isfinite(v)])
+        plt.ylim(lo, top if m != "cpu_percent" and m != "memory_percent" and m != "disk_percent" else max(100.0, top))
+        left = hist_x[0] if hist_x else -1.0
+        plt.xlim(min(left, -0.5), fx[-1] if fx else 8)
+        if hist_x:
+            plt.plot(hist_x, hist_y, marker="braille", color="cyan", label="last 24 h")
+        plt.plot(fx, [float(v) for v in forecast.p10], marker="braille", color="gray", label="p10–p90")
+        plt.plot(fx, [float(v) for v in forecast.p90], marker="braille", color="gray")
+        plt.plot(fx, [float(v) for v in forecast.p50], marker="braille", color="orange", label="p50")
+        plt.hline(forecast.warning, "yellow")
+        plt.hline(forecast.critical, "red")
+        plt.vline(0, "white")
+        peak = max(float(v) for v in forecast.p90) if h else forecast.current
+        self.border_title = (f"{METRIC_LABEL.get(m, m)} · now {fmt_value(m, forecast.current)} · "
+                             f"p90 peak {fmt_value(m, peak)}")
+        self.tooltip = (f"P(critical) within 30 min {fmt_prob(forecast.prob_30m)}, within 8 h "
+                        f"{fmt_prob(forecast.prob_8h)}")
+        self.border_subtitle = (f"warn {fmt_value(m, forecast.warning)} · crit {fmt_value(m, forecast.critical)}"
+                                f" · x: hours from now")
+        self.has_data = True
+        self.refresh()
+
+
+class ImportanceBars(Static):
+    """The TFT's variable importance for one server: top variables as bars."""
+
+    TOP = 10
+
+    def show(self, server) -> None:
+        if server is None:
+            self.update(Text("server not in the latest snapshot", style="dim"))
+            return
+        if server.source != "tft" or not server.importance:
+            why = server.reason or "no importance reported"
+            if why.startswith("no model: "):
+                why = why[len("no model: "):]
+            self.update(Text.assemble(("Forecast from the heuristic", "bold yellow"), f" — {why}\n\n",
+                                      ("Variable importance comes with TFT forecasts only.", "dim")))
+            return
+        items = sorted(server.importance.items(), key=lambda kv: -kv[1])[: self.TOP]
+        top = max(w for _, w in items) or 1.0
+        total = sum(server.importance.values()) or 1.0
+        t = Text(no_wrap=True)
+        for name, w in items:
+            t.append(f"{name[:20]:<20} ", "bold")
+            t.append(bar(w / top, 14), "green")
+            t.append(f" {100 * w / total:4.1f}%\n")
+        self.update(t)

@@ -1,0 +1,211 @@
+"""The fleet table: one row per server, keyed by server name.
+
+Each snapshot changes only the cells whose text changed (``update_cell``); rows are added
+or removed only when servers appear, disappear or the filter changes; the table is
+re-sorted only when the order changes, and the cursor stays on the same server.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from textual.widgets import DataTable
+
+from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, breach_style, fmt_minutes, fmt_prob, fmt_value,
+                        level_style, metric_bounds, prob_style, sparkline_spec, spec_text)
+
+SPARK_WIDTH = 16
+# (key, label, width)
+COLUMNS = (
+    ("server", "server", 16),
+    ("profile", "profile", 9),
+    ("src", "src", 4),
+    ("cpu_percent", "cpu %", 6),
+    ("memory_percent", "mem %", 6),
+    ("disk_percent", "disk %", 6),
+    ("load_average", "load", 7),
+    ("peak", "p90 peak 8h", 11),
+    ("breach", "breach in", 11),
+    ("risk_30m", "risk 30m", 8),
+    ("risk_8h", "risk 8h", 7),
+    ("spark", "8h forecast (p50)", SPARK_WIDTH + 5),
+)
+COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
+SORTS = ("risk", "name", "cpu", "memory", "disk", "load", "time to breach")
+_INF = float("inf")
+
+
+def worst_metric(server) -> str | None:
+    """The metric the row's peak and sparkline show: the breach metric, else the riskiest."""
+    if not server.metrics:
+        return None
+    if server.breach_metric in server.metrics:
+        return server.breach_metric
+
+    def key(m):
+        f = server.metrics[m]
+        peak = float(f.p90.max()) if len(f.p90) else f.current
+        return (f.prob_8h, peak / f.critical if f.critical else 0.0)
+
+    return max(server.metrics, key=key)
+
+
+def row_spec(server) -> tuple:
+    """Hashable cell specs for one server, in COLUMNS order."""
+    cells: list = [server.server_name, (server.profile, "", "left"),
+                   ("TFT", "green", "left") if server.source == "tft" else ("heur", "yellow", "left")]
+    for m in ("cpu_percent", "memory_percent", "disk_percent", "load_average"):
+        f = server.metrics.get(m)
+        if f is None:
+            cells.append(("—", DIM))
+        else:
+            cells.append((fmt_value(m, f.current), level_style(f.current, f.warning, f.critical)))
+    wm = worst_metric(server)
+    if wm is None:
+        cells += [("—", DIM), ("—", DIM)]
+        spark = Spark("", "", "")
+    else:
+        f = server.metrics[wm]
+        peak = float(np.max(f.p90)) if len(f.p90) else f.current
+        unit = "%" if wm in PERCENT else ""
+        cells.append((f"{METRIC_SHORT[wm]} {fmt_value(wm, peak)}{unit}", level_style(peak, f.warning, f.critical)))
+        lo, hi = metric_bounds(wm, f.critical)
+        spark = Spark(f"{METRIC_SHORT[wm]:<5}", *sparkline_spec(f.p50, lo, hi, SPARK_WIDTH, f.warning, f.critical))
+    mtb = server.minutes_to_breach
+    label = fmt_minutes(mtb)
+    if mtb is not None and server.breach_metric:
+        label = f"{label} {METRIC_SHORT.get(server.breach_metric, '')}"
+    cells.append((label, breach_style(mtb)))
+    cells.append((fmt_prob(server.risk_30m), prob_style(server.risk_30m)))
+    cells.append((fmt_prob(server.risk_8h), prob_style(server.risk_8h)))
+    cells.append(spark)
+    return tuple(cells)
+
+
+def _ratio(server, metric: str) -> float:
+    f = server.metrics.get(metric)
+    if f is None or not math.isfinite(f.current):
+        return -_INF
+    return f.current / f.critical if (metric == "load_average" and f.critical) else f.current
+
+
+def sort_key(sort: str):
+    if sort == "name":
+        return lambda s: s.server_name
+    if sort in ("cpu", "memory", "disk", "load"):
+        metric = {"cpu": "cpu_percent", "memory": "memory_percent", "disk": "disk_percent",
+                  "load": "load_average"}[sort]
+        return lambda s: (-_ratio(s, metric), s.server_name)
+    if sort == "time to breach":
+        return lambda s: (s.minutes_to_breach is None, s.minutes_to_breach or 0.0, -s.risk_8h, s.server_name)
+    return lambda s: (-s.risk_8h, -s.risk_30m,
+                      _INF if s.minutes_to_breach is None else s.minutes_to_breach, s.server_name)
+
+
+def matches(server, needle: str) -> bool:
+    if not needle:
+        return True
+    n = needle.lower()
+    return n in server.server_name.lower() or n in (server.profile or "").lower()
+
+
+class FleetTable(DataTable):
+    DEFAULT_CSS = """
+    FleetTable { height: 1fr; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.servers: dict[str, object] = {}
+        self.specs: dict[str, tuple] = {}     # what each visible row shows now
+        self.order: list[str] = []            # visible rows, in display order
+        self.sort_by = "risk"
+        self.filter_text = ""
+        self.cells_updated = 0                # for tests / the benchmark
+
+    _batching = False
+
+    def refresh(self, *regions, **kwargs):
+        # update_cell() refreshes the whole table on every call; while a snapshot is being
+        # applied (thousands of cells), collapse those into one refresh at the end.
+        if self._batching:
+            return self
+        return super().refresh(*regions, **kwargs)
+
+    def on_mount(self) -> None:
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    # -- the selected server --------------------------------------------------------
+    @property
+    def selected_name(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001
+            return None
+
+    def select_name(self, name: str | None) -> None:
+        if name is None or name not in self.specs:
+            return
+        idx = self.get_row_index(name)
+        if idx != self.cursor_row:
+            self.move_cursor(row=idx, animate=False)
+
+    # -- applying snapshots ---------------------------------------------------------
+    def apply(self, snapshot) -> None:
+        self.servers = {s.server_name: s for s in snapshot.servers}
+        self._sync()
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text
+        self._sync()
+
+    def set_sort(self, sort: str) -> None:
+        self.sort_by = sort
+        self._sync()
+
+    def _sync(self) -> None:
+        self._batching = True
+        try:
+            self._sync_rows()
+        finally:
+            self._batching = False
+        self.refresh()
+
+    def _sync_rows(self) -> None:
+        keep = self.selected_name
+        visible = [s for s in self.servers.values() if matches(s, self.filter_text)]
+        visible.sort(key=sort_key(self.sort_by))
+        names = [s.server_name for s in visible]
+        wanted = set(names)
+        for name in [n for n in self.specs if n not in wanted]:
+            self.remove_row(name)
+            del self.specs[name]
+        added = False
+        for s in visible:
+            spec = row_spec(s)
+            old = self.specs.get(s.server_name)
+            if old is None:
+                self.add_row(*(spec_text(c) for c in spec), key=s.server_name)
+                added = True
+            elif old != spec:
+                for key, a, b in zip(COLUMN_KEYS, old, spec):
+                    if a != b:
+                        self.update_cell(s.server_name, key, spec_text(b))
+                        self.cells_updated += 1
+            self.specs[s.server_name] = spec
+        if names != self.order or added:
+            rank = {n: i for i, n in enumerate(names)}
+            if names != self._table_order():
+                self.sort("server", key=lambda cell: rank[str(cell)])
+            self.order = names
+        if keep is not None and keep in self.specs:
+            self.select_name(keep)
+        elif keep is not None and self.row_count:
+            self.move_cursor(row=min(self.cursor_row, self.row_count - 1), animate=False)
+
+    def _table_order(self) -> list[str]:
+        return [row.key.value for row in self.ordered_rows]

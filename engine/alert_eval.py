@@ -84,9 +84,17 @@ def read_incidents(path: Path | str) -> pd.DataFrame | None:
     file = (path if path.is_dir() else path.parent) / INCIDENTS_FILE
     if not file.is_file():
         return None
-    table = pd.read_csv(file)
-    for col in ("start", "crossing", "end"):
-        table[col] = pd.to_datetime(table[col], utc=True)
+    from engine.contract import DataError
+
+    try:
+        table = pd.read_csv(file)
+        missing = [c for c in ("server_name", "metric", "start", "crossing", "end") if c not in table]
+        if missing:
+            raise ValueError(f"column {missing[0]!r} is missing")
+        for col in ("start", "crossing", "end"):
+            table[col] = pd.to_datetime(table[col], utc=True, format="ISO8601")
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{file}: not a valid incidents table ({str(exc).splitlines()[0]})") from None
     return table
 
 
@@ -98,7 +106,12 @@ def replay_alerts(data: Path | str, model_dir: Path | str | None, device: str = 
     from engine.sources import ReplaySource
 
     t0 = time.perf_counter()
+    from engine.datasplit import read_split
+
     source = ReplaySource(data)
+    split = read_split(data)
+    if split.heldout_from is None:   # no fixed boundary: the earliest per-server held-out start
+        source.seek(split.heldout_start(source.grid).min())
     start = source.next_time
     engine = Engine(source, model_dir, device=device)
     engine.start()

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.contract import METRICS, STEP_SECONDS
+from engine.contract import METRICS, STEP_SECONDS, DataError
 
 SPLIT_FILE = "split.json"
 DEFAULT_HELDOUT_DAYS = 7.0
@@ -64,15 +64,24 @@ def read_split(path: Path | str) -> SplitSpec:
     split_file = (path if path.is_dir() else path.parent) / SPLIT_FILE
     if not split_file.is_file():
         return SplitSpec()
-    data = json.loads(split_file.read_text())
-    start = data.get("heldout_from")
-    servers = data.get("heldout_servers")
-    return SplitSpec(
-        heldout_from=None if start is None else pd.Timestamp(start).tz_convert("UTC"),
-        heldout_days=float(data.get("heldout_days", DEFAULT_HELDOUT_DAYS)),
-        heldout_servers=None if servers is None else set(servers),
-        origin=str(split_file),
-    )
+    try:
+        data = json.loads(split_file.read_text())
+        start = data.get("heldout_from")
+        servers = data.get("heldout_servers")
+        when = None
+        if start is not None:
+            when = pd.Timestamp(start)
+            if pd.isna(when):
+                raise ValueError(f"heldout_from {start!r} is not a time")
+            when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        return SplitSpec(
+            heldout_from=when,
+            heldout_days=float(data.get("heldout_days", DEFAULT_HELDOUT_DAYS)),
+            heldout_servers=None if servers is None else {str(s) for s in servers},
+            origin=str(split_file),
+        )
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"{split_file}: not a valid split file ({str(exc).splitlines()[0]})") from None
 
 
 def training_part(grid: pd.DataFrame, spec: SplitSpec) -> pd.DataFrame:

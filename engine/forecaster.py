@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.contract import METRICS
-from engine.heuristic import heuristic_forecast_batch, heuristic_reason
+from engine.heuristic import REASON_MODEL_ERROR, heuristic_forecast_batch, heuristic_reason
 from engine.store import FleetWindows
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -97,8 +97,8 @@ class Forecaster:
         except ModelLoadError as exc:
             self.model_reason = str(exc)
             return
-        except ValueError as exc:
-            self.model_reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: run on the heuristic, say why
+            self.model_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             return
         config = loaded.config
         self.model_reason = None
@@ -121,24 +121,34 @@ class Forecaster:
         if self.fast is not None:
             use_tft = windows.lengths >= self.min_history
         tft_idx = np.flatnonzero(use_tft)
+        failure = None
         if len(tft_idx):
             L = self.capacity  # the model reads the newest max_encoder_length samples
-            out = self.fast.predict(windows.values[tft_idx, -L:], np.minimum(windows.lengths[tft_idx], L),
-                                    windows.last_epoch[tft_idx],
-                                    [windows.profiles[i] for i in tft_idx], with_importance=with_importance)
-            for m in METRICS:
-                quantiles[m][tft_idx] = out.quantiles[m]
-            for k, i in enumerate(tft_idx):
-                source[i] = "tft"
-                if out.importance is not None:
-                    importance[i] = out.importance[k]
+            try:
+                out = self.fast.predict(windows.values[tft_idx, -L:], np.minimum(windows.lengths[tft_idx], L),
+                                        windows.last_epoch[tft_idx], [windows.profiles[i] for i in tft_idx],
+                                        with_importance=with_importance)
+            except Exception as exc:  # noqa: BLE001 - a model failing at run time: fall back, say why
+                failure = f"{REASON_MODEL_ERROR}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                use_tft[:] = False
+            else:
+                for m in METRICS:
+                    quantiles[m][tft_idx] = out.quantiles[m]
+                for k, i in enumerate(tft_idx):
+                    source[i] = "tft"
+                    if out.importance is not None:
+                        importance[i] = out.importance[k]
         heur_idx = np.flatnonzero(~use_tft)
         if len(heur_idx):
             for j, m in enumerate(METRICS):
                 quantiles[m][heur_idx] = heuristic_forecast_batch(
                     windows.values[heur_idx, :, j], windows.lengths[heur_idx], self.horizon, self.quantiles, m)
             for i in heur_idx:
-                reason[i] = (f"no model: {self.model_reason}" if self.fast is None
-                             else heuristic_reason(int(windows.lengths[i]), self.min_history))
+                if failure is not None:
+                    reason[i] = failure
+                elif self.fast is None:
+                    reason[i] = f"no model: {self.model_reason}"
+                else:
+                    reason[i] = heuristic_reason(int(windows.lengths[i]), self.min_history)
         return FleetForecast(names=list(windows.names), quantiles=quantiles, source=source, reason=reason,
                              importance=importance)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from engine.alerts import AlertManager
-from engine.contract import METRICS, STEP_SECONDS
+from engine.contract import MAX_FILL_STEPS, METRICS, STEP_SECONDS
 from engine.forecaster import Forecaster
 from engine.risk import build_fleet, environment
 from engine.snapshot import Snapshot
@@ -25,7 +25,8 @@ from engine.store import WindowStore
 from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 HISTORY_STEPS = 288  # the drill-down shows the last 24 h
-ALERT_STATES_KEPT = 64  # replay positions whose alert state is kept, so stepping back keeps the log
+ALERT_STATES_KEPT = 64
+STALE_AFTER_SECONDS = (MAX_FILL_STEPS + 1) * STEP_SECONDS  # replay positions whose alert state is kept, so stepping back keeps the log
 
 
 def iso(epoch_seconds: int | float) -> str:
@@ -46,6 +47,7 @@ class Engine:
         self.last_snapshot: Snapshot | None = None
         # replay position -> alert state after the forecast at that position
         self._alert_states: OrderedDict[int, AlertManager] = OrderedDict()
+        self._alerted_epoch = -1   # data time of the last alert update
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -89,6 +91,7 @@ class Engine:
         # the alert state as it was just before the forecast at the target position
         before = self._alert_states.get(target - 1)
         self.alerts = copy.deepcopy(before) if before is not None else AlertManager(self.thresholds)
+        self._alerted_epoch = -1
         for pos in [p for p in self._alert_states if p >= target]:
             del self._alert_states[pos]
         return self.forecast(t0)
@@ -96,7 +99,10 @@ class Engine:
     # -- forecasting ---------------------------------------------------------------
     def forecast(self, t0: float | None = None) -> Snapshot:
         t0 = time.perf_counter() if t0 is None else t0
-        windows = self.store.windows()
+        newest = self.store.newest_epoch()
+        # A server silent for longer than a fillable gap is stale: its forecast would
+        # start in the past, so it leaves the snapshot (its alerts resolve) until it reports.
+        windows = self.store.windows(fresh_after=None if newest is None else newest - STALE_AFTER_SECONDS)
         fc = self.forecaster.forecast(windows, with_importance=True)
         current = windows.values[:, -1, :].astype(np.float64)
         servers = build_fleet(
@@ -107,7 +113,11 @@ class Engine:
         )
         now_epoch = int(windows.last_epoch.max()) if len(windows.names) else 0
         now = pd.Timestamp(now_epoch, unit="s", tz="UTC")
-        alerts = self.alerts.update(servers, now)
+        if now_epoch > self._alerted_epoch:   # debounce counts new data, not redraws
+            alerts = self.alerts.update(servers, now)
+            self._alerted_epoch = now_epoch
+        else:
+            alerts = self.alerts.alerts
         position = getattr(self.source, "position", None)
         if self.source.can_seek and position is not None:
             self._alert_states[position] = copy.deepcopy(self.alerts)
@@ -136,6 +146,7 @@ class Engine:
                 "source": self.source.name,
                 "finished": self.finished,
                 "refused_records": len(self.problems),
+                "stale_servers": len(self.store) - len(windows.names),
             },
         )
         self.last_snapshot = snap
@@ -157,7 +168,11 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
     """The snapshot as of ``at`` (default: the data's last sample), for `tft-top predict`."""
     from engine.sources import ReplaySource
 
+    from engine.contract import DataError
+
     source = ReplaySource(data)
+    if at is not None and (pd.isna(at) or at < source.first or at > source.last + pd.Timedelta(seconds=STEP_SECONDS)):
+        raise DataError(f"--at {at} is outside the data ({source.first:%Y-%m-%dT%H:%MZ} .. {source.last:%Y-%m-%dT%H:%MZ})")
     end = source.last if at is None else min(at.floor(f"{STEP_SECONDS}s"), source.last)
     source.seek(end - pd.Timedelta(seconds=STEP_SECONDS * (warmup_steps - 1)))
     engine = Engine(source, model_dir, device=device)

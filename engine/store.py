@@ -72,6 +72,11 @@ class WindowStore:
     def set_cores(self, name: str, cores: int | None) -> None:
         self._cores[self._slot(name)] = cores
 
+    def newest_epoch(self) -> int | None:
+        """Epoch seconds of the newest sample of any server (None when empty)."""
+        filled = self._len > 0
+        return int(self._last[filled].max()) if filled.any() else None
+
     def last_epoch(self, name: str) -> int | None:
         slot = self._index.get(name)
         return None if slot is None or self._len[slot] == 0 else int(self._last[slot])
@@ -133,8 +138,18 @@ class WindowStore:
         return problems
 
     # -- reading -------------------------------------------------------------------
-    def windows(self, names: list[str] | None = None) -> FleetWindows:
-        slots = np.arange(len(self._names)) if names is None else np.array([self._index[n] for n in names], dtype=np.int64)
+    def windows(self, names: list[str] | None = None, fresh_after: int | None = None) -> FleetWindows:
+        """The fleet's windows (servers without samples are left out).
+
+        ``fresh_after``: leave out servers whose newest sample is older than this epoch.
+        """
+        if names is None:
+            keep = self._len > 0
+            if fresh_after is not None:
+                keep &= self._last >= fresh_after
+            slots = np.flatnonzero(keep)
+        else:
+            slots = np.array([self._index[n] for n in names], dtype=np.int64)
         cap = self.capacity
         # position k (0 = oldest of a full window) of server s lives at (head + k) % cap
         idx = (self._head[slots, None] + np.arange(cap)[None, :]) % cap

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from engine.calibration import fit_calibration, window_scale
-from engine.contract import METRICS, UNKNOWN_PROFILE
+from engine.contract import METRICS, UNKNOWN_PROFILE, DataError
 from engine.datasplit import (extract_windows, informative_columns, origins_for, read_split,
                               training_part)
 from engine.evaluation import evaluate_frame, format_reports, load_grid, stock_predict, window_profiles
@@ -90,6 +90,13 @@ def train(opts: TrainOptions) -> Path:
     t0 = time.time()
     pl.seed_everything(opts.seed, workers=True)
     sources = [_prepare_source(p, opts) for p in opts.data]
+    seen: dict[str, str] = {}
+    for s in sources:
+        for name in s.grid["server_name"].unique():
+            if name in seen:
+                raise DataError(f"{s.path}: server {name!r} is also in {seen[name]}; server names must be "
+                                "unique across --data sets")
+            seen[name] = s.path
     frame = pd.concat([s.train for s in sources], ignore_index=True)
     vocab = sorted(set(normalise_profile(frame["profile"])) | {UNKNOWN_PROFILE})
     init = None

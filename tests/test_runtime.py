@@ -148,3 +148,67 @@ def test_stepping_back_restores_the_alert_log_as_it_was(tmp_path):
     back = engine.seek_back(1)
     assert [a.to_json() for a in back.alerts] == [a.to_json() for a in snaps[-2].alerts]
     assert back.data_time == snaps[-2].data_time
+
+
+def test_a_server_known_only_from_servers_csv_does_not_break_the_tick(replay_dir):
+    (replay_dir / "servers.csv").write_text("server_name,profile,cores\nsrv-00,web,4\nghost,web,8\n")
+    snap = predict_at(replay_dir, None, warmup_steps=1)
+    assert "ghost" not in {s.server_name for s in snap.servers}
+    assert snap.server("srv-00").cores == 4
+
+
+def test_alert_debounce_counts_new_data_not_redraws(tmp_path):
+    frame = make_grid(n_servers=1, days=1.0)
+    frame.loc[frame.index[-40:], "cpu_percent"] = 97.0      # at critical for the last ~3 h
+    write_fleet(tmp_path / "d", frame)
+    engine = Engine(ReplaySource(tmp_path / "d", start=frame["timestamp"].max()), model_dir=None)
+    engine.start()
+    for _ in range(3):
+        snap = engine.tick(advance=False)                 # the same data time, redrawn
+    assert snap.alerts == ()
+    snap = engine.tick()                                  # a second data time: now it opens
+    assert [a.severity for a in snap.alerts] == ["critical"]
+
+
+def test_a_server_that_stopped_reporting_leaves_the_snapshot(tmp_path):
+    frame = make_grid(n_servers=2, days=1.0)
+    frame = frame[~((frame["server_name"] == "srv-01") & (frame["timestamp"] > frame["timestamp"].max() - pd.Timedelta(hours=2)))]
+    write_fleet(tmp_path / "d", frame)
+    snap = predict_at(tmp_path / "d", None, warmup_steps=1)
+    assert [s.server_name for s in snap.servers] == ["srv-00"]
+    assert snap.metadata["stale_servers"] == 1
+
+
+def test_split_without_timezone_means_utc_and_bad_split_is_one_line(replay_dir):
+    from engine.contract import DataError
+    from engine.datasplit import read_split
+
+    (replay_dir / "split.json").write_text('{"heldout_from": "2026-01-05T18:00:00"}')
+    assert read_split(replay_dir).heldout_from == pd.Timestamp("2026-01-05T18:00:00Z")
+    (replay_dir / "split.json").write_text("{oops")
+    with pytest.raises(DataError, match=r"split.json: not a valid split file"):
+        read_split(replay_dir)
+
+
+def test_predict_at_outside_the_data_is_refused(replay_dir, capsys):
+    assert main(["predict", "--data", str(replay_dir), "--at", "2020-01-01T00:00:00Z"]) == 2
+    assert "is outside the data" in capsys.readouterr().err
+    assert main(["predict", "--data", str(replay_dir), "--at", ""]) == 2
+
+
+def test_a_model_failing_at_run_time_falls_back_with_the_reason(replay_dir, tiny_model_dir):
+    engine = Engine(ReplaySource(replay_dir), tiny_model_dir, device="cpu")
+    engine.start()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    engine.forecaster.fast.predict = broken
+    snap = engine.tick(advance=False)
+    assert snap.metadata["model_type"] == "heuristic"
+    assert all(s.reason == "model failed: RuntimeError: CUDA out of memory" for s in snap.servers)
+
+
+def test_bad_loss_weights_are_one_line(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path), "--loss-weights", "1,2,x"]) == 2
+    assert "give four non-negative numbers" in capsys.readouterr().err

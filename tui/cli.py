@@ -144,12 +144,19 @@ def _train(args) -> int:
     from engine.training import TrainOptions, train
 
     config = ModelConfig(hidden_size=args.hidden_size) if args.hidden_size else None
+    weights = None
+    if args.loss_weights is not None:
+        try:
+            weights = tuple(float(w) for w in args.loss_weights.split(","))
+        except ValueError:
+            weights = ()
+        if len(weights) != 4 or any(w < 0 for w in weights):
+            return _fail(f"--loss-weights {args.loss_weights!r}: give four non-negative numbers (cpu,memory,disk,load)")
     opts = TrainOptions(data=args.data, out=args.out, epochs=args.epochs, max_time_min=args.max_time,
                         device=args.device, batch_size=args.batch_size,
                         batches_per_epoch=args.batches_per_epoch, seed=args.seed, config=config,
                         evaluate=not args.no_eval, init_from=args.init_from,
-                        loss_weights=None if args.loss_weights is None else
-                        tuple(float(w) for w in args.loss_weights.split(",")))
+                        loss_weights=weights)
     try:
         out = train(opts)
     except _known_errors() as exc:
@@ -197,6 +204,8 @@ def _predict(args) -> int:
         try:
             at = pd.Timestamp(args.at)
         except ValueError:
+            at = pd.NaT
+        if pd.isna(at):
             return _fail(f"--at {args.at!r} is not an ISO 8601 time")
         at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
     model_dir = args.model
@@ -265,10 +274,9 @@ def _tui(args) -> int:
         return _fail(f"{' and '.join(chosen)} exclude each other: pick one fleet")
     source_factory = None
     if args.local:
-        def source_factory():
-            from engine.live import LocalSource
+        from engine.live import LocalSource
 
-            return LocalSource(interval_seconds=300, demo_interval=args.local_interval)
+        source_factory = lambda: LocalSource(interval_seconds=300, demo_interval=args.local_interval)  # noqa: E731
     elif args.prometheus:
         from engine.live import PrometheusSource
 
@@ -276,9 +284,7 @@ def _tui(args) -> int:
             PrometheusSource(args.prometheus, selector=args.selector)   # bad URL or selector: one line, now
         except ValueError as exc:
             return _fail(str(exc))
-
-        def source_factory():
-            return PrometheusSource(args.prometheus, selector=args.selector)
+        source_factory = lambda: PrometheusSource(args.prometheus, selector=args.selector)  # noqa: E731
     return run_app(model=args.model, replay=args.replay or DEFAULT_DATA, device=args.device,
                    simulate=args.simulate, speed=args.speed, source_factory=source_factory,
                    live=True if source_factory else None)

@@ -25,7 +25,7 @@ from engine.tft_model import clip_to_range
 
 BUCKET_STEPS = 12
 TARGET_COVERAGE = 0.8
-MIN_GROUP_WINDOWS = 100
+MIN_GROUP_WINDOWS = 30
 
 
 def window_scale(history: list[np.ndarray] | np.ndarray, min_scale: float, max_length: int) -> np.ndarray:

@@ -82,13 +82,7 @@ def _prepare_source(path: str, opts: TrainOptions) -> Source:
     return Source(path=path, grid=grid, train=prepare_frame(part, disk_informative=disk_ok), val_start=val_start)
 
 
-def train(opts: TrainOptions) -> Path:
-    import lightning.pytorch as pl
-    import torch
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    t0 = time.time()
-    pl.seed_everything(opts.seed, workers=True)
+def _prepare_sources(opts: TrainOptions) -> tuple[list[Source], pd.DataFrame]:
     sources = [_prepare_source(p, opts) for p in opts.data]
     seen: dict[str, str] = {}
     for s in sources:
@@ -97,7 +91,47 @@ def train(opts: TrainOptions) -> Path:
                 raise DataError(f"{s.path}: server {name!r} is also in {seen[name]}; server names must be "
                                 "unique across --data sets")
             seen[name] = s.path
-    frame = pd.concat([s.train for s in sources], ignore_index=True)
+    return sources, pd.concat([s.train for s in sources], ignore_index=True)
+
+
+def _validation_origins(frame: pd.DataFrame, val_start: pd.Series, config: ModelConfig,
+                        every: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Origins in each series' validation days, alternating: early stopping, calibration."""
+    origins = origins_for(frame, val_start, horizon=config.max_prediction_length,
+                          min_history=config.max_encoder_length, every=every)
+    odd = (origins["origin_idx"] // every) % 2 == 1
+    return origins[~odd].reset_index(drop=True), origins[odd].reset_index(drop=True)
+
+
+def recalibrate(model_dir: Path | str, opts: TrainOptions) -> dict:
+    """Fit the model's band calibration again on the calibration split of ``opts.data``
+    (the same split training uses) and rewrite its config.json; returns the calibration."""
+    import json
+
+    from engine.tft_model import METADATA_FILE, load_model_dir, write_config
+
+    loaded = load_model_dir(model_dir)
+    sources, frame = _prepare_sources(opts)
+    val_start_all = pd.concat([s.val_start for s in sources])
+    _, calib_origins = _validation_origins(frame, val_start_all, loaded.config, opts.calib_every)
+    loaded.config.calibration = _calibrate(loaded, frame, calib_origins, sources)
+    write_config(Path(model_dir), loaded.config)
+    meta_path = Path(model_dir) / METADATA_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta["recalibrated"] = {"utc": pd.Timestamp.now(tz="UTC").isoformat(), "data": list(opts.data),
+                            "windows": int(len(calib_origins))}
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return loaded.config.calibration
+
+
+def train(opts: TrainOptions) -> Path:
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    t0 = time.time()
+    pl.seed_everything(opts.seed, workers=True)
+    sources, frame = _prepare_sources(opts)
     vocab = sorted(set(normalise_profile(frame["profile"])) | {UNKNOWN_PROFILE})
     init = None
     if opts.init_from:
@@ -117,10 +151,7 @@ def train(opts: TrainOptions) -> Path:
     fit_rows = frame[frame["timestamp"] < row_val_start].reset_index(drop=True)
     train_ds = build_dataset(config, fit_rows, weighted=True)
 
-    origins = origins_for(frame, val_start_all, horizon=config.max_prediction_length,
-                          min_history=config.max_encoder_length, every=opts.calib_every)
-    odd = (origins["origin_idx"] // opts.calib_every) % 2 == 1
-    stop_origins, calib_origins = origins[~odd].reset_index(drop=True), origins[odd].reset_index(drop=True)
+    stop_origins, calib_origins = _validation_origins(frame, val_start_all, config, opts.calib_every)
     val_ds = build_dataset(config, frame, weighted=True)
     wanted = set(zip(stop_origins["series"], stop_origins["origin_idx"]))
     index = val_ds.decoded_index

@@ -102,3 +102,17 @@ def test_weights_file_holds_only_tensors(trained):
     with safe_open(str(model_dir / WEIGHTS_FILE), framework="pt") as f:
         keys = list(f.keys())
     assert keys and all(isinstance(k, str) for k in keys)
+
+
+def test_calibrate_rewrites_the_bands_of_a_copy(trained, tmp_path, capsys):
+    from tui.cli import main
+
+    model_dir, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    data = model_dir.parent.parent / "data"
+    assert main(["calibrate", "--model", str(copy), "--data", str(data)]) == 0
+    assert "calibrated on" in capsys.readouterr().out
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    assert meta["recalibrated"]["data"] == [str(data)]
+    assert load_model_dir(copy).config.calibration["lower"]["cpu_percent"]

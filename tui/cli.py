@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--loss-weights", default=None, metavar="W,W,W,W",
                     help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5)")
 
+    ca = sub.add_parser("calibrate", help="fit a model's p10-p90 band calibration again (rewrites its config.json)")
+    ca.add_argument("--model", type=Path, required=True, help="model directory")
+    ca.add_argument("--data", action="append", required=True, help="data file or directory (repeatable), as for train")
+
     ev = sub.add_parser("eval", help="rolling-origin evaluation against seasonal-naive and linear-trend baselines")
     ev.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
     ev.add_argument("--data", action="append", required=True, help="data file or directory (repeatable)")
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "calibrate":
+            return _calibrate(args)
         if args.command == "predict":
             return _predict(args)
         if args.command == "serve":
@@ -162,6 +168,18 @@ def _train(args) -> int:
     except _known_errors() as exc:
         return _fail(str(exc))
     print(f"model written to {out}")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from engine.training import TrainOptions, recalibrate
+
+    try:
+        cal = recalibrate(args.model, TrainOptions(data=args.data))
+    except _known_errors() as exc:
+        return _fail(str(exc))
+    groups = ", ".join(sorted(cal.get("groups") or {})) or "none"
+    print(f"{args.model}: calibrated on {cal['fitted_on_windows']} windows (per-profile groups: {groups})")
     return 0
 
 

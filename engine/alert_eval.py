@@ -5,12 +5,12 @@ over a data directory that has an ``incidents.csv`` (server_name, metric, start,
 crossing, end).  Then:
 
 - **early detection**: an incident counts as caught early when an alert on the same
-  server and metric opened at least ``lead_minutes`` (30) before the labelled crossing,
-  and no earlier than ``MAX_EARLY`` before the incident began (an alert left over from
-  something else does not count).  Lead time = crossing - that alert's opening.
-- **precision**: an alert is true when it opened on a server and metric while a
-  labelled incident was under way there, from ``MAX_EARLY`` before its start to its
-  end; every other alert is a false alarm.  Reported for all alerts and for critical
+  server and metric was open at some time from ``MAX_EARLY`` before the incident began
+  until ``lead_minutes`` (30) before the labelled crossing.  Lead time = crossing -
+  the first moment in that span the alert was open.
+- **precision**: an alert is true when it was open on a server and metric while a
+  labelled incident was under way there (from ``MAX_EARLY`` before its start to its
+  end); every other alert is a false alarm.  Reported for all alerts and for critical
   alerts alone.
 
 Only incidents whose crossing lies at least ``lead_minutes`` after the replay began are
@@ -35,6 +35,10 @@ class AlertRecord:
     server_name: str
     metric: str
     opened_at: pd.Timestamp
+    resolved_at: pd.Timestamp | None = None
+
+    def open_during(self, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+        return self.opened_at <= end and (self.resolved_at is None or self.resolved_at >= start)
 
 
 @dataclass
@@ -123,9 +127,11 @@ def replay_alerts(data: Path | str, model_dir: Path | str | None, device: str = 
         for a in snap.alerts:
             rec = records.get(a.id)
             if rec is None:
-                records[a.id] = AlertRecord(a.id, a.severity, a.server_name, a.metric, pd.Timestamp(a.opened_at))
-            elif a.severity == "critical":
+                rec = records[a.id] = AlertRecord(a.id, a.severity, a.server_name, a.metric, pd.Timestamp(a.opened_at))
+            if a.severity == "critical":
                 rec.severity = "critical"
+            if a.resolved_at is not None:
+                rec.resolved_at = pd.Timestamp(a.resolved_at)
     return list(records.values()), start, ticks, time.perf_counter() - t0
 
 
@@ -140,11 +146,11 @@ def score_alerts(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_star
     leads: list[float] = []
     missed: list[str] = []
     for inc in scored.itertuples():
-        cands = [a for a in by_key.get((inc.server_name, inc.metric), [])
-                 if inc.start - MAX_EARLY <= a.opened_at <= inc.crossing]
+        window_start = inc.start - MAX_EARLY
+        cands = [a for a in by_key.get((inc.server_name, inc.metric), []) if a.open_during(window_start, inc.crossing)]
         if cands:
             before += 1
-            first = min(a.opened_at for a in cands)
+            first = min(max(a.opened_at, window_start) for a in cands)
             if first <= inc.crossing - lead:
                 early += 1
                 leads.append((inc.crossing - first).total_seconds() / 60.0)
@@ -153,7 +159,7 @@ def score_alerts(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_star
     true_flags = []
     for a in alerts:
         same = incidents[(incidents["server_name"] == a.server_name) & (incidents["metric"] == a.metric)]
-        true_flags.append(bool(((same["start"] - MAX_EARLY <= a.opened_at) & (a.opened_at <= same["end"])).any()))
+        true_flags.append(any(a.open_during(r.start - MAX_EARLY, r.end) for r in same.itertuples()))
     return len(scored), early, before, leads, missed, true_flags
 
 

@@ -125,12 +125,16 @@ def test_alert_scoring_by_hand():
         AlertRecord(2, "warning", "b", "cpu_percent", t("2026-01-01 11:45")),    # only 15 min early
         AlertRecord(3, "warning", "d", "cpu_percent", t("2026-01-01 11:00")),    # no incident: false alarm
         AlertRecord(4, "critical", "a", "memory_percent", t("2026-01-01 11:00")),  # wrong metric: false alarm
+        # open since long before c's incident and still open during its ramp: c was warned,
+        # lead counted from 2 h before the incident's start
+        AlertRecord(5, "warning", "c", "cpu_percent", t("2025-12-31 00:00")),
+        AlertRecord(6, "warning", "c", "memory_percent", t("2025-12-31 00:00"), t("2025-12-31 01:00")),  # long gone
     ]
     n, early, before, leads, missed, true_flags = score_alerts(alerts, incidents, t("2026-01-01 00:00"))
-    assert (n, early, before) == (3, 1, 2)
-    assert leads == [60.0]
-    assert len(missed) == 2 and missed[0].startswith("b cpu_percent")
-    assert true_flags == [True, True, False, False]
+    assert (n, early, before) == (3, 2, 3)
+    assert leads == [60.0, 240.0]
+    assert len(missed) == 1 and missed[0].startswith("b cpu_percent")
+    assert true_flags == [True, True, False, False, True, False]
 
 
 def test_stepping_back_restores_the_alert_log_as_it_was(tmp_path):

@@ -155,6 +155,7 @@ whenever the simulator changes (`tests/test_simulator.py` checks the files again
 | `fleet.csv.gz` | the metrics: {N_SERVERS} servers x {DAYS} days x 288 samples/day = {n_rows:,} rows, gzip level 9 |
 | `incidents.csv` | the labelled incidents (one row each) |
 | `servers.csv` | one row per server: `server_name,profile,cores,split` |
+| `split.json` | the same split for the tools (`heldout_from`, `heldout_servers`), read by `tft-top train/eval` and the replay |
 
 ### `fleet.csv.gz` columns (this is also the input format tft-top reads)
 

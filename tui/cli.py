@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--every", type=int, default=24, help="steps between forecast origins (default 24 = 2 h)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ev.add_argument("--no-alerts", action="store_true", help="skip the alert replay over labelled incidents")
+    ev.add_argument("--record", action="store_true",
+                    help="also store this evaluation in the model's training_metadata.json")
 
     pr = sub.add_parser("predict", help="forecast the fleet as of the end of the data (or --at)")
     pr.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
@@ -198,9 +200,18 @@ def _eval(args) -> int:
         }
     except _known_errors() as exc:
         return _fail(str(exc))
+    text = reports_json(reports, {"model_dir": str(model_dir), "alerts": {p: ev.to_json() for p, ev in alerts.items()}})
+    if args.record:
+        import json
+
+        from engine.tft_model import METADATA_FILE
+
+        meta_path = Path(model_dir) / METADATA_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta["evaluation"] = json.loads(text)
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     if args.json:
-        print(reports_json(reports, {"model_dir": str(model_dir),
-                                     "alerts": {p: ev.to_json() for p, ev in alerts.items()}}))
+        print(text)
     else:
         print(f"model: {model_dir}")
         print(format_reports(reports))

@@ -271,27 +271,14 @@ def _connect(args) -> int:
     import os
 
     from engine.remote import RemoteEngine, normalise_url
-    from tui.app import TftTopApp
+    from tui.app import run_app
 
     try:
         url = normalise_url(args.connect)
     except ValueError as exc:
         return _fail(str(exc))
-    if args.speed <= 0:
-        return _fail("--speed must be > 0")
     api_key = args.api_key or os.environ.get("TFT_TOP_API_KEY") or None
-    app = TftTopApp(lambda: RemoteEngine(url, api_key), speed=args.speed, live=True)
-    app.run()
-    code = 0
-    if app.engine_error:
-        print(f"tft-top: {app.engine_error}", file=sys.stderr)
-        code = 1
-    thread = app.engine_thread
-    if thread is not None and thread.busy:   # still waiting for the daemon: do not wait for it
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    return run_app(engine_factory=lambda: RemoteEngine(url, api_key), speed=args.speed, live=True)
 
 
 def _tui(args) -> int:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.calibration import apply_calibration, window_scale  # noqa: E402
 from engine.contract import METRICS  # noqa: E402
-from engine.forecaster import FleetForecast  # noqa: E402
+from engine.forecaster import FleetForecast, default_torch_threads  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
 from engine.sources import SimulatorSource  # noqa: E402
 from engine.tft_model import build_dataset, find_latest_model, normalise_profile, prepare_frame  # noqa: E402
@@ -134,7 +134,8 @@ def main() -> None:
 
     model_dir = args.model or find_latest_model(Path(__file__).resolve().parents[1] / "models")
     sizes = args.sizes or ([25, 100, 1000, 10000] if torch.cuda.is_available() else [25, 100, 1000])
-    print(f"model {model_dir}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"model {model_dir}; torch {torch.__version__} (the engine sets its own thread count: "
+          f"engine.forecaster.default_torch_threads() = {default_torch_threads()})")
     print(f"{'servers':>8}{'stock s':>10}{'ours s':>10}{'ratio':>8}{'ingest':>9}{'forecast':>10}{'risk+':>8}{'RSS MB':>9}  device  max abs diff")
     for n in sizes:
         r = bench(model_dir, n, args.runs, args.device, with_stock=not args.no_stock and n <= 1000)

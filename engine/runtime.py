@@ -76,8 +76,7 @@ class Engine:
         t0 = time.perf_counter()
         if advance and not self.finished:
             self.ingest(self.source.poll())
-        snap = self.forecast(t0)
-        return snap
+        return self.forecast(t0)
 
     def seek_back(self, steps: int = 1) -> Snapshot:
         """Replay only: go back ``steps`` ticks (the store and alerts are rebuilt)."""
@@ -157,7 +156,8 @@ class Engine:
         w = self.store.windows([name])
         n = int(w.lengths[0])
         epochs = w.last_epoch[0] - STEP_SECONDS * np.arange(n - 1, -1, -1)
-        return epochs, {m: w.values[0, -n:, j].astype(np.float64) for j, m in enumerate(METRICS)} if n else {m: np.zeros(0) for m in METRICS}
+        values = w.values[0, w.values.shape[1] - n:]          # the valid part (empty when n == 0)
+        return epochs, {m: values[:, j].astype(np.float64) for j, m in enumerate(METRICS)}
 
 
 WARMUP_STEPS = 12  # predict replays the hour before --at so that debounced alerts can open

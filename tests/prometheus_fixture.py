@@ -45,6 +45,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+
+def wait_until_serving(server, name: str, url: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200; stop ``server`` and raise (with its log) if it
+    exits or does not answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {server.proc.returncode}: {server.log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{name} not ready after {timeout} s: {server.log.read_text()[-2000:]}")
+
 class FakeClock:
     """A settable wall clock (epoch seconds) for the sources' ``clock=`` argument."""
 
@@ -161,19 +179,7 @@ class PrometheusServer:
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=3650d",
              "--log.level=warn"],
             stdout=self._logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"prometheus not ready after {timeout} s: {self.log.read_text()[-2000:]}")
+        wait_until_serving(self, "prometheus", f"{self.url}/-/ready", timeout)
 
     def query(self, promql: str, at: float | None = None) -> list[dict]:
         """An instant query straight against the HTTP API (for the tests' own checks)."""
@@ -273,18 +279,7 @@ class NodeExporter:
              # keep "/" even where it is an overlay (a container), which node_exporter skips by default
              "--collector.filesystem.fs-types-exclude=^(proc|sysfs|tmpfs|devtmpfs|cgroup2?|nsfs|mqueue)$"],
             stdout=self._logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node_exporter exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://{self.target}/metrics", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"node_exporter not up after {timeout} s")
+        wait_until_serving(self, "node_exporter", f"http://{self.target}/metrics", timeout)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -20,16 +20,27 @@ HORIZON = 96
 
 
 def default_torch_threads() -> int | None:
-    """Leave a core to the rest of the process (the UI, the HTTP loop, the engine's own
-    numpy work): torch on every core stalls for seconds in its thread barriers as soon as
-    anything else runs (measured: 48 servers took 0.17 s on one thread, up to 6 s on two
-    on this 2-core machine with one other busy process).  None (torch's own choice) when
-    OMP_NUM_THREADS is set."""
+    """One intra-op thread: the cores are used by running whole batches side by side
+    (``default_workers``) instead.  torch's own intra-op threads stall for seconds in their
+    barriers as soon as anything else runs (measured: 48 servers took 0.17 s on one thread,
+    up to 6 s on two on this 2-core machine with one other busy process); independent
+    batches on separate threads have no barrier to wait at.  None (torch's own choice)
+    when OMP_NUM_THREADS is set."""
     import os
 
     if os.environ.get("OMP_NUM_THREADS"):
         return None
-    return max(1, (os.cpu_count() or 2) - 1)
+    return 1
+
+
+def default_workers() -> int:
+    """Threads that run TFT batches side by side on a CPU: one per core (at most 8), or
+    one when OMP_NUM_THREADS says how torch should use the cores."""
+    import os
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return 1
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def resolve_device(device: str) -> str:
@@ -64,7 +75,7 @@ class FleetForecast:
 class Forecaster:
     """Loads the model once, then forecasts whole fleets from window-store snapshots."""
 
-    def __init__(self, model_dir: Path | str | None, device: str = "auto", batch_size: int = 1024):
+    def __init__(self, model_dir: Path | str | None, device: str = "auto", batch_size: int | None = None):
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.requested_device = device
         self.device = "cpu"
@@ -93,7 +104,8 @@ class Forecaster:
             loaded = load_model_dir(self.model_dir, device=self.device)
             from engine.fast_tft import FastTFT
 
-            self.fast = FastTFT(loaded, device=self.device, batch_size=self.batch_size)
+            self.fast = FastTFT(loaded, device=self.device, batch_size=self.batch_size,
+                                workers=default_workers())
         except ModelLoadError as exc:
             self.model_reason = str(exc)
             return

@@ -35,7 +35,7 @@ def iso(epoch_seconds: int | float) -> str:
 
 class Engine:
     def __init__(self, source: Source, model_dir: Path | str | None, device: str = "auto",
-                 thresholds: Thresholds = DEFAULT_THRESHOLDS, batch_size: int = 1024):
+                 thresholds: Thresholds = DEFAULT_THRESHOLDS, batch_size: int | None = None):
         self.source = source
         self.forecaster = Forecaster(model_dir, device=device, batch_size=batch_size)
         self.thresholds = thresholds

@@ -14,7 +14,8 @@ import torch
 from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS
 from engine.evaluation import stock_predict
-from engine.fast_tft import FastTFT, MatmulInterpolation, interpolation_matrix, swap_interpolation
+from engine.fast_tft import CPU_BATCH, FastTFT, MatmulInterpolation, interpolation_matrix, swap_interpolation
+from engine.fast_vsn import FoldedVariableSelection, fold_variable_selection
 from engine.tft_model import LoadedModel, build_dataset, load_model_dir, prepare_frame
 from fleet_fixtures import make_grid
 from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import TimeDistributedInterpolation
@@ -120,11 +121,12 @@ def test_matches_the_library_path(trained, windows, weights):
         np.testing.assert_allclose(one.raw[m], out.raw[m], rtol=1e-5, atol=1e-6)
 
 
-def test_interpolation_swap_changes_nothing_but_the_code(trained, windows, fast):
+def test_interpolation_swap_changes_nothing_but_the_code(trained, windows):
     loaded, _ = trained
     _, _, values, lengths, last_epoch, profiles = windows
     keys_before = list(loaded.model.state_dict().keys())
-    plain = FastTFT(loaded, swap_interpolation=False, batch_size=4)
+    fast = FastTFT(loaded, batch_size=4, fold_vsn=False)
+    plain = FastTFT(loaded, swap_interpolation=False, fold_vsn=False, batch_size=4)
     assert fast.swapped > 0 and plain.swapped == 0
     a = fast.predict(values, lengths, last_epoch, profiles).raw
     b = plain.predict(values, lengths, last_epoch, profiles).raw
@@ -141,6 +143,71 @@ def test_interpolation_swap_changes_nothing_but_the_code(trained, windows, fast)
     ref = torch.nn.functional.interpolate(x.unsqueeze(1), 16, mode="linear", align_corners=True).squeeze(1)
     torch.testing.assert_close(x @ interpolation_matrix(7, 16), ref)
     assert swap_interpolation(fast.model) == 0          # already swapped
+
+
+@pytest.mark.parametrize("weights", ["trained", "scrambled"])
+def test_folded_variable_selection_changes_nothing_but_the_code(trained, windows, weights):
+    """The folded VSN (engine.fast_vsn) gives the library's VSN output and weights."""
+    loaded, _ = trained
+    if weights == "scrambled":
+        loaded = _scrambled(loaded)
+    _, _, values, lengths, last_epoch, profiles = windows
+    folded = FastTFT(loaded, batch_size=4)
+    plain = FastTFT(loaded, batch_size=4, fold_vsn=False)
+    assert folded.folded == 2 and plain.folded == 0
+    assert isinstance(folded.model.encoder_variable_selection, FoldedVariableSelection)
+    assert isinstance(folded.model.decoder_variable_selection, FoldedVariableSelection)
+    assert not isinstance(folded.model.static_variable_selection, FoldedVariableSelection)  # categorical
+    a = folded.predict(values, lengths, last_epoch, profiles, with_importance=True)
+    b = plain.predict(values, lengths, last_epoch, profiles, with_importance=True)
+    for m in loaded.config.targets:
+        np.testing.assert_allclose(a.raw[m], b.raw[m], rtol=1e-5, atol=1e-5, err_msg=m)
+    for wa, wb in zip(a.importance, b.importance):
+        assert wa.keys() == wb.keys()
+        np.testing.assert_allclose(list(wa.values()), list(wb.values()), rtol=1e-5, atol=1e-7)
+    # module level, on inputs unlike any window: random reals, a context that differs per series
+    # (constant over time, as the TFT gives it), row blocks smaller than the batch
+    lib = plain.model.encoder_variable_selection
+    mod = FoldedVariableSelection(lib)
+    mod.block_rows = 7
+    gen = torch.Generator().manual_seed(1)
+    x = {name: torch.randn(3, 11, 1, generator=gen) * 3 for name in lib.input_sizes}
+    ctx = torch.randn(3, 1, lib.context_size, generator=gen).expand(3, 11, -1)
+    with torch.inference_mode():
+        out_lib, w_lib = lib(x, ctx)
+        out_mod, w_mod = mod(x, ctx)
+    torch.testing.assert_close(out_mod, out_lib, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w_mod, w_lib, rtol=1e-5, atol=1e-6)
+    # time-derived inputs computed once per distinct value: aligned series (every row the
+    # same values), series that are not aligned, and a single series
+    names = list(lib.input_sizes)
+    shared = names[:2]
+    mod = FoldedVariableSelection(lib, shared=shared)
+    mod.block_rows = 5
+    assert [mod.names[v] for v in mod.shared] == shared
+    steps = torch.randn(1, 11, 1, generator=gen)
+    for aligned in (True, False):
+        x = {name: torch.randn(3, 11, 1, generator=gen) for name in names}
+        for name in shared:
+            x[name] = steps.expand(3, 11, 1).clone()
+            if not aligned:
+                x[name][1, 4:] = torch.randn(7, 1, generator=gen)
+        for b in (slice(0, 3), slice(1, 2)):
+            xb = {k: v[b] for k, v in x.items()}
+            with torch.inference_mode():
+                out_lib, w_lib = lib(xb, ctx[b])
+                out_mod, w_mod = mod(xb, ctx[b])
+            torch.testing.assert_close(out_mod, out_lib, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(w_mod, w_lib, rtol=1e-5, atol=1e-6)
+    assert fold_variable_selection(folded.model) == 0        # nothing left to fold
+
+
+def test_cpu_batches_are_small_by_default(trained):
+    loaded, _ = trained
+    assert FastTFT(loaded).batch_size == CPU_BATCH
+    assert FastTFT(loaded, batch_size=5).batch_size == 5
+    with pytest.raises(ValueError):
+        FastTFT(loaded, batch_size=0)
 
 
 def test_calibrated_output(trained, windows, fast):

@@ -104,11 +104,13 @@ def test_warning_escalates_to_critical_and_never_drops_while_open():
     assert (back.id, back.severity, back.state) == (w.id, "critical", "ongoing")
 
 
-def test_warning_from_the_warning_threshold_has_no_predicted_crossing():
+def test_a_forecast_at_the_warning_level_alone_is_no_alert():
     am = AlertManager(open_after=1)
-    a = am.update([server(memory_percent="warnlevel")], tick(0))[0]
-    assert a.severity == "warning" and a.predicted_crossing is None and a.lead_minutes is None
-    assert a.message == "memory_percent expected to reach warning 85 in 5 min (p50)"
+    assert am.update([server(memory_percent="warnlevel")], tick(0)) == ()
+    # ...but the same server whose p90 reaches critical is
+    a = am.update([server(memory_percent="warning@3")], tick(1))[0]
+    assert a.severity == "warning" and a.lead_minutes == 20.0
+    assert a.message == "memory_percent may reach 95 in 20 min (p90)"
 
 
 def test_resolves_after_three_clear_ticks_with_its_duration():
@@ -184,7 +186,8 @@ def test_load_uses_core_scaled_thresholds():
                                           np.stack([s.metrics[m].p10, s.metrics[m].p50, s.metrics[m].p90], 1))
                                       for m in METRICS}, cores=cores)
     am = AlertManager(open_after=1)
-    assert am.update([loaded(8, 10.0)], tick(0))[0].severity == "warning"    # 8 <= 10 < 16 on 8 cores
+    assert am.update([loaded(8, 15.0)], tick(0))[0].severity == "warning"    # p50 15 < 16 <= p90 on 8 cores
+    assert AlertManager(open_after=1).update([loaded(8, 10.0)], tick(0)) == ()  # p90 11 < 16
     am2 = AlertManager(open_after=1)
     assert am2.update([loaded(None, 10.0)], tick(0))[0].severity == "critical"   # >= 8 absolute
     # the override recomputes thresholds from the server's cores

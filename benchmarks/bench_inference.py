@@ -34,6 +34,7 @@ from engine.contract import METRICS  # noqa: E402
 from engine.forecaster import FleetForecast, default_torch_threads, default_workers  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
 from engine.sources import SimulatorSource  # noqa: E402
+from engine.evaluation import quiet_lightning  # noqa: E402
 from engine.tft_model import build_dataset, find_latest_model, normalise_profile, prepare_frame  # noqa: E402
 
 
@@ -64,6 +65,7 @@ def stock_forecast(engine: Engine, windows) -> FleetForecast:
         rows.append(frame)
     prepared = prepare_frame(pd.concat(rows, ignore_index=True))
     dataset = build_dataset(config, prepared, predict=True)
+    quiet_lightning()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pred = loaded.model.predict(dataset.to_dataloader(train=False, batch_size=1024, num_workers=0),
@@ -143,6 +145,8 @@ def main() -> None:
     ap.add_argument("--no-stock", action="store_true")
     args = ap.parse_args()
     import torch
+
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
     model_dir = args.model or find_latest_model(Path(__file__).resolve().parents[1] / "models")
     sizes = args.sizes or ([25, 100, 1000, 10000] if torch.cuda.is_available() else [25, 100, 1000])

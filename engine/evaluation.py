@@ -42,6 +42,16 @@ def load_grid(path: Path | str) -> pd.DataFrame:
     return to_grid(result.frame)
 
 
+def quiet_lightning() -> None:
+    """``model.predict`` builds a Lightning Trainer, which logs accelerator lines and
+    advertising tips on every call: noise in a command's output."""
+    import logging
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("lightning", "pytorch_lightning")):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def stock_predict(loaded: LoadedModel, prepared: pd.DataFrame, origins: pd.DataFrame,
                   batch_size: int = 256) -> dict[str, np.ndarray]:
     """Raw TFT quantiles (n, H, Q) per target for each (series, origin_idx), through the
@@ -58,6 +68,7 @@ def stock_predict(loaded: LoadedModel, prepared: pd.DataFrame, origins: pd.DataF
     keep = np.zeros(len(index), dtype=bool)
     keep[longest.to_numpy()] = True
     dataset = dataset.filter(lambda _: keep)
+    quiet_lightning()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pred = loaded.model.predict(

@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
+    # pytorch-forecasting wraps read-only numpy arrays in tensors it only reads: torch's
+    # warning about it is noise in every train / eval / calibrate run
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
     try:
         if args.command == "train":
             return _train(args)

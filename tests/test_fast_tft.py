@@ -101,11 +101,15 @@ def _scrambled(loaded: LoadedModel) -> LoadedModel:
     return LoadedModel(model=model.eval(), config=loaded.config, model_dir=loaded.model_dir, metadata={})
 
 
-@pytest.mark.parametrize("weights", ["trained", "scrambled"])
-def test_matches_the_library_path(trained, windows, weights):
+@pytest.fixture(params=["trained", "scrambled"])
+def weighted(trained, request):
+    """The tiny model as trained, and with scrambled weights."""
     loaded, _ = trained
-    if weights == "scrambled":
-        loaded = _scrambled(loaded)
+    return _scrambled(loaded) if request.param == "scrambled" else loaded
+
+
+def test_matches_the_library_path(weighted, windows):
+    loaded = weighted
     prepared, origins, values, lengths, last_epoch, profiles = windows
     stock = stock_predict(loaded, prepared, origins)
     fast = FastTFT(loaded, batch_size=4)     # batches of mixed encoder lengths
@@ -145,12 +149,9 @@ def test_interpolation_swap_changes_nothing_but_the_code(trained, windows):
     assert swap_interpolation(fast.model) == 0          # already swapped
 
 
-@pytest.mark.parametrize("weights", ["trained", "scrambled"])
-def test_folded_variable_selection_changes_nothing_but_the_code(trained, windows, weights):
+def test_folded_variable_selection_changes_nothing_but_the_code(weighted, windows):
     """The folded VSN (engine.fast_vsn) gives the library's VSN output and weights."""
-    loaded, _ = trained
-    if weights == "scrambled":
-        loaded = _scrambled(loaded)
+    loaded = weighted
     _, _, values, lengths, last_epoch, profiles = windows
     folded = FastTFT(loaded, batch_size=4)
     plain = FastTFT(loaded, batch_size=4, fold_vsn=False)

@@ -114,7 +114,7 @@ def test_a_forecast_at_the_warning_level_alone_is_no_alert():
 
 
 def test_resolves_after_three_clear_ticks_with_its_duration():
-    am = AlertManager()
+    am = AlertManager(resolve_after=3)
     am.update([server(disk_percent="critical@2")], tick(0))
     opened = am.update([server(disk_percent="critical@2")], tick(1))[0]
     am.update([server(disk_percent="critical@2")], tick(2))
@@ -133,7 +133,7 @@ def test_resolves_after_three_clear_ticks_with_its_duration():
 
 
 def test_flapping_inside_the_resolve_window_keeps_the_alert_open():
-    am = AlertManager()
+    am = AlertManager(resolve_after=3)
     hot, calm = [server(cpu_percent="critical@4")], [server()]
     am.update(hot, tick(0))
     a = am.update(hot, tick(1))[0]
@@ -145,7 +145,7 @@ def test_flapping_inside_the_resolve_window_keeps_the_alert_open():
 
 
 def test_newest_first_and_one_open_alert_per_server_metric():
-    am = AlertManager(open_after=1)
+    am = AlertManager(open_after=1, resolve_after=3)
     am.update([server("a", cpu_percent="now", memory_percent="now")], tick(0))
     alerts = am.update([server("a", cpu_percent="now", memory_percent="now"),
                         server("b", disk_percent="critical@1")], tick(1))
@@ -157,6 +157,21 @@ def test_newest_first_and_one_open_alert_per_server_metric():
     for k in (3, 4):
         alerts = am.update([server("a"), server("b", disk_percent="critical@1")], tick(k))
     assert [(x.id, x.state) for x in alerts] == [(3, "ongoing"), (2, "resolved"), (1, "resolved")]
+
+
+def test_by_default_an_alert_resolves_after_an_hour_without_its_condition():
+    am = AlertManager()
+    assert (am.open_after, am.resolve_after) == (2, 12)          # 12 ticks of 5 minutes
+    hot, calm = [server(cpu_percent="critical@4")], [server()]
+    am.update(hot, tick(0))
+    a = am.update(hot, tick(1))[0]
+    for k in range(2, 13):                                         # 11 clear ticks: still the same alert
+        assert [(x.id, x.state) for x in am.update(calm, tick(k))] == [(a.id, "ongoing")]
+    am.update(hot, tick(13))                                        # it comes back: the count starts over
+    for k in range(14, 25):
+        assert am.update(calm, tick(k))[0].state == "ongoing"
+    done = am.update(calm, tick(25))[0]
+    assert (done.id, done.state, done.duration_minutes) == (a.id, "resolved", 120.0)   # 12:05 -> 14:05
 
 
 def test_resolved_alerts_are_capped():

@@ -54,7 +54,9 @@ OPEN_AFTER = 2
 # ticks), resolving after 3 / 6 / 12 clear ticks: on the demo held-out replay 135 / 123 /
 # 103 alerts, 22 / 24 / 27 % of them real, the same 11 of 25 incidents caught >= 30 min
 # ahead; on a fresh simulated fleet (seed 101) 231 / 187 / 147 alerts, 17 / 20 / 25 % real,
-# the same 16 of 37 caught.
+# the same 16 of 37 caught (`python benchmarks/alert_policies.py [--data demo_data]`).  24
+# ticks would raise precision further, but an alert that stays open two hours after its
+# cause cleared tells the operator less.
 RESOLVE_AFTER = 12
 
 

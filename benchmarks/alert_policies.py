@@ -1,0 +1,117 @@
+"""Alert debounce settings compared on one replay: how many incidents each catches early, and
+how many of its alerts are real.
+
+The engine replays a fleet's held-out period once (store -> TFT -> risk); every tick's
+forecasts go to several ``engine.alerts.AlertManager`` instances that differ only in
+``open_after`` / ``resolve_after``, and each one's alerts are scored against the labelled
+incidents exactly as ``tft-top eval`` scores the engine's own (``engine.alert_eval``).
+
+Without ``--data`` it first writes a fresh simulated fleet (another seed than the demo
+fleet's, so nothing in it was trained on): the defaults in engine/alerts.py were chosen
+there, then measured on the demo fleet's held-out period.
+
+    python benchmarks/alert_policies.py                      # fresh fleet, seed 101, 6 days
+    python benchmarks/alert_policies.py --data demo_data     # the demo fleet's held-out period
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.alert_eval import AlertRecord, read_incidents, score_alerts  # noqa: E402
+from engine.alerts import AlertManager  # noqa: E402
+from engine.datasplit import read_split  # noqa: E402
+from engine.runtime import Engine  # noqa: E402
+from engine.sources import ReplaySource  # noqa: E402
+from engine.tft_model import find_latest_model  # noqa: E402
+
+SETTINGS = [(2, 3), (2, 6), (2, 12), (2, 24), (3, 3), (3, 12)]      # (open_after, resolve_after)
+
+
+def write_fleet(out: Path, seed: int, days: float, servers: int = 48) -> None:
+    """A simulated fleet with its incident labels; the first day is history only."""
+    from engine.simulator import FleetSimulator
+
+    sim = FleetSimulator(servers, seed=seed, start="2025-06-02T00:00:00Z", incident_rate=0.15)
+    metrics, labels = sim.generate(days)
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    metrics["timestamp"] = metrics["timestamp"].dt.strftime(iso)
+    metrics.to_csv(out / "fleet.csv.gz", index=False)
+    for col in ("start", "crossing", "end"):
+        labels[col] = labels[col].dt.strftime(iso)
+    labels.to_csv(out / "incidents.csv", index=False)
+    sim.servers().to_csv(out / "servers.csv", index=False)
+    split = {"heldout_from": (sim.start + pd.Timedelta(days=1)).strftime(iso), "heldout_days": days - 1,
+             "heldout_servers": []}
+    (out / "split.json").write_text(json.dumps(split) + "\n")
+
+
+def replay(data: Path, model: Path | None) -> tuple[dict, pd.Timestamp, int]:
+    source = ReplaySource(data)
+    split = read_split(data)
+    if split.heldout_from is None:
+        source.seek(split.heldout_start(source.grid).min())
+    start = source.next_time
+    engine = Engine(source, model, device="cpu")
+    engine.start()
+    managers = {s: AlertManager(open_after=s[0], resolve_after=s[1]) for s in SETTINGS}
+    records: dict = {s: {} for s in SETTINGS}
+    ticks = 0
+    while not engine.finished:
+        snap = engine.tick()
+        ticks += 1
+        for s, am in managers.items():
+            for a in am.update(snap.servers, pd.Timestamp(snap.data_time)):
+                rec = records[s].get(a.id)
+                if rec is None:
+                    rec = records[s][a.id] = AlertRecord(a.id, a.severity, a.server_name, a.metric,
+                                                         pd.Timestamp(a.opened_at))
+                if a.severity == "critical":
+                    rec.severity = "critical"
+                if a.resolved_at is not None:
+                    rec.resolved_at = pd.Timestamp(a.resolved_at)
+    return records, start, ticks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=None, help="a fleet with incidents.csv (default: a fresh simulated one)")
+    ap.add_argument("--seed", type=int, default=101)
+    ap.add_argument("--days", type=float, default=6.0)
+    ap.add_argument("--model", type=Path, default=None)
+    args = ap.parse_args()
+    model = args.model or find_latest_model(ROOT / "models")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            data = Path(tmp)
+            write_fleet(data, args.seed, args.days)
+        incidents = read_incidents(data)
+        if incidents is None:
+            raise SystemExit(f"{data}: no incidents.csv to score against")
+        records, start, ticks = replay(data, model)
+    print(f"{data if args.data else f'simulated fleet, seed {args.seed}, {args.days:g} days'}; model {model}; "
+          f"{ticks} ticks from {start}")
+    print(f"{'open_after':>10}{'resolve_after':>14}{'ahead':>10}{'share':>8}{'alerts':>8}{'precision':>11}"
+          f"{'critical':>10}{'crit. prec.':>12}{'median lead':>13}")
+    for (oa, ra), recs in records.items():
+        alerts = list(recs.values())
+        n, early, _, leads, _, flags = score_alerts(alerts, incidents, start)
+        crit = [f for a, f in zip(alerts, flags) if a.severity == "critical"]
+        lead = f"{np.median(leads):.0f} min" if leads else "—"
+        print(f"{oa:>10}{ra:>14}{early:>6} /{n:<3}{early / max(n, 1):>7.0%}{len(alerts):>8}"
+              f"{np.mean(flags) if flags else float('nan'):>11.1%}{len(crit):>10}"
+              f"{np.mean(crit) if crit else float('nan'):>12.1%}{lead:>13}")
+
+
+if __name__ == "__main__":
+    main()

@@ -203,6 +203,21 @@ def test_folded_variable_selection_changes_nothing_but_the_code(weighted, window
     assert fold_variable_selection(folded.model) == 0        # nothing left to fold
 
 
+def test_batches_on_worker_threads_give_the_same_forecasts(trained, windows):
+    loaded, _ = trained
+    _, _, values, lengths, last_epoch, profiles = windows
+    one = FastTFT(loaded, batch_size=2).predict(values, lengths, last_epoch, profiles, with_importance=True)
+    par = FastTFT(loaded, batch_size=2, workers=3)
+    for _ in range(2):                                   # the pool is made once and reused
+        out = par.predict(values, lengths, last_epoch, profiles, with_importance=True)
+        for m in loaded.config.targets:
+            np.testing.assert_array_equal(out.raw[m], one.raw[m])
+            np.testing.assert_array_equal(out.quantiles[m], one.quantiles[m])
+        assert out.importance == one.importance
+    with pytest.raises(ValueError):
+        FastTFT(loaded, workers=0)
+
+
 def test_cpu_batches_are_small_by_default(trained):
     loaded, _ = trained
     assert FastTFT(loaded).batch_size == CPU_BATCH

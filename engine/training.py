@@ -4,6 +4,7 @@ Each data path is split by its ``split.json`` (or the defaults, see engine.datas
 training sees only servers that are not held out, and only data before the held-out
 period.  Within that, each series' last ``val_days`` are kept for validation: origins
 there alternate between the early-stopping set and the conformal calibration set.
+The model written has the weights of the epoch with the lowest validation loss.
 """
 from __future__ import annotations
 
@@ -45,6 +46,37 @@ class TrainOptions:
     loss_weights: tuple[float, ...] | None = None
     evaluate: bool = True
     progress: bool = True
+
+
+def best_weights_callback():
+    """A Lightning callback that keeps, in memory, a copy of the weights at the lowest
+    ``val_loss`` seen and puts them back when fitting ends.  Lightning's EarlyStopping
+    only stops: without this the model written is the last epoch's, ``patience`` epochs
+    past its best.  (No checkpoint files: nothing pickled, nothing left on disk.)"""
+    import lightning.pytorch as pl
+
+    class BestWeights(pl.Callback):
+        def __init__(self):
+            self.best: float | None = None
+            self.best_epoch: int | None = None
+            self.state: dict | None = None
+
+        def on_validation_end(self, trainer, pl_module):
+            if trainer.sanity_checking:
+                return
+            value = trainer.callback_metrics.get("val_loss")
+            if value is None:
+                return
+            value = float(value)
+            if value == value and (self.best is None or value < self.best):
+                self.best, self.best_epoch = value, int(trainer.current_epoch)
+                self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+        def on_fit_end(self, trainer, pl_module):
+            if self.state is not None:
+                pl_module.load_state_dict(self.state, strict=True)
+
+    return BestWeights()
 
 
 def resolve_device(device: str) -> tuple[str, int]:
@@ -167,6 +199,7 @@ def train(opts: TrainOptions) -> Path:
         model.load_state_dict(init.model.state_dict(), strict=True)
     n_params = int(sum(p.numel() for p in model.parameters()))
     early_stopping = EarlyStopping(monitor="val_loss", patience=opts.patience, mode="min")
+    best_weights = best_weights_callback()
     trainer = pl.Trainer(
         max_epochs=opts.epochs,
         max_time=None if opts.max_time_min is None else {"minutes": opts.max_time_min},
@@ -175,7 +208,7 @@ def train(opts: TrainOptions) -> Path:
         strategy="ddp" if devices > 1 else "auto",
         gradient_clip_val=0.1,
         limit_train_batches=opts.batches_per_epoch,
-        callbacks=[early_stopping],
+        callbacks=[early_stopping, best_weights],
         enable_checkpointing=False,
         logger=False,
         enable_progress_bar=opts.progress,
@@ -219,7 +252,8 @@ def train(opts: TrainOptions) -> Path:
         "losses": {"final_train_loss": callback_metrics.get("train_loss_epoch", callback_metrics.get("train_loss")),
                    "final_val_loss": callback_metrics.get("val_loss")},
         "early_stopped": bool(early_stopping.stopped_epoch > 0),
-        "best_val_loss": float(early_stopping.best_score) if early_stopping.best_score is not None else None,
+        "best_val_loss": best_weights.best,
+        "weights_from_epoch": best_weights.best_epoch,    # the best validation epoch (0-based), restored
         "warm_start_from": opts.init_from,
         "training_seconds": round(fit_seconds, 1),
         "device": accelerator if accelerator == "cpu" else f"cuda x{devices} ({torch.cuda.get_device_name(0)})",

@@ -36,6 +36,32 @@ def test_training_writes_the_three_files(trained):
     assert config["calibration"]["lower"]["cpu_percent"]
     assert config["categorical_vocabularies"]["profile"] == ["batch", "database", "unknown", "web"]
     assert find_latest_model(model_dir.parent) == model_dir
+    assert meta["best_val_loss"] is not None and 0 <= meta["weights_from_epoch"] <= meta["epochs"]
+
+
+def test_training_keeps_the_weights_of_the_best_validation_epoch():
+    """EarlyStopping only stops; the weights written are those of the lowest val_loss."""
+    from types import SimpleNamespace
+
+    from engine.training import best_weights_callback
+
+    module = torch.nn.Linear(2, 2)
+    cb = best_weights_callback()
+    trainer = SimpleNamespace(sanity_checking=True, current_epoch=0, callback_metrics={"val_loss": torch.tensor(0.1)})
+    cb.on_validation_end(trainer, module)            # the sanity check does not count
+    assert cb.best is None
+    trainer.sanity_checking = False
+    snapshots = []
+    for epoch, loss in enumerate([3.0, 2.0, 2.5, float("nan")]):
+        with torch.no_grad():
+            module.weight.fill_(float(epoch))
+        trainer.current_epoch = epoch
+        trainer.callback_metrics = {"val_loss": torch.tensor(loss)}
+        cb.on_validation_end(trainer, module)
+        snapshots.append(module.weight.detach().clone())
+    assert (cb.best, cb.best_epoch) == (2.0, 1)
+    cb.on_fit_end(trainer, module)
+    assert torch.equal(module.weight, snapshots[1])  # epoch 1's weights are back
 
 
 def test_reload_gives_bit_identical_outputs_without_training_data(trained, tmp_path):

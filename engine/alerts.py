@@ -9,7 +9,7 @@ Condition, per (server, metric), each tick:
 
 A value forecast to sit at the warning threshold is not an alert: it shows in the fleet
 table (colour, risk), but an alert means a critical crossing is forecast or under way.
-(Measured with the shipped model on the demo fleet's held-out replay: alerting also when p50
+(Measured with tft_model_20261126T080658Z on the demo fleet's held-out replay: alerting also when p50
 reaches the warning level added 30 alerts to 135 and one early-caught incident to 11 of
 25; precision 18 % instead of 22 %.  On a fresh simulated fleet, seed 101: 17 instead of
 16 of 37 incidents early, precision 10.5 % instead of 16.9 %.)
@@ -50,13 +50,13 @@ _RANK = {WARNING: 1, CRITICAL: 2}
 OPEN_AFTER = 2
 # An hour (at 5-minute steps) without a condition before an alert resolves: a forecast
 # crossing that clears for less than that is the same risk flickering, and re-paging for
-# it is noise.  Measured with the shipped model (condition rules above, opening after 2
-# ticks), resolving after 3 / 6 / 12 clear ticks: on the demo held-out replay 135 / 123 /
-# 103 alerts, 22 / 24 / 27 % of them real, the same 11 of 25 incidents caught >= 30 min
-# ahead; on a fresh simulated fleet (seed 101) 231 / 187 / 147 alerts, 17 / 20 / 25 % real,
-# the same 16 of 37 caught (`python benchmarks/alert_policies.py [--data demo_data]`).  24
-# ticks would raise precision further, but an alert that stays open two hours after its
-# cause cleared tells the operator less.
+# it is noise.  Chosen on a fresh simulated fleet (seed 101) with the model then shipped
+# (tft_model_20261126T080658Z): resolving after 3 / 6 / 12 clear ticks gave 231 / 187 / 147
+# alerts, 17 / 20 / 25 % of them real, the same 16 of 37 incidents caught >= 30 min ahead.
+# With the model shipped now, on the demo held-out replay: 117 / 104 / 97 alerts, 24 / 27 /
+# 29 % real, the same 12 of 25 caught (`python benchmarks/alert_policies.py [--data
+# demo_data]`).  24 ticks would raise precision further, but an alert that stays open two
+# hours after its cause cleared tells the operator less.
 RESOLVE_AFTER = 12
 
 

@@ -63,7 +63,7 @@ RESOLVE_AFTER = 12
 @dataclass
 class _Condition:
     severity: str
-    minutes: float | None      # to the critical threshold; None: not predicted
+    minutes: float             # to the critical threshold (0: already there)
     message: str
 
 
@@ -162,43 +162,36 @@ class AlertManager:
         """The (server, metric) pairs with a condition this tick, vectorised over the fleet."""
         keys: list[tuple[str, str]] = []
         forecasts: list[MetricForecast] = []
-        warn: list[float] = []
         crit: list[float] = []
         for s in servers:
             for m, f in s.metrics.items():
                 keys.append((s.server_name, m))
                 forecasts.append(f)
-                if self.thresholds is None:
-                    warn.append(f.warning)
-                    crit.append(f.critical)
-                else:
-                    w, c = self.thresholds.for_metric(m, s.cores)
-                    warn.append(w)
-                    crit.append(c)
+                crit.append(f.critical if self.thresholds is None else self.thresholds.for_metric(m, s.cores)[1])
         if not keys:
             return {}
         lengths = {len(f.p50) for f in forecasts}
         if len(lengths) == 1 and lengths != {0}:
             found = _evaluate(np.stack([f.p50 for f in forecasts]), np.stack([f.p90 for f in forecasts]),
-                              np.array([f.current for f in forecasts]), np.array(warn), np.array(crit))
+                              np.array([f.current for f in forecasts]), np.array(crit))
         else:   # ragged horizons: one at a time
             found = []
-            for k, (f, w, c) in enumerate(zip(forecasts, warn, crit, strict=True)):
+            for k, (f, c) in enumerate(zip(forecasts, crit, strict=True)):
                 for _, severity, basis, minutes in _evaluate(
                         np.asarray(f.p50, dtype=np.float64)[None], np.asarray(f.p90, dtype=np.float64)[None],
-                        np.array([f.current]), np.array([w]), np.array([c])):
+                        np.array([f.current]), np.array([c])):
                     found.append((k, severity, basis, minutes))
         out = {}
         for k, severity, basis, minutes in found:
             out[keys[k]] = _Condition(severity, minutes,
-                                      _message(keys[k][1], basis, minutes, forecasts[k].current, warn[k], crit[k]))
+                                      _message(keys[k][1], basis, minutes, forecasts[k].current, crit[k]))
         return out
 
 
-def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, warning: np.ndarray,
-              critical: np.ndarray, step_minutes: float = 5.0) -> list[tuple[int, str, str, float]]:
+def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, critical: np.ndarray,
+              step_minutes: float = 5.0) -> list[tuple[int, str, str, float]]:
     """(row, severity, basis, minutes) for rows with a condition; basis now|p50|p90
-    (minutes to the critical threshold).  ``warning`` is unused: see the module doc."""
+    (minutes to the critical threshold)."""
     p50 = np.nan_to_num(p50, nan=-np.inf)
     p90 = np.nan_to_num(p90, nan=-np.inf)
     already = current >= critical
@@ -220,7 +213,7 @@ def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, warning: np
     return out
 
 
-def _message(metric: str, basis: str, minutes: float, current: float, warning: float, critical: float) -> str:
+def _message(metric: str, basis: str, minutes: float, current: float, critical: float) -> str:
     if basis == "now":
         return f"{metric} at {_num(current)}, at or above critical {_num(critical)}"
     if basis == "p50":
@@ -228,9 +221,7 @@ def _message(metric: str, basis: str, minutes: float, current: float, warning: f
     return f"{metric} may reach {_num(critical)} in {_num(minutes)} min (p90)"
 
 
-def _crossing(now: pd.Timestamp, minutes: float | None) -> tuple[str | None, float | None]:
-    if minutes is None:
-        return None, None
+def _crossing(now: pd.Timestamp, minutes: float) -> tuple[str, float]:
     return _iso(now + pd.Timedelta(minutes=minutes)), float(minutes)
 
 

@@ -37,6 +37,18 @@ def window_scale(history: list[np.ndarray] | np.ndarray, min_scale: float, max_l
     return np.maximum(out, min_scale)
 
 
+def aligned_window_scale(values: np.ndarray, lengths: np.ndarray, min_scale: float) -> np.ndarray:
+    """``window_scale`` for right-aligned windows, vectorised: values (n, L), window i's history
+    is ``values[i, L - lengths[i]:]`` (whatever lies before it is ignored)."""
+    L = values.shape[1]
+    valid = np.arange(L)[None, :] >= (L - lengths)[:, None]
+    cnt = np.maximum(lengths.astype(np.float64), 1.0)
+    h = np.where(valid, values.astype(np.float64), 0.0)
+    dev = np.where(valid, h - (h.sum(axis=1) / cnt)[:, None], 0.0)
+    std = np.where(lengths > 1, np.sqrt((dev * dev).sum(axis=1) / cnt), 0.0)
+    return np.maximum(std, min_scale)
+
+
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
     order = np.argsort(values)
     v, w = values[order], weights[order]

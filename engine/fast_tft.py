@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from engine.calibration import apply_calibration
+from engine.calibration import aligned_window_scale, apply_calibration
 from engine.contract import METRICS, UNKNOWN_PROFILE
 from engine.fast_vsn import fold_variable_selection
 from engine.tft_model import (TIME_FEATURES, LoadedModel, level_feature, level_values, profile_encoder,
@@ -301,19 +301,11 @@ class FastTFT:
 
     def _calibrate(self, v32: np.ndarray, lengths: np.ndarray, profiles: np.ndarray, raw: dict,
                    out: dict) -> None:
-        """out[m] = the calibrated raw[m] (engine.calibration), for one batch.  The window scale
-        is the std (n, not n-1) over each window's valid history, on the float32 values the
-        stock path sees (engine.calibration.window_scale)."""
+        """out[m] = the calibrated raw[m] (engine.calibration), for one batch; the window scale
+        is taken on the float32 values the stock path sees."""
         config = self.config
-        valid = np.arange(self.L)[None, :] >= (self.L - lengths)[:, None]
-        cnt = lengths.astype(np.float64)
         for j, m in enumerate(self.targets):
-            h = np.where(valid, v32[:, :, self._metric_pos[j]].astype(np.float64), 0.0)
-            mean = h.sum(axis=1) / cnt
-            dev = np.where(valid, h - mean[:, None], 0.0)
-            std = np.sqrt((dev * dev).sum(axis=1) / cnt)
-            std = np.where(lengths > 1, std, 0.0)
-            scale = np.maximum(std, config.min_scale[m])
+            scale = aligned_window_scale(v32[:, :, self._metric_pos[j]], lengths, config.min_scale[m])
             out[m][...] = apply_calibration(config.calibration, m, raw[m], scale, tuple(config.quantiles),
                                             groups=profiles)
 

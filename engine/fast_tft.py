@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from engine.calibration import aligned_window_scale, apply_calibration
 from engine.contract import METRICS, UNKNOWN_PROFILE
+from engine.fast_blocks import fuse_attention, fuse_grns
 from engine.fast_vsn import fold_variable_selection
 from engine.tft_model import (TIME_FEATURES, LoadedModel, level_feature, level_values, profile_encoder,
                               time_features)
@@ -49,9 +50,42 @@ _EPS32 = float(torch.finfo(torch.float32).eps)
 
 # Windows per forward pass on a CPU.  The network is memory-bound there: at 1,000 servers
 # one batch of 1,024 spends most of its time moving (batch x 384 x 32) intermediates
-# through main memory; batches of 32 keep them in cache (measured, 1 thread, shipped
-# model: 5.7 s at 1,024 -> 1.8-2.0 s at 16-128 -> 1.8 s at 32).
-CPU_BATCH = 32
+# through main memory; small batches keep them in cache.  Measured (1,000 servers, two
+# worker threads, shipped model, with keep_freed_memory below): 32 -> 0.53-0.62 s,
+# 64 -> 0.43-0.53 s, 128 -> 0.45-0.52 s (before the allocator setting 32 was best: each
+# forward's page faults grew with the batch).
+CPU_BATCH = 64
+
+
+# -- the allocator -----------------------------------------------------------------
+
+# glibc serves every allocation above a dynamic threshold (128 KB at first) with a fresh
+# mmap and returns freed memory at the heap's top to the OS above 128 KB: each forward pass
+# then takes a page fault on every 4 KB of its MB-sized intermediates, again and again.
+# Measured (batch of 32 full windows, 1 thread, shipped model): 31-37 ms per forward with
+# the defaults, 25-28 ms with these two settings.  Setting only one of them is WORSE
+# (55-106 ms): it fixes the threshold, so glibc stops adapting it.
+MMAP_THRESHOLD = 32 * 2**20      # glibc's maximum on 64-bit
+TRIM_THRESHOLD = 128 * 2**20     # freed memory kept for reuse before it goes back to the OS
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to reuse freed memory instead of unmapping it (process-wide,
+    idempotent).  True when applied; False where malloc is not glibc's."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 # -- interpolation swap ----------------------------------------------------------------
@@ -177,8 +211,11 @@ class FastTFT:
     """
 
     def __init__(self, loaded: LoadedModel, device: str = "cpu", batch_size: int | None = None,
-                 swap_interpolation: bool = True, fold_vsn: bool = True, workers: int = 1):
+                 swap_interpolation: bool = True, fold_vsn: bool = True, fuse_blocks: bool = True,
+                 workers: int = 1):
         self.device = str(device)
+        if not self.device.startswith("cuda"):
+            keep_freed_memory()
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.workers = 1 if self.device.startswith("cuda") else int(workers)
@@ -192,7 +229,8 @@ class FastTFT:
         self.batch_size = int(batch_size)
         model = copy.deepcopy(loaded.model)      # the original stays as it is (device, modules)
         self.swapped = _swap(model) if swap_interpolation else 0
-        self.folded = fold_variable_selection(model, (*TIME_FEATURES, "relative_time_idx")) if fold_vsn else 0
+        self.folded = fold_variable_selection(model, (*TIME_FEATURES, "relative_time_idx", "encoder_length")) if fold_vsn else 0
+        self.fused = (fuse_attention(model) + fuse_grns(model)) if fuse_blocks else 0
         self.model = model.to(self.device).eval()
 
         self.targets = list(config.targets)

@@ -21,6 +21,11 @@ load time:
   elementwise ops instead of a reduction;
 - the per-variable networks run together: the variable is the batch axis of ``bmm``, and
   each variable keeps its own LayerNorm scale and shift;
+- a GRN's ``fc2`` and its GLU's linear map follow each other with nothing in between, so
+  they fold into one map, and the (closed-form) residual is a linear map of
+  (x / sd, 1 / sd, 1): ONE matmul per block gives both GLU halves and the residual;
+- the weighted sum over variables takes each LayerNorm's shift out of the sum (one small
+  matmul with the weights) and applies the scale in the same pass as the weights;
 - everything is laid out feature-major, (features, rows): a LayerNorm or softmax over
   13-32 features along the last axis is ~8x slower on a CPU than the same reduction
   across rows; rows are processed in cache-sized blocks;
@@ -32,7 +37,9 @@ and FastTFT's parity test with the stock ``predict`` path runs through it).
 ``fold_variable_selection(model)`` swaps it in, in place, wherever the structure is the
 one described here, and leaves any other VSN as it is.  Inputs that are functions of the
 timestamp (``shared``) repeat across the servers of a batch: their GRN runs once per
-distinct value and is gathered back (exact: a single-variable GRN sees its scalar only).
+distinct value and is gathered back (exact: a single-variable GRN sees its scalar only);
+when the windows are aligned (same values at every step, the usual case) the weighted sum
+over those variables is one (B, Vs) @ (Vs, H) matmul per step instead of a gather.
 """
 from __future__ import annotations
 
@@ -109,12 +116,17 @@ def _norm(x: torch.Tensor, dim: int, weight: torch.Tensor, bias: torch.Tensor, e
     return d * torch.rsqrt(var + eps) * weight + bias
 
 
+def _aligned(col: torch.Tensor) -> bool:
+    """Whether every row of ``col`` (B, T) is its first row (a fleet's windows usually end
+    at the same time: then a time feature has the same T values in every window)."""
+    return col.size(0) == 1 or bool((col == col[:1]).all())
+
+
 def _distinct(col: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values, index) with ``values[index] == col.reshape(-1)`` and few values.  A fleet's
-    windows usually end at the same time: then every row of ``col`` (B, T) is the first
-    one and its T values serve (one compare instead of a sort); else torch.unique."""
+    """(values, index) with ``values[index] == col.reshape(-1)`` and few values: the first
+    row when the rows are aligned (one compare instead of a sort), else torch.unique."""
     B, T = col.shape
-    if B == 1 or bool((col == col[:1]).all()):
+    if _aligned(col):
         return col[0], torch.arange(T, device=col.device).repeat(B)
     return torch.unique(col.reshape(-1), return_inverse=True)
 
@@ -172,18 +184,34 @@ class FoldedVariableSelection(nn.Module):
             ln_a_w.append(d(g.gate_norm.add_norm.norm.weight))
             ln_a_b.append(d(g.gate_norm.add_norm.norm.bias))
         self.eps_a = float(grns[0].gate_norm.add_norm.norm.eps)
+        # fc2 and the GLU's linear map follow each other with nothing in between (dropout is
+        # the identity): one (2H, h) map.  The residual (x inv) * ar + inv * cr + ln_r_b is a
+        # linear map of (x inv, inv, 1): so ONE (3H, h + 3) matrix per variable gives the
+        # GLU's two halves and the residual from [elu(fc1 x); x inv; inv; 1]
+        H = self.hidden_size
+        self.h = int(grns[0].fc1.out_features)
+        mats = []
+        for v in range(V):
+            wg_, bg_ = wg[v], bg[v]
+            m = torch.zeros(3 * H, self.h + 3, dtype=torch.float64)
+            m[:2 * H, :self.h] = wg_ @ w2[v]
+            m[:2 * H, self.h + 2] = wg_ @ b2[v] + bg_
+            m[2 * H:, self.h] = ar[v]
+            m[2 * H:, self.h + 1] = cr[v]
+            m[2 * H:, self.h + 2] = ln_r_b[v]
+            mats.append(m)
         f32 = lambda t: t.float().contiguous()                                   # noqa: E731
         col = lambda ts: f32(torch.stack(ts)[:, :, None])                        # (V, k, 1)  # noqa: E731
-        full = dict(a1=col(a1), c1=col(c1), ar=col(ar), cr=col(cr), ln_r_w=col(ln_r_w), ln_r_b=col(ln_r_b),
-                    b2=col(b2), bg=col(bg), ln_a_w=col(ln_a_w), ln_a_b=col(ln_a_b),
-                    w2=f32(torch.stack(w2)), wg=f32(torch.stack(wg)))
+        full = dict(a1=col(a1), c1=col(c1), ln_r_w=col(ln_r_w), ln_a_w=col(ln_a_w), ln_a_b=col(ln_a_b),
+                    m=f32(torch.stack(mats)), ln_a_bt=f32(torch.stack(ln_a_b).T))
         # variables whose values repeat across the batch (functions of the timestamp): their
         # GRN runs once per distinct value; the others once per row
         self.shared = [v for v, n in enumerate(self.names) if n in set(shared)]
         self.dense = [v for v in range(V) if v not in self.shared]
         for prefix, idx in (("d_", self.dense), ("s_", self.shared)):
             for name, val in full.items():
-                self.register_buffer(prefix + name, val[idx].contiguous(), persistent=False)
+                val = val[:, idx] if name == "ln_a_bt" else val[idx]
+                self.register_buffer(prefix + name, val.contiguous(), persistent=False)
 
         # flattened GRN over concat_v(e_v): every linear map of it is (x @ P + q) @ M
         fg = vsn.flattened_grn
@@ -232,15 +260,24 @@ class FoldedVariableSelection(nn.Module):
         # the single-variable GRNs, variables on the batch axis of bmm, in row blocks small
         # enough for the (V, 2H, rows) intermediates to stay in cache
         out = torch.empty(self.hidden_size, n, dtype=xt.dtype, device=xt.device)
+        cols, step_part = [], None
         if self.shared:
-            # one GRN per distinct value, then a gather: exact, as a GRN sees its one scalar only
-            cols = [_distinct(xt[v].view(B, T)) for v in self.shared]
-            width = max(len(u) for u, _ in cols)
-            uniq = torch.zeros(len(cols), 1, width, dtype=xt.dtype, device=xt.device)
-            for j, (u, _) in enumerate(cols):
-                uniq[j, 0, :len(u)] = u
-            table = self._grn("s_", uniq)                                          # (Vs, H, width)
-            w_shared = weights[self.shared]
+            shared_x = xt[self.shared].view(-1, B, T)
+            if _aligned(shared_x.transpose(0, 1).reshape(B, -1)):
+                # every window has the same values at step t: one GRN per step, and the
+                # weighted sum over these variables is a (H, Vs) @ (Vs, B) matmul per step
+                table = self._grn("s_", shared_x[:, :1])                             # (Vs, H, T)
+                w_steps = weights[self.shared].view(-1, B, T).permute(2, 1, 0)      # (T, B, Vs)
+                step_part = torch.bmm(w_steps.contiguous(), table.permute(2, 0, 1).contiguous())  # (T, B, H)
+            else:
+                # one GRN per distinct value, then a gather: exact, as a GRN sees its one scalar only
+                cols = [_distinct(xt[v].view(B, T)) for v in self.shared]
+                width = max(len(u) for u, _ in cols)
+                uniq = torch.zeros(len(cols), 1, width, dtype=xt.dtype, device=xt.device)
+                for j, (u, _) in enumerate(cols):
+                    uniq[j, 0, :len(u)] = u
+                table = self._grn("s_", uniq)                                      # (Vs, H, width)
+                w_shared = weights[self.shared]
         if self.dense:
             w_dense = weights[self.dense].unsqueeze(1)                             # (Vd, 1, n)
             xd = xt[self.dense].unsqueeze(1)                                       # (Vd, 1, n)
@@ -250,28 +287,41 @@ class FoldedVariableSelection(nn.Module):
             blk = slice(s, s + block)
             acc = None
             if self.dense:
-                acc = (self._grn("d_", xd[:, :, blk]) * w_dense[:, :, blk]).sum(0)  # (H, rows)
-            for j, (_, inv) in enumerate(cols if self.shared else ()):
+                acc = self._grn("d_", xd[:, :, blk], w_dense[:, :, blk])            # (H, rows)
+            for j, (_, inv) in enumerate(cols):
                 part = table[j].index_select(1, inv[blk]) * w_shared[j, blk]
                 acc = part if acc is None else acc.add_(part)
-            out[:, blk] = acc
-        return out.T.reshape(B, T, -1), weights.T.reshape(B, T, 1, V)
+            if acc is None:
+                out[:, blk] = 0.0
+            else:
+                out[:, blk] = acc
+        res = out.T.reshape(B, T, -1)
+        if step_part is not None:
+            res.transpose(0, 1).add_(step_part)
+        return res, weights.T.reshape(B, T, 1, V)
 
-    def _grn(self, p: str, xt: torch.Tensor) -> torch.Tensor:
+    def _grn(self, p: str, xt: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         """The GRNs of the variable subset with buffer prefix ``p`` on xt (k, 1, rows):
-        (k, H, rows)."""
+        (k, H, rows); with weights w (k, 1, rows), their weighted sum (H, rows)."""
         b = lambda name: getattr(self, p + name)                                  # noqa: E731
-        h = F.elu(b("a1") * xt + b("c1"))                                         # (k, h, rows)
-        h = torch.baddbmm(b("b2"), b("w2"), h)
-        g = _glu(torch.baddbmm(b("bg"), b("wg"), h), 1)                           # (k, H, rows)
+        k, _, rows = xt.shape
+        H, h = self.hidden_size, self.h
+        u = torch.empty(k, h + 3, rows, dtype=xt.dtype, device=xt.device)
+        e = torch.mul(b("a1"), xt, out=u[:, :h])
+        F.elu(e.add_(b("c1")), inplace=True)                                      # elu(fc1 x)
         q = b("ln_r_w")                                                          # (k, 3, 1): A, x0, vmin + eps
-        inv = torch.rsqrt(q[:, 0:1] * (xt - q[:, 1:2]).square() + q[:, 2:3])      # (k, 1, rows)
-        r = b("ar") * xt
-        r += b("cr")
-        r *= inv
-        r += g
-        r += b("ln_r_b")
-        return _norm(r, 1, b("ln_a_w"), b("ln_a_b"), self.eps_a)
+        torch.rsqrt(q[:, 0:1] * (xt - q[:, 1:2]).square() + q[:, 2:3], out=u[:, h + 1:h + 2])
+        torch.mul(xt, u[:, h + 1:h + 2], out=u[:, h:h + 1])
+        u[:, h + 2:].fill_(1.0)
+        o = torch.bmm(b("m"), u)                                                  # (k, 3H, rows)
+        z = torch.addcmul(o[:, 2 * H:], o[:, :H], torch.sigmoid(o[:, H:2 * H]))   # GLU + residual
+        # the LayerNorm over the H features (explicit: var_mean over a middle axis is ~20x slower)
+        z = z.sub_(z.mean(1, keepdim=True))
+        scale = torch.rsqrt((z * z).mean(1, keepdim=True) + self.eps_a)          # (k, 1, rows)
+        if w is None:
+            return z.mul_(scale).mul_(b("ln_a_w")).add_(b("ln_a_b"))
+        z.mul_(scale * w).mul_(b("ln_a_w"))
+        return torch.addmm(z.sum(0), b("ln_a_bt"), w[:, 0])                     # + sum_k w_k beta_k
 
     def extra_repr(self) -> str:
         return f"variables={len(self.names)}, hidden_size={self.hidden_size}"

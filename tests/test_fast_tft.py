@@ -14,11 +14,15 @@ import torch
 from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS
 from engine.evaluation import stock_predict
-from engine.fast_tft import CPU_BATCH, FastTFT, MatmulInterpolation, interpolation_matrix, swap_interpolation
+from engine.fast_blocks import FastGRN, FusedAttention, fuse_attention, fuse_grns
+from engine.fast_tft import (CPU_BATCH, FastTFT, MatmulInterpolation, interpolation_matrix, keep_freed_memory,
+                             swap_interpolation)
 from engine.fast_vsn import FoldedVariableSelection, fold_variable_selection
 from engine.tft_model import LoadedModel, build_dataset, load_model_dir, prepare_frame
 from fleet_fixtures import make_grid
-from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import TimeDistributedInterpolation
+from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import (GatedResidualNetwork,
+                                                                                InterpretableMultiHeadAttention,
+                                                                                TimeDistributedInterpolation)
 
 # (server, encoder length, origin position in the server's rows, raw profile text,
 #  keep the server's whole history before the window?)
@@ -129,8 +133,8 @@ def test_interpolation_swap_changes_nothing_but_the_code(trained, windows):
     loaded, _ = trained
     _, _, values, lengths, last_epoch, profiles = windows
     keys_before = list(loaded.model.state_dict().keys())
-    fast = FastTFT(loaded, batch_size=4, fold_vsn=False)
-    plain = FastTFT(loaded, swap_interpolation=False, fold_vsn=False, batch_size=4)
+    fast = FastTFT(loaded, batch_size=4, fold_vsn=False, fuse_blocks=False)
+    plain = FastTFT(loaded, swap_interpolation=False, fold_vsn=False, fuse_blocks=False, batch_size=4)
     assert fast.swapped > 0 and plain.swapped == 0
     a = fast.predict(values, lengths, last_epoch, profiles).raw
     b = plain.predict(values, lengths, last_epoch, profiles).raw
@@ -201,6 +205,72 @@ def test_folded_variable_selection_changes_nothing_but_the_code(weighted, window
             torch.testing.assert_close(out_mod, out_lib, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(w_mod, w_lib, rtol=1e-5, atol=1e-6)
     assert fold_variable_selection(folded.model) == 0        # nothing left to fold
+
+
+def test_fused_blocks_change_nothing_but_the_code(weighted, windows):
+    """FusedAttention and FastGRN (engine.fast_blocks) give the library's outputs."""
+    loaded = weighted
+    _, _, values, lengths, last_epoch, profiles = windows
+    fused = FastTFT(loaded, batch_size=4)
+    plain = FastTFT(loaded, batch_size=4, fuse_blocks=False)
+    assert fused.fused == 3 and plain.fused == 0          # attention, static_enrichment, pos_wise_ff
+    assert isinstance(fused.model.multihead_attn, FusedAttention)
+    assert isinstance(fused.model.static_enrichment, FastGRN) and isinstance(fused.model.pos_wise_ff, FastGRN)
+    a = fused.predict(values, lengths, last_epoch, profiles, with_importance=True)
+    b = plain.predict(values, lengths, last_epoch, profiles, with_importance=True)
+    for m in loaded.config.targets:
+        np.testing.assert_allclose(a.raw[m], b.raw[m], rtol=1e-5, atol=1e-5, err_msg=m)
+    for wa, wb in zip(a.importance, b.importance):
+        np.testing.assert_allclose(list(wa.values()), list(wb.values()), rtol=1e-5, atol=1e-7)
+    assert fuse_attention(fused.model) == 0 and fuse_grns(fused.model) == 0      # nothing left
+    assert isinstance(loaded.model.multihead_attn, InterpretableMultiHeadAttention)   # original untouched
+
+    # module level: the TFT's own masks (equal encoder lengths -> one shared mask; mixed ->
+    # per-window padding; one window), 1, 2 and 4 heads, random weights and inputs
+    tft = plain.model
+    gen = torch.Generator().manual_seed(3)
+    H, enc, dec = 16, 10, 4
+    for n_head in (1, 2, 4):
+        lib = InterpretableMultiHeadAttention(n_head=n_head, d_model=H).eval()
+        mod = FusedAttention(lib)
+        for enc_lengths in ([enc, enc, enc], [enc, 3, 7], [6]):
+            B = len(enc_lengths)
+            el = torch.tensor(enc_lengths)
+            T = max(enc_lengths)
+            mask = tft.get_attention_mask(encoder_lengths=el, decoder_lengths=torch.full((B,), dec))
+            assert mask.shape == (B, dec, T + dec)
+            x = torch.randn(B, T + dec, H, generator=gen) * 2
+            with torch.inference_mode():
+                out_lib, w_lib = lib(x[:, T:], x, x, mask)
+                out_mod, w_mod = mod(x[:, T:], x, x, mask)
+            torch.testing.assert_close(out_mod, out_lib, rtol=1e-5, atol=1e-5)
+            assert w_mod.shape == (B, dec, n_head, 0)
+            assert w_lib[..., :T].shape[:3] == w_mod[..., :T].shape[:3]          # the TFT's slicing works
+
+    # GRNs: a context expanded over time (projected once per series), a context that varies
+    # over time, none
+    for name in ("static_enrichment", "pos_wise_ff"):
+        lib = getattr(tft, name)
+        assert type(lib) is GatedResidualNetwork
+        mod = FastGRN(lib)
+        x = torch.randn(3, 7, lib.input_size, generator=gen)
+        contexts = [None]
+        if lib.context_size is not None:
+            c = torch.randn(3, lib.context_size, generator=gen)
+            contexts += [c[:, None].expand(3, 7, -1), torch.randn(3, 7, lib.context_size, generator=gen)]
+        for ctx in contexts:
+            with torch.inference_mode():
+                torch.testing.assert_close(mod(x, ctx), lib(x, ctx), rtol=1e-5, atol=1e-5)
+
+
+def test_keep_freed_memory():
+    import platform
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory() is True
+        assert keep_freed_memory() is True      # idempotent
+    else:
+        assert keep_freed_memory() in (True, False)
 
 
 def test_batches_on_worker_threads_give_the_same_forecasts(trained, windows):

@@ -23,6 +23,11 @@ escalate warning -> critical but never drops while the alert is open (only resol
 ends it).  At most one open alert per (server, metric).  Alerts of a server that has left
 the fleet resolve at once; a metric missing from a present server counts as a clear tick.
 
+An open alert's ``duration_minutes`` grows every tick (opened -> now); while its condition
+is absent it keeps the message, crossing and lead of the last tick that had it (its
+``updated_at``) and ``clear_minutes`` says for how long the condition has been absent, so
+a reader never takes a stale "in 5 min" for a current forecast.
+
 ``predicted_crossing`` is ``now`` + the minutes until the critical threshold is reached:
 0 when already there, else the first p50 step for a critical condition, the first p90 step
 for a warning one; ``lead_minutes`` is that difference at the update.  Times are data times (the tick's
@@ -73,6 +78,7 @@ class _Track:
     clear: int = 0             # consecutive ticks without one, while open
     alert: Alert | None = None
     opened: pd.Timestamp | None = None
+    last_condition: pd.Timestamp | None = None
 
 
 class AlertManager:
@@ -123,6 +129,9 @@ class AlertManager:
             track.clear += 1
             if key[0] not in present or track.clear >= self.resolve_after:
                 self._resolve(key, track, now, stamp)
+            else:
+                track.alert = replace(track.alert, duration_minutes=_minutes(now - track.opened),
+                                      clear_minutes=_minutes(now - track.last_condition))
         self.alerts = tuple(sorted([*(t.alert for t in self._tracks.values() if t.alert is not None),
                                     *self._resolved], key=lambda a: -a.id))
         return self.alerts
@@ -136,7 +145,7 @@ class AlertManager:
             message=cond.message, opened_at=stamp, updated_at=stamp, predicted_crossing=crossing,
             lead_minutes=lead, state=ONGOING,
         )
-        track.opened = now
+        track.opened = track.last_condition = now
         track.pending = track.clear = 0
         self._next_id += 1
 
@@ -144,14 +153,14 @@ class AlertManager:
         old = track.alert
         severity = cond.severity if _RANK[cond.severity] > _RANK[old.severity] else old.severity
         crossing, lead = _crossing(now, cond.minutes)
+        track.last_condition = now
         track.alert = replace(old, severity=severity, message=cond.message, updated_at=stamp,
                               predicted_crossing=crossing, lead_minutes=lead,
-                              duration_minutes=(now - track.opened).total_seconds() / 60.0)
+                              duration_minutes=_minutes(now - track.opened), clear_minutes=0.0)
 
     def _resolve(self, key: tuple[str, str], track: _Track, now: pd.Timestamp, stamp: str) -> None:
-        duration = (now - track.opened).total_seconds() / 60.0
         self._resolved.append(replace(track.alert, state=RESOLVED, resolved_at=stamp, updated_at=stamp,
-                                      duration_minutes=duration))
+                                      duration_minutes=_minutes(now - track.opened), clear_minutes=0.0))
         while len(self._resolved) > self.max_resolved:
             self._resolved.popleft()
         del self._tracks[key]
@@ -223,6 +232,10 @@ def _message(metric: str, basis: str, minutes: float, current: float, critical: 
 
 def _crossing(now: pd.Timestamp, minutes: float) -> tuple[str, float]:
     return _iso(now + pd.Timedelta(minutes=minutes)), float(minutes)
+
+
+def _minutes(delta: pd.Timedelta) -> float:
+    return delta.total_seconds() / 60.0
 
 
 def _num(x: float) -> str:

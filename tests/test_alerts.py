@@ -159,6 +159,26 @@ def test_newest_first_and_one_open_alert_per_server_metric():
     assert [(x.id, x.state) for x in alerts] == [(3, "ongoing"), (2, "resolved"), (1, "resolved")]
 
 
+def test_an_open_alert_ages_and_says_how_long_its_condition_has_been_absent():
+    am = AlertManager(resolve_after=4)
+    hot, calm = [server(cpu_percent="critical@4")], [server()]
+    am.update(hot, tick(0))
+    a = am.update(hot, tick(1))[0]                      # opened 12:05, crossing 12:25
+    assert (a.duration_minutes, a.clear_minutes, a.lead_minutes) == (0.0, 0.0, 25.0)
+    b = am.update(calm, tick(2))[0]
+    c = am.update(calm, tick(3))[0]
+    # still the same open alert, older; the last lead is kept but marked as stale
+    assert (c.id, c.state, c.duration_minutes, c.clear_minutes) == (a.id, "ongoing", 10.0, 10.0)
+    assert (b.duration_minutes, b.clear_minutes) == (5.0, 5.0)
+    assert (c.updated_at, c.lead_minutes, c.message) == (a.updated_at, a.lead_minutes, a.message)
+    assert c.to_json()["clear_minutes"] == 10.0
+    d = am.update(hot, tick(4))[0]                       # the condition is back
+    assert (d.id, d.duration_minutes, d.clear_minutes, d.updated_at) == (a.id, 15.0, 0.0, "2024-03-01T12:20:00Z")
+    for k in range(5, 9):
+        r = am.update(calm, tick(k))[0]
+    assert (r.state, r.duration_minutes, r.clear_minutes) == ("resolved", 35.0, 0.0)   # 12:05 -> 12:40
+
+
 def test_by_default_an_alert_resolves_after_an_hour_without_its_condition():
     am = AlertManager()
     assert (am.open_after, am.resolve_after) == (2, 12)          # 12 ticks of 5 minutes

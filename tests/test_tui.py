@@ -336,6 +336,21 @@ def test_sparkline_uses_fixed_bounds_not_the_series_range():
     assert chars[-1] == "█" and levels[-1] == "w" and chars[0] == "▁"
 
 
+def test_alert_log_marks_a_stale_lead_of_an_alert_whose_condition_cleared():
+    from engine.snapshot import Alert
+    from tui.widgets.alert_log import alert_cells
+
+    base = dict(id=1, severity="warning", server_name="db-1", metric="cpu_percent",
+                message="cpu_percent may reach 95 in 5 min (p90)", opened_at="2024-03-01T12:00:00Z",
+                updated_at="2024-03-01T12:10:00Z", predicted_crossing="2024-03-01T12:15:00Z",
+                lead_minutes=5.0, state="ongoing")
+    holding = [c.plain for c in alert_cells(Alert(**base, duration_minutes=10.0))]
+    cleared = [c.plain for c in alert_cells(Alert(**base, duration_minutes=40.0, clear_minutes=30.0))]
+    assert holding[2] == "● ongoing 10m" and holding[5] == "in 5m"
+    assert cleared[2] == "● ongoing 40m" and cleared[5] == "clear 30m"
+    assert [c.plain for c in alert_cells(Alert(**base, clear_minutes=30.0), compact=True)][1] == "◌ 10m"
+
+
 def test_minutes_format():
     assert fmt_minutes(None) == "—" and fmt_minutes(0) == "now" and fmt_minutes(35) == "35m"
     assert fmt_minutes(135) == "2h15m" and fmt_minutes(120) == "2h"

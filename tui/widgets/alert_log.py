@@ -35,22 +35,31 @@ def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text
     sev = Text(f" {a.severity[:4].upper()} ", style=SEVERITY_STYLE.get(a.severity, "bold"))
     dur = fmt_minutes(alert_duration(a))
     if compact:
-        state = Text(f"● {dur}", style="bold") if a.state == "ongoing" else Text(f"✓ {dur}", style="dim")
+        if a.state != "ongoing":
+            state = Text(f"✓ {dur}", style="dim")
+        elif getattr(a, "clear_minutes", 0.0) > 0:
+            state = Text(f"◌ {dur}", style="")       # open, its condition absent for clear_minutes
+        else:
+            state = Text(f"● {dur}", style="bold")
         return [sev, state, Text(METRIC_SHORT.get(a.metric, a.metric)),
                 Text(a.message, style="" if a.state == "ongoing" else "dim")]
     if a.state == "ongoing":
         state = Text(f"● ongoing {dur}", style="bold")
     else:
         state = Text(f"✓ resolved after {dur}", style="dim")
+    clearing = a.state == "ongoing" and getattr(a, "clear_minutes", 0.0) > 0
     if a.lead_minutes is None or a.state != "ongoing":
         lead = ""
+    elif clearing:          # the lead of the last tick that had the condition is stale
+        lead = f"clear {fmt_minutes(a.clear_minutes)}"
     else:
         lead = "now" if a.lead_minutes <= 0 else f"in {fmt_minutes(a.lead_minutes)}"
     cells = [Text(fmt_time(a.opened_at)), sev, state]
     if with_server:
         cells.append(Text(a.server_name, style="bold"))
-    cells += [Text(METRIC_SHORT.get(a.metric, a.metric)), Text(lead, style="red" if lead else ""),
-              Text(a.message, style="" if a.state == "ongoing" else "dim")]
+    cells += [Text(METRIC_SHORT.get(a.metric, a.metric)),
+              Text(lead, style="dim" if clearing else ("red" if lead else "")),
+              Text(a.message, style="" if a.state == "ongoing" and not clearing else "dim")]
     return cells
 
 

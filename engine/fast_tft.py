@@ -193,6 +193,17 @@ class FastForecast:
     importance: list[dict[str, float]] | None   # per window: encoder variable weights, summing to 1
 
 
+def _time_features(t: np.ndarray) -> dict[str, np.ndarray]:
+    """``time_features`` of the (b, k) epochs t, computed once per row when every row is the
+    same (a fleet's windows usually end together) or once per distinct value."""
+    if len(t) > 1 and bool((t == t[:1]).all()):
+        return {name: np.broadcast_to(v, t.shape) for name, v in time_features(t[:1]).items()}
+    if t.size > 1:
+        u, inv = np.unique(t, return_inverse=True)
+        return {name: v[inv].reshape(t.shape) for name, v in time_features(u).items()}
+    return time_features(t)
+
+
 def _normalise_profile(text) -> str:
     """As ``engine.tft_model.normalise_profile``: strip, lower; missing or empty -> unknown."""
     if text is None or (not isinstance(text, str) and pd.isna(text)):
@@ -291,9 +302,12 @@ class FastTFT:
         T = int(lengths.max())
         k = np.arange(T)
         valid = k[None, :] < lengths[:, None]                                   # (b, T)
-        src = np.minimum(L - lengths[:, None] + k[None, :], L - 1)              # left-align
-        enc_vals = np.take_along_axis(v32, src[:, :, None], axis=1)            # (b, T, 4)
-        enc_vals = np.where(valid[:, :, None], enc_vals, np.float32(0.0))[:, :, self._metric_pos]
+        if T == L and bool((lengths == L).all()):                               # full windows: as they are
+            enc_vals = v32[:, :, self._metric_pos]
+        else:
+            src = np.minimum(L - lengths[:, None] + k[None, :], L - 1)          # left-align
+            enc_vals = np.take_along_axis(v32, src[:, :, None], axis=1)        # (b, T, 4)
+            enc_vals = np.where(valid[:, :, None], enc_vals, np.float32(0.0))[:, :, self._metric_pos]
 
         # per-window target scaling: mean and unbiased std over the encoder, + eps, floored
         x64 = enc_vals.astype(np.float64)
@@ -316,10 +330,10 @@ class FastTFT:
                 enc[:, :, col[lf]] = np.where(valid, level_values(m, enc_vals[:, :, j]).astype(np.float32), 0.0)
         enc_t = last_epoch[:, None] - (lengths[:, None] - 1 - k[None, :]) * step
         dec_t = last_epoch[:, None] + (np.arange(H)[None, :] + 1) * step
-        for name, vals in time_features(enc_t).items():
+        for name, vals in _time_features(enc_t).items():
             if name in col:
                 enc[:, :, col[name]] = np.where(valid, vals.astype(np.float32), 0.0)
-        for name, vals in time_features(dec_t).items():
+        for name, vals in _time_features(dec_t).items():
             if name in col:
                 dec[:, :, col[name]] = vals.astype(np.float32)
         if "relative_time_idx" in col:

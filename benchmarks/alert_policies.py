@@ -55,7 +55,7 @@ def write_fleet(out: Path, seed: int, days: float, servers: int = 48) -> None:
     (out / "split.json").write_text(json.dumps(split) + "\n")
 
 
-def replay(data: Path, model: Path | None) -> tuple[dict, pd.Timestamp, int]:
+def replay(data: Path, model: Path | None, settings=SETTINGS) -> tuple[dict, pd.Timestamp, int]:
     source = ReplaySource(data)
     split = read_split(data)
     if split.heldout_from is None:
@@ -63,8 +63,8 @@ def replay(data: Path, model: Path | None) -> tuple[dict, pd.Timestamp, int]:
     start = source.next_time
     engine = Engine(source, model, device="cpu")
     engine.start()
-    managers = {s: AlertManager(open_after=s[0], resolve_after=s[1]) for s in SETTINGS}
-    records: dict = {s: {} for s in SETTINGS}
+    managers = {s: AlertManager(open_after=s[0], resolve_after=s[1]) for s in settings}
+    records: dict = {s: {} for s in settings}
     ticks = 0
     while not engine.finished:
         snap = engine.tick()
@@ -88,7 +88,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=101)
     ap.add_argument("--days", type=float, default=6.0)
     ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--settings", default=None, metavar="OPEN:RESOLVE,...",
+                    help="the settings to compare, e.g. 2:12,4:12 (default: %s)"
+                    % ",".join(f"{a}:{b}" for a, b in SETTINGS))
     args = ap.parse_args()
+    settings = SETTINGS
+    if args.settings:
+        try:
+            settings = [tuple(int(x) for x in item.split(":")) for item in args.settings.split(",")]
+        except ValueError:
+            raise SystemExit(f"--settings: expected OPEN:RESOLVE pairs like 2:12,4:12, got {args.settings!r}")
+        if any(len(t) != 2 or min(t) < 1 for t in settings):
+            raise SystemExit(f"--settings: expected OPEN:RESOLVE pairs of positive integers, got {args.settings!r}")
     model = args.model or find_latest_model(ROOT / "models")
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
@@ -98,7 +109,7 @@ def main() -> None:
         incidents = read_incidents(data)
         if incidents is None:
             raise SystemExit(f"{data}: no incidents.csv to score against")
-        records, start, ticks = replay(data, model)
+        records, start, ticks = replay(data, model, settings)
     print(f"{data if args.data else f'simulated fleet, seed {args.seed}, {args.days:g} days'}; model {model}; "
           f"{ticks} ticks from {start}")
     print(f"{'open_after':>10}{'resolve_after':>14}{'ahead':>10}{'share':>8}{'alerts':>8}{'precision':>11}"

@@ -265,7 +265,7 @@ class FoldedVariableSelection(nn.Module):
             shared_x = xt[self.shared].view(-1, B, T)
             if _aligned(shared_x.transpose(0, 1).reshape(B, -1)):
                 # every window has the same values at step t: one GRN per step, and the
-                # weighted sum over these variables is a (H, Vs) @ (Vs, B) matmul per step
+                # weighted sum over these variables is a (B, Vs) @ (Vs, H) matmul per step
                 table = self._grn("s_", shared_x[:, :1])                             # (Vs, H, T)
                 w_steps = weights[self.shared].view(-1, B, T).permute(2, 1, 0)      # (T, B, Vs)
                 step_part = torch.bmm(w_steps.contiguous(), table.permute(2, 0, 1).contiguous())  # (T, B, H)

@@ -47,5 +47,7 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
     ongoing = [a for a in snap.alerts if a.state == "ongoing"]
     if ongoing:
         lines.append(f"{len(ongoing)} ongoing alerts:")
-        lines += [f"  [{a.severity}] {a.server_name}: {a.message}" for a in ongoing[:top]]
+        lines += [f"  [{a.severity}] {a.server_name}: {a.message}"
+                  + (f" (as of {_minutes(a.clear_minutes)} ago; clear since)" if a.clear_minutes > 0 else "")
+                  for a in ongoing[:top]]
     return "\n".join(lines)

@@ -179,6 +179,21 @@ def test_an_open_alert_ages_and_says_how_long_its_condition_has_been_absent():
     assert (r.state, r.duration_minutes, r.clear_minutes) == ("resolved", 35.0, 0.0)   # 12:05 -> 12:40
 
 
+def test_predict_summary_says_when_an_ongoing_alerts_condition_cleared():
+    from engine.snapshot import Alert, Environment, Snapshot
+    from engine.summary import format_summary
+
+    base = dict(severity="warning", server_name="db-1", metric="cpu_percent",
+                message="cpu_percent may reach 95 in 5 min (p90)", opened_at="2024-03-01T12:00:00Z",
+                updated_at="2024-03-01T12:10:00Z", predicted_crossing=None, lead_minutes=5.0, state="ongoing")
+    snap = Snapshot(data_time="2024-03-01T12:40:00Z", servers=(),
+                    alerts=(Alert(id=2, **base, clear_minutes=30.0), Alert(id=1, **base)),
+                    environment=Environment(0.0, 0.0, 0, 0, 100.0), metadata={"model_type": "TFT"})
+    lines = format_summary(snap).splitlines()
+    assert lines[-2].endswith("(p90) (as of 30 min ago; clear since)")
+    assert lines[-1].endswith("(p90)")
+
+
 def test_by_default_an_alert_resolves_after_an_hour_without_its_condition():
     am = AlertManager()
     assert (am.open_after, am.resolve_after) == (2, 12)          # 12 ticks of 5 minutes

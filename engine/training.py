@@ -44,6 +44,7 @@ class TrainOptions:
     config: ModelConfig | None = None
     init_from: str | None = None          # warm start: a model directory with the same architecture
     loss_weights: tuple[float, ...] | None = None
+    learning_rate: float | None = None    # None: the config's (a warm start keeps its model's)
     evaluate: bool = True
     progress: bool = True
 
@@ -176,6 +177,8 @@ def train(opts: TrainOptions) -> Path:
     overrides = {"profile_vocab": tuple(vocab), "calibration": None}
     if opts.loss_weights:
         overrides["loss_weights"] = tuple(opts.loss_weights)
+    if opts.learning_rate is not None:
+        overrides["learning_rate"] = float(opts.learning_rate)
     config = ModelConfig(**{**base.__dict__, **overrides})
 
     val_start_all = pd.concat([s.val_start for s in sources])

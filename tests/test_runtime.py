@@ -216,3 +216,27 @@ def test_a_model_failing_at_run_time_falls_back_with_the_reason(replay_dir, tiny
 def test_bad_loss_weights_are_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--loss-weights", "1,2,x"]) == 2
     assert "give four non-negative numbers" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--learning-rate", "3"]) == 2
+    assert "--learning-rate 3.0: give a number between 0 and 1" in capsys.readouterr().err
+
+
+def test_warm_start_continues_from_the_weights_with_its_own_learning_rate(tiny_model_dir, tmp_path):
+    import torch
+
+    from engine.tft_model import load_model_dir
+    from engine.training import TrainOptions, train
+
+    write_fleet(tmp_path / "data", make_grid(n_servers=4, days=2.0), "2026-01-06T16:00:00Z", ["srv-03"])
+    base = load_model_dir(tiny_model_dir)
+    opts = TrainOptions(data=[str(tmp_path / "data")], out=str(tmp_path / "models"), epochs=1,
+                        batches_per_epoch=1, batch_size=16, val_days=0.25, calib_every=6, progress=False,
+                        evaluate=False, init_from=str(tiny_model_dir), learning_rate=1e-9)
+    out = train(opts)
+    warm = load_model_dir(out)
+    assert warm.config.learning_rate == 1e-9 and base.config.learning_rate == 3e-3
+    assert warm.config.hidden_size == base.config.hidden_size                   # the same architecture
+    meta = json.loads((out / "training_metadata.json").read_text())
+    assert meta["warm_start_from"] == str(tiny_model_dir)
+    # one batch at a step of 1e-9 leaves the weights where the warm start put them
+    for (name, a), b in zip(base.model.state_dict().items(), warm.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="warm start: continue from this model directory's weights (same architecture)")
     tr.add_argument("--loss-weights", default=None, metavar="W,W,W,W",
                     help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5)")
+    tr.add_argument("--learning-rate", type=float, default=None, metavar="LR",
+                    help="Adam learning rate (default 0.003, or the --init-from model's)")
 
     ca = sub.add_parser("calibrate", help="fit a model's p10-p90 band calibration again (rewrites its config.json)")
     ca.add_argument("--model", type=Path, required=True, help="model directory")
@@ -165,11 +167,13 @@ def _train(args) -> int:
             weights = ()
         if len(weights) != 4 or any(w < 0 for w in weights):
             return _fail(f"--loss-weights {args.loss_weights!r}: give four non-negative numbers (cpu,memory,disk,load)")
+    if args.learning_rate is not None and not 0 < args.learning_rate < 1:
+        return _fail(f"--learning-rate {args.learning_rate}: give a number between 0 and 1")
     opts = TrainOptions(data=args.data, out=args.out, epochs=args.epochs, max_time_min=args.max_time,
                         device=args.device, batch_size=args.batch_size,
                         batches_per_epoch=args.batches_per_epoch, seed=args.seed, config=config,
                         evaluate=not args.no_eval, init_from=args.init_from,
-                        loss_weights=weights)
+                        loss_weights=weights, learning_rate=args.learning_rate)
     try:
         out = train(opts)
     except _known_errors() as exc:

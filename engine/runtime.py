@@ -8,6 +8,7 @@ loop, ``tft-top predict`` once.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -30,7 +31,13 @@ STALE_AFTER_SECONDS = (MAX_FILL_STEPS + 1) * STEP_SECONDS  # replay positions wh
 
 
 def iso(epoch_seconds: int | float) -> str:
-    return pd.Timestamp(int(epoch_seconds), unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso(int(epoch_seconds))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso(epoch_seconds: int) -> str:
+    # (cached: a 1,000-server tick formats the same few times 1,000 times; 6 ms uncached)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
 
 
 class Engine:

@@ -303,6 +303,8 @@ async def test_help_lists_every_binding_from_the_one_registry():
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+        legend = str(app.screen.query_one("#help-alerts").render())
+        assert "WARN" in legend and "CRIT" in legend and "clear 25m" in legend
         await pilot.press("question_mark")
         assert not isinstance(app.screen, HelpScreen)
         await pilot.press("question_mark")

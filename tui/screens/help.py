@@ -16,6 +16,12 @@ ABOUT = ("tft-top forecasts every server's CPU, memory, disk and load over the n
          "(p10–p90 bands from a Temporal Fusion Transformer; a heuristic where the model cannot answer).")
 
 
+ALERTS = ("Alerts: WARN — the p90 forecast reaches the critical threshold (possible); "
+          "CRIT — the p50 forecast reaches it, or the value is there now (expected). "
+          "'in 2h' in the lead column is when; 'clear 25m' means the condition has been absent "
+          "for 25 minutes and the alert resolves if it stays away.")
+
+
 def help_renderable() -> Table:
     table = Table(box=None, show_header=True, header_style="bold", padding=(0, 2), expand=False)
     table.add_column("key", style="bold cyan", no_wrap=True)
@@ -30,6 +36,7 @@ def help_text() -> str:
     lines = [f"{a.key_label:<12} {a.description}" for a in ACTIONS]
     lines.append("")
     lines.append("sort orders: " + ", ".join(SORTS))
+    lines.append(ALERTS)
     return "\n".join(lines)
 
 
@@ -49,5 +56,6 @@ class HelpScreen(ModalScreen):
             yield Static(Text(ABOUT, style="dim"))
             yield Static(help_renderable(), id="help-keys")
             yield Static(Text.assemble(("sort orders (s): ", "bold"), ", ".join(SORTS)))
+            yield Static(Text(ALERTS), id="help-alerts")
             yield Static(Text("The command palette (Ctrl+P) offers the same actions by name. "
                               "Esc or ? closes this help.", style="dim"))

@@ -85,7 +85,7 @@ class AlertLog(DataTable):
             cols = [("opened", 11), ("sev", 6), ("state", 22)]
             if self.with_server:
                 cols.append(("server", 16))
-            cols += [("metric", 6), ("lead", 8), ("message", None)]
+            cols += [("metric", 6), ("lead", 11), ("message", None)]   # "clear 1h05m"
         for label, width in cols:
             self.add_column(label, key=label, width=width)
         self.border_title = "alerts"

@@ -3,7 +3,7 @@ how many of its alerts are real.
 
 The engine replays a fleet's held-out period once (store -> TFT -> risk); every tick's
 forecasts go to several ``engine.alerts.AlertManager`` instances that differ only in
-``open_after`` / ``resolve_after``, and each one's alerts are scored against the labelled
+``open_after`` / ``resolve_after`` / ``warn_probability``, and each one's alerts are scored against the labelled
 incidents exactly as ``tft-top eval`` scores the engine's own (``engine.alert_eval``).
 
 Without ``--data`` it first writes a fresh simulated fleet (another seed than the demo
@@ -34,7 +34,9 @@ from engine.runtime import Engine  # noqa: E402
 from engine.sources import ReplaySource  # noqa: E402
 from engine.tft_model import find_latest_model  # noqa: E402
 
-SETTINGS = [(2, 3), (2, 6), (2, 12), (2, 24), (3, 3), (3, 12)]      # (open_after, resolve_after)
+# (open_after, resolve_after, warn_probability)
+SETTINGS = [(2, 3, 0.0), (2, 6, 0.0), (2, 12, 0.0), (2, 24, 0.0), (3, 12, 0.0),
+            (2, 12, 0.15), (2, 12, 0.2), (2, 12, 0.25), (2, 12, 0.3), (2, 12, 0.4)]
 
 
 def write_fleet(out: Path, seed: int, days: float, servers: int = 48) -> None:
@@ -63,7 +65,7 @@ def replay(data: Path, model: Path | None, settings=SETTINGS) -> tuple[dict, pd.
     start = source.next_time
     engine = Engine(source, model, device="cpu")
     engine.start()
-    managers = {s: AlertManager(open_after=s[0], resolve_after=s[1]) for s in settings}
+    managers = {s: AlertManager(open_after=s[0], resolve_after=s[1], warn_probability=s[2]) for s in settings}
     records: dict = {s: {} for s in settings}
     ticks = 0
     while not engine.finished:
@@ -88,18 +90,25 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=101)
     ap.add_argument("--days", type=float, default=6.0)
     ap.add_argument("--model", type=Path, default=None)
-    ap.add_argument("--settings", default=None, metavar="OPEN:RESOLVE,...",
-                    help="the settings to compare, e.g. 2:12,4:12 (default: %s)"
-                    % ",".join(f"{a}:{b}" for a, b in SETTINGS))
+    ap.add_argument("--settings", default=None, metavar="OPEN:RESOLVE[:PROB],...",
+                    help="the AlertManager settings to compare: open_after, resolve_after and optionally "
+                         "warn_probability, e.g. 2:12,4:12,2:12:0.3 (default: %s)"
+                         % ",".join(f"{a}:{b}:{c:g}" for a, b, c in SETTINGS))
     args = ap.parse_args()
     settings = SETTINGS
     if args.settings:
-        try:
-            settings = [tuple(int(x) for x in item.split(":")) for item in args.settings.split(",")]
-        except ValueError:
-            raise SystemExit(f"--settings: expected OPEN:RESOLVE pairs like 2:12,4:12, got {args.settings!r}")
-        if any(len(t) != 2 or min(t) < 1 for t in settings):
-            raise SystemExit(f"--settings: expected OPEN:RESOLVE pairs of positive integers, got {args.settings!r}")
+        bad = SystemExit(f"--settings: expected OPEN:RESOLVE[:PROB] items like 2:12,2:12:0.3 "
+                         f"(whole numbers >= 1, a probability in [0, 1]), got {args.settings!r}")
+        settings = []
+        for item in args.settings.split(","):
+            parts = item.split(":")
+            try:
+                oa, ra, prob = int(parts[0]), int(parts[1]), float(parts[2]) if len(parts) == 3 else 0.0
+            except (ValueError, IndexError):
+                raise bad from None
+            if len(parts) > 3 or min(oa, ra) < 1 or not 0.0 <= prob <= 1.0:
+                raise bad
+            settings.append((oa, ra, prob))
     model = args.model or find_latest_model(ROOT / "models")
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
@@ -112,14 +121,14 @@ def main() -> None:
         records, start, ticks = replay(data, model, settings)
     print(f"{data if args.data else f'simulated fleet, seed {args.seed}, {args.days:g} days'}; model {model}; "
           f"{ticks} ticks from {start}")
-    print(f"{'open_after':>10}{'resolve_after':>14}{'ahead':>10}{'share':>8}{'alerts':>8}{'precision':>11}"
-          f"{'critical':>10}{'crit. prec.':>12}{'median lead':>13}")
-    for (oa, ra), recs in records.items():
+    print(f"{'open_after':>10}{'resolve_after':>14}{'warn prob':>10}{'ahead':>10}{'share':>8}{'alerts':>8}"
+          f"{'precision':>11}{'critical':>10}{'crit. prec.':>12}{'median lead':>13}")
+    for (oa, ra, wp), recs in records.items():
         alerts = list(recs.values())
         n, early, _, leads, _, flags = score_alerts(alerts, incidents, start)
         crit = [f for a, f in zip(alerts, flags) if a.severity == "critical"]
         lead = f"{np.median(leads):.0f} min" if leads else "—"
-        print(f"{oa:>10}{ra:>14}{early:>6} /{n:<3}{early / max(n, 1):>7.0%}{len(alerts):>8}"
+        print(f"{oa:>10}{ra:>14}{wp:>10.2f}{early:>6} /{n:<3}{early / max(n, 1):>7.0%}{len(alerts):>8}"
               f"{np.mean(flags) if flags else float('nan'):>11.1%}{len(crit):>10}"
               f"{np.mean(crit) if crit else float('nan'):>12.1%}{lead:>13}")
 

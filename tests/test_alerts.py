@@ -22,8 +22,10 @@ def tick(k: int) -> pd.Timestamp:
 def server(name: str = "db-1", cores: int | None = 4, **conditions: str):
     """A server whose metrics are quiet except those named, e.g. memory_percent="critical@10".
 
-    "critical@k": p50 reaches 95 at step k; "now": current 97; "warning@k": only p90 reaches
-    95 at step k; "warnlevel": p50 sits at the warning threshold (85/80) without p90 reaching 95.
+    "critical@k": p50 reaches 95 at step k; "now": current 97; "warning@k": from step k p50
+    is 93.5 and p90 98.5 (a likely crossing: P ~ 0.35); "unlikely@k": only p90 touches 96 from
+    step k, p50 at 70 (P ~ 0.11); "warnlevel": p50 sits at the warning threshold (85/80)
+    without p90 reaching 95.
     """
     forecasts, current = {}, {}
     for m in METRICS:
@@ -42,6 +44,11 @@ def server(name: str = "db-1", cores: int | None = 4, **conditions: str):
             p50[step:] = 96.0
             p90 = p50 + 2.0
         elif spec and spec.startswith("warning@"):
+            step = int(spec.split("@")[1])
+            p50 = np.full(H, 70.0)
+            p50[step:] = 93.5
+            p90 = p50 + 5.0
+        elif spec and spec.startswith("unlikely@"):
             step = int(spec.split("@")[1])
             p50 = np.full(H, 70.0)
             p90 = p50 + 5.0
@@ -111,6 +118,32 @@ def test_a_forecast_at_the_warning_level_alone_is_no_alert():
     a = am.update([server(memory_percent="warning@3")], tick(1))[0]
     assert a.severity == "warning" and a.lead_minutes == 20.0
     assert a.message == "memory_percent may reach 95 in 20 min (p90)"
+
+
+def test_a_p90_touch_warns_only_when_the_crossing_is_likely_enough():
+    from engine.alerts import WARN_PROBABILITY
+
+    assert AlertManager().warn_probability == WARN_PROBABILITY == 0.3
+    # p90 touching critical while p50 sits far below: P(8 h) ~ 0.11, no alert by default ...
+    quiet = server(cpu_percent="unlikely@3")
+    assert quiet.metrics["cpu_percent"].prob_8h < 0.3
+    assert AlertManager(open_after=1).update([quiet], tick(0)) == ()
+    # ... a warning when every p90 crossing counts
+    a = AlertManager(open_after=1, warn_probability=0.0).update([quiet], tick(0))[0]
+    assert (a.severity, a.lead_minutes) == ("warning", 20.0)
+    # the bar is the probability the fleet table shows (risk 8h): alert exactly when it is met
+    for p50 in (88.0, 90.0, 92.0, 93.0, 93.5, 94.0, 94.5):
+        p = np.full(H, 70.0)
+        p[10:] = p50
+        q = np.stack([p - 3.0, p, p + 5.0], axis=1)
+        s = build_server_forecast("db-1", {**QUIET, "cpu_percent": 70.0},
+                                  {m: (q if m == "cpu_percent" else np.stack([np.full(H, QUIET[m]) - 3, np.full(H, QUIET[m]),
+                                                                              np.full(H, QUIET[m]) + 2], axis=1))
+                                   for m in METRICS}, cores=4)
+        alerts = AlertManager(open_after=1).update([s], tick(0))
+        assert bool(alerts) == (s.metrics["cpu_percent"].prob_8h >= 0.3), p50
+    with pytest.raises(ValueError):
+        AlertManager(warn_probability=1.5)
 
 
 def test_resolves_after_three_clear_ticks_with_its_duration():
@@ -235,9 +268,9 @@ def test_load_uses_core_scaled_thresholds():
                                      {m: (q if m == "load_average" else
                                           np.stack([s.metrics[m].p10, s.metrics[m].p50, s.metrics[m].p90], 1))
                                       for m in METRICS}, cores=cores)
-    am = AlertManager(open_after=1)
+    am = AlertManager(open_after=1, warn_probability=0.0)
     assert am.update([loaded(8, 15.0)], tick(0))[0].severity == "warning"    # p50 15 < 16 <= p90 on 8 cores
-    assert AlertManager(open_after=1).update([loaded(8, 10.0)], tick(0)) == ()  # p90 11 < 16
+    assert AlertManager(open_after=1, warn_probability=0.0).update([loaded(8, 10.0)], tick(0)) == ()  # p90 11 < 16
     am2 = AlertManager(open_after=1)
     assert am2.update([loaded(None, 10.0)], tick(0))[0].severity == "critical"   # >= 8 absolute
     # the override recomputes thresholds from the server's cores

@@ -16,7 +16,8 @@ ABOUT = ("tft-top forecasts every server's CPU, memory, disk and load over the n
          "(p10–p90 bands from a Temporal Fusion Transformer; a heuristic where the model cannot answer).")
 
 
-ALERTS = ("Alerts: WARN — the p90 forecast reaches the critical threshold (possible); "
+ALERTS = ("Alerts: WARN — the p90 forecast reaches the critical threshold and the chance of "
+          "crossing (risk 8h) is high enough (possible); "
           "CRIT — the p50 forecast reaches it, or the value is there now (expected). "
           "'in 2h' in the lead column is when; 'clear 25m' means the condition has been absent "
           "for 25 minutes and the alert resolves if it stays away.")

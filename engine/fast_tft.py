@@ -421,6 +421,7 @@ class FastTFT:
 
         imp = None
         if with_importance:
-            imp = [dict(zip(self.encoder_variables, (float(v) for v in row))) for row in importance]
+            names = self.encoder_variables
+            imp = [dict(zip(names, row)) for row in importance.tolist()]      # tolist: Python floats
         return FastForecast(quantiles=quantiles, raw=raw, importance=imp)
 

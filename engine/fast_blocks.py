@@ -159,16 +159,12 @@ TIME_STEP_GRNS = ("static_enrichment", "pos_wise_ff")
 def fuse_grns(model, names=TIME_STEP_GRNS) -> int:
     """Replace, IN PLACE, the TFT's GRNs ``names`` by ``FastGRN`` where their structure
     allows; returns how many were replaced."""
-    ref = next(iter(model.parameters()), None)
     n = 0
     for name in names:
         grn = getattr(model, name, None)
         if grn is None or not _fusable_grn(grn):
             continue
-        new = FastGRN(grn)
-        if ref is not None:
-            new = new.to(ref.device)
-        model._modules[name] = new
+        _replace(model, name, FastGRN(grn))
         n += 1
     return n
 
@@ -182,9 +178,11 @@ def fuse_attention(model) -> int:
     attn = getattr(model, "multihead_attn", None)
     if not isinstance(attn, InterpretableMultiHeadAttention):
         return 0
-    ref = next(iter(model.parameters()), None)
-    new = FusedAttention(attn)
-    if ref is not None:
-        new = new.to(ref.device)
-    model._modules["multihead_attn"] = new
+    _replace(model, "multihead_attn", FusedAttention(attn))
     return 1
+
+
+def _replace(model, name: str, new: nn.Module) -> None:
+    """model.<name> = new, on the device of the model's parameters."""
+    ref = next(iter(model.parameters()), None)
+    model._modules[name] = new if ref is None else new.to(ref.device)

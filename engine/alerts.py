@@ -191,9 +191,14 @@ class AlertManager:
         crit: list[float] = []
         for s in servers:
             for m, f in s.metrics.items():
+                c = f.critical if self.thresholds is None else self.thresholds.for_metric(m, s.cores)[1]
+                if c == f.critical and f.minutes_to_breach is None:
+                    # engine.risk found no crossing of this very threshold by now, p50 or p90
+                    # (the same comparisons _evaluate makes): no condition, nothing to stack
+                    continue
                 keys.append((s.server_name, m))
                 forecasts.append(f)
-                crit.append(f.critical if self.thresholds is None else self.thresholds.for_metric(m, s.cores)[1])
+                crit.append(c)
         if not keys:
             return {}
         lengths = {len(f.p50) for f in forecasts}

@@ -145,7 +145,10 @@ class Forecaster:
                 use_tft[:] = False
             else:
                 for m in METRICS:
-                    quantiles[m][tft_idx] = out.quantiles[m]
+                    if len(tft_idx) == n:     # the whole fleet: take the arrays as they are
+                        quantiles[m] = out.quantiles[m]
+                    else:
+                        quantiles[m][tft_idx] = out.quantiles[m]
                 for k, i in enumerate(tft_idx):
                     source[i] = "tft"
                     if out.importance is not None:

@@ -8,6 +8,7 @@ loop, ``tft-top predict`` once.
 from __future__ import annotations
 
 import copy
+import gc
 import functools
 import time
 from collections import OrderedDict
@@ -40,6 +41,31 @@ def _iso(epoch_seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
 
 
+_collector_quieted = False
+
+
+def quiet_collector(gen0_threshold: int = 10_000) -> None:
+    """Keep the cyclic garbage collector from rescanning the process every tick.
+
+    Everything alive once the first engine has started (imported libraries, the model, the
+    store) lives as long as the process: ``gc.freeze`` takes it out of the collector's scans.  A
+    tick then makes ~8 objects per server (forecasts, snapshot), none in reference cycles
+    (refcounting frees them); at the default threshold (700 allocations) those set off
+    hundreds of collections per tick, full ones included.  Measured at 10,000 servers
+    (risk + alerts + snapshot): 0.78 s per tick as it was, 0.47 s frozen, 0.30 s frozen with
+    a first-generation threshold of 10,000 (0.27 s with no collector at all).  Only raises
+    the threshold, never lowers one set higher.
+    """
+    global _collector_quieted
+    if not _collector_quieted:      # once per process: collect first, so no garbage is frozen
+        gc.collect()
+        gc.freeze()
+        _collector_quieted = True
+    t0, t1, t2 = gc.get_threshold()
+    if 0 < t0 < gen0_threshold:
+        gc.set_threshold(gen0_threshold, t1, t2)
+
+
 class Engine:
     def __init__(self, source: Source, model_dir: Path | str | None, device: str = "auto",
                  thresholds: Thresholds = DEFAULT_THRESHOLDS, batch_size: int | None = None):
@@ -61,6 +87,8 @@ class Engine:
         self.forecaster.load()
         self._reset_store()
         self.started = True
+        quiet_collector()
+
 
     def _reset_store(self) -> None:
         capacity = max(HISTORY_STEPS, getattr(self.forecaster, "capacity", HISTORY_STEPS))

@@ -23,7 +23,7 @@ def _r(x: float | None, nd: int = 3) -> float | None:
     return round(float(x), nd)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricForecast:
     """One metric of one server: where it is and where it is heading."""
 
@@ -49,7 +49,7 @@ class MetricForecast:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServerForecast:
     server_name: str
     profile: str
@@ -76,7 +76,7 @@ class ServerForecast:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Alert:
     id: int
     severity: str                # "warning" | "critical"

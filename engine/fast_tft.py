@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from engine.calibration import aligned_window_scale, apply_calibration
 from engine.contract import METRICS, UNKNOWN_PROFILE
+from engine.device_inputs import CalibrationTables, batch_inputs, window_scale_t
 from engine.fast_blocks import fuse_attention, fuse_grns
 from engine.fast_vsn import fold_variable_selection
 from engine.tft_model import (TIME_FEATURES, LoadedModel, level_feature, level_values, profile_encoder,
@@ -223,8 +224,11 @@ class FastTFT:
 
     def __init__(self, loaded: LoadedModel, device: str = "cpu", batch_size: int | None = None,
                  swap_interpolation: bool = True, fold_vsn: bool = True, fuse_blocks: bool = True,
-                 workers: int = 1):
+                 workers: int = 1, on_device: bool | None = None):
         self.device = str(device)
+        # on_device: build inputs and calibrate with torch where the network runs
+        # (engine.device_inputs) instead of numpy per batch; the default on CUDA
+        self.on_device = self.device.startswith("cuda") if on_device is None else bool(on_device)
         if not self.device.startswith("cuda"):
             keep_freed_memory()
         if workers < 1:
@@ -269,6 +273,7 @@ class FastTFT:
         self.encoder_variables = list(model.encoder_variables)
         self._profile_classes = dict(profile_encoder(config).classes_)
         self._col = {name: i for i, name in enumerate(self.reals)}
+        self._tables = CalibrationTables(config, self.H, self.device) if self.on_device else None
 
     # -- inputs -------------------------------------------------------------------
     def _check(self, values, lengths, last_epoch, profiles):
@@ -387,6 +392,8 @@ class FastTFT:
         v32 = values.astype(np.float32, copy=False)
         quantiles = {m: np.empty_like(raw[m]) for m in self.targets}
         normalised = np.array([_normalise_profile(p) for p in profiles], dtype=object)
+        if self.on_device:
+            return self._predict_on_device(v32, lengths, last_epoch, codes, normalised, with_importance)
 
         def run(sl: slice) -> None:
             with torch.inference_mode():         # thread-local: set in the worker itself
@@ -398,11 +405,7 @@ class FastTFT:
                 for m, p in zip(self.targets, pred):
                     raw[m][sl] = p.float().cpu().numpy()
                 if with_importance:
-                    w = out["encoder_variables"].squeeze(-2)                    # (b, T, V)
-                    lens = x["encoder_lengths"]
-                    mask = torch.arange(w.size(1), device=w.device)[None, :] < lens[:, None]
-                    w = (w * mask[:, :, None]).sum(dim=1) / lens[:, None].to(w.dtype)
-                    importance[sl] = w.double().cpu().numpy()
+                    importance[sl] = self._mean_encoder_weights(out, x["encoder_lengths"]).double().cpu().numpy()
             self._calibrate(v32[sl], lengths[sl], normalised[sl], {m: raw[m][sl] for m in self.targets},
                             {m: quantiles[m][sl] for m in self.targets})
 
@@ -419,9 +422,61 @@ class FastTFT:
             for sl in batches:
                 run(sl)
 
-        imp = None
-        if with_importance:
-            names = self.encoder_variables
-            imp = [dict(zip(names, row)) for row in importance.tolist()]      # tolist: Python floats
-        return FastForecast(quantiles=quantiles, raw=raw, importance=imp)
+        return FastForecast(quantiles=quantiles, raw=raw, importance=self._importance_dicts(importance))
+
+    def _importance_dicts(self, importance: np.ndarray | None) -> list[dict[str, float]] | None:
+        if importance is None:
+            return None
+        names = self.encoder_variables
+        return [dict(zip(names, row)) for row in importance.tolist()]      # tolist: Python floats
+
+    @staticmethod
+    def _mean_encoder_weights(out: dict, lens: torch.Tensor) -> torch.Tensor:
+        """(b, V) each window's encoder variable weights, averaged over its valid steps."""
+        w = out["encoder_variables"].squeeze(-2)                                # (b, T, V)
+        mask = torch.arange(w.size(1), device=w.device)[None, :] < lens[:, None]
+        return (w * mask[:, :, None]).sum(dim=1) / lens[:, None].to(w.dtype)
+
+    def _predict_on_device(self, v32: np.ndarray, lengths: np.ndarray, last_epoch: np.ndarray,
+                           codes: np.ndarray, normalised: np.ndarray, with_importance: bool) -> FastForecast:
+        """The whole fleet on the model's device: the windows go up once, every batch's inputs
+        are built there (engine.device_inputs), the forwards are queued back to back (on CUDA
+        the host does not wait for one before launching the next), calibration runs there, and
+        one copy per target brings the quantiles back."""
+        dev = self.device
+        cuda = dev.startswith("cuda")
+        n = len(lengths)
+
+        def up(a: np.ndarray) -> torch.Tensor:
+            t = torch.from_numpy(np.ascontiguousarray(a))
+            return t.pin_memory().to(dev, non_blocking=True) if cuda else t
+
+        config = self.config
+        with torch.inference_mode():
+            v = up(v32)
+            lens = up(lengths)
+            ends = up(last_epoch)
+            cats = up(codes)
+            preds: dict[str, list[torch.Tensor]] = {m: [] for m in self.targets}
+            weights: list[torch.Tensor] = []
+            for s in range(0, n, self.batch_size):
+                sl = slice(s, min(n, s + self.batch_size))
+                x = batch_inputs(self, v[sl], lengths[sl], ends[sl], cats[sl])
+                out = self.model(x)
+                pred = out["prediction"]
+                if not isinstance(pred, (list, tuple)):
+                    pred = [pred]
+                for m, p in zip(self.targets, pred):
+                    preds[m].append(p.float())
+                if with_importance:
+                    weights.append(self._mean_encoder_weights(out, x["encoder_lengths"]))
+            rows = up(self._tables.group_index(normalised))
+            raw, quantiles = {}, {}
+            for j, m in enumerate(self.targets):
+                r = torch.cat(preds[m])
+                scale = window_scale_t(v[:, :, self._metric_pos[j]], lens, config.min_scale[m])
+                quantiles[m] = self._tables.apply(m, r, scale, rows).cpu().numpy()
+                raw[m] = r.cpu().numpy().astype(np.float64)
+            importance = torch.cat(weights).double().cpu().numpy() if with_importance else None
+        return FastForecast(quantiles=quantiles, raw=raw, importance=self._importance_dicts(importance))
 

@@ -290,6 +290,48 @@ def test_batches_on_worker_threads_give_the_same_forecasts(trained, windows):
         FastTFT(loaded, workers=0)
 
 
+def _with_profile_groups(loaded: LoadedModel) -> LoadedModel:
+    """The model with per-profile calibration adjustments for two profiles (one of them for
+    some metrics only), so both calibration paths must pick the right rows."""
+    config = copy.deepcopy(loaded.config)
+    cal = config.calibration
+    buckets = len(cal["lower"]["cpu_percent"])
+    cal["groups"] = {
+        "web": {"lower": {m: [0.5 + 0.1 * b for b in range(buckets)] for m in METRICS},
+                "upper": {m: [1.5 - 0.1 * b for b in range(buckets)] for m in METRICS}},
+        "batch": {"lower": {"cpu_percent": [2.0] * buckets}, "upper": {"cpu_percent": [3.0] * buckets}},
+    }
+    return LoadedModel(model=loaded.model, config=config, model_dir=loaded.model_dir, metadata={})
+
+
+@pytest.mark.parametrize("groups", [False, True])
+def test_on_device_path_matches_the_numpy_path(weighted, windows, groups):
+    """engine.device_inputs (inputs and calibration in torch, the path CUDA takes), run
+    here on the CPU, gives what the numpy path gives: same raw output, same calibrated
+    quantiles, same importance, a NaN inside one window kept to that window."""
+    loaded = _with_profile_groups(weighted) if groups else weighted
+    _, _, values, lengths, last_epoch, profiles = windows
+    values = values.copy()
+    values[3, -5, 1] = np.nan                      # inside window 3's valid part
+    ref = FastTFT(loaded, batch_size=4).predict(values, lengths, last_epoch, profiles, with_importance=True)
+    for size in (4, 1024):
+        dev = FastTFT(loaded, batch_size=size, on_device=True)
+        assert dev.on_device and not FastTFT(loaded).on_device
+        out = dev.predict(values, lengths, last_epoch, profiles, with_importance=True)
+        for m in loaded.config.targets:
+            assert out.quantiles[m].dtype == np.float64
+            np.testing.assert_allclose(out.raw[m], ref.raw[m], rtol=1e-5, atol=1e-5, err_msg=m)
+            np.testing.assert_allclose(out.quantiles[m], ref.quantiles[m], rtol=1e-5, atol=1e-5, err_msg=m)
+            assert np.isnan(out.quantiles[m][3]).all() == np.isnan(ref.quantiles[m][3]).all()
+            assert np.isfinite(out.quantiles[m][[0, 1, 2, 4, 5]]).all()
+        for a, b in zip(out.importance, ref.importance):
+            assert list(a) == list(b)
+            np.testing.assert_allclose(list(a.values()), list(b.values()), rtol=1e-5, atol=1e-6)
+    if groups:   # the group adjustments moved the bands: the comparison above saw them
+        plain = FastTFT(weighted, batch_size=4).predict(values, lengths, last_epoch, profiles)
+        assert not np.allclose(plain.quantiles["cpu_percent"][0], ref.quantiles["cpu_percent"][0])
+
+
 def test_cpu_batches_are_small_by_default(trained):
     loaded, _ = trained
     assert FastTFT(loaded).batch_size == CPU_BATCH

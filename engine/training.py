@@ -45,6 +45,7 @@ class TrainOptions:
     init_from: str | None = None          # warm start: a model directory with the same architecture
     loss_weights: tuple[float, ...] | None = None
     learning_rate: float | None = None    # None: the config's (a warm start keeps its model's)
+    workers: int = 0                      # DataLoader worker processes
     evaluate: bool = True
     progress: bool = True
 
@@ -218,8 +219,10 @@ def train(opts: TrainOptions) -> Path:
         enable_model_summary=False,
         deterministic=False,
     )
-    train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, num_workers=0)
-    val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, num_workers=0)
+    loader = dict(num_workers=opts.workers, persistent_workers=opts.workers > 0,
+                  pin_memory=accelerator == "gpu")
+    train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, **loader)
+    val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, **loader)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(model, train_dl, val_dl)
@@ -252,6 +255,7 @@ def train(opts: TrainOptions) -> Path:
         "epochs": int(trainer.current_epoch),
         "batches_per_epoch": opts.batches_per_epoch,
         "batch_size": opts.batch_size,
+        "data_loader_workers": opts.workers,
         "losses": {"final_train_loss": callback_metrics.get("train_loss_epoch", callback_metrics.get("train_loss")),
                    "final_val_loss": callback_metrics.get("val_loss")},
         "early_stopped": bool(early_stopping.stopped_epoch > 0),

@@ -44,7 +44,7 @@ def write_fleet(directory, frame: pd.DataFrame, heldout_from: str | None = None,
             {"heldout_from": heldout_from, "heldout_servers": heldout_servers or []}))
 
 
-def train_tiny_model(root, epochs: int = 1, batches: int = 3):
+def train_tiny_model(root, epochs: int = 1, batches: int = 3, workers: int = 0):
     """Train a tiny TFT for a few batches on a 4-server synthetic fleet (~5 s); returns its directory."""
     from pathlib import Path
 
@@ -57,5 +57,5 @@ def train_tiny_model(root, epochs: int = 1, batches: int = 3):
                          hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
     opts = TrainOptions(data=[str(root / "data")], out=str(root / "models"), epochs=epochs,
                         batches_per_epoch=batches, batch_size=16, val_days=0.25, calib_every=6,
-                        config=config, progress=False)
+                        config=config, progress=False, workers=workers)
     return train(opts)

@@ -39,6 +39,19 @@ def test_training_writes_the_three_files(trained):
     assert meta["best_val_loss"] is not None and 0 <= meta["weights_from_epoch"] <= meta["epochs"]
 
 
+@pytest.mark.slow
+def test_training_with_data_loader_workers(tmp_path):
+    """`--workers N` (made for GPU machines, where batches made in the training process
+    starve the GPU): worker processes build the batches and the model still trains."""
+    from fleet_fixtures import train_tiny_model
+
+    model_dir = train_tiny_model(tmp_path, workers=1)
+    meta = json.loads((model_dir / METADATA_FILE).read_text())
+    assert meta["data_loader_workers"] == 1
+    assert meta["losses"]["final_val_loss"] is not None
+    load_model_dir(model_dir)
+
+
 def test_training_keeps_the_weights_of_the_best_validation_epoch():
     """EarlyStopping only stops; the weights written are those of the lowest val_loss."""
     from types import SimpleNamespace

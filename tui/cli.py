@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="warm start: continue from this model directory's weights (same architecture)")
     tr.add_argument("--loss-weights", default=None, metavar="W,W,W,W",
                     help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5)")
+    tr.add_argument("--workers", type=int, default=0, metavar="N",
+                    help="data-loader worker processes (default 0: batches are made in the training "
+                         "process; on a GPU machine a few workers keep the GPU fed)")
     tr.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                     help="Adam learning rate (default 0.003, or the --init-from model's)")
 
@@ -167,13 +170,15 @@ def _train(args) -> int:
             weights = ()
         if len(weights) != 4 or any(w < 0 for w in weights):
             return _fail(f"--loss-weights {args.loss_weights!r}: give four non-negative numbers (cpu,memory,disk,load)")
+    if args.workers < 0:
+        return _fail(f"--workers {args.workers}: give 0 or more")
     if args.learning_rate is not None and not 0 < args.learning_rate < 1:
         return _fail(f"--learning-rate {args.learning_rate}: give a number between 0 and 1")
     opts = TrainOptions(data=args.data, out=args.out, epochs=args.epochs, max_time_min=args.max_time,
                         device=args.device, batch_size=args.batch_size,
                         batches_per_epoch=args.batches_per_epoch, seed=args.seed, config=config,
                         evaluate=not args.no_eval, init_from=args.init_from,
-                        loss_weights=weights, learning_rate=args.learning_rate)
+                        loss_weights=weights, learning_rate=args.learning_rate, workers=args.workers)
     try:
         out = train(opts)
     except _known_errors() as exc:

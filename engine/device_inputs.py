@@ -61,15 +61,11 @@ def batch_inputs(fast, v32: torch.Tensor, lengths: np.ndarray, last_epoch: torch
         enc_vals = torch.gather(v32, 1, src[:, :, None].expand(b, T, v32.shape[2]))
         enc_vals = torch.where(valid[:, :, None], enc_vals, 0.0).index_select(2, pos)
 
-    x64 = enc_vals.to(torch.float64)
-    n = lens.to(torch.float64)[:, None]
-    center = x64.sum(dim=1) / n                                              # (b, M)
-    devn = torch.where(valid[:, :, None], x64 - center[:, None, :], 0.0)
-    std = torch.sqrt((devn * devn).sum(dim=1) / torch.clamp(n - 1.0, min=1.0))
-    std = torch.where(n > 1, std, torch.nan)
+    from engine.fast_tft import window_moments
+
+    center32, std = window_moments(enc_vals, lengths)
     min_scale = torch.as_tensor(fast.min_scale, dtype=torch.float32, device=dev)
-    scale = torch.maximum(std.to(torch.float32) + _EPS32, min_scale)
-    center32 = center.to(torch.float32)
+    scale = torch.maximum(std + _EPS32, min_scale)
 
     R = len(fast.reals)
     col = fast._col

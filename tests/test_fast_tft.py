@@ -383,3 +383,38 @@ def test_bad_lengths_are_refused(windows, fast):
         fast.predict(values, long, last_epoch, profiles)
     empty = fast.predict(values[:0], lengths[:0], last_epoch[:0], [])
     assert empty.quantiles["cpu_percent"].shape == (0, fast.config.max_prediction_length, 3)
+
+
+@pytest.mark.slow
+def test_shipped_model_matches_the_library_path():
+    """The shipped model on simulated servers (full and short windows): the library path and
+    ours agree to 1e-5 relative + 1e-4 absolute (percent / load units).  The trained network
+    amplifies one-ulp input differences ~300-fold: with the window centre computed in
+    float64 instead of as the library's float32 torch.mean, the two were 2.2e-3 apart."""
+    from engine.runtime import Engine
+    from engine.sources import SimulatorSource
+    from engine.tft_model import find_latest_model
+    from pathlib import Path
+
+    model_dir = find_latest_model(Path(__file__).resolve().parents[1] / "models")
+    loaded = load_model_dir(model_dir)
+    engine = Engine(SimulatorSource(16, seed=5), None, device="cpu")
+    engine.start()
+    w = engine.store.windows()
+    L, H = loaded.config.max_encoder_length, loaded.config.max_prediction_length
+    lengths = np.minimum(w.lengths, L).astype(np.int64)
+    lengths[::3] = [40, 100, 200, 287, 150, 60][: len(lengths[::3])]
+    parts, origins = [], []
+    for i, name in enumerate(w.names):
+        n = int(lengths[i])
+        ts = pd.to_datetime(w.last_epoch[i] - 300 * (n - 1) + 300 * np.arange(n + H), unit="s", utc=True)
+        part = pd.DataFrame(np.concatenate([w.values[i, -n:], np.repeat(w.values[i, -1:], H, axis=0)]),
+                            columns=list(METRICS))
+        part["timestamp"], part["server_name"], part["profile"], part["segment"] = ts, name, w.profiles[i], 0
+        parts.append(part)
+        origins.append((f"{name}#0", name, int(w.last_epoch[i] // 300) + 1))
+    origins = pd.DataFrame(origins, columns=["series", "server_name", "origin_idx"])
+    stock = stock_predict(loaded, prepare_frame(pd.concat(parts, ignore_index=True)), origins)
+    ours = FastTFT(loaded).predict(w.values[:, -L:], lengths, w.last_epoch, w.profiles)
+    for m in loaded.config.targets:
+        np.testing.assert_allclose(ours.raw[m], stock[m], rtol=1e-5, atol=1e-4, err_msg=m)

@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from engine.device_inputs import batch_inputs  # noqa: E402
 from engine.fast_tft import FastTFT, swap_interpolation  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
 from engine.sources import SimulatorSource  # noqa: E402
@@ -170,7 +171,8 @@ def main() -> None:
         "FastTFT (swap+fold+fuse)": FastTFT(loaded, device=DEV, batch_size=1000),
     }
     base = variants["FastTFT (swap+fold+fuse)"]
-    x1 = base._to_device(base._batch(v1.astype(np.float32), l1, e1, base.profile_codes(p1)))
+    x1 = batch_inputs(base, torch.from_numpy(v1.astype(np.float32)).to(DEV), l1, torch.from_numpy(e1).to(DEV),
+                      torch.from_numpy(base.profile_codes(p1)).to(DEV))
     for label, fast in variants.items():
         with torch.inference_mode():
             ms = cuda_ms(lambda f=fast: f.model(x1))

@@ -1,15 +1,15 @@
-"""FastTFT's per-window arithmetic in torch, to run where the network runs (CUDA).
+"""FastTFT's per-window arithmetic in torch, run where the network runs.
 
-On a CPU, ``FastTFT`` builds each batch's inputs and calibrates its outputs in numpy
-(``FastTFT._batch``, ``engine.calibration``).  On a GPU those numpy steps would be most of
-a tick: at 10,000 servers they took 0.19 s (inputs) and 0.13 s (calibration) on our 2-core
-machine, against a forward pass of a few tens of milliseconds.  Here the same steps are
-torch operations on the window values uploaded once per tick, so only the raw windows go
-to the device and only the calibrated quantiles come back.
+``batch_inputs`` builds the network's input tensors (on the CPU and on a GPU alike).
+On a GPU the calibration runs here too (``window_scale_t``, ``CalibrationTables``: torch
+mirrors of ``engine.calibration``, which the CPU path uses): in numpy, inputs and
+calibration took 0.19 s and 0.13 s of a 10,000-server tick on our 2-core machine; on an
+H100 the whole FastTFT.predict went from 0.94 s to 0.20 s.  Only the raw windows go to the
+device and only the calibrated quantiles come back.
 
-Each function mirrors its numpy original operation for operation (same dtypes, same
-order: float32 where the library path is float32, float64 where ours is) and is
-parity-tested against it on the CPU (``tests/test_fast_tft.py``).
+Dtypes follow the library's path (float32 where it is float32) and ours (float64 where
+the numpy calibration is); parity is tested against the numpy calibration and the
+library's own path (``tests/test_fast_tft.py``).
 """
 from __future__ import annotations
 
@@ -42,10 +42,12 @@ def level_values_t(metric: str, values: torch.Tensor) -> torch.Tensor:
 
 
 def batch_inputs(fast, v32: torch.Tensor, lengths: np.ndarray, last_epoch: torch.Tensor,
-                 codes: torch.Tensor) -> dict:
-    """``FastTFT._batch`` on the device: v32 (b, L, 4) float32 right-aligned windows,
-    lengths (numpy: the encoder length of the batch is needed on the host), last_epoch and
-    codes (b,) int64 tensors on the device."""
+                 codes: torch.Tensor, shared_end: bool = False) -> dict:
+    """The network's inputs for one batch, exactly as TimeSeriesDataSet + its collate
+    function build them (see engine.fast_tft's docstring), on v32's device: v32 (b, L, 4)
+    float32 right-aligned windows, lengths (numpy: the batch's encoder length is needed on
+    the host), last_epoch and codes (b,) int64 tensors.  ``shared_end``: every window ends
+    at the same time, so the time features are computed for one row."""
     dev = v32.device
     b = len(lengths)
     L, H, step = fast.L, fast.H, int(fast.config.step_seconds)
@@ -54,7 +56,13 @@ def batch_inputs(fast, v32: torch.Tensor, lengths: np.ndarray, last_epoch: torch
     k = torch.arange(T, device=dev)
     valid = k[None, :] < lens[:, None]                                      # (b, T)
     pos = torch.as_tensor(fast._metric_pos, device=dev)
-    if T == L and bool((lengths == L).all()):
+    full = T == L and bool((lengths == L).all())
+
+    def masked(x: torch.Tensor) -> torch.Tensor:
+        """x where a step is inside its window, 0 after it (all inside when every window is full)."""
+        return x if full else torch.where(valid, x, 0.0)
+
+    if full:
         enc_vals = v32.index_select(2, pos)
     else:
         src = torch.clamp(L - lens[:, None] + k[None, :], max=L - 1)
@@ -73,27 +81,34 @@ def batch_inputs(fast, v32: torch.Tensor, lengths: np.ndarray, last_epoch: torch
     dec = torch.zeros((b, H, R), dtype=torch.float32, device=dev)
     for j, m in enumerate(fast.targets):
         if m in col:
-            enc[:, :, col[m]] = torch.where(valid, (enc_vals[:, :, j] - center32[:, None, j]) / scale[:, None, j], 0.0)
+            enc[:, :, col[m]] = masked((enc_vals[:, :, j] - center32[:, None, j]) / scale[:, None, j])
         lf = level_feature(m)
         if lf in col:
-            enc[:, :, col[lf]] = torch.where(valid, level_values_t(m, enc_vals[:, :, j]).to(torch.float32), 0.0)
-    enc_t = last_epoch[:, None] - (lens[:, None] - 1 - k[None, :]) * step
-    dec_t = last_epoch[:, None] + (torch.arange(H, device=dev)[None, :] + 1) * step
+            enc[:, :, col[lf]] = masked(level_values_t(m, enc_vals[:, :, j]).to(torch.float32))
+    if shared_end:      # every window ends at the same time (a fleet's usually do): one row
+        lens_t, ends_t = torch.full((1,), T, dtype=torch.int64, device=dev), last_epoch[:1]
+    else:
+        lens_t, ends_t = lens, last_epoch
+    enc_t = ends_t[:, None] - (lens_t[:, None] - 1 - k[None, :]) * step        # (1 or b, T)
+    dec_t = ends_t[:, None] + (torch.arange(H, device=dev)[None, :] + 1) * step
     for name, vals in time_features_t(enc_t).items():
         if name in col:
-            enc[:, :, col[name]] = torch.where(valid, vals.to(torch.float32), 0.0)
+            vals = vals.to(torch.float32)
+            if shared_end and not full:   # window i's step k is the shared row's step k + T - len_i
+                vals = vals[0][torch.clamp(k[None, :] + (T - lens[:, None]), max=T - 1)]
+            enc[:, :, col[name]] = masked(vals)
     for name, vals in time_features_t(dec_t).items():
         if name in col:
             dec[:, :, col[name]] = vals.to(torch.float32)
     if "relative_time_idx" in col:
         rel = (k[None, :] - lens[:, None]).to(torch.float32) / float(L)
-        enc[:, :, col["relative_time_idx"]] = torch.where(valid, rel, 0.0)
+        enc[:, :, col["relative_time_idx"]] = masked(rel)
         dec[:, :, col["relative_time_idx"]] = (torch.arange(H, dtype=torch.float32, device=dev) / float(L))[None, :]
     if "encoder_length" in col:
         feat = ((lens.to(torch.float64) - 0.5 * L) / L * 2.0).to(torch.float32)
-        enc[:, :, col["encoder_length"]] = torch.where(valid, feat[:, None], 0.0)
+        enc[:, :, col["encoder_length"]] = masked(feat[:, None])
         dec[:, :, col["encoder_length"]] = feat[:, None]
-    enc_cat = torch.where(valid, codes[:, None], 0)[:, :, None]
+    enc_cat = (codes[:, None].expand(b, T) if full else torch.where(valid, codes[:, None], 0))[:, :, None]
     dec_cat = codes[:, None, None].expand(b, H, 1)
     return dict(encoder_cont=enc, decoder_cont=dec, encoder_cat=enc_cat, decoder_cat=dec_cat,
                 encoder_lengths=lens, decoder_lengths=torch.full((b,), H, dtype=torch.int64, device=dev),

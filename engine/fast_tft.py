@@ -44,10 +44,7 @@ from engine.contract import METRICS, UNKNOWN_PROFILE
 from engine.device_inputs import CalibrationTables, batch_inputs, window_scale_t
 from engine.fast_blocks import fuse_attention, fuse_grns
 from engine.fast_vsn import fold_variable_selection
-from engine.tft_model import (TIME_FEATURES, LoadedModel, level_feature, level_values, profile_encoder,
-                              time_features)
-
-_EPS32 = float(torch.finfo(torch.float32).eps)
+from engine.tft_model import TIME_FEATURES, LoadedModel, level_feature, profile_encoder
 
 # Windows per forward pass on a CPU.  The network is memory-bound there: at 1,000 servers
 # one batch of 1,024 spends most of its time moving (batch x 384 x 32) intermediates
@@ -200,17 +197,6 @@ class FastForecast:
     importance: list[dict[str, float]] | None   # per window: encoder variable weights, summing to 1
 
 
-def _time_features(t: np.ndarray) -> dict[str, np.ndarray]:
-    """``time_features`` of the (b, k) epochs t, computed once per row when every row is the
-    same (a fleet's windows usually end together) or once per distinct value."""
-    if len(t) > 1 and bool((t == t[:1]).all()):
-        return {name: np.broadcast_to(v, t.shape) for name, v in time_features(t[:1]).items()}
-    if t.size > 1:
-        u, inv = np.unique(t, return_inverse=True)
-        return {name: v[inv].reshape(t.shape) for name, v in time_features(u).items()}
-    return time_features(t)
-
-
 def _normalise_profile(text) -> str:
     """As ``engine.tft_model.normalise_profile``: strip, lower; missing or empty -> unknown."""
     if text is None or (not isinstance(text, str) and pd.isna(text)):
@@ -350,56 +336,6 @@ class FastTFT:
         """NaNLabelEncoder(add_nan=True) codes of the normalised profiles (unknown -> 0)."""
         return np.array([self._profile_classes.get(_normalise_profile(p), 0) for p in profiles], dtype=np.int64)
 
-    def _batch(self, v32: np.ndarray, lengths: np.ndarray, last_epoch: np.ndarray, codes: np.ndarray):
-        """numpy inputs of one batch: v32 (b, L, 4) float32, right-aligned."""
-        b = len(lengths)
-        L, H, step = self.L, self.H, int(self.config.step_seconds)
-        T = int(lengths.max())
-        k = np.arange(T)
-        valid = k[None, :] < lengths[:, None]                                   # (b, T)
-        if T == L and bool((lengths == L).all()):                               # full windows: as they are
-            enc_vals = v32[:, :, self._metric_pos]
-        else:
-            src = np.minimum(L - lengths[:, None] + k[None, :], L - 1)          # left-align
-            enc_vals = np.take_along_axis(v32, src[:, :, None], axis=1)        # (b, T, 4)
-            enc_vals = np.where(valid[:, :, None], enc_vals, np.float32(0.0))[:, :, self._metric_pos]
-
-        # per-window target scaling: mean and unbiased std over the encoder, + eps, floored
-        center32, std = window_moments(enc_vals, lengths)
-        scale = np.maximum(std + np.float32(_EPS32), self.min_scale.astype(np.float32))
-
-        enc = np.zeros((b, T, len(self.reals)), dtype=np.float32)
-        dec = np.zeros((b, H, len(self.reals)), dtype=np.float32)
-        col = self._col
-        for j, m in enumerate(self.targets):
-            if m in col:
-                enc[:, :, col[m]] = np.where(valid, (enc_vals[:, :, j] - center32[:, None, j]) / scale[:, None, j], 0.0)
-            lf = level_feature(m)
-            if lf in col:
-                enc[:, :, col[lf]] = np.where(valid, level_values(m, enc_vals[:, :, j]).astype(np.float32), 0.0)
-        enc_t = last_epoch[:, None] - (lengths[:, None] - 1 - k[None, :]) * step
-        dec_t = last_epoch[:, None] + (np.arange(H)[None, :] + 1) * step
-        for name, vals in _time_features(enc_t).items():
-            if name in col:
-                enc[:, :, col[name]] = np.where(valid, vals.astype(np.float32), 0.0)
-        for name, vals in _time_features(dec_t).items():
-            if name in col:
-                dec[:, :, col[name]] = vals.astype(np.float32)
-        if "relative_time_idx" in col:
-            rel = (k[None, :] - lengths[:, None]).astype(np.float32) / np.float32(L)
-            enc[:, :, col["relative_time_idx"]] = np.where(valid, rel, 0.0)
-            dec[:, :, col["relative_time_idx"]] = (np.arange(H, dtype=np.float32) / np.float32(L))[None, :]
-        if "encoder_length" in col:
-            feat = ((lengths - 0.5 * L) / L * 2.0).astype(np.float32)
-            enc[:, :, col["encoder_length"]] = np.where(valid, feat[:, None], 0.0)
-            dec[:, :, col["encoder_length"]] = feat[:, None]
-        enc_cat = np.where(valid, codes[:, None], 0).astype(np.int64)[:, :, None]
-        dec_cat = np.broadcast_to(codes[:, None, None], (b, H, 1)).astype(np.int64)
-        target_scale = np.stack([center32, scale], axis=-1)                      # (b, M, 2)
-        return dict(encoder_cont=enc, decoder_cont=dec, encoder_cat=enc_cat, decoder_cat=dec_cat,
-                    encoder_lengths=lengths.astype(np.int64), decoder_lengths=np.full(b, H, dtype=np.int64),
-                    target_scale=target_scale)
-
     def _calibrate(self, v32: np.ndarray, lengths: np.ndarray, profiles: np.ndarray, raw: dict,
                    out: dict) -> None:
         """out[m] = the calibrated raw[m] (engine.calibration), for one batch; the window scale
@@ -409,20 +345,6 @@ class FastTFT:
             scale = aligned_window_scale(v32[:, :, self._metric_pos[j]], lengths, config.min_scale[m])
             out[m][...] = apply_calibration(config.calibration, m, raw[m], scale, tuple(config.quantiles),
                                             groups=profiles)
-
-    def _to_device(self, arrays: dict) -> dict:
-        cuda = self.device.startswith("cuda")
-
-        def move(a):
-            t = torch.from_numpy(np.ascontiguousarray(a))
-            if cuda:
-                return t.pin_memory().to(self.device, non_blocking=True)
-            return t
-
-        x = {k: move(v) for k, v in arrays.items() if k != "target_scale"}
-        ts = move(arrays["target_scale"])
-        x["target_scale"] = [ts[:, j] for j in range(ts.shape[1])]
-        return x
 
     # -- prediction ---------------------------------------------------------------
     def predict(self, values: np.ndarray, lengths: np.ndarray, last_epoch: np.ndarray,
@@ -439,9 +361,12 @@ class FastTFT:
         if self.on_device:
             return self._predict_on_device(v32, lengths, last_epoch, codes, normalised, with_importance)
 
+        v_t, ends_t, codes_t = (torch.from_numpy(np.ascontiguousarray(a)) for a in (v32, last_epoch, codes))
+        shared_end = bool(n) and bool((last_epoch == last_epoch[0]).all())
+
         def run(sl: slice) -> None:
             with torch.inference_mode():         # thread-local: set in the worker itself
-                x = self._to_device(self._batch(v32[sl], lengths[sl], last_epoch[sl], codes[sl]))
+                x = batch_inputs(self, v_t[sl], lengths[sl], ends_t[sl], codes_t[sl], shared_end)
                 out = self.model(x)
                 pred = out["prediction"]
                 if not isinstance(pred, (list, tuple)):
@@ -496,6 +421,7 @@ class FastTFT:
             return t.pin_memory().to(dev, non_blocking=True) if cuda else t
 
         config = self.config
+        shared_end = bool(n) and bool((last_epoch == last_epoch[0]).all())
         with torch.inference_mode():
             v = up(v32)
             lens = up(lengths)
@@ -505,7 +431,7 @@ class FastTFT:
             weights: list[torch.Tensor] = []
             for s in range(0, n, self.batch_size):
                 sl = slice(s, min(n, s + self.batch_size))
-                x = batch_inputs(self, v[sl], lengths[sl], ends[sl], cats[sl])
+                x = batch_inputs(self, v[sl], lengths[sl], ends[sl], cats[sl], shared_end)
                 out = self.model(x)
                 pred = out["prediction"]
                 if not isinstance(pred, (list, tuple)):

@@ -1,7 +1,7 @@
 """GPU checks of the fast inference path (needs CUDA; prints what it measured).
 
 1. Parity on the GPU: FastTFT on CUDA (inputs and calibration there, engine.device_inputs)
-   against FastTFT on the CPU (numpy inputs) and against the library's own path
+   against FastTFT on the CPU (inputs and calibration on the host) and against the library's own path
    (TimeSeriesDataSet + ``predict`` on the GPU), on a simulated fleet with short windows.
 2. The interpolation swap: pytorch-forecasting's TimeDistributedInterpolation against our
    matmul (same output?), and the forward's GPU time with the library's modules, with the
@@ -129,7 +129,7 @@ def main() -> None:
     v, lens, ends, profiles = arrays(w, L)
     ref = FastTFT(loaded, device="cpu").predict(v, lens, ends, profiles)
     for label, fast in (("cuda, inputs+calibration on the GPU", FastTFT(loaded, device=DEV, on_device=True)),
-                        ("cuda, numpy inputs", FastTFT(loaded, device=DEV, on_device=False)),
+                        ("cuda, inputs and calibration on the host", FastTFT(loaded, device=DEV, on_device=False)),
                         ("cuda, library modules (no swap/fold/fuse)",
                          FastTFT(loaded, device=DEV, swap_interpolation=False, fold_vsn=False, fuse_blocks=False))):
         out = fast.predict(v, lens, ends, profiles)
@@ -204,7 +204,7 @@ def main() -> None:
         for on_device in (True, False):
             fast = FastTFT(loaded, device=DEV, batch_size=bs, on_device=on_device)
             ms = wall_ms(lambda f=fast: f.predict(vn, ln, en, pn, with_importance=True), runs=args.runs)
-            print(f"{n} servers, batch {bs}, {'inputs+calibration on the GPU' if on_device else 'numpy inputs+calibration'}: "
+            print(f"{n} servers, batch {bs}, {'inputs+calibration on the GPU' if on_device else 'inputs+calibration on the host'}: "
                   f"predict {ms:.1f} ms (median of {args.runs})", flush=True)
             if on_device and (best is None or ms < best[0]):
                 best = (ms, bs)

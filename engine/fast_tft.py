@@ -367,6 +367,9 @@ class FastTFT:
         def run(sl: slice) -> None:
             with torch.inference_mode():         # thread-local: set in the worker itself
                 x = batch_inputs(self, v_t[sl], lengths[sl], ends_t[sl], codes_t[sl], shared_end)
+                if self.device != "cpu":        # (on_device=False on a GPU: inputs made on the host)
+                    x = {k: [t.to(self.device) for t in v] if isinstance(v, list) else v.to(self.device)
+                         for k, v in x.items()}
                 out = self.model(x)
                 pred = out["prediction"]
                 if not isinstance(pred, (list, tuple)):

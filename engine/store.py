@@ -62,9 +62,14 @@ class WindowStore:
         slot = len(self._names)
         self._index[name] = slot
         self._names.append(name)
-        grow = lambda a, fill=0: np.concatenate([a, np.full((1, *a.shape[1:]), fill, dtype=a.dtype)])  # noqa: E731
-        self._buf, self._head, self._len = grow(self._buf), grow(self._head), grow(self._len)
-        self._last, self._count, self._filled = grow(self._last, -1), grow(self._count), grow(self._filled)
+        if slot == len(self._head):
+            # every allocated row is in use: double them.  (Growing by one row per new server
+            # copied the whole ring buffer each time: 10,000 servers took ~40 s to load.)
+            # Unused rows hold no samples (length 0), so every reader skips them.
+            extra = max(16, slot)
+            grow = lambda a, fill=0: np.concatenate([a, np.full((extra, *a.shape[1:]), fill, dtype=a.dtype)])  # noqa: E731
+            self._buf, self._head, self._len = grow(self._buf), grow(self._head), grow(self._len)
+            self._last, self._count, self._filled = grow(self._last, -1), grow(self._count), grow(self._filled)
         self._profiles.append(UNKNOWN_PROFILE)
         self._cores.append(None)
         return slot
@@ -131,11 +136,43 @@ class WindowStore:
         profiles = frame["profile"].to_numpy() if "profile" in frame else None
         # only the last `capacity` rows of each server can matter
         tail = frame.groupby("server_name", sort=False).cumcount(ascending=False).to_numpy() < self.capacity + self.max_fill_steps
-        for i in np.flatnonzero(tail):
+        rows = np.flatnonzero(tail)
+        rows = self._load_runs(rows, names, epochs, vals, profiles)
+        for i in rows:
             reason = self.append(names[i], int(epochs[i]), vals[i], None if profiles is None else profiles[i])
             if reason:
                 problems.append(reason)
         return problems
+
+    def _load_runs(self, rows: np.ndarray, names, epochs, vals, profiles) -> np.ndarray:
+        """Write, in one step per server, each run of ``rows`` that ``append`` would accept
+        sample by sample without filling or averaging: a server with no samples yet and
+        consecutive 5-minute steps (a backfill).  Returns the rows left for ``append``.
+        (One by one, 10,000 servers x 288 samples took 5 s to load.)"""
+        if len(rows) < 2:
+            return rows
+        run_names = names[rows]
+        starts = np.flatnonzero(np.r_[True, run_names[1:] != run_names[:-1]])
+        ends = np.r_[starts[1:], len(rows)]
+        steps = (epochs[rows] // STEP_SECONDS) * STEP_SECONDS
+        consecutive = np.r_[False, np.diff(steps) == STEP_SECONDS]          # row k follows row k-1
+        left = []
+        cap = self.capacity
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            slot = self._slot(run_names[a])     # slots in order of first appearance, as append makes them
+            if b - a < 2 or not consecutive[a + 1:b].all() or self._len[slot] > 0:
+                left.append(rows[a:b])
+                continue
+            k = min(b - a, cap)
+            self._buf[slot, :k] = vals[rows[b - k:b]]
+            self._filled[slot, :k] = False
+            self._head[slot], self._len[slot] = k % cap, k
+            self._last[slot], self._count[slot] = int(steps[b - 1]), 1
+            if profiles is not None:
+                named = [p for p in profiles[rows[a:b]] if p]
+                if named:
+                    self._profiles[slot] = named[-1]
+        return np.concatenate(left) if left else rows[:0]
 
     # -- reading -------------------------------------------------------------------
     def windows(self, names: list[str] | None = None, fresh_after: int | None = None) -> FleetWindows:

@@ -72,3 +72,47 @@ def test_extend_frame_matches_appending_one_by_one():
     a, b = bulk.windows(), single.windows()
     np.testing.assert_array_equal(a.values, b.values)
     assert a.profiles == ["web", "db"] and list(a.lengths) == [8, 8]
+
+
+def test_bulk_load_matches_appending_one_by_one_with_gaps_repeats_and_known_servers():
+    """extend_frame writes clean runs of new servers in one step and leaves the rest to
+    append: every kind of run gives what appending sample by sample gives, in the same order."""
+    ts = pd.date_range("2026-01-05", periods=30, freq="5min", tz="UTC")
+    parts = []
+
+    def server(name, times, profile="web"):
+        n = len(times)
+        parts.append(pd.DataFrame({"server_name": name, "timestamp": list(times), "cpu_percent": np.arange(n) * 1.5,
+                                   "memory_percent": 40.0, "disk_percent": 50.0, "load_average": 0.25,
+                                   "profile": profile}))
+
+    server("known", ts[10:])                                  # already has samples: appended
+    server("clean", ts)                                       # new, consecutive: one step
+    server("gap", list(ts[:10]) + list(ts[12:]))              # a short gap: filled by append
+    server("repeat", list(ts[:5]) + [ts[4] + pd.Timedelta("1min")] + list(ts[5:]))   # two samples in a step
+    server("one", ts[:1], profile="db")                       # a single sample
+    server("late", ts[3:], profile="")                        # no profile
+    server("short", ts[:5])                                   # new, fewer samples than the window holds
+    frame = pd.concat(parts, ignore_index=True)
+    stores = [WindowStore(capacity=8), WindowStore(capacity=8)]
+    for st in stores:
+        st.append("known", int(ts[9].timestamp()), [1, 2, 3, 4], "cache")
+    assert stores[0].extend_frame(frame) == []
+    for r in frame.itertuples():
+        stores[1].append(r.server_name, int(r.timestamp.timestamp()),
+                         [r.cpu_percent, r.memory_percent, r.disk_percent, r.load_average], r.profile)
+    a, b = (st.windows() for st in stores)
+    assert a.names == b.names == ["known", "clean", "gap", "repeat", "one", "late", "short"]
+    valid = np.arange(8)[None, :] >= (8 - b.lengths)[:, None]
+    np.testing.assert_array_equal(a.values[valid], b.values[valid])
+    for field in ("lengths", "last_epoch", "filled"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert a.profiles == b.profiles
+    for st in stores:                                         # both go on the same way
+        assert st.append("clean", int((ts[-1] + pd.Timedelta("5min")).timestamp()), [9, 9, 9, 9]) is None
+        assert st.append("short", int(ts[5].timestamp()), [7, 7, 7, 7]) is None
+    for name in ("clean", "short"):
+        x, y = stores[0].windows([name]), stores[1].windows([name])
+        n = int(y.lengths[0])
+        np.testing.assert_array_equal(x.values[0, -n:], y.values[0, -n:])
+        assert int(x.lengths[0]) == n

@@ -153,6 +153,8 @@ class WindowStore:
             return rows
         run_names = names[rows]
         starts = np.flatnonzero(np.r_[True, run_names[1:] != run_names[:-1]])
+        if len(starts) == len(rows):      # one sample per server (a tick): nothing to bulk-load
+            return rows
         ends = np.r_[starts[1:], len(rows)]
         steps = (epochs[rows] // STEP_SECONDS) * STEP_SECONDS
         consecutive = np.r_[False, np.diff(steps) == STEP_SECONDS]          # row k follows row k-1

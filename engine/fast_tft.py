@@ -350,16 +350,15 @@ class FastTFT:
     def predict(self, values: np.ndarray, lengths: np.ndarray, last_epoch: np.ndarray,
                 profiles: Sequence[str], with_importance: bool = False) -> FastForecast:
         values, lengths, last_epoch, n = self._check(values, lengths, last_epoch, profiles)
-        config = self.config
-        Q = len(config.quantiles)
-        raw = {m: np.empty((n, self.H, Q), dtype=np.float64) for m in self.targets}
-        importance = np.empty((n, len(self.encoder_variables)), dtype=np.float64) if with_importance else None
         codes = self.profile_codes(profiles)
         v32 = values.astype(np.float32, copy=False)
-        quantiles = {m: np.empty_like(raw[m]) for m in self.targets}
         normalised = np.array([_normalise_profile(p) for p in profiles], dtype=object)
-        if self.on_device:
+        if self.on_device and n:
             return self._predict_on_device(v32, lengths, last_epoch, codes, normalised, with_importance)
+        Q = len(self.config.quantiles)
+        raw = {m: np.empty((n, self.H, Q), dtype=np.float64) for m in self.targets}
+        quantiles = {m: np.empty_like(raw[m]) for m in self.targets}
+        importance = np.empty((n, len(self.encoder_variables)), dtype=np.float64) if with_importance else None
 
         v_t, ends_t, codes_t = (torch.from_numpy(np.ascontiguousarray(a)) for a in (v32, last_epoch, codes))
         shared_end = bool(n) and bool((last_epoch == last_epoch[0]).all())

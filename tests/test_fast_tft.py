@@ -327,6 +327,8 @@ def test_on_device_path_matches_the_numpy_path(weighted, windows, groups):
         for a, b in zip(out.importance, ref.importance):
             assert list(a) == list(b)
             np.testing.assert_allclose(list(a.values()), list(b.values()), rtol=1e-5, atol=1e-6)
+    empty = FastTFT(loaded, on_device=True).predict(values[:0], lengths[:0], last_epoch[:0], [])
+    assert empty.quantiles["cpu_percent"].shape == (0, loaded.config.max_prediction_length, 3)
     if groups:   # the group adjustments moved the bands: the comparison above saw them
         plain = FastTFT(weighted, batch_size=4).predict(values, lengths, last_epoch, profiles)
         assert not np.allclose(plain.quantiles["cpu_percent"][0], ref.quantiles["cpu_percent"][0])

@@ -34,12 +34,11 @@ from engine.sources import SimulatorSource  # noqa: E402
 from engine.tft_model import find_latest_model, load_model_dir  # noqa: E402
 
 
-def fleet_windows(n: int, seed: int = 0, short_every: int = 7):
-    """Window arrays of a simulated fleet, every ``short_every``-th window shortened."""
+def fleet_windows(n: int, seed: int = 0):
+    """The windows of a simulated fleet (see ``arrays`` to shorten some)."""
     engine = Engine(SimulatorSource(n, seed=seed), None, device="cpu")
     engine.start()
-    w = engine.store.windows()
-    return w
+    return engine.store.windows()
 
 
 def arrays(w, L: int, short_every: int | None = 7):

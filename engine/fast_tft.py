@@ -205,33 +205,6 @@ def _normalise_profile(text) -> str:
     return out or UNKNOWN_PROFILE
 
 
-def window_moments(enc_vals, lengths: np.ndarray):
-    """Per window and target, ``torch.mean`` and ``torch.std`` (unbiased) of the first
-    ``lengths[i]`` steps of the LEFT-aligned float32 encoder values (b, T, M): numpy or a
-    torch tensor, answered in kind.
-
-    Computed as the library computes them (EncoderNormalizer: float32 torch reductions over
-    each window's own values, no padding): the trained network turns a one-ulp difference in
-    a window's centre into ~2e-3 (percent units) in its forecast; a float64 mean cast to
-    float32 differed from the library's in 183 of 400 cells and put our forecasts 2.2e-3
-    from the library's on the shipped model (5e-5 now).  Windows of one length are reduced
-    together; a fleet's windows mostly share the full length."""
-    is_np = isinstance(enc_vals, np.ndarray)
-    t = torch.from_numpy(enc_vals) if is_np else enc_vals
-    b, _, M = t.shape
-    if b and bool((lengths == lengths[0]).all()):
-        groups = [(slice(None), int(lengths[0]))]
-    else:
-        groups = [(torch.from_numpy(np.flatnonzero(lengths == n)).to(t.device), int(n)) for n in np.unique(lengths)]
-    center = torch.empty((b, M), dtype=torch.float32, device=t.device)
-    std = torch.empty((b, M), dtype=torch.float32, device=t.device)
-    for rows, n in groups:
-        x = t[rows, :n].transpose(1, 2).contiguous()                           # (k, M, n)
-        center[rows] = torch.mean(x, dim=-1)
-        std[rows] = torch.std(x, dim=-1)
-    return (center.numpy(), std.numpy()) if is_np else (center, std)
-
-
 def down(t: torch.Tensor, pinned: bool) -> np.ndarray:
     """A device tensor as a numpy array (through page-locked memory when ``pinned``)."""
     if not pinned:
@@ -254,8 +227,8 @@ class FastTFT:
                  swap_interpolation: bool = True, fold_vsn: bool = True, fuse_blocks: bool = True,
                  workers: int = 1, on_device: bool | None = None):
         self.device = str(device)
-        # on_device: build inputs and calibrate with torch where the network runs
-        # (engine.device_inputs) instead of numpy per batch; the default on CUDA
+        # on_device: calibrate where the network runs (engine.device_inputs), the whole fleet
+        # at once, instead of per batch in numpy on the host; the default on CUDA
         self.on_device = self.device.startswith("cuda") if on_device is None else bool(on_device)
         if not self.device.startswith("cuda"):
             keep_freed_memory()

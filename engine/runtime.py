@@ -8,8 +8,8 @@ loop, ``tft-top predict`` once.
 from __future__ import annotations
 
 import copy
-import gc
 import functools
+import gc
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -88,7 +88,6 @@ class Engine:
         self._reset_store()
         self.started = True
         quiet_collector()
-
 
     def _reset_store(self) -> None:
         capacity = max(HISTORY_STEPS, getattr(self.forecaster, "capacity", HISTORY_STEPS))

@@ -64,7 +64,8 @@ class WindowStore:
         self._names.append(name)
         if slot == len(self._head):
             # every allocated row is in use: double them.  (Growing by one row per new server
-            # copied the whole ring buffer each time: 10,000 servers took ~40 s to load.)
+            # copied the whole ring buffer each time: most of the 29 s that loading 10,000
+            # servers took.)
             # Unused rows hold no samples (length 0), so every reader skips them.
             extra = max(16, slot)
             grow = lambda a, fill=0: np.concatenate([a, np.full((extra, *a.shape[1:]), fill, dtype=a.dtype)])  # noqa: E731

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from engine.calibration import fit_calibration, window_scale
-from engine.contract import METRICS, UNKNOWN_PROFILE, DataError
+from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
 from engine.datasplit import (extract_windows, informative_columns, origins_for, read_split,
                               training_part)
 from engine.evaluation import evaluate_frame, format_reports, load_grid, stock_predict, window_profiles
@@ -46,6 +46,7 @@ class TrainOptions:
     loss_weights: tuple[float, ...] | None = None
     learning_rate: float | None = None    # None: the config's (a warm start keeps its model's)
     workers: int = 0                      # DataLoader worker processes
+    ramp_share: float | None = None       # share of training windows drawn from labelled ramps (None: uniform)
     evaluate: bool = True
     progress: bool = True
 
@@ -126,6 +127,52 @@ def _prepare_sources(opts: TrainOptions) -> tuple[list[Source], pd.DataFrame]:
                                 "unique across --data sets")
             seen[name] = s.path
     return sources, pd.concat([s.train for s in sources], ignore_index=True)
+
+
+def _ramps(sources: list[Source]) -> pd.DataFrame:
+    """Labelled incidents (server_name, start, crossing) of the data sets that have an
+    incidents.csv; only training rows are ever sampled, so held-out ones never count."""
+    from engine.alert_eval import read_incidents
+
+    tables = [t for t in (read_incidents(s.path) for s in sources) if t is not None]
+    if not tables:
+        return pd.DataFrame(columns=["server_name", "start", "crossing"])
+    return pd.concat(tables, ignore_index=True)[["server_name", "start", "crossing"]]
+
+
+def ramp_sample_weights(dataset, rows: pd.DataFrame, ramps: pd.DataFrame,
+                        share: float) -> tuple[np.ndarray, int]:
+    """Per training window, its weight for a WeightedRandomSampler, and how many windows are
+    ramp windows: those whose first forecast step lies inside a labelled incident's ramp
+    (from 15 minutes after its start to its crossing), i.e. the model sees the climb begin
+    and must forecast where it goes.  Ramp windows together get ``share`` of the draws.
+
+    Without this, a ramp is a few % of the windows (most of the data is quiet servers and
+    real traces without labels) and the model learns that every excursion reverts: on the
+    demo fleet's held-out ramps its p50 stayed flat or fell while memory and disk climbed.
+    Windows whose forecast starts before the onset are not favoured: an onset itself is not
+    foreseeable, and teaching it would put spikes into every forecast."""
+    if not 0 < share < 1:
+        raise ValueError(f"ramp share {share} must lie strictly between 0 and 1")
+    index = dataset.decoded_index
+    first_pred = index["time_idx_first_prediction"].to_numpy()
+    server_of = rows.groupby("series")["server_name"].first()
+    servers = server_of.reindex(index["series"]).to_numpy()
+    is_ramp = np.zeros(len(index), dtype=bool)
+    by_server = {name: np.flatnonzero(servers == name) for name in set(ramps["server_name"]) & set(servers)}
+    for r in ramps.itertuples():
+        pos = by_server.get(r.server_name)
+        if pos is None or not len(pos):
+            continue
+        a = (int(r.start.timestamp()) // STEP_SECONDS) + 3
+        b = int(r.crossing.timestamp()) // STEP_SECONDS
+        fp = first_pred[pos]
+        is_ramp[pos[(fp >= a) & (fp <= b)]] = True
+    n_ramp = int(is_ramp.sum())
+    weights = np.ones(len(index))
+    if 0 < n_ramp < len(index):
+        weights[is_ramp] = share / (1.0 - share) * (len(index) - n_ramp) / n_ramp
+    return weights, n_ramp
 
 
 def _validation_origins(frame: pd.DataFrame, val_start: pd.Series, config: ModelConfig,
@@ -221,7 +268,17 @@ def train(opts: TrainOptions) -> Path:
     )
     loader = dict(num_workers=opts.workers, persistent_workers=opts.workers > 0,
                   pin_memory=accelerator == "gpu")
-    train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, **loader)
+    ramp_windows = 0
+    if opts.ramp_share:
+        from torch.utils.data import WeightedRandomSampler
+
+        weights, ramp_windows = ramp_sample_weights(train_ds, fit_rows, _ramps(sources), opts.ramp_share)
+        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights),
+                                        replacement=True, generator=torch.Generator().manual_seed(opts.seed))
+        train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, sampler=sampler,
+                                          shuffle=False, **loader)
+    else:
+        train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, **loader)
     val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, **loader)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -254,6 +311,8 @@ def train(opts: TrainOptions) -> Path:
         "parameters": n_params,
         "epochs": int(trainer.current_epoch),
         "batches_per_epoch": opts.batches_per_epoch,
+        "ramp_share": opts.ramp_share,
+        "ramp_windows": int(ramp_windows),
         "batch_size": opts.batch_size,
         "data_loader_workers": opts.workers,
         "losses": {"final_train_loss": callback_metrics.get("train_loss_epoch", callback_metrics.get("train_loss")),

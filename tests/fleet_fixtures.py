@@ -44,7 +44,8 @@ def write_fleet(directory, frame: pd.DataFrame, heldout_from: str | None = None,
             {"heldout_from": heldout_from, "heldout_servers": heldout_servers or []}))
 
 
-def train_tiny_model(root, epochs: int = 1, batches: int = 3, workers: int = 0):
+def train_tiny_model(root, epochs: int = 1, batches: int = 3, workers: int = 0, ramp_share: float | None = None,
+                     incidents: pd.DataFrame | None = None):
     """Train a tiny TFT for a few batches on a 4-server synthetic fleet (~5 s); returns its directory."""
     from pathlib import Path
 
@@ -53,9 +54,11 @@ def train_tiny_model(root, epochs: int = 1, batches: int = 3, workers: int = 0):
 
     root = Path(root)
     write_fleet(root / "data", make_grid(n_servers=4, days=2.0), "2026-01-06T16:00:00Z", ["srv-03"])
+    if incidents is not None:
+        incidents.to_csv(root / "data" / "incidents.csv", index=False)
     config = ModelConfig(max_encoder_length=48, min_encoder_length=12, max_prediction_length=12,
                          hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
     opts = TrainOptions(data=[str(root / "data")], out=str(root / "models"), epochs=epochs,
                         batches_per_epoch=batches, batch_size=16, val_days=0.25, calib_every=6,
-                        config=config, progress=False, workers=workers)
+                        config=config, progress=False, workers=workers, ramp_share=ramp_share)
     return train(opts)

@@ -52,6 +52,58 @@ def test_training_with_data_loader_workers(tmp_path):
     load_model_dir(model_dir)
 
 
+def _ramp(server="srv-01", start="2026-01-05T12:00:00Z", crossing="2026-01-05T14:00:00Z"):
+    import pandas as pd
+
+    return pd.DataFrame({"server_name": [server], "kind": ["memory_leak"], "metric": ["memory_percent"],
+                         "start": [pd.Timestamp(start)], "crossing": [pd.Timestamp(crossing)],
+                         "end": [pd.Timestamp(crossing) + pd.Timedelta(hours=1)], "threshold": [95.0]})
+
+
+def test_ramp_windows_are_those_forecasting_from_inside_a_labelled_ramp():
+    """`train --ramp-share S`: a window counts as a ramp window when its first forecast step
+    lies from 15 min after a labelled incident's start to its crossing, on that server only;
+    ramp windows together get a share S of the sampler's weight."""
+    import numpy as np
+    import pandas as pd
+
+    from engine.tft_model import ModelConfig, build_dataset, prepare_frame
+    from engine.training import ramp_sample_weights
+    from fleet_fixtures import make_grid
+
+    config = ModelConfig(max_encoder_length=48, min_encoder_length=12, max_prediction_length=12,
+                         hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
+    rows = prepare_frame(make_grid(n_servers=3, days=2.0))
+    ds = build_dataset(config, rows)
+    ramp = _ramp()
+    weights, n = ramp_sample_weights(ds, rows, ramp, 0.25)
+    index = ds.decoded_index
+    first = pd.to_datetime(index["time_idx_first_prediction"] * 300, unit="s", utc=True)
+    server = rows.groupby("series")["server_name"].first().reindex(index["series"]).to_numpy()
+    expected = ((server == "srv-01") & (first >= ramp["start"][0] + pd.Timedelta(minutes=15))
+                & (first <= ramp["crossing"][0])).to_numpy()
+    assert n == expected.sum() == 22                      # 12:15 .. 14:00, every 5 minutes
+    is_ramp = weights > 1.0
+    assert np.array_equal(is_ramp, expected)
+    assert weights[is_ramp].sum() / weights.sum() == pytest.approx(0.25)
+    assert np.all(weights[~is_ramp] == 1.0)
+    # no labelled incidents: uniform weights
+    none, n0 = ramp_sample_weights(ds, rows, ramp.iloc[:0], 0.25)
+    assert n0 == 0 and np.all(none == 1.0)
+    with pytest.raises(ValueError):
+        ramp_sample_weights(ds, rows, ramp, 1.0)
+
+
+def test_training_draws_ramp_windows_when_asked(tmp_path):
+    from fleet_fixtures import train_tiny_model
+
+    model_dir = train_tiny_model(tmp_path, ramp_share=0.3, incidents=_ramp())
+    meta = json.loads((model_dir / METADATA_FILE).read_text())
+    assert meta["ramp_share"] == 0.3
+    assert meta["ramp_windows"] > 0
+    load_model_dir(model_dir)
+
+
 def test_training_keeps_the_weights_of_the_best_validation_epoch():
     """EarlyStopping only stops; the weights written are those of the lowest val_loss."""
     from types import SimpleNamespace

@@ -218,6 +218,8 @@ def test_bad_loss_weights_are_one_line(tmp_path, capsys):
     assert "give four non-negative numbers" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--learning-rate", "3"]) == 2
     assert "--learning-rate 3.0: give a number between 0 and 1" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--ramp-share", "1"]) == 2
+    assert "--ramp-share 1.0: give a number between 0 and 1" in capsys.readouterr().err
 
 
 def test_warm_start_continues_from_the_weights_with_its_own_learning_rate(tiny_model_dir, tmp_path):

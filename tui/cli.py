@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="warm start: continue from this model directory's weights (same architecture)")
     tr.add_argument("--loss-weights", default=None, metavar="W,W,W,W",
                     help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5)")
+    tr.add_argument("--ramp-share", type=float, default=None, metavar="S",
+                    help="draw a share S of training windows from labelled incident ramps (incidents.csv)")
     tr.add_argument("--workers", type=int, default=0, metavar="N",
                     help="data-loader worker processes (default 0: batches are made in the training "
                          "process; on a GPU machine a few workers keep the GPU fed)")
@@ -170,6 +172,8 @@ def _train(args) -> int:
             weights = ()
         if len(weights) != 4 or any(w < 0 for w in weights):
             return _fail(f"--loss-weights {args.loss_weights!r}: give four non-negative numbers (cpu,memory,disk,load)")
+    if args.ramp_share is not None and not 0 < args.ramp_share < 1:
+        return _fail(f"--ramp-share {args.ramp_share}: give a number between 0 and 1")
     if args.workers < 0:
         return _fail(f"--workers {args.workers}: give 0 or more")
     if args.learning_rate is not None and not 0 < args.learning_rate < 1:
@@ -178,7 +182,8 @@ def _train(args) -> int:
                         device=args.device, batch_size=args.batch_size,
                         batches_per_epoch=args.batches_per_epoch, seed=args.seed, config=config,
                         evaluate=not args.no_eval, init_from=args.init_from,
-                        loss_weights=weights, learning_rate=args.learning_rate, workers=args.workers)
+                        loss_weights=weights, learning_rate=args.learning_rate, workers=args.workers,
+                        ramp_share=args.ramp_share)
     try:
         out = train(opts)
     except _known_errors() as exc:

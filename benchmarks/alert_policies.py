@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,8 @@ def main() -> None:
                          "warn_probability, e.g. 2:12,4:12,2:12:0.3 (default: %s)"
                          % ",".join(f"{a}:{b}:{c:g}" for a, b, c in SETTINGS))
     args = ap.parse_args()
+    # pandas 3 hands pytorch-forecasting read-only arrays; torch warns once per run
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     settings = SETTINGS
     if args.settings:
         bad = SystemExit(f"--settings: expected OPEN:RESOLVE[:PROB] items like 2:12,2:12:0.3 "

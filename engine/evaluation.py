@@ -194,6 +194,72 @@ def improvement(ms: dict[str, Scores]) -> float | None:
     return 1.0 - ms["tft"].mean_pinball / best if best > 0 else None
 
 
+# What a shipped model must reach on held-out data: mean pinball loss at least 25 % below
+# the better baseline's, p10-p90 coverage within 80 +/- 5 %, and on servers it never saw a
+# loss within 10 % of the seen servers' (per metric, per data set).
+TARGET_IMPROVEMENT = 0.25
+TARGET_COVERAGE = (0.75, 0.85)
+TARGET_HELDOUT_GAP = 0.10
+
+
+MISS_MARKS = {"loss": "L", "coverage": "C", "held-out gap": "G"}
+
+
+def target_cells(reports: list[DatasetReport]) -> list[dict[str, Any]]:
+    """One cell per data set x server group x metric with the TFT's figures against the
+    targets above; ``misses`` names each one it fails (empty: on target)."""
+    cells = []
+    for rep in reports:
+        for group, ms in rep.results.items():
+            for metric, fs in ms.items():
+                imp = improvement(fs)
+                if imp is None:
+                    continue
+                cov = fs["tft"].coverage
+                misses = []
+                if imp < TARGET_IMPROVEMENT:
+                    misses.append("loss")
+                if not TARGET_COVERAGE[0] <= cov <= TARGET_COVERAGE[1]:
+                    misses.append("coverage")
+                gap = None
+                seen = rep.results.get("seen", {}).get(metric, {}).get("tft")
+                if group == "heldout" and seen is not None and seen.mean_pinball > 0:
+                    gap = fs["tft"].mean_pinball / seen.mean_pinball - 1.0
+                    if gap > TARGET_HELDOUT_GAP:
+                        misses.append("held-out gap")
+                cells.append({"dataset": rep.name, "group": group, "metric": metric,
+                              "loss_vs_best_baseline": round(-imp, 4), "coverage_p10_p90": round(cov, 4),
+                              "heldout_vs_seen_loss": None if gap is None else round(gap, 4),
+                              "misses": misses})
+    return cells
+
+
+def format_targets(cells: list[dict[str, Any]]) -> str:
+    """The cells as one compact table (loss vs the better baseline · coverage, and for
+    never-seen servers · loss vs seen servers), '✗' and a letter per missed target."""
+    metrics = list(dict.fromkeys(c["metric"] for c in cells))
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for c in cells:
+        text = f"{c['loss_vs_best_baseline']:+.1%} · {c['coverage_p10_p90']:.1%}"
+        if c["heldout_vs_seen_loss"] is not None:
+            text += f" · {c['heldout_vs_seen_loss']:+.0%}"
+        marks = "".join(MISS_MARKS[m] for m in c["misses"])
+        rows.setdefault((c["dataset"], c["group"]), {})[c["metric"]] = text + (f" ✗{marks}" if marks else "")
+    head = (f"targets: loss ≥ {TARGET_IMPROVEMENT:.0%} below the better baseline · p10-p90 coverage "
+            f"{TARGET_COVERAGE[0]:.0%}-{TARGET_COVERAGE[1]:.0%} · never-seen servers' loss ≤ "
+            f"{TARGET_HELDOUT_GAP:+.0%} vs seen")
+    width = max([len(t) for r in rows.values() for t in r.values()] + [12]) + 2
+    names = {name: Path(name).name or name for name, _ in rows}
+    w0 = max(len(n) for n in names.values()) + 2
+    lines = [head, f"  {'data':<{w0}}{'servers':<12}" + "".join(f"{m:<{width}}" for m in metrics)]
+    for (name, group), r in rows.items():
+        label = "seen" if group == "seen" else "never seen"
+        lines.append(f"  {names[name]:<{w0}}{label:<12}" + "".join(f"{r.get(m, 'n/a'):<{width}}" for m in metrics))
+    out = sum(1 for c in cells if c["misses"])
+    lines.append(f"  {out} of {len(cells)} cells miss a target (L loss, C coverage, G never-seen vs seen loss)")
+    return "\n".join(lines)
+
+
 def format_reports(reports: list[DatasetReport]) -> str:
     lines = []
     for rep in reports:
@@ -213,6 +279,9 @@ def format_reports(reports: list[DatasetReport]) -> str:
                 imp = improvement(fs)
                 if imp is not None:
                     lines.append(f"  {'':<15}{'tft vs best baseline: ' + format(imp, '+.1%') + ' lower loss'}")
+    cells = target_cells(reports)
+    if cells:
+        lines.append(format_targets(cells))
     return "\n".join(lines)
 
 
@@ -223,6 +292,10 @@ def reports_json(reports: list[DatasetReport], extra: dict[str, Any] | None = No
             g: {m: (None if improvement(fs) is None else round(improvement(fs), 4)) for m, fs in ms.items()}
             for g, ms in rep.results.items()
         }
+    cells = target_cells(reports)
+    out["targets"] = {"loss_below_best_baseline": TARGET_IMPROVEMENT, "coverage_p10_p90": list(TARGET_COVERAGE),
+                      "heldout_vs_seen_loss": TARGET_HELDOUT_GAP, "cells": cells,
+                      "cells_missing": sum(1 for c in cells if c["misses"])}
     if extra:
         out.update(extra)
     return json.dumps(out, indent=2)

@@ -97,3 +97,35 @@ def test_calibration_per_profile_uses_each_groups_own_adjustment():
     other = apply_calibration(cal, "cpu_percent", q[:1], np.ones(1), Q, groups=np.array(["gpu"]))
     pooled = apply_calibration(cal, "cpu_percent", q[:1], np.ones(1), Q)
     np.testing.assert_array_equal(other, pooled)
+
+
+def _scores(mean_pinball: float, coverage: float) -> "Scores":
+    from engine.evaluation import Scores
+
+    return Scores({0.1: mean_pinball, 0.5: mean_pinball, 0.9: mean_pinball}, mean_pinball, 0.0, coverage, 10)
+
+
+def test_target_cells_name_each_missed_target():
+    import json
+
+    from engine.evaluation import DatasetReport, format_targets, reports_json, target_cells
+
+    rep = DatasetReport("fleet", {})
+    # seen: 1.0 against a best baseline of 1.5 is 33 % lower, coverage 80 %: on target
+    rep.results["seen"] = {"cpu_percent": {"tft": _scores(1.0, 0.80), "seasonal_naive": _scores(2.0, 0.7),
+                                           "linear_trend": _scores(1.5, 0.3)}}
+    # never seen: 1.2 is only 20 % below 1.5, covers 90 %, and is 20 % above the seen loss
+    rep.results["heldout"] = {"cpu_percent": {"tft": _scores(1.2, 0.90), "seasonal_naive": _scores(1.5, 0.7),
+                                              "linear_trend": _scores(3.0, 0.3)}}
+    seen, heldout = target_cells([rep])
+    assert seen["misses"] == [] and seen["loss_vs_best_baseline"] == pytest.approx(-1 / 3, abs=1e-4)
+    assert seen["heldout_vs_seen_loss"] is None
+    assert heldout["misses"] == ["loss", "coverage", "held-out gap"]
+    assert heldout["heldout_vs_seen_loss"] == pytest.approx(0.2)
+    text = format_targets([seen, heldout])
+    assert "-20.0% · 90.0% · +20% ✗LCG" in text and "1 of 2 cells miss a target" in text
+    assert json.loads(reports_json([rep]))["targets"]["cells_missing"] == 1
+    # on the 75 % edge of the band and exactly 25 % below: no miss
+    rep.results["heldout"]["cpu_percent"]["tft"] = _scores(1.0, 0.75)
+    rep.results["heldout"]["cpu_percent"]["seasonal_naive"] = _scores(4 / 3, 0.7)
+    assert target_cells([rep])[1]["misses"] == []

@@ -239,6 +239,34 @@ async def test_sort_keeps_the_cursor_on_the_same_server():
         assert len(orders) > 1, "the order never changed: the test proves nothing"
 
 
+async def test_cursor_stays_on_the_top_row_until_the_operator_moves_it():
+    app = fake_app(30, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        first_top = app.table.order[0]
+        tops = set()
+        for _ in range(8):
+            n0 = app.snapshots_applied
+            await pilot.press("right_square_bracket")
+            await ready(pilot, app, n0 + 1)
+            assert app.table.cursor_row == 0 and app.table.selected_name == app.table.order[0]
+            tops.add(app.table.order[0])
+        assert app.table.order.index(first_top) > 0, "the first top server never moved down: the test proves nothing"
+        assert not app.table.user_moved
+        for _ in range(6):
+            await pilot.press("j")
+        assert app.table.user_moved and app.table.cursor_row == 6
+        name = app.table.selected_name       # chosen: from now on the cursor follows it
+        rows = set()
+        for _ in range(8):
+            n0 = app.snapshots_applied
+            await pilot.press("right_square_bracket")
+            await ready(pilot, app, n0 + 1)
+            assert app.table.selected_name == name
+            rows.add(app.table.cursor_row)
+        assert rows != {6}, "the chosen server never moved: the test proves nothing"
+
+
 async def test_rows_update_cells_not_the_whole_table():
     app = fake_app(20, speed=16)
     async with app.run_test(size=SIZE) as pilot:

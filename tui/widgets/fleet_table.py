@@ -2,7 +2,9 @@
 
 Each snapshot changes only the cells whose text changed (``update_cell``); rows are added
 or removed only when servers appear, disappear or the filter changes; the table is
-re-sorted only when the order changes, and the cursor stays on the same server.
+re-sorted only when the order changes.  Once the operator has moved the cursor it stays on
+the same server through re-sorts; until then it stays on the top row (under the default
+sort, the server most at risk now, not the one that was on top at the first tick).
 """
 from __future__ import annotations
 
@@ -125,6 +127,12 @@ class FleetTable(DataTable):
         self.cells_updated = 0                # for tests / the benchmark
 
     _batching = False
+    user_moved = False     # the operator has moved the cursor: from then on it follows that server
+
+    def watch_cursor_coordinate(self, old, new) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if old != new and not self._batching and self.row_count:
+            self.user_moved = True
 
     def refresh(self, *regions, **kwargs):
         # update_cell() refreshes the whole table on every call; while a snapshot is being
@@ -202,7 +210,10 @@ class FleetTable(DataTable):
             if names != self._table_order():
                 self.sort("server", key=lambda cell: rank[str(cell)])
             self.order = names
-        if keep is not None and keep in self.specs:
+        if not self.user_moved:
+            if self.row_count and self.cursor_row != 0:
+                self.move_cursor(row=0, animate=False)
+        elif keep is not None and keep in self.specs:
             self.select_name(keep)
         elif keep is not None and self.row_count:
             self.move_cursor(row=min(self.cursor_row, self.row_count - 1), animate=False)

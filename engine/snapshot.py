@@ -65,6 +65,13 @@ class ServerForecast:
     history_len: int             # samples in the server's window
     importance: dict[str, float] | None = None   # TFT variable importance (encoder), when from the TFT
 
+    @property
+    def breach_basis(self) -> str | None:
+        """Which forecast gives ``minutes_to_breach``: "p50" (expected), "p90" (only the
+        upper band reaches critical: possible), "now", or None."""
+        f = self.metrics.get(self.breach_metric) if self.breach_metric else None
+        return f.breach_basis if f is not None and self.minutes_to_breach is not None else None
+
     def to_json(self) -> dict[str, Any]:
         out = {m: f.to_json() for m, f in self.metrics.items()}
         out["_meta"] = {

@@ -36,12 +36,17 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
     ranked = sorted(snap.servers, key=lambda s: (-s.risk_8h, s.server_name))[:top]
     ranked = [s for s in ranked if s.risk_8h > 0.01 or s.minutes_to_breach is not None]
     if ranked:
-        lines.append(f"{'server':<16}{'profile':<10}{'risk 30m':>9}{'risk 8h':>9}  {'breach':<20}{'source'}")
+        lines.append(f"{'server':<16}{'profile':<10}{'risk 30m':>9}{'risk 8h':>9}  {'breach':<27}{'source'}")
         for s in ranked:
-            breach = f"{s.breach_metric} {_minutes(s.minutes_to_breach)}" if s.breach_metric else "—"
+            breach = "—"
+            if s.breach_metric and s.minutes_to_breach is not None:
+                breach = f"{s.breach_metric} {_minutes(s.minutes_to_breach)}"
+                breach += " (p90)" if s.breach_basis == "p90" else ""
             shared = s.reason is None or s.reason.startswith("no model")  # already in the header
             src = s.source if shared else f"{s.source} ({s.reason})"
-            lines.append(f"{s.server_name:<16}{s.profile:<10}{s.risk_30m:>9.0%}{s.risk_8h:>9.0%}  {breach:<20}{src}")
+            lines.append(f"{s.server_name:<16}{s.profile:<10}{s.risk_30m:>9.0%}{s.risk_8h:>9.0%}  {breach:<27}{src}")
+        if any(s.breach_basis == "p90" for s in ranked):
+            lines.append("breach: when the p50 forecast reaches critical; (p90): only the p90 does (possible)")
     else:
         lines.append("no server is heading for a critical threshold in the next 8 h")
     ongoing = [a for a in snap.alerts if a.state == "ongoing"]

@@ -396,3 +396,38 @@ def test_importing_the_app_loads_neither_the_engine_nor_torch_nor_pandas():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _breaching_server(p50_peak: float, p90_peak: float):
+    """One server whose CPU forecast ramps linearly to the given p50 / p90 peaks over 8 h."""
+    import numpy as np
+
+    from engine.risk import build_metric_forecast, server_from_metrics
+
+    ramp = np.linspace(0.0, 1.0, 96)
+    q = np.stack([50 + (p50_peak - 60) * ramp, 50 + (p50_peak - 50) * ramp, 50 + (p90_peak - 50) * ramp], axis=1)
+    return server_from_metrics("db-1", {"cpu_percent": build_metric_forecast("cpu_percent", 50.0, q)})
+
+
+def test_breach_time_says_when_only_the_p90_forecast_crosses():
+    from engine.summary import format_summary
+    from engine.snapshot import Environment, Snapshot
+    from tui.format import CRIT, DIM, WARN, fmt_breach
+    from tui.widgets.fleet_table import COLUMN_KEYS, row_spec
+
+    assert fmt_breach(None, None) == ("—", DIM) and fmt_breach(0, "now") == ("now", CRIT)
+    assert fmt_breach(30, "p50") == ("30m", CRIT) and fmt_breach(30, "p90") == ("30m?", WARN)
+    assert fmt_breach(125, "p50") == ("2h05m", WARN) and fmt_breach(125, "p90") == ("2h05m?", WARN)
+
+    expected, possible = _breaching_server(99.0, 110.0), _breaching_server(80.0, 99.0)
+    assert (expected.breach_basis, possible.breach_basis) == ("p50", "p90")
+    breach = COLUMN_KEYS.index("breach")
+    assert row_spec(expected)[breach][0].endswith("m cpu") and "?" not in row_spec(expected)[breach][0]
+    assert row_spec(possible)[breach][0].endswith("? cpu")
+    snap = Snapshot(data_time="2024-03-01T12:00:00Z", servers=(possible,), alerts=(),
+                    environment=Environment(0.0, possible.risk_8h, 0, 1, 100.0), metadata={"model_type": "TFT"})
+    text = format_summary(snap)
+    assert "(p90)" in text and "only the p90 does (possible)" in text
+    snap = Snapshot(data_time="2024-03-01T12:00:00Z", servers=(expected,), alerts=(),
+                    environment=Environment(0.0, expected.risk_8h, 0, 1, 100.0), metadata={"model_type": "TFT"})
+    assert "(p90)" not in format_summary(snap)

@@ -21,6 +21,8 @@ ALERTS = ("Alerts: WARN — the p90 forecast reaches the critical threshold and 
           "CRIT — the p50 forecast reaches it, or the value is there now (expected). "
           "'in 2h' in the lead column is when; 'clear 25m' means the condition has been absent "
           "for 25 minutes and the alert resolves if it stays away.")
+BREACH = ("Breach in: when the p50 forecast reaches the critical threshold ('now': it is there); "
+          "'2h?' when only the p90 forecast does — possible, not expected (its chance is risk 8h).")
 
 
 def help_renderable() -> Table:
@@ -37,6 +39,7 @@ def help_text() -> str:
     lines = [f"{a.key_label:<12} {a.description}" for a in ACTIONS]
     lines.append("")
     lines.append("sort orders: " + ", ".join(SORTS))
+    lines.append(BREACH)
     lines.append(ALERTS)
     return "\n".join(lines)
 
@@ -57,6 +60,7 @@ class HelpScreen(ModalScreen):
             yield Static(Text(ABOUT, style="dim"))
             yield Static(help_renderable(), id="help-keys")
             yield Static(Text.assemble(("sort orders (s): ", "bold"), ", ".join(SORTS)))
+            yield Static(Text(BREACH), id="help-breach")
             yield Static(Text(ALERTS), id="help-alerts")
             yield Static(Text("The command palette (Ctrl+P) offers the same actions by name. "
                               "Esc or ? closes this help.", style="dim"))

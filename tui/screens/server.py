@@ -10,7 +10,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tui.format import breach_style, fmt_minutes, fmt_prob, fmt_time, prob_style
+from tui.format import fmt_breach, fmt_prob, fmt_time, prob_style
 from tui.widgets.alert_log import AlertLog
 from tui.widgets.charts import ImportanceBars, MetricChart
 from tui.widgets.header_bar import HeaderBar
@@ -132,7 +132,8 @@ class ServerScreen(Screen):
         t.append(" · 8 h ")
         t.append(fmt_prob(server.risk_8h), prob_style(server.risk_8h) or "bold")
         t.append("   breach in ")
-        t.append(fmt_minutes(server.minutes_to_breach), breach_style(server.minutes_to_breach))
+        t.append(*fmt_breach(server.minutes_to_breach, server.breach_basis))
         if server.breach_metric and server.minutes_to_breach is not None:
-            t.append(f" ({server.breach_metric})")
+            possible = ", p90 only: possible" if server.breach_basis == "p90" else ""
+            t.append(f" ({server.breach_metric}{possible})")
         return t

@@ -14,7 +14,7 @@ import numpy as np
 
 from textual.widgets import DataTable
 
-from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, breach_style, fmt_minutes, fmt_prob, fmt_value,
+from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, fmt_breach, fmt_prob, fmt_value,
                         level_style, metric_bounds, prob_style, sparkline_spec, spec_text)
 
 SPARK_WIDTH = 16
@@ -75,10 +75,10 @@ def row_spec(server) -> tuple:
         lo, hi = metric_bounds(wm, f.critical)
         spark = Spark(f"{METRIC_SHORT[wm]:<5}", *sparkline_spec(f.p50, lo, hi, SPARK_WIDTH, f.warning, f.critical))
     mtb = server.minutes_to_breach
-    label = fmt_minutes(mtb)
+    label, style = fmt_breach(mtb, server.breach_basis)
     if mtb is not None and server.breach_metric:
         label = f"{label} {METRIC_SHORT.get(server.breach_metric, '')}"
-    cells.append((label, breach_style(mtb)))
+    cells.append((label, style))
     cells.append((fmt_prob(server.risk_30m), prob_style(server.risk_30m)))
     cells.append((fmt_prob(server.risk_8h), prob_style(server.risk_8h)))
     cells.append(spark)

@@ -39,6 +39,13 @@ async def ready(pilot, app, n: int = 1) -> None:
     await wait_for(pilot, lambda: app.snapshots_applied >= n, what=f"{n} snapshot(s)")
 
 
+async def step(pilot, app) -> None:
+    """Step the (paused) replay one tick with ']' and wait for its snapshot."""
+    n0 = app.snapshots_applied
+    await pilot.press("right_square_bracket")
+    await ready(pilot, app, n0 + 1)
+
+
 def fake_app(n: int = 12, **kwargs) -> TftTopApp:
     engine_kw = {k: kwargs.pop(k) for k in ("start_delay", "tick_delay", "block", "model_type") if k in kwargs}
     return TftTopApp(lambda: FakeEngine(n, **engine_kw), **kwargs)
@@ -231,9 +238,7 @@ async def test_sort_keeps_the_cursor_on_the_same_server():
         # new snapshots reorder the rows (risk sort, drifting values): the cursor follows the server
         orders = set()
         for _ in range(6):
-            n0 = app.snapshots_applied
-            await pilot.press("right_square_bracket")
-            await ready(pilot, app, n0 + 1)
+            await step(pilot, app)
             assert app.table.selected_name == name
             orders.add(tuple(app.table.order))
         assert len(orders) > 1, "the order never changed: the test proves nothing"
@@ -246,9 +251,7 @@ async def test_cursor_stays_on_the_top_row_until_the_operator_moves_it():
         first_top = app.table.order[0]
         tops = set()
         for _ in range(8):
-            n0 = app.snapshots_applied
-            await pilot.press("right_square_bracket")
-            await ready(pilot, app, n0 + 1)
+            await step(pilot, app)
             assert app.table.cursor_row == 0 and app.table.selected_name == app.table.order[0]
             tops.add(app.table.order[0])
         assert app.table.order.index(first_top) > 0, "the first top server never moved down: the test proves nothing"
@@ -259,9 +262,7 @@ async def test_cursor_stays_on_the_top_row_until_the_operator_moves_it():
         name = app.table.selected_name       # chosen: from now on the cursor follows it
         rows = set()
         for _ in range(8):
-            n0 = app.snapshots_applied
-            await pilot.press("right_square_bracket")
-            await ready(pilot, app, n0 + 1)
+            await step(pilot, app)
             assert app.table.selected_name == name
             rows.add(app.table.cursor_row)
         assert rows != {6}, "the chosen server never moved: the test proves nothing"

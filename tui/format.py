@@ -76,23 +76,16 @@ def fmt_minutes(minutes: float | None) -> str:
     return f"{h}h{m:02d}m" if m else f"{h}h"
 
 
-def breach_style(minutes: float | None, basis: str | None = None) -> str:
-    if minutes is None:
-        return DIM
-    if minutes <= 60 and basis != "p90":
-        return CRIT
-    return WARN
-
-
 POSSIBLE = "?"   # marks a breach time that only the p90 forecast reaches: possible, not expected
 
 
 def fmt_breach(minutes: float | None, basis: str | None) -> tuple[str, str]:
     """The time to breach and its style; a p90-only crossing carries '?' and is never red."""
-    text = fmt_minutes(minutes)
-    if minutes is not None and basis == "p90":
-        text += POSSIBLE
-    return text, breach_style(minutes, basis)
+    if minutes is None:
+        return fmt_minutes(minutes), DIM
+    if basis == "p90":
+        return fmt_minutes(minutes) + POSSIBLE, WARN
+    return fmt_minutes(minutes), CRIT if minutes <= 60 else WARN
 
 
 def fmt_time(iso: str | None) -> str:

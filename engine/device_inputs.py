@@ -70,6 +70,8 @@ def batch_inputs(fast, v32: torch.Tensor, lengths: np.ndarray, last_epoch: torch
         enc_vals = torch.where(valid[:, :, None], enc_vals, 0.0).index_select(2, pos)
 
     center32, std = window_moments(enc_vals, lengths)
+    if fast.config.normalizer_center == "last":       # the encoder's last value (left-aligned: lens - 1)
+        center32 = enc_vals[torch.arange(b, device=dev), lens - 1]
     min_scale = torch.as_tensor(fast.min_scale, dtype=torch.float32, device=dev)
     scale = torch.maximum(std + _EPS32, min_scale)
 

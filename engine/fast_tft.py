@@ -17,7 +17,8 @@ What the library does per window, and what is replicated here (see
   ``encoder_lengths.max()``, so the encoder tensor must be exactly that long;
 - targets are standard-scaled per window over the encoder only, with ``torch.std``
   (unbiased, n-1), plus float32 eps, then floored at the model's ``min_scale``
-  (``FlooredEncoderNormalizer``); ``target_scale`` is a list of (batch, 2) float32
+  (``FlooredEncoderNormalizer``), centred on the encoder's mean or, where config.json
+  says ``"center": "last"``, on its last value; ``target_scale`` is a list of (batch, 2) float32
   [center, scale] per target, which the network uses to de-normalise its output;
 - ``relative_time_idx`` is ``arange(-enc, dec) / max_encoder_length`` in float32 and
   ``encoder_length`` is ``(enc - L/2) / L * 2`` (both raw: their scalers are fitted on a

@@ -95,6 +95,7 @@ class ModelConfig:
     step_seconds: int = STEP_SECONDS
     profile_vocab: tuple[str, ...] = (UNKNOWN_PROFILE,)
     normalizer_method: str = "standard"
+    normalizer_center: str = "mean"      # "mean" | "last" (engine.tft_layers.FlooredEncoderNormalizer)
     min_scale: dict[str, float] | None = None
     hidden_size: int = 32
     attention_head_size: int = 2
@@ -147,6 +148,7 @@ class ModelConfig:
             "normalizer": {
                 "kind": "per-window (encoder) standard scaling with a scale floor",
                 "method": self.normalizer_method,
+                "center": self.normalizer_center,
                 "min_scale": dict(self.min_scale),
             },
             "hyperparameters": {
@@ -180,6 +182,7 @@ class ModelConfig:
                 step_seconds=int(lengths["step_seconds"]),
                 profile_vocab=tuple(data["categorical_vocabularies"]["profile"]),
                 normalizer_method=data["normalizer"]["method"],
+                normalizer_center=_center(data["normalizer"].get("center", "mean")),
                 min_scale={k: float(v) for k, v in data["normalizer"]["min_scale"].items()},
                 hidden_size=int(hp["hidden_size"]),
                 attention_head_size=int(hp["attention_head_size"]),
@@ -192,6 +195,14 @@ class ModelConfig:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"config.json: missing or invalid field ({type(exc).__name__}: {exc})") from None
+
+
+def _center(value: Any) -> str:
+    from engine.tft_layers import CENTERS
+
+    if value not in CENTERS:
+        raise ValueError(f"normalizer.center {value!r} is not one of {CENTERS}")
+    return value
 
 
 # -- data preparation -------------------------------------------------------------
@@ -227,7 +238,8 @@ def _normalizers(config: ModelConfig):
     from engine.tft_layers import FlooredEncoderNormalizer
 
     return MultiNormalizer(
-        [FlooredEncoderNormalizer(min_scale=config.min_scale[t], method=config.normalizer_method) for t in config.targets]
+        [FlooredEncoderNormalizer(min_scale=config.min_scale[t], method=config.normalizer_method,
+                                 center_on=config.normalizer_center) for t in config.targets]
     )
 
 

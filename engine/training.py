@@ -47,6 +47,7 @@ class TrainOptions:
     learning_rate: float | None = None    # None: the config's (a warm start keeps its model's)
     workers: int = 0                      # DataLoader worker processes
     ramp_share: float | None = None       # share of training windows drawn from labelled ramps (None: uniform)
+    center: str | None = None             # normaliser centre, "mean" | "last" (None: the config's / init model's)
     evaluate: bool = True
     progress: bool = True
 
@@ -227,6 +228,8 @@ def train(opts: TrainOptions) -> Path:
         overrides["loss_weights"] = tuple(opts.loss_weights)
     if opts.learning_rate is not None:
         overrides["learning_rate"] = float(opts.learning_rate)
+    if opts.center is not None:
+        overrides["normalizer_center"] = opts.center
     config = ModelConfig(**{**base.__dict__, **overrides})
 
     val_start_all = pd.concat([s.val_start for s in sources])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 
 import copy
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -105,11 +106,18 @@ def _scrambled(loaded: LoadedModel) -> LoadedModel:
     return LoadedModel(model=model.eval(), config=loaded.config, model_dir=loaded.model_dir, metadata={})
 
 
-@pytest.fixture(params=["trained", "scrambled"])
+@pytest.fixture(params=["trained", "scrambled", "scrambled, centred on the last value"])
 def weighted(trained, request):
-    """The tiny model as trained, and with scrambled weights."""
+    """The tiny model as trained, with scrambled weights, and scrambled with its windows
+    normalised around their last value instead of their mean (config.json's
+    ``normalizer.center``: the stock path's FlooredEncoderNormalizer and ours must agree)."""
     loaded, _ = trained
-    return _scrambled(loaded) if request.param == "scrambled" else loaded
+    if request.param == "trained":
+        return loaded
+    out = _scrambled(loaded)
+    if "last" in request.param:
+        out = dataclasses.replace(out, config=dataclasses.replace(out.config, normalizer_center="last"))
+    return out
 
 
 def test_matches_the_library_path(weighted, windows):

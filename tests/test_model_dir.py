@@ -186,6 +186,26 @@ def test_bad_config_json_is_refused(trained, tmp_path):
             load_model_dir(broken)
 
 
+def test_normaliser_centre_round_trips_and_an_unknown_one_is_refused(trained, tmp_path):
+    model_dir, _ = trained
+    cfg = json.loads((model_dir / CONFIG_FILE).read_text())
+    assert load_model_dir(model_dir).config.normalizer_center == cfg["normalizer"]["center"] == "mean"
+    for value, ok in (("last", True), (None, True), ("median", False)):
+        other = tmp_path / f"centre-{value}"
+        shutil.copytree(model_dir, other)
+        edited = json.loads(json.dumps(cfg))
+        if value is None:          # config.json written before the option: the library's mean
+            del edited["normalizer"]["center"]
+        else:
+            edited["normalizer"]["center"] = value
+        (other / CONFIG_FILE).write_text(json.dumps(edited))
+        if ok:
+            assert load_model_dir(other).config.normalizer_center == (value or "mean")
+        else:
+            with pytest.raises(ModelLoadError, match="normalizer.center 'median'"):
+                load_model_dir(other)
+
+
 def test_weights_file_holds_only_tensors(trained):
     from safetensors import safe_open
 

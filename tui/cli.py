@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5)")
     tr.add_argument("--ramp-share", type=float, default=None, metavar="S",
                     help="draw a share S of training windows from labelled incident ramps (incidents.csv)")
+    tr.add_argument("--center", choices=("mean", "last"), default=None,
+                    help="centre each window's normalisation on the encoder's mean or its last value "
+                         "(default: mean for a new model, the --init-from model's otherwise)")
     tr.add_argument("--workers", type=int, default=0, metavar="N",
                     help="data-loader worker processes (default 0: batches are made in the training "
                          "process; on a GPU machine a few workers keep the GPU fed)")
@@ -183,7 +186,7 @@ def _train(args) -> int:
                         batches_per_epoch=args.batches_per_epoch, seed=args.seed, config=config,
                         evaluate=not args.no_eval, init_from=args.init_from,
                         loss_weights=weights, learning_rate=args.learning_rate, workers=args.workers,
-                        ramp_share=args.ramp_share)
+                        ramp_share=args.ramp_share, center=args.center)
     try:
         out = train(opts)
     except _known_errors() as exc:

@@ -18,11 +18,11 @@ class FlooredEncoderNormalizer(EncoderNormalizer):
 
     ``center_on``: "mean" (the library's: the encoder's mean) or "last" (the encoder's
     last value).  The network's output is de-normalised as ``out * scale + center``;
-    centred on the mean, a network that cannot tell a large deviation from a larger one
-    (its variable selection layer-normalises every input) pulls every forecast back
-    towards the day's mean — a server at 80 % for four hours after twenty at 10 % was
-    forecast at 41 % five minutes ahead.  Centred on the last value, the same
-    limitation pulls the forecast towards where the server is now.
+    centred on the mean, the network pulls a window far from its centre back towards
+    the day's mean (most likely because its variable selection layer-normalises every
+    input, so a large deviation and a larger one look alike): a server at 80 % for four
+    hours after twenty at 10 % was forecast at 41 % five minutes ahead.  Centred on the
+    last value, the same pull is towards where the server is now.
     """
 
     def __init__(self, min_scale: float = 1.0, method: str = "standard", center_on: str = "mean", **kwargs):

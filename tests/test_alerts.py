@@ -23,7 +23,7 @@ def server(name: str = "db-1", cores: int | None = 4, **conditions: str):
     """A server whose metrics are quiet except those named, e.g. memory_percent="critical@10".
 
     "critical@k": p50 reaches 95 at step k; "now": current 97; "warning@k": from step k p50
-    is 93.5 and p90 98.5 (a likely crossing: P ~ 0.35); "unlikely@k": only p90 touches 96 from
+    is 94.5 and p90 99.5 (a likely crossing: P ~ 0.45); "unlikely@k": only p90 touches 96 from
     step k, p50 at 70 (P ~ 0.11); "warnlevel": p50 sits at the warning threshold (85/80)
     without p90 reaching 95.
     """
@@ -46,7 +46,7 @@ def server(name: str = "db-1", cores: int | None = 4, **conditions: str):
         elif spec and spec.startswith("warning@"):
             step = int(spec.split("@")[1])
             p50 = np.full(H, 70.0)
-            p50[step:] = 93.5
+            p50[step:] = 94.5
             p90 = p50 + 5.0
         elif spec and spec.startswith("unlikely@"):
             step = int(spec.split("@")[1])
@@ -123,10 +123,10 @@ def test_a_forecast_at_the_warning_level_alone_is_no_alert():
 def test_a_p90_touch_warns_only_when_the_crossing_is_likely_enough():
     from engine.alerts import WARN_PROBABILITY
 
-    assert AlertManager().warn_probability == WARN_PROBABILITY == 0.3
+    assert AlertManager().warn_probability == WARN_PROBABILITY == 0.4
     # p90 touching critical while p50 sits far below: P(8 h) ~ 0.11, no alert by default ...
     quiet = server(cpu_percent="unlikely@3")
-    assert quiet.metrics["cpu_percent"].prob_8h < 0.3
+    assert quiet.metrics["cpu_percent"].prob_8h < WARN_PROBABILITY
     assert AlertManager(open_after=1).update([quiet], tick(0)) == ()
     # ... a warning when every p90 crossing counts
     a = AlertManager(open_after=1, warn_probability=0.0).update([quiet], tick(0))[0]
@@ -141,7 +141,7 @@ def test_a_p90_touch_warns_only_when_the_crossing_is_likely_enough():
                                                                               np.full(H, QUIET[m]) + 2], axis=1))
                                    for m in METRICS}, cores=4)
         alerts = AlertManager(open_after=1).update([s], tick(0))
-        assert bool(alerts) == (s.metrics["cpu_percent"].prob_8h >= 0.3), p50
+        assert bool(alerts) == (s.metrics["cpu_percent"].prob_8h >= WARN_PROBABILITY), p50
     with pytest.raises(ValueError):
         AlertManager(warn_probability=1.5)
 

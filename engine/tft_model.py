@@ -95,7 +95,7 @@ class ModelConfig:
     step_seconds: int = STEP_SECONDS
     profile_vocab: tuple[str, ...] = (UNKNOWN_PROFILE,)
     normalizer_method: str = "standard"
-    normalizer_center: str = "mean"      # "mean" | "last" (engine.tft_layers.FlooredEncoderNormalizer)
+    normalizer_center: str = "last"      # "mean" | "last" (engine.tft_layers.FlooredEncoderNormalizer); config.json without it: "mean"
     min_scale: dict[str, float] | None = None
     hidden_size: int = 32
     attention_head_size: int = 2

@@ -106,17 +106,18 @@ def _scrambled(loaded: LoadedModel) -> LoadedModel:
     return LoadedModel(model=model.eval(), config=loaded.config, model_dir=loaded.model_dir, metadata={})
 
 
-@pytest.fixture(params=["trained", "scrambled", "scrambled, centred on the last value"])
+@pytest.fixture(params=["trained", "scrambled", "scrambled, the other centre"])
 def weighted(trained, request):
     """The tiny model as trained, with scrambled weights, and scrambled with its windows
-    normalised around their last value instead of their mean (config.json's
-    ``normalizer.center``: the stock path's FlooredEncoderNormalizer and ours must agree)."""
+    normalised around the other centre (config.json's ``normalizer.center``, mean or last
+    value: the stock path's FlooredEncoderNormalizer and ours must agree on both)."""
     loaded, _ = trained
     if request.param == "trained":
         return loaded
     out = _scrambled(loaded)
-    if "last" in request.param:
-        out = dataclasses.replace(out, config=dataclasses.replace(out.config, normalizer_center="last"))
+    if "other" in request.param:
+        other = "mean" if out.config.normalizer_center == "last" else "last"
+        out = dataclasses.replace(out, config=dataclasses.replace(out.config, normalizer_center=other))
     return out
 
 

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="draw a share S of training windows from labelled incident ramps (incidents.csv)")
     tr.add_argument("--center", choices=("mean", "last"), default=None,
                     help="centre each window's normalisation on the encoder's mean or its last value "
-                         "(default: mean for a new model, the --init-from model's otherwise)")
+                         "(default: last for a new model, the --init-from model's otherwise)")
     tr.add_argument("--workers", type=int, default=0, metavar="N",
                     help="data-loader worker processes (default 0: batches are made in the training "
                          "process; on a GPU machine a few workers keep the GPU fed)")

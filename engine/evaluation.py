@@ -101,6 +101,9 @@ def window_profiles(prepared: pd.DataFrame, windows) -> np.ndarray:
     return per_series.reindex(windows.series).to_numpy()
 
 
+FIRST_HOUR_STEPS = 12   # 5-minute steps
+
+
 @dataclass
 class Scores:
     pinball: dict[float, float]
@@ -108,15 +111,20 @@ class Scores:
     p50_mae: float
     coverage: float
     windows: int
+    # mean pinball over the first hour of the horizon only: where the present decides, and
+    # where a forecast that falls back to the day's mean (instead of starting from now) shows
+    first_hour_pinball: float = float("nan")
 
     def to_json(self) -> dict:
         return {"pinball": {str(k): round(v, 5) for k, v in self.pinball.items()},
                 "mean_pinball": round(self.mean_pinball, 5), "p50_mae": round(self.p50_mae, 5),
-                "coverage_p10_p90": round(self.coverage, 4), "windows": self.windows}
+                "coverage_p10_p90": round(self.coverage, 4), "windows": self.windows,
+                "mean_pinball_first_hour": round(self.first_hour_pinball, 5)}
 
 
 def score(q: np.ndarray, y: np.ndarray, quantiles=(0.1, 0.5, 0.9)) -> Scores:
-    per_q = {qq: float(pinball(q[:, :, j], y, qq).mean()) for j, qq in enumerate(quantiles)}
+    losses = [pinball(q[:, :, j], y, qq) for j, qq in enumerate(quantiles)]
+    per_q = {qq: float(loss.mean()) for qq, loss in zip(quantiles, losses)}
     lo, mid, hi = quantiles.index(0.1), quantiles.index(0.5), quantiles.index(0.9)
     return Scores(
         pinball=per_q,
@@ -124,6 +132,7 @@ def score(q: np.ndarray, y: np.ndarray, quantiles=(0.1, 0.5, 0.9)) -> Scores:
         p50_mae=float(np.abs(q[:, :, mid] - y).mean()),
         coverage=float(((y >= q[:, :, lo]) & (y <= q[:, :, hi])).mean()),
         windows=int(q.shape[0]),
+        first_hour_pinball=float(np.mean([loss[:, :FIRST_HOUR_STEPS].mean() for loss in losses])),
     )
 
 
@@ -271,11 +280,12 @@ def format_reports(reports: list[DatasetReport]) -> str:
             label = "servers seen in training" if group == "seen" else "servers never seen in training"
             lines.append(f"  -- {label}")
             lines.append(f"  {'metric':<15}{'forecaster':<16}{'pinball10':>10}{'pinball50':>10}{'pinball90':>10}"
-                         f"{'mean':>9}{'p50 MAE':>9}{'cover':>7}{'windows':>8}")
+                         f"{'mean':>9}{'1st hour':>9}{'p50 MAE':>9}{'cover':>7}{'windows':>8}")
             for m, fs in ms.items():
                 for f, s in fs.items():
                     lines.append(f"  {m:<15}{f:<16}{s.pinball[0.1]:>10.3f}{s.pinball[0.5]:>10.3f}{s.pinball[0.9]:>10.3f}"
-                                 f"{s.mean_pinball:>9.3f}{s.p50_mae:>9.3f}{s.coverage:>7.1%}{s.windows:>8}")
+                                 f"{s.mean_pinball:>9.3f}{s.first_hour_pinball:>9.3f}{s.p50_mae:>9.3f}"
+                                 f"{s.coverage:>7.1%}{s.windows:>8}")
                 imp = improvement(fs)
                 if imp is not None:
                     lines.append(f"  {'':<15}{'tft vs best baseline: ' + format(imp, '+.1%') + ' lower loss'}")

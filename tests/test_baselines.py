@@ -52,6 +52,19 @@ def test_pinball_and_score_by_hand():
     assert pinball(np.array([5.0]), np.array([7.0]), 0.9)[0] == pytest.approx(1.8)
 
 
+def test_first_hour_loss_reads_only_the_first_twelve_steps():
+    y = np.full((2, 24), 50.0)
+    q = np.repeat(y[:, :, None], 3, axis=2).copy()
+    q[:, 12:, :] = 60.0                  # exact for an hour, then 10 points high at every quantile
+    s = score(q, y, Q)
+    assert s.first_hour_pinball == 0.0
+    # after the first hour: pinball 0.9 * 10, 0.5 * 10, 0.1 * 10 at q10, q50, q90; half the steps
+    assert s.mean_pinball == pytest.approx((9.0 + 5.0 + 1.0) / 3 / 2)
+    q[:, :12, 1] = 44.0                  # now the first hour's p50 is 6 points low
+    assert score(q, y, Q).first_hour_pinball == pytest.approx(0.5 * 6 / 3)
+    assert score(q, y, Q).to_json()["mean_pinball_first_hour"] == pytest.approx(1.0)
+
+
 def test_calibration_widens_a_too_narrow_band_to_the_target_coverage():
     rng = np.random.default_rng(0)
     n, h = 2000, 24

@@ -9,7 +9,9 @@ Method, per series ``y`` (5-minute steps, oldest first) and future step ``h = 1.
 
 - **level forecast**: a least-squares line over the last 3 h (>= 30 min of history), its
   slope ``b`` shrunk by ``t^2 / (t^2 + 4)`` (``t`` its t-statistic) so that noise does not
-  extrapolate.  ``L`` = mean of the last 3 samples; its departure from the line ``l`` fades
+  extrapolate.  Where the last hour's own line is less than half as steep, the 3 h line
+  is a step, not a ramp, and the last hour's line is used instead (a server that jumped
+  to a new level two hours ago and stayed is forecast to stay).  ``L`` = mean of the last 3 samples; its departure from the line ``l`` fades
   at the residuals' lag-1 autocorrelation ``r`` (>= 1 h of history, else ``r = 1``), and the
   line continues with a damped slope:
   ``l + (L - l) * r^(h+1) + b * sum_{k=1..h+1} phi^k`` (``L`` and ``l`` are centred one step
@@ -49,6 +51,8 @@ SEASON = 288                 # one day of 5-minute steps
 LEVEL_WINDOW = 3             # samples averaged for the current level
 TREND_WINDOW = 36            # 3 h for the slope
 MIN_TREND = 6                # 30 min of history before a slope is used
+RECENT_WINDOW = 12           # the last hour's line, for telling a step from a ramp
+RECENT_AGREEMENT = 0.5       # the last hour's slope below half the 3 h one: a step, not a ramp
 TREND_SHRINK = 4.0           # slope x t^2 / (t^2 + 4): a slope within noise (|t| ~ 1) counts a fifth
 MIN_REVERSION = 12           # 1 h of history before departures from the mean are allowed to fade
 DAMPING = 0.985              # per-step damping of the trend
@@ -146,6 +150,16 @@ def heuristic_forecast_batch(values: np.ndarray, lengths: np.ndarray, horizon: i
     level = y[:, -LEVEL_WINDOW:].sum(axis=1) / k_level
     line_end, slope, r1 = _local_line(y[:, -TREND_WINDOW:], valid[:, -TREND_WINDOW:],
                                       np.minimum(lengths, TREND_WINDOW))
+    # A step inside the 3 h window (a deploy, a job starting) is no ramp: the line through it
+    # rises steeply and ends above the new level, and the forecast would climb on from a
+    # plateau.  Where the last hour's own line is less than half as steep as the 3 h one,
+    # that hour's line is the trend.
+    end_1h, slope_1h, r1_1h = _local_line(y[:, -RECENT_WINDOW:], valid[:, -RECENT_WINDOW:],
+                                          np.minimum(lengths, RECENT_WINDOW))
+    stepped = (lengths >= RECENT_WINDOW) & (np.abs(slope_1h) < RECENT_AGREEMENT * np.abs(slope))
+    line_end = np.where(stepped, end_1h, line_end)
+    slope = np.where(stepped, slope_1h, slope)
+    r1 = np.where(stepped, r1_1h, r1)
     trend_ok = lengths >= MIN_TREND
     slope = np.where(trend_ok, slope, 0.0)
     line_end = np.where(trend_ok, line_end, level)

@@ -76,6 +76,21 @@ def test_ramp_is_extrapolated_with_damping():
     assert 32.0 + 0.1 * 30 < fc[-1, 1] < undamped
 
 
+@pytest.mark.parametrize("hours_since_step", [1, 2, 2.5])
+def test_a_step_to_a_new_level_is_a_plateau_not_a_ramp(hours_since_step):
+    """20 h at 10 %, then a jump to 80 % that held: no climb from the plateau.  (Before, a
+    line through the step 2 h ago forecast 91 % five minutes ahead and 100 % within half an
+    hour, its band above the present.)"""
+    rng = np.random.default_rng(4)
+    history = 10 + rng.normal(0, 1.5, SEASON)
+    held = int(12 * hours_since_step)
+    history[-held:] = 80 + rng.normal(0, 1.5, held)
+    fc = heuristic_forecast(history, H)
+    assert fc[0, 0] <= history[-3:].mean() <= fc[0, 2]
+    assert np.abs(fc[:12, 1] - 80).max() < 2.5
+    assert fc[:, 1].max() < 85
+
+
 def test_noise_falls_back_to_its_mean_not_to_the_last_values():
     rng = np.random.default_rng(3)
     history = rng.normal(50, 5, 200)

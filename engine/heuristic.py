@@ -11,9 +11,10 @@ Method, per series ``y`` (5-minute steps, oldest first) and future step ``h = 1.
   slope ``b`` shrunk by ``t^2 / (t^2 + 4)`` (``t`` its t-statistic) so that noise does not
   extrapolate.  Where the last hour's own line is less than half as steep, the 3 h line
   is a step, not a ramp, and the last hour's line is used instead (a server that jumped
-  to a new level two hours ago and stayed is forecast to stay).  ``L`` = mean of the last 3 samples; its departure from the line ``l`` fades
-  at the residuals' lag-1 autocorrelation ``r`` (>= 1 h of history, else ``r = 1``), and the
-  line continues with a damped slope:
+  to a new level two hours ago and stayed is forecast to stay).  ``L`` = mean of the
+  last 3 samples; its departure from the line ``l`` fades at the residuals' lag-1
+  autocorrelation ``r`` (>= 1 h of history, else ``r = 1``), and the line continues with
+  a damped slope:
   ``l + (L - l) * r^(h+1) + b * sum_{k=1..h+1} phi^k`` (``L`` and ``l`` are centred one step
   back).  Noise falls back to the local mean at once, a ramp or a random walk keeps going;
   ``phi = 0.985`` per step bounds the trend's reach (``b * phi / (1 - phi)`` ~ 66 steps).

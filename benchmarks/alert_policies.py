@@ -90,7 +90,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="a fleet with incidents.csv (default: a fresh simulated one)")
     ap.add_argument("--seed", type=int, default=101)
     ap.add_argument("--days", type=float, default=6.0)
-    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--model", type=Path, default=None,
+                    help="model directory (default: newest under models/); 'none': the heuristic alone")
     ap.add_argument("--settings", default=None, metavar="OPEN:RESOLVE[:PROB],...",
                     help="the AlertManager settings to compare: open_after, resolve_after and optionally "
                          "warn_probability, e.g. 2:12,4:12,2:12:0.3 (default: %s)"
@@ -112,7 +113,7 @@ def main() -> None:
             if len(parts) > 3 or min(oa, ra) < 1 or not 0.0 <= prob <= 1.0:
                 raise bad
             settings.append((oa, ra, prob))
-    model = args.model or find_latest_model(ROOT / "models")
+    model = None if str(args.model) == "none" else args.model or find_latest_model(ROOT / "models")
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
@@ -122,7 +123,7 @@ def main() -> None:
         if incidents is None:
             raise SystemExit(f"{data}: no incidents.csv to score against")
         records, start, ticks = replay(data, model, settings)
-    print(f"{data if args.data else f'simulated fleet, seed {args.seed}, {args.days:g} days'}; model {model}; "
+    print(f"{data if args.data else f'simulated fleet, seed {args.seed}, {args.days:g} days'}; model {model or 'none (the heuristic alone)'}; "
           f"{ticks} ticks from {start}")
     print(f"{'open_after':>10}{'resolve_after':>14}{'warn prob':>10}{'ahead':>10}{'share':>8}{'alerts':>8}"
           f"{'precision':>11}{'critical':>10}{'crit. prec.':>12}{'median lead':>13}")

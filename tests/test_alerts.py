@@ -23,7 +23,7 @@ def server(name: str = "db-1", cores: int | None = 4, **conditions: str):
     """A server whose metrics are quiet except those named, e.g. memory_percent="critical@10".
 
     "critical@k": p50 reaches 95 at step k; "now": current 97; "warning@k": from step k p50
-    is 94.5 and p90 99.5 (a likely crossing: P ~ 0.45); "unlikely@k": only p90 touches 96 from
+    is 94.8 and p90 99.8 (a likely crossing: P ~ 0.48); "unlikely@k": only p90 touches 96 from
     step k, p50 at 70 (P ~ 0.11); "warnlevel": p50 sits at the warning threshold (85/80)
     without p90 reaching 95.
     """
@@ -46,7 +46,7 @@ def server(name: str = "db-1", cores: int | None = 4, **conditions: str):
         elif spec and spec.startswith("warning@"):
             step = int(spec.split("@")[1])
             p50 = np.full(H, 70.0)
-            p50[step:] = 94.5
+            p50[step:] = 94.8
             p90 = p50 + 5.0
         elif spec and spec.startswith("unlikely@"):
             step = int(spec.split("@")[1])
@@ -123,7 +123,7 @@ def test_a_forecast_at_the_warning_level_alone_is_no_alert():
 def test_a_p90_touch_warns_only_when_the_crossing_is_likely_enough():
     from engine.alerts import WARN_PROBABILITY
 
-    assert AlertManager().warn_probability == WARN_PROBABILITY == 0.4
+    assert AlertManager().warn_probability == WARN_PROBABILITY == 0.45
     # p90 touching critical while p50 sits far below: P(8 h) ~ 0.11, no alert by default ...
     quiet = server(cpu_percent="unlikely@3")
     assert quiet.metrics["cpu_percent"].prob_8h < WARN_PROBABILITY
@@ -132,7 +132,7 @@ def test_a_p90_touch_warns_only_when_the_crossing_is_likely_enough():
     a = AlertManager(open_after=1, warn_probability=0.0).update([quiet], tick(0))[0]
     assert (a.severity, a.lead_minutes) == ("warning", 20.0)
     # the bar is the probability the fleet table shows (risk 8h): alert exactly when it is met
-    for p50 in (88.0, 90.0, 92.0, 93.0, 93.5, 94.0, 94.5):
+    for p50 in (88.0, 90.0, 92.0, 93.0, 93.5, 94.0, 94.5, 94.8):
         p = np.full(H, 70.0)
         p[10:] = p50
         q = np.stack([p - 3.0, p, p + 5.0], axis=1)

@@ -61,6 +61,13 @@ class FleetForecast:
     source: list[str]                      # "tft" | "heuristic"
     reason: list[str | None]
     importance: list[dict[str, float] | None]
+    block: np.ndarray | None = None         # (n, M, H, 3) in METRICS order, when quantiles are views of it
+
+    def stacked(self) -> np.ndarray:
+        """All quantiles as one (n, M, H, 3) array in METRICS order (no copy where possible)."""
+        if self.block is not None:
+            return self.block
+        return np.stack([np.asarray(self.quantiles[m], dtype=np.float64) for m in METRICS], axis=1)
 
     @property
     def model_type(self) -> str:
@@ -125,7 +132,8 @@ class Forecaster:
 
     def forecast(self, windows: FleetWindows, with_importance: bool = False) -> FleetForecast:
         n = len(windows.names)
-        quantiles = {m: np.zeros((n, self.horizon, len(self.quantiles))) for m in METRICS}
+        M = len(METRICS)
+        block = None        # (n, M, H, 3), METRICS order; every quantiles[m] is a view of it
         source = ["heuristic"] * n
         reason: list[str | None] = [None] * n
         importance: list[dict[str, float] | None] = [None] * n
@@ -133,30 +141,43 @@ class Forecaster:
         if self.fast is not None:
             use_tft = windows.lengths >= self.min_history
         tft_idx = np.flatnonzero(use_tft)
+        whole = len(tft_idx) == n
         failure = None
         if len(tft_idx):
             L = self.capacity  # the model reads the newest max_encoder_length samples
             try:
-                out = self.fast.predict(windows.values[tft_idx, -L:], np.minimum(windows.lengths[tft_idx], L),
-                                        windows.last_epoch[tft_idx], [windows.profiles[i] for i in tft_idx],
-                                        with_importance=with_importance)
+                if whole:   # the whole fleet: views, no copies
+                    out = self.fast.predict(windows.values[:, -L:], np.minimum(windows.lengths, L),
+                                            windows.last_epoch, windows.profiles, with_importance=with_importance)
+                else:
+                    out = self.fast.predict(windows.values[tft_idx, -L:], np.minimum(windows.lengths[tft_idx], L),
+                                            windows.last_epoch[tft_idx], [windows.profiles[i] for i in tft_idx],
+                                            with_importance=with_importance)
             except Exception as exc:  # noqa: BLE001 - a model failing at run time: fall back, say why
                 failure = f"{REASON_MODEL_ERROR}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
                 use_tft[:] = False
             else:
-                for m in METRICS:
-                    if len(tft_idx) == n:     # the whole fleet: take the arrays as they are
-                        quantiles[m] = out.quantiles[m]
-                    else:
-                        quantiles[m][tft_idx] = out.quantiles[m]
-                for k, i in enumerate(tft_idx):
-                    source[i] = "tft"
+                if whole and tuple(self.fast.targets) == tuple(METRICS):
+                    block = out.block
+                else:
+                    block = np.zeros((n, M, self.horizon, len(self.quantiles)))
+                    for j, m in enumerate(METRICS):
+                        block[tft_idx, j] = out.quantiles[m]
+                if whole:
+                    source = ["tft"] * n
                     if out.importance is not None:
-                        importance[i] = out.importance[k]
+                        importance = list(out.importance)
+                else:
+                    for k, i in enumerate(tft_idx):
+                        source[i] = "tft"
+                        if out.importance is not None:
+                            importance[i] = out.importance[k]
+        if block is None:
+            block = np.zeros((n, M, self.horizon, len(self.quantiles)))
         heur_idx = np.flatnonzero(~use_tft)
         if len(heur_idx):
             for j, m in enumerate(METRICS):
-                quantiles[m][heur_idx] = heuristic_forecast_batch(
+                block[heur_idx, j] = heuristic_forecast_batch(
                     windows.values[heur_idx, :, j], windows.lengths[heur_idx], self.horizon, self.quantiles, m)
             for i in heur_idx:
                 if failure is not None:
@@ -165,5 +186,6 @@ class Forecaster:
                     reason[i] = f"no model: {self.model_reason}"
                 else:
                     reason[i] = heuristic_reason(int(windows.lengths[i]), self.min_history)
+        quantiles = {m: block[:, j] for j, m in enumerate(METRICS)}
         return FleetForecast(names=list(windows.names), quantiles=quantiles, source=source, reason=reason,
-                             importance=importance)
+                             importance=importance, block=block)

@@ -228,13 +228,13 @@ def threshold_arrays(thresholds: Thresholds, cores: Sequence[int | None] | None,
         raise ValueError(f"cores has {len(cores)} entries for {n} servers")
     warning = np.empty((n, len(metrics)))
     critical = np.empty((n, len(metrics)))
-    cache: dict[int | None, list[tuple[float, float]]] = {}
-    for i, c in enumerate(cores):
-        c = int(c) if c else None
-        pairs = cache.get(c)
-        if pairs is None:
-            pairs = cache[c] = [thresholds.for_metric(m, c) for m in metrics]
-        warning[i], critical[i] = zip(*pairs, strict=True)
+    # one row of thresholds per distinct core count (a fleet has a handful), then a gather
+    codes = np.array([int(c) if c else 0 for c in cores], dtype=np.int64)      # 0: unknown
+    kinds, which = np.unique(codes, return_inverse=True)
+    rows = np.array([[thresholds.for_metric(m, int(c) or None) for m in metrics] for c in kinds],
+                    dtype=np.float64).reshape(len(kinds), len(metrics), 2)
+    warning[:] = rows[which, :, 0]
+    critical[:] = rows[which, :, 1]
     return warning, critical
 
 
@@ -288,13 +288,15 @@ def build_fleet(names: Sequence[str], current: np.ndarray,
                 history_len: int | Sequence[int] = 0,
                 importance: Sequence[dict[str, float] | None] | None = None,
                 metrics: Sequence[str] = METRICS,
-                step_minutes: float = STEP_MINUTES) -> tuple[ServerForecast, ...]:
+                step_minutes: float = STEP_MINUTES, copy: bool = True) -> tuple[ServerForecast, ...]:
     """ServerForecasts for n servers, vectorised; pass them to :func:`environment` for the fleet.
 
     ``current`` is (n, M) in ``metrics`` order; ``quantiles`` maps each metric to (n, H, 3)
     p10/p50/p90, or is one (n, M, H, 3) array.  Per-server fields (``profiles``, ``source``,
     ``reason``, ``last_seen``, ``history_len``, ``importance``) are sequences of n, or one
     value for all.  Equal to building each server with :func:`build_server_forecast`.
+    ``copy=False``: the caller hands an (n, M, H, 3) ``quantiles`` array over (the servers'
+    p10/p50/p90 become read-only views of it) instead of it being copied.
     """
     names = list(names)
     n = len(names)
@@ -312,7 +314,7 @@ def build_fleet(names: Sequence[str], current: np.ndarray,
     r = risk_arrays(q, current, critical, metrics, step_minutes)
 
     # One read-only copy: every p10/p50/p90 is a (strided) read-only view of it.
-    block = q if isinstance(quantiles, Mapping) else np.array(q)      # np.stack already copied
+    block = q if isinstance(quantiles, Mapping) or not copy else np.array(q)   # np.stack already copied
     block.flags.writeable = False
     cur_l, warn_l, crit_l = current.tolist(), warning.tolist(), critical.tolist()
     p30_l, p8h_l = r["prob_30m"].tolist(), r["prob_8h"].tolist()

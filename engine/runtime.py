@@ -139,7 +139,7 @@ class Engine:
         fc = self.forecaster.forecast(windows, with_importance=True)
         current = windows.values[:, -1, :].astype(np.float64)
         servers = build_fleet(
-            names=windows.names, profiles=windows.profiles, cores=windows.cores, quantiles=fc.quantiles,
+            names=windows.names, profiles=windows.profiles, cores=windows.cores, quantiles=fc.stacked(), copy=False,
             current=current, thresholds=self.thresholds, source=fc.source, reason=fc.reason,
             importance=fc.importance, last_seen=[iso(e) for e in windows.last_epoch],
             history_len=[int(x) for x in windows.lengths],

@@ -191,10 +191,26 @@ class WindowStore:
         else:
             slots = np.array([self._index[n] for n in names], dtype=np.int64)
         cap = self.capacity
-        # position k (0 = oldest of a full window) of server s lives at (head + k) % cap
-        idx = (self._head[slots, None] + np.arange(cap)[None, :]) % cap
-        values = self._buf[slots[:, None], idx]
-        filled_mask = self._filled[slots[:, None], idx]
+        # position k (0 = oldest of a full window) of server s lives at (head + k) % cap: per
+        # distinct head (servers reporting in step share one), two slice copies, not a gather
+        heads = self._head[slots]
+        values = np.empty((len(slots), cap, self._buf.shape[2]), dtype=self._buf.dtype)
+        filled_mask = np.empty((len(slots), cap), dtype=bool)
+        distinct = np.unique(heads)
+        if len(distinct) > 32:       # scattered heads: one gather
+            idx = (heads[:, None] + np.arange(cap)[None, :]) % cap
+            values[:] = self._buf[slots[:, None], idx]
+            filled_mask[:] = self._filled[slots[:, None], idx]
+        else:
+            every = len(slots) == len(self._buf) and bool((slots == np.arange(len(slots))).all())
+            for h in distinct.tolist():
+                rows = np.flatnonzero(heads == h)
+                src = (slice(None) if every else slots) if len(rows) == len(slots) else slots[rows]
+                dst = slice(None) if len(rows) == len(slots) else rows
+                values[dst, :cap - h] = self._buf[src, h:]
+                values[dst, cap - h:] = self._buf[src, :h]
+                filled_mask[dst, :cap - h] = self._filled[src, h:]
+                filled_mask[dst, cap - h:] = self._filled[src, :h]
         lengths = self._len[slots].copy()
         valid = np.arange(cap)[None, :] >= (cap - lengths)[:, None]
         return FleetWindows(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from engine.store import WindowStore
@@ -116,3 +117,33 @@ def test_bulk_load_matches_appending_one_by_one_with_gaps_repeats_and_known_serv
         n = int(y.lengths[0])
         np.testing.assert_array_equal(x.values[0, -n:], y.values[0, -n:])
         assert int(x.lengths[0]) == n
+
+
+def _gathered(store: WindowStore, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The windows by one plain gather (the definition the sliced reads must equal)."""
+    cap = store.capacity
+    idx = (store._head[slots, None] + np.arange(cap)[None, :]) % cap
+    lengths = store._len[slots]
+    valid = np.arange(cap)[None, :] >= (cap - lengths)[:, None]
+    return store._buf[slots[:, None], idx], (store._filled[slots[:, None], idx] & valid).sum(axis=1)
+
+
+@pytest.mark.parametrize("servers", [5, 60])     # few distinct ring heads (slices), many (a gather)
+def test_windows_equal_a_plain_gather_whatever_the_ring_heads(servers):
+    rng = np.random.default_rng(servers)
+    store = WindowStore(capacity=48)
+    for i in range(servers):          # each server its own number of samples: its own head
+        start = int(rng.integers(0, 5))
+        for k in range(start, start + 3 + i):
+            if rng.random() < 0.9:                      # some steps missing: filled gaps
+                store.append(f"s{i}", T0 + 300 * k, rng.random(4) * 100)
+    w = store.windows()
+    values, filled = _gathered(store, np.arange(servers))
+    np.testing.assert_array_equal(w.values, values)
+    np.testing.assert_array_equal(w.filled, filled)
+    some = store.windows(names=[f"s{i}" for i in range(0, servers, 3)])
+    values, filled = _gathered(store, np.arange(0, servers, 3))
+    np.testing.assert_array_equal(some.values, values)
+    np.testing.assert_array_equal(some.filled, filled)
+    heads = len(np.unique(store._head[:servers]))
+    assert heads > 32 if servers > 32 else heads <= 32       # both ways of reading are covered

@@ -31,8 +31,8 @@ step() {   # step NAME SECONDS COMMAND...
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
   python3 -c "import sys, torch, pandas, pytorch_forecasting as pf; print(sys.version.split()[0], torch.__version__, pandas.__version__, pf.__version__)"
 } > "$OUT/env.txt" 2>&1; cat "$OUT/env.txt"
-step gpu_check 170 python3 benchmarks/gpu_check.py --servers 10000 --runs 5
-step bench 200 python3 benchmarks/bench_inference.py --runs 5 --sizes 1000 10000 --stock-max 10000
+step gpu_check 200 python3 benchmarks/gpu_check.py --servers 10000 --runs 5
+step bench 240 python3 benchmarks/bench_inference.py --runs 5 --sizes 25 100 1000 10000 --stock-max 10000
 DATA=${1:-}
 if [ -n "$DATA" ]; then
   MODEL=$(ls -d models/tft_model_* | sort | tail -1)

@@ -32,8 +32,7 @@ tensor but the network never reads them (they are no decoder variables); zeros h
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,11 +54,30 @@ from engine.tft_model import TIME_FEATURES, LoadedModel, level_feature, profile_
 # forward's page faults grew with the batch).
 CPU_BATCH = 64
 
-# Windows per forward pass on a GPU.  Measured on an H100 (10,000 servers, FastTFT.predict
-# with inputs and calibration on the GPU, benchmarks/gpu_check.py): batches of 1,024 ->
-# 338 ms, 2,048 -> 268 ms, 4,096 -> 218 ms, all 10,000 at once -> 202 ms (18 GB of GPU
-# memory at its peak; a 4,096 batch needs under half of that).
-CUDA_BATCH = 4096
+# Windows per forward pass on a GPU: as many as fit in a share of its free memory, up to
+# CUDA_BATCH_MAX, and the fleet split into equal batches.  Measured on an H100 (10,000
+# servers, FastTFT.predict with inputs and calibration on the GPU, benchmarks/gpu_check.py,
+# 2026-11-27): batches of 1,024 -> 280 ms, 2,048 -> 196 ms, 4,096 -> 170 ms, all 10,000 at
+# once -> 145 ms, with 18 GB of GPU memory at its peak (about 1.9 MB per window).
+CUDA_BATCH_MAX = 16384
+CUDA_BYTES_PER_WINDOW = 2_000_000
+CUDA_MEMORY_SHARE = 0.5
+
+
+def cuda_batch(device: str) -> int:
+    """The default batch on ``device``: what CUDA_MEMORY_SHARE of its free memory holds."""
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return int(min(CUDA_BATCH_MAX, max(256, CUDA_MEMORY_SHARE * free // CUDA_BYTES_PER_WINDOW)))
+
+
+def even_batches(n: int, batch_size: int) -> list[slice]:
+    """``n`` rows in the fewest batches of at most ``batch_size``, as equal as can be (10,000
+    rows at 8,192 -> 5,000 + 5,000, not 8,192 + 1,808)."""
+    if n <= 0:
+        return []
+    k = -(-n // batch_size)
+    size = -(-n // k)
+    return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
 
 # -- the allocator -----------------------------------------------------------------
@@ -191,11 +209,28 @@ _swap = swap_interpolation   # FastTFT's argument of the same name shadows it
 
 # -- the fast path -------------------------------------------------------------------
 
-@dataclass
 class FastForecast:
-    quantiles: dict[str, np.ndarray]            # per target (n, H, Q) float64, calibrated
-    raw: dict[str, np.ndarray]                  # per target (n, H, Q) float64, as the network gave it
-    importance: list[dict[str, float]] | None   # per window: encoder variable weights, summing to 1
+    """``quantiles``: per target (n, H, Q) float64, calibrated; ``block``: the same numbers as
+    one (n, T, H, Q) array in target order (each ``quantiles[m]`` is a view of it);
+    ``raw``: per target (n, H, Q) float64 as the network gave it, fetched from the device
+    only when first read (nothing on the per-tick path reads it); ``importance``: per
+    window, the encoder variable weights (summing to 1), or None."""
+
+    __slots__ = ("quantiles", "block", "_raw", "importance")
+
+    def __init__(self, block: np.ndarray, targets: Sequence[str],
+                 raw: dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]],
+                 importance: list[dict[str, float]] | None):
+        self.block = block
+        self.quantiles = {m: block[:, j] for j, m in enumerate(targets)}
+        self._raw = raw
+        self.importance = importance
+
+    @property
+    def raw(self) -> dict[str, np.ndarray]:
+        if callable(self._raw):
+            self._raw = self._raw()
+        return self._raw
 
 
 def _normalise_profile(text) -> str:
@@ -238,7 +273,7 @@ class FastTFT:
         self.workers = 1 if self.device.startswith("cuda") else int(workers)
         self._pool = None
         if batch_size is None:
-            batch_size = CUDA_BATCH if self.device.startswith("cuda") else CPU_BATCH
+            batch_size = cuda_batch(self.device) if self.device.startswith("cuda") else CPU_BATCH
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.loaded = loaded
@@ -331,7 +366,8 @@ class FastTFT:
             return self._predict_on_device(v32, lengths, last_epoch, codes, normalised, with_importance)
         Q = len(self.config.quantiles)
         raw = {m: np.empty((n, self.H, Q), dtype=np.float64) for m in self.targets}
-        quantiles = {m: np.empty_like(raw[m]) for m in self.targets}
+        block = np.empty((n, len(self.targets), self.H, Q), dtype=np.float64)
+        quantiles = {m: block[:, j] for j, m in enumerate(self.targets)}
         importance = np.empty((n, len(self.encoder_variables)), dtype=np.float64) if with_importance else None
 
         v_t, ends_t, codes_t = (torch.from_numpy(np.ascontiguousarray(a)) for a in (v32, last_epoch, codes))
@@ -354,7 +390,7 @@ class FastTFT:
             self._calibrate(v32[sl], lengths[sl], normalised[sl], {m: raw[m][sl] for m in self.targets},
                             {m: quantiles[m][sl] for m in self.targets})
 
-        batches = [slice(s, min(n, s + self.batch_size)) for s in range(0, n, self.batch_size)]
+        batches = even_batches(n, self.batch_size)
         if self.workers > 1 and len(batches) > 1:
             # batches are independent: each worker thread runs whole ones (torch ops release
             # the GIL) and writes its own rows; no intra-op thread barriers involved
@@ -367,7 +403,7 @@ class FastTFT:
             for sl in batches:
                 run(sl)
 
-        return FastForecast(quantiles=quantiles, raw=raw, importance=self._importance_dicts(importance))
+        return FastForecast(block, self.targets, raw, self._importance_dicts(importance))
 
     def _importance_dicts(self, importance: np.ndarray | None) -> list[dict[str, float]] | None:
         if importance is None:
@@ -405,8 +441,7 @@ class FastTFT:
             cats = up(codes)
             preds: dict[str, list[torch.Tensor]] = {m: [] for m in self.targets}
             weights: list[torch.Tensor] = []
-            for s in range(0, n, self.batch_size):
-                sl = slice(s, min(n, s + self.batch_size))
+            for sl in even_batches(n, self.batch_size):
                 x = batch_inputs(self, v[sl], lengths[sl], ends[sl], cats[sl], shared_end)
                 out = self.model(x)
                 pred = out["prediction"]
@@ -423,10 +458,14 @@ class FastTFT:
                    for j, m in enumerate(self.targets)]
             # one copy back per dtype, into page-locked memory on CUDA (a pageable copy of the
             # 10,000-server result ran at a few GB/s)
-            q_host = down(torch.stack(cal), cuda)
-            r_host = down(torch.stack(raws), cuda)
+            q_host = down(torch.stack(cal, dim=1), cuda)                     # (n, T, H, Q)
             imp_host = down(torch.cat(weights).double(), cuda) if with_importance else None
-        quantiles = {m: q_host[j] for j, m in enumerate(self.targets)}
-        raw = {m: r_host[j].astype(np.float64) for j, m in enumerate(self.targets)}
-        return FastForecast(quantiles=quantiles, raw=raw, importance=self._importance_dicts(imp_host))
+        raw_dev = torch.stack(raws)
+        targets = self.targets
+
+        def fetch_raw() -> dict[str, np.ndarray]:
+            r_host = raw_dev.cpu().numpy()
+            return {m: r_host[j].astype(np.float64) for j, m in enumerate(targets)}
+
+        return FastForecast(q_host, targets, fetch_raw, self._importance_dicts(imp_host))
 

@@ -16,7 +16,7 @@ from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS
 from engine.evaluation import stock_predict
 from engine.fast_blocks import FastGRN, FusedAttention, fuse_attention, fuse_grns
-from engine.fast_tft import (CPU_BATCH, FastTFT, MatmulInterpolation, interpolation_matrix, keep_freed_memory,
+from engine.fast_tft import (CPU_BATCH, FastTFT, even_batches, MatmulInterpolation, interpolation_matrix, keep_freed_memory,
                              swap_interpolation)
 from engine.fast_vsn import FoldedVariableSelection, fold_variable_selection
 from engine.tft_model import LoadedModel, build_dataset, load_model_dir, prepare_frame
@@ -429,3 +429,11 @@ def test_shipped_model_matches_the_library_path():
     ours = FastTFT(loaded).predict(w.values[:, -L:], lengths, w.last_epoch, w.profiles)
     for m in loaded.config.targets:
         np.testing.assert_allclose(ours.raw[m], stock[m], rtol=1e-5, atol=1e-4, err_msg=m)
+
+
+@pytest.mark.parametrize("n, size, expected", [(10000, 8192, [5000, 5000]), (1000, 64, [63] * 15 + [55]),
+                                               (64, 64, [64]), (65, 64, [33, 32]), (0, 64, [])])
+def test_even_batches_cover_every_row_once_in_the_fewest_equal_batches(n, size, expected):
+    batches = even_batches(n, size)
+    assert [b.stop - b.start for b in batches] == expected
+    assert [b.start for b in batches] == list(np.cumsum([0, *expected[:-1]]))[:len(batches)]

@@ -18,7 +18,7 @@ scored: nothing could have warned earlier.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,7 @@ class AlertEvaluation:
     seconds: float
     lead_minutes_required: float
     missed: list[str]
+    by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)   # kind -> (scored, caught early)
 
     @property
     def early_share(self) -> float | None:
@@ -80,6 +81,7 @@ class AlertEvaluation:
             "critical_alerts": self.critical_alerts, "true_critical_alerts": self.true_critical_alerts,
             "critical_precision": None if self.critical_precision is None else round(self.critical_precision, 4),
             "ticks": self.ticks, "seconds": round(self.seconds, 1), "missed": self.missed,
+            "by_kind": {k: {"incidents": n, "caught_early": e} for k, (n, e) in self.by_kind.items()},
         }
 
 
@@ -163,6 +165,19 @@ def score_alerts(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_star
     return len(scored), early, before, leads, missed, true_flags
 
 
+def score_by_kind(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_start: pd.Timestamp,
+                  lead_minutes: float = 30.0) -> dict[str, tuple[int, int]]:
+    """(scored, caught early) per incident kind, where the table has a ``kind`` column."""
+    if "kind" not in incidents:
+        return {}
+    out = {}
+    for kind, part in incidents.groupby("kind", sort=True):
+        n, early, *_ = score_alerts(alerts, part, replay_start, lead_minutes)
+        if n:
+            out[str(kind)] = (n, early)
+    return out
+
+
 def evaluate_alerts(data: Path | str, model_dir: Path | str | None, device: str = "cpu",
                     lead_minutes: float = 30.0) -> AlertEvaluation | None:
     """None when the data has no incidents.csv to score against."""
@@ -178,6 +193,7 @@ def evaluate_alerts(data: Path | str, model_dir: Path | str | None, device: str 
         critical_alerts=len(crit), true_critical_alerts=int(sum(crit)),
         median_lead_minutes=None if not leads else round(float(np.median(leads)), 1),
         ticks=ticks, seconds=seconds, lead_minutes_required=lead_minutes, missed=missed,
+        by_kind=score_by_kind(alerts, incidents, start, lead_minutes),
     )
 
 
@@ -188,6 +204,8 @@ def format_alert_evaluation(name: str, ev: AlertEvaluation) -> str:
         f"  labelled incidents scored: {ev.incidents}; alerted >= {ev.lead_minutes_required:.0f} min before the crossing: "
         f"{ev.caught_early} ({pct(ev.early_share)}); alerted before the crossing: {ev.caught_before_crossing}",
         f"  median lead time: {'—' if ev.median_lead_minutes is None else f'{ev.median_lead_minutes:.0f} min'}",
+        *(["  caught early by kind: " + " · ".join(f"{k} {e}/{n}" for k, (n, e) in ev.by_kind.items())]
+          if ev.by_kind else []),
         f"  precision: {pct(ev.precision)} of {ev.alerts} alerts; critical alerts: {pct(ev.critical_precision)} of {ev.critical_alerts}",
         *(["  missed: " + "; ".join(ev.missed)] if ev.missed else []),
     ])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.alert_eval import AlertRecord, score_alerts
+from engine.alert_eval import AlertRecord, score_alerts, score_by_kind
 from engine.contract import METRICS
 from engine.runtime import Engine, predict_at
 from engine.sources import ReplaySource, SimulatorSource
@@ -135,6 +135,9 @@ def test_alert_scoring_by_hand():
     assert leads == [60.0, 240.0]
     assert len(missed) == 1 and missed[0].startswith("b cpu_percent")
     assert true_flags == [True, True, False, False, True, False]
+    assert score_by_kind(alerts, incidents, t("2026-01-01 00:00")) == {}        # no kind column
+    kinds = incidents.assign(kind=["leak", "storm", "leak"])
+    assert score_by_kind(alerts, kinds, t("2026-01-01 00:00")) == {"leak": (2, 2), "storm": (1, 0)}
 
 
 def test_stepping_back_restores_the_alert_log_as_it_was(tmp_path):

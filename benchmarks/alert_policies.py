@@ -66,7 +66,8 @@ def replay(data: Path, model: Path | None, settings=SETTINGS) -> tuple[dict, pd.
     start = source.next_time
     engine = Engine(source, model, device="cpu")
     engine.start()
-    managers = {s: AlertManager(open_after=s[0], resolve_after=s[1], warn_probability=s[2]) for s in settings}
+    managers = {s: AlertManager(open_after=s[0], resolve_after=s[1],
+                                warn_probability=dict(s[2]) if isinstance(s[2], tuple) else s[2]) for s in settings}
     records: dict = {s: {} for s in settings}
     ticks = 0
     while not engine.finished:
@@ -85,6 +86,30 @@ def replay(data: Path, model: Path | None, settings=SETTINGS) -> tuple[dict, pd.
     return records, start, ticks
 
 
+def _probability(text: str) -> float | tuple:
+    """"0.3" -> 0.3; "default" -> WARN_PROBABILITY; "cpu=0.5/memory=0.3/..." -> per metric
+    (a hashable tuple of (metric, bar); the metric's first word is enough)."""
+    from engine.alerts import WARN_PROBABILITY
+    from engine.contract import METRICS
+
+    if text == "default":
+        return tuple(WARN_PROBABILITY.items())
+    if "=" not in text:
+        return float(text)
+    bars = {}
+    for part in text.split("/"):
+        name, value = part.split("=")
+        metric = next((m for m in METRICS if m == name or m.split("_")[0] == name), name)
+        bars[metric] = float(value)
+    return tuple(bars.items())
+
+
+def _label(wp) -> str:
+    if isinstance(wp, tuple):
+        return "/".join(f"{m.split('_')[0][:3]}{v:g}" for m, v in wp)
+    return f"{wp:.2f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="a fleet with incidents.csv (default: a fresh simulated one)")
@@ -94,8 +119,13 @@ def main() -> None:
                     help="model directory (default: newest under models/); 'none': the heuristic alone")
     ap.add_argument("--settings", default=None, metavar="OPEN:RESOLVE[:PROB],...",
                     help="the AlertManager settings to compare: open_after, resolve_after and optionally "
-                         "warn_probability, e.g. 2:12,4:12,2:12:0.3 (default: %s)"
+                         "warn_probability, one for all metrics or per metric, e.g. "
+                         "2:12,4:12,2:12:0.3,2:12:cpu=0.5/memory=0.3/disk=0.1/load=0.3, or 2:12:default "
+                         "(engine.alerts.WARN_PROBABILITY) (default: %s)"
                          % ",".join(f"{a}:{b}:{c:g}" for a, b, c in SETTINGS))
+    ap.add_argument("--by-metric", action="store_true",
+                    help="also score each metric's alerts alone (a metric's alerts depend only on its own "
+                         "forecasts, so per-metric settings can be read off one run)")
     args = ap.parse_args()
     # pandas 3 hands pytorch-forecasting read-only arrays; torch warns once per run
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -107,10 +137,12 @@ def main() -> None:
         for item in args.settings.split(","):
             parts = item.split(":")
             try:
-                oa, ra, prob = int(parts[0]), int(parts[1]), float(parts[2]) if len(parts) == 3 else 0.0
+                oa, ra = int(parts[0]), int(parts[1])
+                prob = _probability(parts[2]) if len(parts) == 3 else 0.0
+                AlertManager(warn_probability=dict(prob) if isinstance(prob, tuple) else prob)
             except (ValueError, IndexError):
                 raise bad from None
-            if len(parts) > 3 or min(oa, ra) < 1 or not 0.0 <= prob <= 1.0:
+            if len(parts) > 3 or min(oa, ra) < 1:
                 raise bad
             settings.append((oa, ra, prob))
     model = None if str(args.model) == "none" else args.model or find_latest_model(ROOT / "models")
@@ -132,9 +164,19 @@ def main() -> None:
         n, early, _, leads, _, flags = score_alerts(alerts, incidents, start)
         crit = [f for a, f in zip(alerts, flags) if a.severity == "critical"]
         lead = f"{np.median(leads):.0f} min" if leads else "—"
-        print(f"{oa:>10}{ra:>14}{wp:>10.2f}{early:>6} /{n:<3}{early / max(n, 1):>7.0%}{len(alerts):>8}"
+        print(f"{oa:>10}{ra:>14} {_label(wp):>9}{early:>6} /{n:<3}{early / max(n, 1):>7.0%}{len(alerts):>8}"
               f"{np.mean(flags) if flags else float('nan'):>11.1%}{len(crit):>10}"
               f"{np.mean(crit) if crit else float('nan'):>12.1%}{lead:>13}")
+    if args.by_metric:
+        print("per metric (ahead / incidents, alerts, precision):")
+        for (oa, ra, wp), recs in records.items():
+            cells = []
+            for metric in sorted(set(incidents["metric"])):
+                alerts = [a for a in recs.values() if a.metric == metric]
+                n, early, _, _, _, flags = score_alerts(alerts, incidents[incidents["metric"] == metric], start)
+                cells.append(f"{metric.split('_')[0]} {early}/{n} {len(alerts)} "
+                             f"{np.mean(flags) if flags else float('nan'):.0%}")
+            print(f"  {oa}:{ra}:{_label(wp)}  " + " · ".join(cells))
 
 
 if __name__ == "__main__":

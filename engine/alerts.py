@@ -6,7 +6,8 @@ Condition, per (server, metric), each tick:
   anywhere in the horizon;
 - **warning**: otherwise, p90 reaches critical anywhere in the horizon AND the
   probability of reaching it within the horizon (engine.risk's ``prob_8h``, from the
-  three quantiles) is at least ``warn_probability`` (0.45; see WARN_PROBABILITY);
+  three quantiles) is at least the metric's ``warn_probability`` (see WARN_PROBABILITY:
+  memory and load 0.3, disk 0.1, CPU 0.5, i.e. no p90-only CPU warnings);
 - else none.
 
 A value forecast to sit at the warning threshold is not an alert: it shows in the fleet
@@ -42,7 +43,7 @@ Alerts are immutable; every change is a ``dataclasses.replace``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -66,19 +67,28 @@ OPEN_AFTER = 2
 # demo_data]`).  24 ticks would raise precision further, but an alert that stays open two
 # hours after its cause cleared tells the operator less.
 RESOLVE_AFTER = 12
-# A p90-only (warning) condition also needs P(reaching critical within 8 h) >= 0.45, the
-# probability engine.risk shows as risk 8h.  p90 touching critical alone is a 10 %-per-step
-# event that hot, noisy servers produce all day.  Chosen on a fresh simulated fleet (seed
-# 101, model tft_model_20261127T061002Z) as the smallest probability on a 0.05 grid whose
-# alerts are >= 80 % real: 0.3 / 0.4 / 0.45 / 0.5 gave 134 / 47 / 44 / 41 alerts, 27.6 /
-# 78.7 / 84.1 / 90.2 % real, 20 / 16 / 14 / 14 of 37 incidents alerted >= 30 min ahead.
-# (At 0.5 no warning can fire: P >= 0.5 means p50 reaches critical, a critical alert.)
-# Then measured on the demo held-out replay: 0.4 -> 35 alerts, 80.0 % real, 8 of 25 ahead;
-# 0.45 -> 34 alerts, 82.4 % real, 7 of 25 ahead; 0.5 -> 32, 87.5 %, 7.  (The model before
-# the re-centring met the same rule at 0.3: 11 of 37 at 80 %.)  Servers below it still rank
-# by risk in the fleet table.
-# (`python benchmarks/alert_policies.py [--data demo_data] --settings 2:12:0.4,2:12:0.45,2:12:0.5`)
-WARN_PROBABILITY = 0.45
+# A p90-only (warning) condition also needs P(reaching critical within 8 h) >= a bar per
+# metric, the probability engine.risk shows as risk 8h.  p90 touching critical alone is a
+# 10 %-per-step event that hot, noisy servers produce all day.  Each bar is chosen on a fresh
+# simulated fleet (seed 101, model tft_model_20261127T061002Z) as the smallest probability
+# on a 0.05 grid whose alerts on that metric are >= 80 % real (a metric's alerts depend only
+# on its own forecasts, so one replay scores every combination; `python
+# benchmarks/alert_policies.py --by-metric --settings 2:12:0.1,2:12:0.15,...,2:12:0.5`).
+# P is at least 0.1 whenever p90 reaches critical, so 0.1 means "every p90 crossing":
+#   memory  0.2 / 0.25 / 0.3 -> 20 / 19 / 16 alerts, 75 / 79 / 94 % real, 14 of 15 ahead -> 0.3
+#   load    0.25 / 0.3 -> 11 / 8 alerts, 64 / 88 % real, 0 of 7 ahead at any bar      -> 0.3
+#   disk    0.1 -> 7 alerts, 86 % real, 6 of 6 ahead                                   -> 0.1
+#   cpu     0.4 / 0.45 / 0.5 -> 17 / 14 / 12 alerts, 53 / 64 / 75 % real, 0 of 9 ahead at
+#           any bar from 0.2 up: no bar reaches 80 %, so CPU warns only when p50 crosses
+#           (P >= 0.5 means p50 reaches critical, a critical alert): 0.5.
+# Together on that fleet: 20 of 37 incidents >= 30 min ahead, 43 alerts 86 % real; one bar
+# of 0.45 for all (the rule applied to the fleet as a whole) gave 14 of 37, 44 alerts 84 %.
+# On the demo fleet's held-out replay (never used to choose): per-metric bars 10 of 25
+# ahead, 35 alerts 83 % real; 0.45 for all 7 of 25, 34 alerts 82 %.  Servers below a bar
+# still rank by risk in the fleet table.
+WARN_PROBABILITY: dict[str, float] = {
+    "cpu_percent": 0.5, "memory_percent": 0.3, "disk_percent": 0.1, "load_average": 0.3,
+}
 
 
 @dataclass
@@ -101,14 +111,15 @@ class AlertManager:
     """Turns each tick's forecasts into debounced alerts; call :meth:`update` once per tick."""
 
     def __init__(self, thresholds: Thresholds | None = None, open_after: int = OPEN_AFTER, resolve_after: int = RESOLVE_AFTER,
-                 max_resolved: int = 200, warn_probability: float = WARN_PROBABILITY) -> None:
+                 max_resolved: int = 200,
+                 warn_probability: float | Mapping[str, float] | None = None) -> None:
         """``thresholds``: None uses each MetricForecast's own warning/critical (what risk.py put
-        there from the engine's thresholds); a Thresholds overrides them, per server core count."""
+        there from the engine's thresholds); a Thresholds overrides them, per server core count.
+        ``warn_probability``: one bar for every metric, or one per metric (every metric of
+        METRICS named); None: WARN_PROBABILITY."""
         if open_after < 1 or resolve_after < 1 or max_resolved < 0:
             raise ValueError("open_after and resolve_after must be >= 1, max_resolved >= 0")
-        if not 0.0 <= warn_probability <= 1.0:
-            raise ValueError("warn_probability must lie in [0, 1]")
-        self.warn_probability = float(warn_probability)
+        self.warn_probability = _bars(WARN_PROBABILITY if warn_probability is None else warn_probability)
         self.thresholds = thresholds
         self.open_after = int(open_after)
         self.resolve_after = int(resolve_after)
@@ -204,18 +215,20 @@ class AlertManager:
         if not keys:
             return {}
         lengths = {len(f.p50) for f in forecasts}
-        wp = self.warn_probability
+        bars = np.array([self.warn_probability[k[1]] for k in keys])
+        wp = bars if bars.any() else 0.0
         if len(lengths) == 1 and lengths != {0}:
             found = _evaluate(np.stack([f.p50 for f in forecasts]), np.stack([f.p90 for f in forecasts]),
                               np.array([f.current for f in forecasts]), np.array(crit),
-                              p10=np.stack([f.p10 for f in forecasts]) if wp > 0 else None, warn_probability=wp)
+                              p10=np.stack([f.p10 for f in forecasts]) if bars.any() else None, warn_probability=wp)
         else:   # ragged horizons: one at a time
             found = []
             for k, (f, c) in enumerate(zip(forecasts, crit, strict=True)):
                 for _, severity, basis, minutes in _evaluate(
                         np.asarray(f.p50, dtype=np.float64)[None], np.asarray(f.p90, dtype=np.float64)[None],
                         np.array([f.current]), np.array([c]),
-                        p10=np.asarray(f.p10, dtype=np.float64)[None] if wp > 0 else None, warn_probability=wp):
+                        p10=np.asarray(f.p10, dtype=np.float64)[None] if bars[k] > 0 else None,
+                        warn_probability=float(bars[k])):
                     found.append((k, severity, basis, minutes))
         out = {}
         for k, severity, basis, minutes in found:
@@ -226,11 +239,12 @@ class AlertManager:
 
 def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, critical: np.ndarray,
               step_minutes: float = 5.0, p10: np.ndarray | None = None,
-              warn_probability: float = 0.0) -> list[tuple[int, str, str, float]]:
+              warn_probability: float | np.ndarray = 0.0) -> list[tuple[int, str, str, float]]:
     """(row, severity, basis, minutes) for rows with a condition; basis now|p50|p90
     (minutes to the critical threshold).  With ``warn_probability`` > 0 (and p10), a p90-only
-    condition also needs P(reaching critical within the horizon) >= warn_probability, the
-    probability engine.risk computes from the three quantiles (``prob_8h``)."""
+    condition also needs P(reaching critical within the horizon) >= warn_probability (one
+    bar, or one per row), the probability engine.risk computes from the three quantiles
+    (``prob_8h``)."""
     p50 = np.nan_to_num(p50, nan=-np.inf)
     p90 = np.nan_to_num(p90, nan=-np.inf)
     already = current >= critical
@@ -242,9 +256,10 @@ def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, critical: n
         return []
     first50, first90 = (h[rows].argmax(axis=1) for h in (hit50, hit90))
     likely = np.ones(len(rows), dtype=bool)
-    if warn_probability > 0 and p10 is not None:
+    bars = np.broadcast_to(np.asarray(warn_probability, dtype=np.float64), critical.shape)
+    if p10 is not None and bars[rows].any():
         q = np.stack([np.nan_to_num(p10, nan=-np.inf)[rows], p50[rows], p90[rows]], axis=-1)
-        likely = crossing_probability_batch(q, critical[rows], q.shape[1], current[rows]) >= warn_probability
+        likely = crossing_probability_batch(q, critical[rows], q.shape[1], current[rows]) >= bars[rows]
     out = []
     for k, row in enumerate(rows.tolist()):
         if already[row]:
@@ -254,6 +269,24 @@ def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, critical: n
         elif likely[k]:
             out.append((row, WARNING, "p90", float((first90[k] + 1) * step_minutes)))
     return out
+
+
+def _bars(warn_probability: float | Mapping[str, float]) -> dict[str, float]:
+    """The warning bar of every metric, checked: each in [0, 1], every metric named once."""
+    from engine.contract import METRICS
+
+    if isinstance(warn_probability, Mapping):
+        unknown = sorted(set(warn_probability) - set(METRICS))
+        missing = [m for m in METRICS if m not in warn_probability]
+        if unknown or missing:
+            raise ValueError(f"warn_probability must name each of {list(METRICS)}: "
+                             f"{'unknown ' + ', '.join(unknown) if unknown else 'missing ' + ', '.join(missing)}")
+        bars = {m: float(warn_probability[m]) for m in METRICS}
+    else:
+        bars = dict.fromkeys(METRICS, float(warn_probability))
+    if not all(0.0 <= b <= 1.0 for b in bars.values()):
+        raise ValueError("warn_probability must lie in [0, 1]")
+    return bars
 
 
 def _message(metric: str, basis: str, minutes: float, current: float, critical: float) -> str:

@@ -100,14 +100,14 @@ def test_repeat_updates_the_same_alert_and_its_lead_time():
 
 def test_warning_escalates_to_critical_and_never_drops_while_open():
     am = AlertManager()
-    am.update([server(cpu_percent="warning@8")], tick(0))
-    w = am.update([server(cpu_percent="warning@8")], tick(1))[0]
+    am.update([server(memory_percent="warning@8")], tick(0))
+    w = am.update([server(memory_percent="warning@8")], tick(1))[0]
     assert w.severity == "warning" and w.lead_minutes == 45.0
-    assert w.message == "cpu_percent may reach 95 in 45 min (p90)"
-    c = am.update([server(cpu_percent="now")], tick(2))[0]
+    assert w.message == "memory_percent may reach 95 in 45 min (p90)"
+    c = am.update([server(memory_percent="now")], tick(2))[0]
     assert (c.id, c.severity, c.lead_minutes) == (w.id, "critical", 0.0)
-    assert c.message.startswith("cpu_percent at 97")
-    back = am.update([server(cpu_percent="warning@8")], tick(3))[0]
+    assert c.message.startswith("memory_percent at 97")
+    back = am.update([server(memory_percent="warning@8")], tick(3))[0]
     assert (back.id, back.severity, back.state) == (w.id, "critical", "ongoing")
 
 
@@ -123,27 +123,46 @@ def test_a_forecast_at_the_warning_level_alone_is_no_alert():
 def test_a_p90_touch_warns_only_when_the_crossing_is_likely_enough():
     from engine.alerts import WARN_PROBABILITY
 
-    assert AlertManager().warn_probability == WARN_PROBABILITY == 0.45
-    # p90 touching critical while p50 sits far below: P(8 h) ~ 0.11, no alert by default ...
-    quiet = server(cpu_percent="unlikely@3")
-    assert quiet.metrics["cpu_percent"].prob_8h < WARN_PROBABILITY
-    assert AlertManager(open_after=1).update([quiet], tick(0)) == ()
-    # ... a warning when every p90 crossing counts
-    a = AlertManager(open_after=1, warn_probability=0.0).update([quiet], tick(0))[0]
-    assert (a.severity, a.lead_minutes) == ("warning", 20.0)
-    # the bar is the probability the fleet table shows (risk 8h): alert exactly when it is met
-    for p50 in (88.0, 90.0, 92.0, 93.0, 93.5, 94.0, 94.5, 94.8):
-        p = np.full(H, 70.0)
-        p[10:] = p50
-        q = np.stack([p - 3.0, p, p + 5.0], axis=1)
-        s = build_server_forecast("db-1", {**QUIET, "cpu_percent": 70.0},
-                                  {m: (q if m == "cpu_percent" else np.stack([np.full(H, QUIET[m]) - 3, np.full(H, QUIET[m]),
-                                                                              np.full(H, QUIET[m]) + 2], axis=1))
-                                   for m in METRICS}, cores=4)
-        alerts = AlertManager(open_after=1).update([s], tick(0))
-        assert bool(alerts) == (s.metrics["cpu_percent"].prob_8h >= WARN_PROBABILITY), p50
+    assert AlertManager().warn_probability == WARN_PROBABILITY
+    assert WARN_PROBABILITY == {"cpu_percent": 0.5, "memory_percent": 0.3, "disk_percent": 0.1, "load_average": 0.3}
+    # p90 touching critical while p50 sits far below: P(8 h) ~ 0.11, below every bar but disk's ...
+    for metric in ("cpu_percent", "memory_percent"):
+        quiet = server(**{metric: "unlikely@3"})
+        assert quiet.metrics[metric].prob_8h < WARN_PROBABILITY[metric]
+        assert AlertManager(open_after=1).update([quiet], tick(0)) == ()
+        # ... a warning when every p90 crossing counts
+        a = AlertManager(open_after=1, warn_probability=0.0).update([quiet], tick(0))[0]
+        assert (a.severity, a.lead_minutes) == ("warning", 20.0)
+    # disk's bar (0.1) is met by any p90 crossing: P >= 0.1 whenever p90 reaches critical
+    a = AlertManager(open_after=1).update([server(disk_percent="unlikely@3")], tick(0))[0]
+    assert (a.metric, a.severity) == ("disk_percent", "warning")
+    # CPU warns only once p50 crosses: a likely p90 crossing (P ~ 0.48) is no CPU alert, a memory one
+    assert AlertManager(open_after=1).update([server(cpu_percent="warning@8")], tick(0)) == ()
+    assert AlertManager(open_after=1).update([server(memory_percent="warning@8")], tick(0))[0].severity == "warning"
+    # the bar is the probability the fleet table shows (risk 8h): alert exactly when it is met,
+    # for one bar for all metrics and for a bar per metric
+    bars = {"cpu_percent": 0.45, "memory_percent": 0.3, "disk_percent": 0.2, "load_average": 0.3}
+    for metric, bar in (("memory_percent", None), ("cpu_percent", 0.45), ("memory_percent", bars),
+                        ("cpu_percent", bars)):
+        for p50 in (80.0, 85.0, 88.0, 90.0, 92.0, 93.0, 93.5, 94.0, 94.5, 94.8):
+            p = np.full(H, 70.0)
+            p[10:] = p50
+            q = np.stack([p - 3.0, p, p + 5.0], axis=1)
+            s = build_server_forecast("db-1", {**QUIET, metric: 70.0},
+                                      {m: (q if m == metric else np.stack([np.full(H, QUIET[m]) - 3, np.full(H, QUIET[m]),
+                                                                           np.full(H, QUIET[m]) + 2], axis=1))
+                                       for m in METRICS}, cores=4)
+            alerts = AlertManager(open_after=1, warn_probability=bar).update([s], tick(0))
+            wanted = WARN_PROBABILITY if bar is None else bar if isinstance(bar, dict) else dict.fromkeys(METRICS, bar)
+            assert bool(alerts) == (s.metrics[metric].prob_8h >= wanted[metric]), (metric, bar, p50)
     with pytest.raises(ValueError):
         AlertManager(warn_probability=1.5)
+    with pytest.raises(ValueError, match="missing load_average"):
+        AlertManager(warn_probability={"cpu_percent": 0.5, "memory_percent": 0.3, "disk_percent": 0.1})
+    with pytest.raises(ValueError, match="unknown gpu"):
+        AlertManager(warn_probability={**WARN_PROBABILITY, "gpu": 0.3})
+    with pytest.raises(ValueError):
+        AlertManager(warn_probability={**WARN_PROBABILITY, "disk_percent": -0.1})
 
 
 def test_resolves_after_three_clear_ticks_with_its_duration():

@@ -16,6 +16,7 @@ from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS
 from engine.evaluation import stock_predict
 from engine.fast_blocks import FastGRN, FusedAttention, fuse_attention, fuse_grns
+from engine.device_inputs import batch_inputs
 from engine.fast_tft import (CPU_BATCH, FastTFT, even_batches, MatmulInterpolation, interpolation_matrix, keep_freed_memory,
                              swap_interpolation)
 from engine.fast_vsn import FoldedVariableSelection, fold_variable_selection
@@ -162,6 +163,36 @@ def test_interpolation_swap_changes_nothing_but_the_code(trained, windows):
     ref = torch.nn.functional.interpolate(x.unsqueeze(1), 16, mode="linear", align_corners=True).squeeze(1)
     torch.testing.assert_close(x @ interpolation_matrix(7, 16), ref)
     assert swap_interpolation(fast.model) == 0          # already swapped
+
+
+def test_interpolation_swap_gives_the_same_gradients_in_training(weighted, windows):
+    """engine.training swaps the interpolation in the model it trains: the same loss, the
+    same gradients for every parameter (dropout masks alike), so training is unchanged."""
+    import copy
+
+    loaded = weighted
+    _, _, values, lengths, last_epoch, profiles = windows
+    fast = FastTFT(loaded, batch_size=len(lengths), fold_vsn=False, fuse_blocks=False)
+    x = batch_inputs(fast, torch.from_numpy(values.astype(np.float32)), lengths.astype(np.int64),
+                     torch.from_numpy(last_epoch.astype(np.int64)), torch.from_numpy(fast.profile_codes(profiles)))
+    grads = []
+    for swap in (False, True):
+        model = copy.deepcopy(loaded.model).train()
+        if swap:
+            assert swap_interpolation(model) > 0
+        torch.manual_seed(3)
+        out = model(x)["prediction"]
+        loss = sum(((p - 50.0) ** 2).mean() for p in out)
+        loss.backward()
+        grads.append((float(loss), {k: p.grad for k, p in model.named_parameters() if p.grad is not None}))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-6)
+    assert grads[0][1].keys() == grads[1][1].keys() and len(grads[0][1]) > 50
+    # float rounding: relative to the largest gradient (a gradient that is a near-cancellation
+    # of large terms keeps an absolute, not a relative, rounding error)
+    largest = max(float(g.abs().max()) for g in grads[0][1].values())
+    for k, g in grads[0][1].items():
+        diff = float((grads[1][1][k] - g).abs().max())
+        assert diff <= 1e-5 * largest, (k, diff, largest)
 
 
 def test_folded_variable_selection_changes_nothing_but_the_code(weighted, windows):

@@ -330,25 +330,33 @@ def build_fleet(names: Sequence[str], current: np.ndarray,
     hist_l = _per_server(history_len, n)
     imp_l = _per_server(importance, n) if importance is not None else [None] * n
 
+    # per server: the earliest breach over metrics (the first metric on ties), None when none
+    minutes_a = r["minutes"]
+    found = ~np.isnan(minutes_a)
+    earliest = np.where(found, minutes_a, np.inf).argmin(axis=1) if len(metrics) else np.zeros(n, dtype=int)
+    any_l = found.any(axis=1).tolist()
+    earliest_l = earliest.tolist()
+    risk30_l = r["risk_30m"].tolist()
+    risk8h_l = r["risk_8h"].tolist()
+
     servers = []
     for i, name in enumerate(names):
         fs = {}
-        best, which = None, None
+        mins_i = minutes_l[i]
         for j, m in enumerate(metrics):
-            minutes = minutes_l[i][j]
-            minutes = None if minutes != minutes else minutes       # NaN -> None
+            minutes = mins_i[j]
             fs[m] = MetricForecast(
                 current=cur_l[i][j], p10=block[i, j, :, 0], p50=block[i, j, :, 1], p90=block[i, j, :, 2],
                 trend=trend_names[trend_l[i][j]], warning=warn_l[i][j], critical=crit_l[i][j],
-                prob_30m=p30_l[i][j], prob_8h=p8h_l[i][j], minutes_to_breach=minutes,
+                prob_30m=p30_l[i][j], prob_8h=p8h_l[i][j],
+                minutes_to_breach=None if minutes != minutes else minutes,       # NaN -> None
                 breach_basis=basis_names[basis_l[i][j]],
             )
-            if minutes is not None and (best is None or minutes < best):
-                best, which = minutes, m
+        k = earliest_l[i]
         servers.append(ServerForecast(
             server_name=name, profile=profiles_l[i], cores=cores_l[i], source=sources_l[i],
-            reason=reasons_l[i], metrics=fs, risk_30m=max(p30_l[i], default=0.0),
-            risk_8h=max(p8h_l[i], default=0.0), minutes_to_breach=best, breach_metric=which,
+            reason=reasons_l[i], metrics=fs, risk_30m=risk30_l[i], risk_8h=risk8h_l[i],
+            minutes_to_breach=mins_i[k] if any_l[i] else None, breach_metric=metrics[k] if any_l[i] else None,
             last_seen=seen_l[i], history_len=int(hist_l[i]), importance=imp_l[i],
         ))
     return tuple(servers)

@@ -217,6 +217,8 @@ def test_build_fleet_equals_the_scalar_path_on_random_inputs():
     lo, hi = rng.uniform(0, 15, (2, n, 4, H))
     q = np.stack([p50 - lo, p50, p50 + hi], axis=3)
     current = np.concatenate([rng.uniform(0, 100, (n, 3)), rng.uniform(0, 20, (n, 1))], axis=1)
+    current[0, :3] = 99.0                           # ties: three metrics at critical now
+    current[1, 1:3] = 99.0
     cores = rng.choice([0, 2, 4, 8, 16], n).tolist()
     cores = [c or None for c in cores]
     names = [f"srv-{i}" for i in range(n)]

@@ -216,11 +216,10 @@ class AlertManager:
             return {}
         lengths = {len(f.p50) for f in forecasts}
         bars = np.array([self.warn_probability[k[1]] for k in keys])
-        wp = bars if bars.any() else 0.0
         if len(lengths) == 1 and lengths != {0}:
             found = _evaluate(np.stack([f.p50 for f in forecasts]), np.stack([f.p90 for f in forecasts]),
                               np.array([f.current for f in forecasts]), np.array(crit),
-                              p10=np.stack([f.p10 for f in forecasts]) if bars.any() else None, warn_probability=wp)
+                              p10=np.stack([f.p10 for f in forecasts]) if bars.any() else None, warn_probability=bars)
         else:   # ragged horizons: one at a time
             found = []
             for k, (f, c) in enumerate(zip(forecasts, crit, strict=True)):

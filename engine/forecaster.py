@@ -146,13 +146,11 @@ class Forecaster:
         if len(tft_idx):
             L = self.capacity  # the model reads the newest max_encoder_length samples
             try:
-                if whole:   # the whole fleet: views, no copies
-                    out = self.fast.predict(windows.values[:, -L:], np.minimum(windows.lengths, L),
-                                            windows.last_epoch, windows.profiles, with_importance=with_importance)
-                else:
-                    out = self.fast.predict(windows.values[tft_idx, -L:], np.minimum(windows.lengths[tft_idx], L),
-                                            windows.last_epoch[tft_idx], [windows.profiles[i] for i in tft_idx],
-                                            with_importance=with_importance)
+                rows = slice(None) if whole else tft_idx      # the whole fleet: views, no copies
+                out = self.fast.predict(windows.values[rows, -L:], np.minimum(windows.lengths[rows], L),
+                                        windows.last_epoch[rows],
+                                        windows.profiles if whole else [windows.profiles[i] for i in tft_idx],
+                                        with_importance=with_importance)
             except Exception as exc:  # noqa: BLE001 - a model failing at run time: fall back, say why
                 failure = f"{REASON_MODEL_ERROR}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
                 use_tft[:] = False

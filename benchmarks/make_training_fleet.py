@@ -6,13 +6,25 @@ learns to expect every excursion to revert. This fleet uses another seed, anothe
 start date, other server names (``trn-`` prefix) and ~0.5 incidents per server per day.
 It is never used for evaluation.
 
+``--daily-templates S`` gives a share S of the servers a daily routine of their own: a
+few CPU bumps (15 min to 3 h wide, 8 to 45 points high) at fixed, randomly drawn times of
+day, repeated every day with jitter, with load following.  The simulator's daily shapes
+are smooth business-hours curves that the time-of-day inputs alone predict, so a model
+never needs to look back a day; real machines (SMD) repeat irregular daily shapes that
+"the same time yesterday" forecasts better than our model did.
+
     python benchmarks/make_training_fleet.py [OUT_DIR]     # default /tmp/tft_training_fleet
+    python benchmarks/make_training_fleet.py OUT --seed 2028 --prefix trd- --daily-templates 0.6
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -22,18 +34,59 @@ SEED, N_SERVERS, DAYS, RATE = 2027, 64, 21, 0.5
 START = "2025-03-03T00:00:00Z"
 
 
+def add_daily_templates(metrics: pd.DataFrame, share: float, seed: int) -> list[str]:
+    """Add a per-server daily routine to CPU and load of a share of the servers (in place);
+    returns the names of the servers changed."""
+    rng = np.random.default_rng(seed)
+    changed = []
+    sec = metrics["timestamp"].astype("int64").to_numpy() // 10**9
+    for name, idx in sorted(metrics.groupby("server_name").indices.items()):
+        if rng.random() >= share:
+            continue
+        hour = (sec[idx] % 86400) / 3600.0
+        day = sec[idx] // 86400
+        n_days = int(day.max() - day.min() + 1)
+        bump = np.zeros(len(idx))
+        for _ in range(int(rng.integers(2, 6))):
+            centre, width, amp = rng.uniform(0, 24), rng.uniform(0.25, 3.0), rng.uniform(8, 45)
+            edge = rng.uniform(0.05, 0.5) * width          # soft edges: hours
+            shift = rng.normal(0, 0.1, n_days)[day - day.min()]          # per-day jitter, hours
+            scale = rng.uniform(0.8, 1.2, n_days)[day - day.min()]
+            skip = (rng.random(n_days) < 0.1)[day - day.min()]
+            d = np.abs(((hour - centre - shift + 12) % 24) - 12)        # hours from the bump's centre
+            shape = np.clip((width / 2 + edge - d) / edge, 0, 1)
+            bump += np.where(skip, 0, amp * scale * shape)
+        cores = rng.uniform(1, 8)
+        cpu = metrics["cpu_percent"].to_numpy()[idx]
+        new_cpu = np.clip(cpu + bump, 0, 92)
+        metrics.loc[metrics.index[idx], "cpu_percent"] = np.round(new_cpu, 2)
+        load = metrics["load_average"].to_numpy()[idx]
+        metrics.loc[metrics.index[idx], "load_average"] = np.round(load + (new_cpu - cpu) / 100 * cores, 3)
+        changed.append(name)
+    return changed
+
+
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/tft_training_fleet")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", nargs="?", default="/tmp/tft_training_fleet")
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--servers", type=int, default=N_SERVERS)
+    ap.add_argument("--prefix", default="trn-")
+    ap.add_argument("--daily-templates", type=float, default=0.0, metavar="S")
+    args = ap.parse_args()
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    metrics, labels = FleetSimulator(N_SERVERS, seed=SEED, start=START, incident_rate=RATE).generate(DAYS)
-    metrics["server_name"] = "trn-" + metrics["server_name"]
-    labels["server_name"] = "trn-" + labels["server_name"]
+    metrics, labels = FleetSimulator(args.servers, seed=args.seed, start=START, incident_rate=RATE).generate(DAYS)
+    changed = add_daily_templates(metrics, args.daily_templates, args.seed) if args.daily_templates else []
+    metrics["server_name"] = args.prefix + metrics["server_name"]
+    labels["server_name"] = args.prefix + labels["server_name"]
     metrics["timestamp"] = metrics["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     metrics.to_csv(out / "fleet.csv.gz", index=False, compression="gzip")
     labels.to_csv(out / "incidents.csv", index=False)
     # everything is for training: an empty held-out set at the very end
     (out / "split.json").write_text(json.dumps({"heldout_from": "2030-01-01T00:00:00Z", "heldout_servers": []}))
-    print(f"wrote {out}: {metrics['server_name'].nunique()} servers x {DAYS} days, {len(labels)} incidents")
+    extra = f", {len(changed)} with a daily routine" if changed else ""
+    print(f"wrote {out}: {metrics['server_name'].nunique()} servers x {DAYS} days, {len(labels)} incidents{extra}")
 
 
 if __name__ == "__main__":

@@ -136,9 +136,18 @@ def test_target_cells_name_each_missed_target():
     assert heldout["misses"] == ["loss", "coverage", "held-out gap"]
     assert heldout["heldout_vs_seen_loss"] == pytest.approx(0.2)
     text = format_targets([seen, heldout])
-    assert "-20.0% · 90.0% · +20% ✗LCG" in text and "1 of 2 cells miss a target" in text
+    # the better baseline: 1.5 on seen servers, 1.5 on never-seen ones -> a 0 % gap of its own
+    assert heldout["baseline_heldout_vs_seen_loss"] == pytest.approx(0.0)
+    assert seen["baseline_heldout_vs_seen_loss"] is None
+    assert "-20.0% · 90.0% · +20% (b +0%) ✗LCG" in text and "1 of 2 cells miss a target" in text
     assert json.loads(reports_json([rep]))["targets"]["cells_missing"] == 1
     # on the 75 % edge of the band and exactly 25 % below: no miss
     rep.results["heldout"]["cpu_percent"]["tft"] = _scores(1.0, 0.75)
     rep.results["heldout"]["cpu_percent"]["seasonal_naive"] = _scores(4 / 3, 0.7)
-    assert target_cells([rep])[1]["misses"] == []
+    cells = target_cells([rep])
+    assert cells[1]["misses"] == []
+    # the better baseline: 4/3 on never-seen servers against 1.5 on seen ones
+    assert cells[1]["baseline_heldout_vs_seen_loss"] == pytest.approx(-1 / 9, abs=1e-4)
+    # never-seen servers twice as hard for the baselines: +100 %
+    rep.results["heldout"]["cpu_percent"]["seasonal_naive"] = _scores(3.0, 0.7)
+    assert target_cells([rep])[1]["baseline_heldout_vs_seen_loss"] == pytest.approx(1.0)

@@ -47,6 +47,7 @@ class TrainOptions:
     learning_rate: float | None = None    # None: the config's (a warm start keeps its model's)
     workers: int = 0                      # DataLoader worker processes
     ramp_share: float | None = None       # share of training windows drawn from labelled ramps (None: uniform)
+    ramp_kinds: dict[str, float] | None = None   # relative weight of each incident kind's ramps (default 1)
     center: str | None = None             # normaliser centre, "mean" | "last" (None: the config's / init model's)
     evaluate: bool = True
     progress: bool = True
@@ -137,12 +138,13 @@ def _ramps(sources: list[Source]) -> pd.DataFrame:
 
     tables = [t for t in (read_incidents(s.path) for s in sources) if t is not None]
     if not tables:
-        return pd.DataFrame(columns=["server_name", "start", "crossing"])
-    return pd.concat(tables, ignore_index=True)[["server_name", "start", "crossing"]]
+        return pd.DataFrame(columns=["server_name", "start", "crossing", "kind"])
+    tables = [t if "kind" in t else t.assign(kind="") for t in tables]
+    return pd.concat(tables, ignore_index=True)[["server_name", "start", "crossing", "kind"]]
 
 
 def ramp_sample_weights(dataset, rows: pd.DataFrame, ramps: pd.DataFrame,
-                        share: float) -> tuple[np.ndarray, int]:
+                        share: float, kinds: dict[str, float] | None = None) -> tuple[np.ndarray, int]:
     """Per training window, its weight for a WeightedRandomSampler, and how many windows are
     ramp windows: those whose first forecast step lies inside a labelled incident's ramp
     (from 15 minutes after its start to its crossing), i.e. the model sees the climb begin
@@ -152,14 +154,22 @@ def ramp_sample_weights(dataset, rows: pd.DataFrame, ramps: pd.DataFrame,
     real traces without labels) and the model learns that every excursion reverts: on the
     demo fleet's held-out ramps its p50 stayed flat or fell while memory and disk climbed.
     Windows whose forecast starts before the onset are not favoured: an onset itself is not
-    foreseeable, and teaching it would put spikes into every forecast."""
+    foreseeable, and teaching it would put spikes into every forecast.
+
+    ``kinds`` (incident kind -> relative weight, default 1 each) shifts draws between kinds
+    inside that share: with {"cpu_runaway": 4} a CPU runaway's ramp window is drawn four
+    times as often as another kind's (a window inside ramps of several kinds takes the
+    largest weight); the ramp windows' total share stays ``share``."""
     if not 0 < share < 1:
         raise ValueError(f"ramp share {share} must lie strictly between 0 and 1")
     index = dataset.decoded_index
     first_pred = index["time_idx_first_prediction"].to_numpy()
     server_of = rows.groupby("series")["server_name"].first()
     servers = server_of.reindex(index["series"]).to_numpy()
-    is_ramp = np.zeros(len(index), dtype=bool)
+    kinds = dict(kinds or {})
+    if any(not w > 0 for w in kinds.values()):
+        raise ValueError(f"ramp kind weights {kinds} must be positive")
+    rel = np.zeros(len(index))             # 0: not a ramp window, else its kind's relative weight
     by_server = {name: np.flatnonzero(servers == name) for name in set(ramps["server_name"]) & set(servers)}
     for r in ramps.itertuples():
         pos = by_server.get(r.server_name)
@@ -168,11 +178,13 @@ def ramp_sample_weights(dataset, rows: pd.DataFrame, ramps: pd.DataFrame,
         a = (int(r.start.timestamp()) // STEP_SECONDS) + 3
         b = int(r.crossing.timestamp()) // STEP_SECONDS
         fp = first_pred[pos]
-        is_ramp[pos[(fp >= a) & (fp <= b)]] = True
+        hit = pos[(fp >= a) & (fp <= b)]
+        rel[hit] = np.maximum(rel[hit], kinds.get(getattr(r, "kind", ""), 1.0))
+    is_ramp = rel > 0
     n_ramp = int(is_ramp.sum())
     weights = np.ones(len(index))
     if 0 < n_ramp < len(index):
-        weights[is_ramp] = share / (1.0 - share) * (len(index) - n_ramp) / n_ramp
+        weights[is_ramp] = share / (1.0 - share) * (len(index) - n_ramp) * rel[is_ramp] / rel[is_ramp].sum()
     return weights, n_ramp
 
 
@@ -282,7 +294,8 @@ def train(opts: TrainOptions) -> Path:
     if opts.ramp_share:
         from torch.utils.data import WeightedRandomSampler
 
-        weights, ramp_windows = ramp_sample_weights(train_ds, fit_rows, _ramps(sources), opts.ramp_share)
+        weights, ramp_windows = ramp_sample_weights(train_ds, fit_rows, _ramps(sources), opts.ramp_share,
+                                                    opts.ramp_kinds)
         sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights),
                                         replacement=True, generator=torch.Generator().manual_seed(opts.seed))
         train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, sampler=sampler,
@@ -322,6 +335,7 @@ def train(opts: TrainOptions) -> Path:
         "epochs": int(trainer.current_epoch),
         "batches_per_epoch": opts.batches_per_epoch,
         "ramp_share": opts.ramp_share,
+        "ramp_kinds": opts.ramp_kinds,
         "ramp_windows": int(ramp_windows),
         "batch_size": opts.batch_size,
         "data_loader_workers": opts.workers,

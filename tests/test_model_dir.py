@@ -87,6 +87,19 @@ def test_ramp_windows_are_those_forecasting_from_inside_a_labelled_ramp():
     assert np.array_equal(is_ramp, expected)
     assert weights[is_ramp].sum() / weights.sum() == pytest.approx(0.25)
     assert np.all(weights[~is_ramp] == 1.0)
+    # kinds: a second ramp on srv-02 of another kind, drawn 4x as often per window; the
+    # ramp windows keep their share together
+    two = pd.concat([ramp.assign(kind="memory_leak"),
+                     ramp.assign(kind="cpu_runaway", server_name="srv-02")], ignore_index=True)
+    weighted, n2 = ramp_sample_weights(ds, rows, two, 0.25, {"cpu_runaway": 4.0})
+    assert n2 == 44
+    on1, on2 = weighted[expected], weighted[(server == "srv-02") & (weighted > 1)]
+    assert len(on2) == 22 and np.allclose(on2, 4 * on1)
+    assert weighted[weighted > 1].sum() / weighted.sum() == pytest.approx(0.25)
+    plain, _ = ramp_sample_weights(ds, rows, two, 0.25)       # no kinds: every ramp window alike
+    assert np.allclose(plain[plain > 1], plain[plain > 1][0])
+    with pytest.raises(ValueError):
+        ramp_sample_weights(ds, rows, two, 0.25, {"cpu_runaway": 0.0})
     # no labelled incidents: uniform weights
     none, n0 = ramp_sample_weights(ds, rows, ramp.iloc[:0], 0.25)
     assert n0 == 0 and np.all(none == 1.0)

@@ -223,6 +223,11 @@ def test_bad_loss_weights_are_one_line(tmp_path, capsys):
     assert "--learning-rate 3.0: give a number between 0 and 1" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--ramp-share", "1"]) == 2
     assert "--ramp-share 1.0: give a number between 0 and 1" in capsys.readouterr().err
+    for bad in (["--ramp-share", "0.2", "--ramp-kinds", "cpu_runaway=0"], ["--ramp-share", "0.2", "--ramp-kinds", "x"],
+                ["--ramp-kinds", "cpu_runaway=4"]):
+        assert main(["train", "--data", str(tmp_path), *bad]) == 2
+        err = capsys.readouterr().err
+        assert "--ramp-kinds" in err and "KIND=WEIGHT" in err and err.count("\n") == 1
 
 
 def test_warm_start_continues_from_the_weights_with_its_own_learning_rate(tiny_model_dir, tmp_path):

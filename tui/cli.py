@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5)")
     tr.add_argument("--ramp-share", type=float, default=None, metavar="S",
                     help="draw a share S of training windows from labelled incident ramps (incidents.csv)")
+    tr.add_argument("--ramp-kinds", default=None, metavar="KIND=W,...",
+                    help="with --ramp-share: relative draw weight of each incident kind's ramp windows "
+                         "(default 1 each), e.g. cpu_runaway=4")
     tr.add_argument("--center", choices=("mean", "last"), default=None,
                     help="centre each window's normalisation on the encoder's mean or its last value "
                          "(default: last for a new model, the --init-from model's otherwise)")
@@ -177,6 +180,15 @@ def _train(args) -> int:
             return _fail(f"--loss-weights {args.loss_weights!r}: give four non-negative numbers (cpu,memory,disk,load)")
     if args.ramp_share is not None and not 0 < args.ramp_share < 1:
         return _fail(f"--ramp-share {args.ramp_share}: give a number between 0 and 1")
+    kinds = None
+    if args.ramp_kinds is not None:
+        try:
+            kinds = {k.strip(): float(w) for k, w in (part.split("=") for part in args.ramp_kinds.split(","))}
+        except ValueError:
+            kinds = {"": -1.0}
+        if not args.ramp_share or any(not k or not w > 0 for k, w in kinds.items()):
+            return _fail(f"--ramp-kinds {args.ramp_kinds!r}: give KIND=WEIGHT pairs with positive weights, "
+                         "e.g. cpu_runaway=4, together with --ramp-share")
     if args.workers < 0:
         return _fail(f"--workers {args.workers}: give 0 or more")
     if args.learning_rate is not None and not 0 < args.learning_rate < 1:
@@ -186,7 +198,7 @@ def _train(args) -> int:
                         batches_per_epoch=args.batches_per_epoch, seed=args.seed, config=config,
                         evaluate=not args.no_eval, init_from=args.init_from,
                         loss_weights=weights, learning_rate=args.learning_rate, workers=args.workers,
-                        ramp_share=args.ramp_share, center=args.center)
+                        ramp_share=args.ramp_share, ramp_kinds=kinds, center=args.center)
     try:
         out = train(opts)
     except _known_errors() as exc:

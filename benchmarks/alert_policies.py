@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,20 @@ def write_fleet(out: Path, seed: int, days: float, servers: int = 48) -> None:
     split = {"heldout_from": (sim.start + pd.Timedelta(days=1)).strftime(iso), "heldout_days": days - 1,
              "heldout_servers": []}
     (out / "split.json").write_text(json.dumps(split) + "\n")
+
+
+@contextmanager
+def fleet_with_incidents(data: Path | None, seed: int, days: float):
+    """(data, incidents): ``data`` itself, or a fresh simulated fleet written to a temporary
+    directory that lives as long as the ``with`` block; exits when there are no labels."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if data is None:
+            data = Path(tmp)
+            write_fleet(data, seed, days)
+        incidents = read_incidents(data)
+        if incidents is None:
+            raise SystemExit(f"{data}: no incidents.csv to score against")
+        yield data, incidents
 
 
 def replay(data: Path, model: Path | None, settings=SETTINGS) -> tuple[dict, pd.Timestamp, int]:
@@ -146,14 +161,7 @@ def main() -> None:
                 raise bad
             settings.append((oa, ra, prob))
     model = None if str(args.model) == "none" else args.model or find_latest_model(ROOT / "models")
-    with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if data is None:
-            data = Path(tmp)
-            write_fleet(data, args.seed, args.days)
-        incidents = read_incidents(data)
-        if incidents is None:
-            raise SystemExit(f"{data}: no incidents.csv to score against")
+    with fleet_with_incidents(args.data, args.seed, args.days) as (data, incidents):
         records, start, ticks = replay(data, model, settings)
     print(f"{data if args.data else f'simulated fleet, seed {args.seed}, {args.days:g} days'}; model {model or 'none (the heuristic alone)'}; "
           f"{ticks} ticks from {start}")

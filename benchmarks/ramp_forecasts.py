@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from alert_policies import write_fleet  # noqa: E402
-from engine.alert_eval import MAX_EARLY, read_incidents  # noqa: E402
+from alert_policies import fleet_with_incidents  # noqa: E402
+from engine.alert_eval import MAX_EARLY  # noqa: E402
 from engine.contract import METRICS  # noqa: E402
 from engine.datasplit import read_split  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
@@ -70,14 +69,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     model = args.model or find_latest_model(ROOT / "models")
-    with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if data is None:
-            data = Path(tmp)
-            write_fleet(data, args.seed, args.days)
-        incidents = read_incidents(data)
-        if incidents is None:
-            raise SystemExit(f"{data}: no incidents.csv")
+    with fleet_with_incidents(args.data, args.seed, args.days) as (data, incidents):
         frame = replay(data, model, args.metric)
     incidents = incidents[incidents["metric"] == args.metric]
     frame["lead"] = np.nan

@@ -294,8 +294,12 @@ def train(opts: TrainOptions) -> Path:
     if opts.ramp_share:
         from torch.utils.data import WeightedRandomSampler
 
-        weights, ramp_windows = ramp_sample_weights(train_ds, fit_rows, _ramps(sources), opts.ramp_share,
-                                                    opts.ramp_kinds)
+        ramps = _ramps(sources)
+        unknown = sorted(set(opts.ramp_kinds or {}) - set(ramps["kind"]))
+        if unknown:
+            raise DataError(f"--ramp-kinds: no labelled incident of kind {', '.join(map(repr, unknown))} in the "
+                            f"data's incidents.csv (kinds there: {', '.join(sorted(set(ramps['kind']))) or 'none'})")
+        weights, ramp_windows = ramp_sample_weights(train_ds, fit_rows, ramps, opts.ramp_share, opts.ramp_kinds)
         sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights),
                                         replacement=True, generator=torch.Generator().manual_seed(opts.seed))
         train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, sampler=sampler,

@@ -45,7 +45,7 @@ def write_fleet(directory, frame: pd.DataFrame, heldout_from: str | None = None,
 
 
 def train_tiny_model(root, epochs: int = 1, batches: int = 3, workers: int = 0, ramp_share: float | None = None,
-                     incidents: pd.DataFrame | None = None):
+                     incidents: pd.DataFrame | None = None, ramp_kinds: dict[str, float] | None = None):
     """Train a tiny TFT for a few batches on a 4-server synthetic fleet (~5 s); returns its directory."""
     from pathlib import Path
 
@@ -60,5 +60,6 @@ def train_tiny_model(root, epochs: int = 1, batches: int = 3, workers: int = 0, 
                          hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
     opts = TrainOptions(data=[str(root / "data")], out=str(root / "models"), epochs=epochs,
                         batches_per_epoch=batches, batch_size=16, val_days=0.25, calib_every=6,
-                        config=config, progress=False, workers=workers, ramp_share=ramp_share)
+                        config=config, progress=False, workers=workers, ramp_share=ramp_share,
+                        ramp_kinds=ramp_kinds)
     return train(opts)

@@ -110,11 +110,20 @@ def test_ramp_windows_are_those_forecasting_from_inside_a_labelled_ramp():
 def test_training_draws_ramp_windows_when_asked(tmp_path):
     from fleet_fixtures import train_tiny_model
 
-    model_dir = train_tiny_model(tmp_path, ramp_share=0.3, incidents=_ramp())
+    model_dir = train_tiny_model(tmp_path, ramp_share=0.3, incidents=_ramp(), ramp_kinds={"memory_leak": 2.0})
     meta = json.loads((model_dir / METADATA_FILE).read_text())
-    assert meta["ramp_share"] == 0.3
+    assert meta["ramp_share"] == 0.3 and meta["ramp_kinds"] == {"memory_leak": 2.0}
     assert meta["ramp_windows"] > 0
     load_model_dir(model_dir)
+
+
+def test_ramp_kinds_naming_a_kind_the_labels_lack_is_refused(tmp_path):
+    """A typo in --ramp-kinds must not silently train with uniform ramp weights."""
+    from engine.contract import DataError
+    from fleet_fixtures import train_tiny_model
+
+    with pytest.raises(DataError, match=r"no labelled incident of kind 'cpu_runway'.*kinds there: memory_leak"):
+        train_tiny_model(tmp_path, ramp_share=0.3, incidents=_ramp(), ramp_kinds={"cpu_runway": 4.0})
 
 
 def test_training_keeps_the_weights_of_the_best_validation_epoch():

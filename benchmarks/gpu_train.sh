@@ -5,7 +5,15 @@
 #   OUT=dir MAXTIME=5.8 bash benchmarks/gpu_train.sh DATA_DIR NAME="--data A --data B ..." [NAME2="..."]
 #
 # DATA_DIR holds bitbrains_rnd.csv.gz, smd.csv.gz and the training fleets (trn/ and, for
-# variants that name it, trd/) from benchmarks/make_training_fleet.py.  Each variant is a
+# variants that name it, trd/) from benchmarks/make_training_fleet.py; made here with
+#
+#   mkdir -p .gpudata && cp ../shared/data/real/{bitbrains_rnd,smd}.csv.gz .gpudata/ &&
+#   python benchmarks/make_training_fleet.py .gpudata/trn &&
+#   python benchmarks/make_training_fleet.py .gpudata/trd --seed 2028 --prefix trd- --daily-templates 0.6
+#
+# (list .gpudata/ in .git/info/exclude and pass it, with .whl/, in the device tool's carry:
+# about 43 MB).  A warm start needs about a minute before its first batch (data preparation
+# measured at 32 s on the 2-core CPU) and a minute after (calibration, writing).  Each variant is a
 # warm start from the newest shipped model (same settings as the shipped model's last
 # step: ramp share 0.25, learning rate 1e-3) at batch 256, and writes its model directory
 # and its whole log under $OUT/NAME/.  Evaluation is left to `tft-top eval` afterwards.

@@ -39,7 +39,7 @@ def add_daily_templates(metrics: pd.DataFrame, share: float, seed: int) -> list[
     returns the names of the servers changed."""
     rng = np.random.default_rng(seed)
     changed = []
-    sec = metrics["timestamp"].astype("int64").to_numpy() // 10**9
+    sec = ((metrics["timestamp"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy()
     for name, idx in sorted(metrics.groupby("server_name").indices.items()):
         if rng.random() >= share:
             continue

@@ -195,11 +195,15 @@ def evaluate_paths(loaded: LoadedModel | None, paths: list[Path | str], every: i
     return reports
 
 
+def _best_baseline_loss(fs: dict[str, Scores]) -> float:
+    return min(fs["seasonal_naive"].mean_pinball, fs["linear_trend"].mean_pinball)
+
+
 def improvement(ms: dict[str, Scores]) -> float | None:
     """How much lower the TFT's mean pinball loss is than the better baseline's (0.25 = 25 %)."""
     if "tft" not in ms:
         return None
-    best = min(ms["seasonal_naive"].mean_pinball, ms["linear_trend"].mean_pinball)
+    best = _best_baseline_loss(ms)
     return 1.0 - ms["tft"].mean_pinball / best if best > 0 else None
 
 
@@ -212,10 +216,6 @@ TARGET_HELDOUT_GAP = 0.10
 
 
 MISS_MARKS = {"loss": "L", "coverage": "C", "held-out gap": "G"}
-
-
-def _best_baseline_loss(fs: dict[str, Scores]) -> float:
-    return min(fs["seasonal_naive"].mean_pinball, fs["linear_trend"].mean_pinball)
 
 
 def target_cells(reports: list[DatasetReport]) -> list[dict[str, Any]]:

@@ -185,8 +185,8 @@ def _train(args) -> int:
         try:
             kinds = {k.strip(): float(w) for k, w in (part.split("=") for part in args.ramp_kinds.split(","))}
         except ValueError:
-            kinds = {"": -1.0}
-        if not args.ramp_share or any(not k or not w > 0 for k, w in kinds.items()):
+            kinds = {}
+        if not args.ramp_share or not kinds or any(not k or not w > 0 for k, w in kinds.items()):
             return _fail(f"--ramp-kinds {args.ramp_kinds!r}: give KIND=WEIGHT pairs with positive weights, "
                          "e.g. cpu_runaway=4, together with --ramp-share")
     if args.workers < 0:

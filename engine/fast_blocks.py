@@ -1,8 +1,8 @@
-"""Two of the TFT's blocks in fewer, larger tensor ops (inference-only stand-ins: the same
-outputs, less work on a CPU).  ``fuse_attention`` and ``fuse_grns`` swap them in, in place,
-on FastTFT's private copy of the model; tests/test_fast_tft.py compares each with the
-library's module on random inputs, and FastTFT's parity test with the stock ``predict``
-path runs through both.
+"""Three of the TFT's blocks in fewer, larger tensor ops (inference-only stand-ins: the same
+outputs, less work on a CPU).  ``fuse_attention``, ``fuse_grns`` and ``wrap_lstms`` swap
+them in, in place, on FastTFT's private copy of the model; tests/test_fast_tft.py compares
+each with the library's module on random inputs, and FastTFT's parity test with the stock
+``predict`` path runs through all of them.
 
 **Attention.** pytorch-forecasting's ``InterpretableMultiHeadAttention`` loops over its
 heads: per head a query and a key projection, ``bmm`` for the scores, a division by
@@ -29,6 +29,13 @@ time step* (B x T rows of the same B vectors) and runs each step out of place.
 ELU in place, and folds ``fc2`` into the GLU's linear map (two linear maps in a row,
 nothing between them in eval mode): the same function (fc1 + context, ELU, fc2, GLU, add,
 LayerNorm) up to float32 rounding.
+**LSTMs.** pytorch-forecasting's ``LSTM`` packs its input whenever it is given lengths
+(``pack_padded_sequence(enforce_sorted=False)``: a sort, an ``index_select`` of the whole
+(batch, steps, hidden) input, then the reverse to unpack), even when every sequence fills
+the tensor, which is the usual case at inference: full 24-hour encoders, 96-step decoders.
+``FastLSTM`` runs such a batch as a plain ``nn.LSTM`` over the padded tensor (the same
+kernel, the same output and final state, bit for bit) and hands anything else to the
+library's own forward.
 Dropout is the identity in eval mode, the only mode these modules support.
 """
 from __future__ import annotations
@@ -180,6 +187,38 @@ def fuse_attention(model) -> int:
         return 0
     _replace(model, "multihead_attn", FusedAttention(attn))
     return 1
+
+
+class FastLSTM(nn.Module):
+    """Wraps a pytorch-forecasting ``LSTM`` (batch first): ``forward(x, hx, lengths,
+    enforce_sorted)`` as the library's; when every length equals the number of steps the
+    padded tensor is the sequence, and ``nn.LSTM``'s own forward runs it unpacked."""
+
+    def __init__(self, lstm):
+        super().__init__()
+        if not (isinstance(lstm, nn.LSTM) and lstm.batch_first):
+            raise ValueError("FastLSTM wraps a batch-first LSTM")
+        self.lstm = lstm
+
+    def forward(self, x, hx=None, lengths=None, enforce_sorted=True):
+        if (lengths is not None and isinstance(x, torch.Tensor) and x.dim() == 3 and x.size(1) > 0
+                and bool((lengths == x.size(1)).all())):
+            return nn.LSTM.forward(self.lstm, x, hx)
+        return self.lstm(x, hx, lengths=lengths, enforce_sorted=enforce_sorted)
+
+
+def wrap_lstms(model, names=("lstm_encoder", "lstm_decoder")) -> int:
+    """Wrap, IN PLACE, the TFT's LSTMs ``names`` in ``FastLSTM`` (pytorch-forecasting's
+    LSTM class only); returns how many were wrapped."""
+    from pytorch_forecasting.models.nn.rnn import LSTM
+
+    n = 0
+    for name in names:
+        lstm = getattr(model, name, None)
+        if isinstance(lstm, LSTM) and lstm.batch_first:
+            _replace(model, name, FastLSTM(lstm))
+            n += 1
+    return n
 
 
 def _replace(model, name: str, new: nn.Module) -> None:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from engine.calibration import aligned_window_scale, apply_calibration
 from engine.contract import METRICS, UNKNOWN_PROFILE
 from engine.device_inputs import CalibrationTables, batch_inputs, window_scale_t
-from engine.fast_blocks import fuse_attention, fuse_grns
+from engine.fast_blocks import fuse_attention, fuse_grns, wrap_lstms
 from engine.fast_vsn import fold_variable_selection
 from engine.tft_model import TIME_FEATURES, LoadedModel, level_feature, profile_encoder
 
@@ -290,7 +290,7 @@ class FastTFT:
             torch.backends.cuda.matmul.allow_tf32 = False
         self.swapped = _swap(model) if swap_interpolation else 0
         self.folded = fold_variable_selection(model, (*TIME_FEATURES, "relative_time_idx", "encoder_length")) if fold_vsn else 0
-        self.fused = (fuse_attention(model) + fuse_grns(model)) if fuse_blocks else 0
+        self.fused = (fuse_attention(model) + fuse_grns(model) + wrap_lstms(model)) if fuse_blocks else 0
         self.model = model.to(self.device).eval()
 
         self.targets = list(config.targets)

@@ -295,9 +295,12 @@ class FoldedVariableSelection(nn.Module):
                 out[:, blk] = 0.0
             else:
                 out[:, blk] = acc
-        res = out.T.reshape(B, T, -1)
+        # (B, T, H) row-major, as the LSTM and the add-norms read it: a 2-D transpose copy,
+        # then a contiguous add (adding into the feature-major view, a strided (B, T, H)
+        # view of ``out``, took ~4x longer and left the LSTM a strided input)
+        res = out.t().contiguous().view(B, T, -1)
         if step_part is not None:
-            res.transpose(0, 1).add_(step_part)
+            res += step_part.permute(1, 0, 2)
         return res, weights.T.reshape(B, T, 1, V)
 
     def _grn(self, p: str, xt: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS
 from engine.evaluation import stock_predict
-from engine.fast_blocks import FastGRN, FusedAttention, fuse_attention, fuse_grns
+from engine.fast_blocks import FastGRN, FastLSTM, FusedAttention, fuse_attention, fuse_grns, wrap_lstms
 from engine.device_inputs import batch_inputs
 from engine.fast_tft import (CPU_BATCH, FastTFT, even_batches, MatmulInterpolation, interpolation_matrix, keep_freed_memory,
                              swap_interpolation)
@@ -250,14 +250,16 @@ def test_folded_variable_selection_changes_nothing_but_the_code(weighted, window
 
 
 def test_fused_blocks_change_nothing_but_the_code(weighted, windows):
-    """FusedAttention and FastGRN (engine.fast_blocks) give the library's outputs."""
+    """FusedAttention, FastGRN and FastLSTM (engine.fast_blocks) give the library's outputs."""
     loaded = weighted
     _, _, values, lengths, last_epoch, profiles = windows
     fused = FastTFT(loaded, batch_size=4)
     plain = FastTFT(loaded, batch_size=4, fuse_blocks=False)
-    assert fused.fused == 3 and plain.fused == 0          # attention, static_enrichment, pos_wise_ff
+    # attention, static_enrichment, pos_wise_ff, the encoder's and the decoder's LSTM
+    assert fused.fused == 5 and plain.fused == 0
     assert isinstance(fused.model.multihead_attn, FusedAttention)
     assert isinstance(fused.model.static_enrichment, FastGRN) and isinstance(fused.model.pos_wise_ff, FastGRN)
+    assert isinstance(fused.model.lstm_encoder, FastLSTM) and isinstance(fused.model.lstm_decoder, FastLSTM)
     a = fused.predict(values, lengths, last_epoch, profiles, with_importance=True)
     b = plain.predict(values, lengths, last_epoch, profiles, with_importance=True)
     for m in loaded.config.targets:
@@ -265,6 +267,7 @@ def test_fused_blocks_change_nothing_but_the_code(weighted, windows):
     for wa, wb in zip(a.importance, b.importance):
         np.testing.assert_allclose(list(wa.values()), list(wb.values()), rtol=1e-5, atol=1e-7)
     assert fuse_attention(fused.model) == 0 and fuse_grns(fused.model) == 0      # nothing left
+    assert wrap_lstms(fused.model) == 0
     assert isinstance(loaded.model.multihead_attn, InterpretableMultiHeadAttention)   # original untouched
 
     # module level: the TFT's own masks (equal encoder lengths -> one shared mask; mixed ->
@@ -303,6 +306,22 @@ def test_fused_blocks_change_nothing_but_the_code(weighted, windows):
         for ctx in contexts:
             with torch.inference_mode():
                 torch.testing.assert_close(mod(x, ctx), lib(x, ctx), rtol=1e-5, atol=1e-5)
+
+    # LSTMs: every sequence full (run unpacked: bit for bit the library's), mixed lengths and
+    # a zero length (handed to the library), with the initial state the TFT gives them
+    for name in ("lstm_encoder", "lstm_decoder"):
+        lib = getattr(tft, name)
+        mod = FastLSTM(lib)
+        B, T = 3, 7
+        x = torch.randn(B, T, lib.input_size, generator=gen)
+        hx = tuple(torch.randn(lib.num_layers, B, lib.hidden_size, generator=gen) for _ in range(2))
+        for lens in ([T, T, T], [T, 3, 5], [T, 0, 2]):
+            lens = torch.tensor(lens)
+            with torch.inference_mode():
+                out_mod, (h_mod, c_mod) = mod(x, hx, lengths=lens, enforce_sorted=False)
+                out_lib, (h_lib, c_lib) = lib(x, hx, lengths=lens, enforce_sorted=False)
+            for a, b in ((out_mod, out_lib), (h_mod, h_lib), (c_mod, c_lib)):
+                assert torch.equal(a, b), (name, lens.tolist())
 
 
 def test_keep_freed_memory():

@@ -124,7 +124,7 @@ def test_a_p90_touch_warns_only_when_the_crossing_is_likely_enough():
     from engine.alerts import WARN_PROBABILITY
 
     assert AlertManager().warn_probability == WARN_PROBABILITY
-    assert WARN_PROBABILITY == {"cpu_percent": 0.5, "memory_percent": 0.3, "disk_percent": 0.1, "load_average": 0.3}
+    assert WARN_PROBABILITY == {"cpu_percent": 0.5, "memory_percent": 0.2, "disk_percent": 0.1, "load_average": 0.3}
     # p90 touching critical while p50 sits far below: P(8 h) ~ 0.11, below every bar but disk's ...
     for metric in ("cpu_percent", "memory_percent"):
         quiet = server(**{metric: "unlikely@3"})

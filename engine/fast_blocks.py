@@ -29,6 +29,7 @@ time step* (B x T rows of the same B vectors) and runs each step out of place.
 ELU in place, and folds ``fc2`` into the GLU's linear map (two linear maps in a row,
 nothing between them in eval mode): the same function (fc1 + context, ELU, fc2, GLU, add,
 LayerNorm) up to float32 rounding.
+
 **LSTMs.** pytorch-forecasting's ``LSTM`` packs its input whenever it is given lengths
 (``pack_padded_sequence(enforce_sorted=False)``: a sort, an ``index_select`` of the whole
 (batch, steps, hidden) input, then the reverse to unpack), even when every sequence fills
@@ -36,6 +37,7 @@ the tensor, which is the usual case at inference: full 24-hour encoders, 96-step
 ``FastLSTM`` runs such a batch as a plain ``nn.LSTM`` over the padded tensor (the same
 kernel, the same output and final state, bit for bit) and hands anything else to the
 library's own forward.
+
 Dropout is the identity in eval mode, the only mode these modules support.
 """
 from __future__ import annotations

@@ -51,9 +51,10 @@ def stock_forecast(engine: Engine, windows, accelerator: str = "cpu") -> FleetFo
     fast = engine.forecaster.fast
     loaded, config = fast.loaded, fast.loaded.config
     L = config.max_encoder_length
+    W = config.history_length         # the encoder, and the day before it for a day_ago model
     rows = []
     for i, name in enumerate(windows.names):
-        n = int(min(windows.lengths[i], L))
+        n = int(min(windows.lengths[i], W))
         H = config.max_prediction_length
         ts = pd.to_datetime(windows.last_epoch[i] - 300 * (n - 1) + 300 * np.arange(n + H), unit="s", utc=True)
         vals = np.concatenate([windows.values[i, -n:], np.repeat(windows.values[i, -1:], H, axis=0)])

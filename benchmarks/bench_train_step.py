@@ -45,9 +45,15 @@ def main() -> None:
     engine.start()
     w = engine.store.windows()
     fast = FastTFT(loaded, device="cpu", batch_size=args.batch, fold_vsn=False, fuse_blocks=False)
-    x = batch_inputs(fast, torch.from_numpy(w.values[:, -L:].astype(np.float32)),
-                     np.minimum(w.lengths, L).astype(np.int64), torch.from_numpy(w.last_epoch.astype(np.int64)),
-                     torch.from_numpy(fast.profile_codes(w.profiles)))
+    v32, lens = w.values[:, -L:].astype(np.float32), np.minimum(w.lengths, L).astype(np.int64)
+    day = None
+    if fast.day_ago:        # the same time yesterday: from the whole store window (day unknown where it is short)
+        width = fast.W
+        full = np.full((len(lens), width, v32.shape[2]), np.nan, dtype=np.float32)
+        full[:, -min(width, w.values.shape[1]):] = w.values[:, -width:]
+        day = tuple(torch.from_numpy(a) for a in fast.day_ago_inputs(full, np.minimum(w.lengths, width)))
+    x = batch_inputs(fast, torch.from_numpy(v32), lens, torch.from_numpy(w.last_epoch.astype(np.int64)),
+                     torch.from_numpy(fast.profile_codes(w.profiles)), day=day)
     x = {k: [t.to(dev) for t in v] if isinstance(v, list) else v.to(dev) for k, v in x.items()}
     gen = torch.Generator().manual_seed(0)
     H, Q = loaded.config.max_prediction_length, len(loaded.config.quantiles)

@@ -42,10 +42,16 @@ def fleet_windows(n: int, seed: int = 0):
 
 
 def arrays(w, L: int, short_every: int | None = 7):
+    """The windows as FastTFT.predict takes them, ``L`` (the model's history_length) wide:
+    narrower store windows are padded on the left (padding is ignored)."""
     lens = np.minimum(w.lengths, L).astype(np.int64)
     if short_every:
         lens[::short_every] = np.maximum(40, lens[::short_every] // 3)
-    return w.values[:, -L:], lens, w.last_epoch.astype(np.int64), list(w.profiles)
+    values = w.values[:, -L:]
+    if values.shape[1] < L:
+        pad = np.full((len(values), L - values.shape[1], values.shape[2]), np.nan, dtype=values.dtype)
+        values = np.concatenate([pad, values], axis=1)
+    return values, lens, w.last_epoch.astype(np.int64), list(w.profiles)
 
 
 DEV = "cuda"
@@ -118,7 +124,7 @@ def main() -> None:
         print(f"GPU {torch.cuda.get_device_name(0)}; torch {torch.__version__}", flush=True)
     model_dir = args.model or find_latest_model(Path(__file__).resolve().parents[1] / "models")
     loaded = load_model_dir(model_dir)
-    L, H = loaded.config.max_encoder_length, loaded.config.max_prediction_length
+    L, H = loaded.config.history_length, loaded.config.max_prediction_length    # (history: the encoder, + a day for day_ago)
 
     global ACTIVITIES
     ACTIVITIES = [torch.profiler.ProfilerActivity.CUDA if DEV == "cuda" else torch.profiler.ProfilerActivity.CPU]

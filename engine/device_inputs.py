@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from engine.tft_model import TARGET_RANGE, level_feature
+from engine.tft_model import DAY_KNOWN, TARGET_RANGE, day_ago_feature, level_feature
 
 _EPS32 = float(torch.finfo(torch.float32).eps)
 TWO_PI = 2.0 * math.pi
@@ -42,12 +42,15 @@ def level_values_t(metric: str, values: torch.Tensor) -> torch.Tensor:
 
 
 def batch_inputs(fast, v32: torch.Tensor, lengths: np.ndarray, last_epoch: torch.Tensor,
-                 codes: torch.Tensor, shared_end: bool = False) -> dict:
+                 codes: torch.Tensor, shared_end: bool = False,
+                 day: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """The network's inputs for one batch, exactly as TimeSeriesDataSet + its collate
     function build them (see engine.fast_tft's docstring), on v32's device: v32 (b, L, 4)
     float32 right-aligned windows, lengths (numpy: the batch's encoder length is needed on
     the host), last_epoch and codes (b,) int64 tensors.  ``shared_end``: every window ends
-    at the same time, so the time features are computed for one row."""
+    at the same time, so the time features are computed for one row.  ``day``: for a model
+    that reads the same time yesterday, ``FastTFT.day_ago_inputs`` of the batch, (b, L + H, M)
+    values and (b, L + H) DAY_KNOWN, their encoder part right-aligned as v32."""
     dev = v32.device
     b = len(lengths)
     L, H, step = fast.L, fast.H, int(fast.config.step_seconds)
@@ -68,6 +71,13 @@ def batch_inputs(fast, v32: torch.Tensor, lengths: np.ndarray, last_epoch: torch
         src = torch.clamp(L - lens[:, None] + k[None, :], max=L - 1)
         enc_vals = torch.gather(v32, 1, src[:, :, None].expand(b, T, v32.shape[2]))
         enc_vals = torch.where(valid[:, :, None], enc_vals, 0.0).index_select(2, pos)
+    if day is not None:
+        day_vals, day_known = day
+        if full:
+            enc_day, enc_known = day_vals[:, :L], day_known[:, :L]
+        else:
+            enc_day = torch.gather(day_vals, 1, src[:, :, None].expand(b, T, day_vals.shape[2]))
+            enc_known = torch.gather(day_known, 1, src)
 
     center32, std = window_moments(enc_vals, lengths)
     if fast.config.normalizer_center == "last":       # the encoder's last value (left-aligned: lens - 1)
@@ -85,6 +95,16 @@ def batch_inputs(fast, v32: torch.Tensor, lengths: np.ndarray, last_epoch: torch
         lf = level_feature(m)
         if lf in col:
             enc[:, :, col[lf]] = masked(level_values_t(m, enc_vals[:, :, j]).to(torch.float32))
+    if day is not None:         # scaled as the target (engine.tft_layers.DayAgoDataSet)
+        for j, m in enumerate(fast.targets):
+            name = day_ago_feature(m)
+            if name in col:
+                c, s = center32[:, None, j], scale[:, None, j]
+                enc[:, :, col[name]] = masked((enc_day[:, :, j] - c) / s)
+                dec[:, :, col[name]] = (day_vals[:, L:, j] - c) / s
+        if DAY_KNOWN in col:
+            enc[:, :, col[DAY_KNOWN]] = masked(enc_known)
+            dec[:, :, col[DAY_KNOWN]] = day_known[:, L:]
     if shared_end:      # every window ends at the same time (a fleet's usually do): one row
         lens_t, ends_t = torch.full((1,), T, dtype=torch.int64, device=dev), last_epoch[:1]
     else:

@@ -24,7 +24,11 @@ What the library does per window, and what is replicated here (see
   ``encoder_length`` is ``(enc - L/2) / L * 2`` (both raw: their scalers are fitted on a
   constant 0 column and are the identity);
 - the profile goes through ``NaNLabelEncoder(add_nan=True)``: anything outside the
-  vocabulary is class 0 ("nan").
+  vocabulary is class 0 ("nan");
+- a model that reads the same time yesterday (config ``day_ago``) takes windows a day
+  longer than its encoder: each encoder and decoder step's value DAY_STEPS earlier (the
+  window's first value where the window is younger, with DAY_KNOWN 0), scaled with the
+  target's window centre and scale (``engine.tft_layers.DayAgoDataSet``).
 
 The future values of the unknown reals (targets, levels) sit in the library's decoder
 tensor but the network never reads them (they are no decoder variables); zeros here.
@@ -44,7 +48,8 @@ from engine.contract import METRICS, UNKNOWN_PROFILE
 from engine.device_inputs import CalibrationTables, batch_inputs, window_scale_t
 from engine.fast_blocks import fuse_attention, fuse_grns, wrap_lstms
 from engine.fast_vsn import fold_variable_selection
-from engine.tft_model import TIME_FEATURES, LoadedModel, level_feature, profile_encoder
+from engine.tft_model import (DAY_KNOWN, DAY_STEPS, TIME_FEATURES, LoadedModel, day_ago_feature, level_feature,
+                              profile_encoder)
 
 # Windows per forward pass on a CPU.  The network is memory-bound there: at 1,000 servers
 # one batch of 1,024 spends most of its time moving (batch x 384 x 32) intermediates
@@ -300,19 +305,22 @@ class FastTFT:
         self._metric_pos = [METRICS.index(m) for m in self.targets]
         self.L = int(config.max_encoder_length)
         self.H = int(config.max_prediction_length)
+        self.day_ago = bool(config.day_ago)
+        self.W = int(config.history_length)        # the windows predict() takes
         self.min_length = max(int(config.min_encoder_length), 1)
         self.min_scale = np.array([config.min_scale[m] for m in self.targets], dtype=np.float64)
 
         hp = model.hparams
         self.reals = list(hp.x_reals)
+        day = {day_ago_feature(m) for m in self.targets} | {DAY_KNOWN} if self.day_ago else set()
         known = set(TIME_FEATURES) | {"relative_time_idx", "encoder_length"} | set(self.targets) \
-            | {level_feature(m) for m in self.targets}
+            | {level_feature(m) for m in self.targets} | day
         odd = [r for r in self.reals if r not in known]
         if odd:
             raise ValueError(f"FastTFT cannot build the model input(s) {odd}")
         if list(hp.x_categoricals) != ["profile"]:
             raise ValueError(f"FastTFT expects the one categorical 'profile', the model has {hp.x_categoricals}")
-        future = set(model.decoder_variables) - (set(TIME_FEATURES) | {"relative_time_idx"})
+        future = set(model.decoder_variables) - (set(TIME_FEATURES) | {"relative_time_idx"} | day)
         if future:
             raise ValueError(f"decoder variables {sorted(future)} are not known in advance")
         self.encoder_variables = list(model.encoder_variables)
@@ -325,8 +333,8 @@ class FastTFT:
         values = np.asarray(values)
         lengths = np.asarray(lengths)
         last_epoch = np.asarray(last_epoch)
-        if values.ndim != 3 or values.shape[1] != self.L or values.shape[2] != len(METRICS):
-            raise ValueError(f"values must have shape (n, {self.L}, {len(METRICS)}), got {values.shape}")
+        if values.ndim != 3 or values.shape[1] != self.W or values.shape[2] != len(METRICS):
+            raise ValueError(f"values must have shape (n, {self.W}, {len(METRICS)}), got {values.shape}")
         n = values.shape[0]
         if lengths.shape != (n,) or last_epoch.shape != (n,) or len(profiles) != n:
             raise ValueError("values, lengths, last_epoch and profiles must describe the same windows")
@@ -337,8 +345,8 @@ class FastTFT:
         if n and lengths.min() < self.min_length:
             raise ValueError(f"window length {int(lengths.min())} is below the model's min_encoder_length "
                              f"{self.min_length}")
-        if n and lengths.max() > self.L:
-            raise ValueError(f"window length {int(lengths.max())} exceeds max_encoder_length {self.L}")
+        if n and lengths.max() > self.W:
+            raise ValueError(f"window length {int(lengths.max())} exceeds the model's history of {self.W} steps")
         return values, lengths, last_epoch.astype(np.int64), n
 
     def profile_codes(self, profiles: Sequence[str]) -> np.ndarray:
@@ -355,15 +363,31 @@ class FastTFT:
             out[m][...] = apply_calibration(config.calibration, m, raw[m], scale, tuple(config.quantiles),
                                             groups=profiles)
 
+    def day_ago_inputs(self, v32: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For the newest ``L`` steps of each (n, W, 4) window and the ``H`` after them: each
+        target's value DAY_STEPS steps earlier, (n, L + H, targets) float32, and DAY_KNOWN,
+        (n, L + H) float32; where the window has no such step, its first value and 0."""
+        W, L, H = self.W, self.L, self.H
+        src = np.arange(W - L, W + H) - DAY_STEPS                    # (L + H,), all < W: H <= DAY_STEPS
+        start = (W - lengths)[:, None]                               # each window's first valid step
+        known = src[None, :] >= start
+        at = np.where(known, src[None, :], start)
+        vals = np.take_along_axis(v32[:, :, self._metric_pos], at[:, :, None], axis=1)
+        return np.ascontiguousarray(vals, dtype=np.float32), known.astype(np.float32)
+
     # -- prediction ---------------------------------------------------------------
     def predict(self, values: np.ndarray, lengths: np.ndarray, last_epoch: np.ndarray,
                 profiles: Sequence[str], with_importance: bool = False) -> FastForecast:
         values, lengths, last_epoch, n = self._check(values, lengths, last_epoch, profiles)
         codes = self.profile_codes(profiles)
         v32 = values.astype(np.float32, copy=False)
+        day = None
+        if self.day_ago:
+            day = tuple(torch.from_numpy(a) for a in self.day_ago_inputs(v32, lengths))
+            v32, lengths = v32[:, self.W - self.L:], np.minimum(lengths, self.L)     # the encoder's part
         normalised = np.array([_normalise_profile(p) for p in profiles], dtype=object)
         if self.on_device and n:
-            return self._predict_on_device(v32, lengths, last_epoch, codes, normalised, with_importance)
+            return self._predict_on_device(v32, lengths, last_epoch, codes, normalised, with_importance, day)
         Q = len(self.config.quantiles)
         raw = {m: np.empty((n, self.H, Q), dtype=np.float64) for m in self.targets}
         block = np.empty((n, len(self.targets), self.H, Q), dtype=np.float64)
@@ -375,7 +399,8 @@ class FastTFT:
 
         def run(sl: slice) -> None:
             with torch.inference_mode():         # thread-local: set in the worker itself
-                x = batch_inputs(self, v_t[sl], lengths[sl], ends_t[sl], codes_t[sl], shared_end)
+                x = batch_inputs(self, v_t[sl], lengths[sl], ends_t[sl], codes_t[sl], shared_end,
+                                 None if day is None else (day[0][sl], day[1][sl]))
                 if self.device != "cpu":        # (on_device=False on a GPU: inputs made on the host)
                     x = {k: [t.to(self.device) for t in v] if isinstance(v, list) else v.to(self.device)
                          for k, v in x.items()}
@@ -419,7 +444,8 @@ class FastTFT:
         return (w * mask[:, :, None]).sum(dim=1) / lens[:, None].to(w.dtype)
 
     def _predict_on_device(self, v32: np.ndarray, lengths: np.ndarray, last_epoch: np.ndarray,
-                           codes: np.ndarray, normalised: np.ndarray, with_importance: bool) -> FastForecast:
+                           codes: np.ndarray, normalised: np.ndarray, with_importance: bool,
+                           day: tuple[torch.Tensor, torch.Tensor] | None = None) -> FastForecast:
         """The whole fleet on the model's device: the windows go up once, every batch's inputs
         are built there (engine.device_inputs), the forwards are queued back to back (on CUDA
         the host does not wait for one before launching the next), calibration runs there, and
@@ -439,10 +465,13 @@ class FastTFT:
             lens = up(lengths)
             ends = up(last_epoch)
             cats = up(codes)
+            if day is not None:
+                day = tuple(up(a.numpy()) for a in day)
             preds: dict[str, list[torch.Tensor]] = {m: [] for m in self.targets}
             weights: list[torch.Tensor] = []
             for sl in even_batches(n, self.batch_size):
-                x = batch_inputs(self, v[sl], lengths[sl], ends[sl], cats[sl], shared_end)
+                x = batch_inputs(self, v[sl], lengths[sl], ends[sl], cats[sl], shared_end,
+                                 None if day is None else (day[0][sl], day[1][sl]))
                 out = self.model(x)
                 pred = out["prediction"]
                 if not isinstance(pred, (list, tuple)):

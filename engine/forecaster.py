@@ -124,7 +124,7 @@ class Forecaster:
         self.horizon = config.max_prediction_length
         self.quantiles = tuple(config.quantiles)
         self.min_history = config.min_encoder_length
-        self.capacity = config.max_encoder_length
+        self.capacity = config.history_length     # the encoder, and a day more for a day_ago model
 
     @property
     def loaded(self) -> bool:
@@ -144,7 +144,7 @@ class Forecaster:
         whole = len(tft_idx) == n
         failure = None
         if len(tft_idx):
-            L = self.capacity  # the model reads the newest max_encoder_length samples
+            L = self.capacity  # the model reads the newest history_length samples
             try:
                 rows = slice(None) if whole else tft_idx      # the whole fleet: views, no copies
                 out = self.fast.predict(windows.values[rows, -L:], np.minimum(windows.lengths[rows], L),

@@ -292,6 +292,9 @@ class PrometheusSource(Source):
             self._pending.extend(self._guarded(self._refresh_cores).problems)
         return self._cores
 
+    def want_history(self, steps: int) -> None:
+        self.backfill_hours = max(self.backfill_hours, int(steps) * STEP_SECONDS / 3600.0)
+
     def backfill(self) -> pd.DataFrame:
         """The last ``backfill_hours`` (an empty frame if Prometheus cannot be reached now)."""
         if not self._due():

@@ -91,6 +91,9 @@ class Engine:
 
     def _reset_store(self) -> None:
         capacity = max(HISTORY_STEPS, getattr(self.forecaster, "capacity", HISTORY_STEPS))
+        want_history = getattr(self.source, "want_history", None)
+        if want_history is not None:        # the model's whole history, where the source has it
+            want_history(capacity)
         self.store = WindowStore(capacity=capacity)
         for name, cores in self.source.cores.items():
             self.store.set_cores(name, cores)

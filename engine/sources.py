@@ -41,6 +41,10 @@ class Source:
     def poll(self) -> Tick:
         raise NotImplementedError
 
+    def want_history(self, steps: int) -> None:
+        """Make ``backfill`` reach at least ``steps`` 5-minute steps back, where the source
+        has history to give (a model that reads the same time yesterday needs two days)."""
+
 
 def read_cores(path: Path) -> dict[str, int]:
     """Core counts from a ``servers.csv`` beside the data (server_name, cores), if any."""
@@ -99,6 +103,9 @@ class ReplaySource(Source):
     def _cursor_time(self) -> pd.Timestamp:
         return self._times[self.position] if self.position < len(self._times) else self.last + STEP
 
+    def want_history(self, steps: int) -> None:
+        self.backfill_span = max(self.backfill_span, int(steps) * STEP)
+
     def backfill(self) -> pd.DataFrame:
         t = self._cursor_time()
         part = self.grid[(self.grid["timestamp"] < t) & (self.grid["timestamp"] >= t - self.backfill_span)]
@@ -123,6 +130,9 @@ class SimulatorSource(Source):
         self.cores = {r.server_name: int(r.cores) for r in self.sim.servers().itertuples()}
         self._backfill_steps = int(backfill / STEP)
         self._stream = self.sim.stream()
+
+    def want_history(self, steps: int) -> None:
+        self._backfill_steps = max(self._backfill_steps, int(steps))
 
     def backfill(self) -> pd.DataFrame:
         ticks = list(itertools.islice(self._stream, self._backfill_steps))

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pytorch_forecasting import TimeSeriesDataSet
 from pytorch_forecasting.data import EncoderNormalizer
 from pytorch_forecasting.metrics import QuantileLoss
+
+from engine.tft_model import day_ago_feature
 
 
 CENTERS = ("mean", "last")
@@ -62,3 +65,21 @@ class TargetQuantileLoss(QuantileLoss):
         if not self.use_weight and isinstance(target, (list, tuple)):
             target = target[0]
         super().update(y_pred, target)
+
+
+class DayAgoDataSet(TimeSeriesDataSet):
+    """TimeSeriesDataSet whose "same time yesterday" inputs (``<target>_day_ago``, raw in
+    the frame) are scaled as their target is in each window: ``(x - center) / scale`` with
+    the target's encoder centre and scale, so yesterday's value and today's history are
+    on one scale (a scaler of the library's own would fit the lagged column's own window).
+    Every other part of a sample is the library's."""
+
+    def __getitem__(self, idx: int):
+        x, y = super().__getitem__(idx)
+        for i, target in enumerate(self.target_names):
+            name = day_ago_feature(target)
+            if name in self.reals:
+                pos = self.reals.index(name)
+                center, scale = torch.as_tensor(np.asarray(x["target_scale"][i]), dtype=torch.float32)
+                x["x_cont"][:, pos] = (x["x_cont"][:, pos] - center) / scale
+        return x, y

@@ -45,6 +45,12 @@ TARGET_RANGE = {m: (0.0, 100.0) for m in PERCENT_METRICS} | {"load_average": (0.
 GROUP_COLUMN = "series"          # server + segment: one continuous window series
 TIME_IDX = "time_idx"            # 5-minute steps since the Unix epoch
 WEIGHT_COLUMN = "disk_weight"    # 0 where a row's disk column carries no information
+# "Same time yesterday": each target's value DAY_STEPS steps before every encoder and
+# decoder step, a known-in-advance input (the horizon is shorter than a day), normalised
+# with the target's own window scaling; DAY_KNOWN is 1 where that value exists, 0 where
+# the series is younger than a day there (the input then holds the series' first value).
+DAY_STEPS = 86400 // STEP_SECONDS
+DAY_KNOWN = "day_ago_known"
 
 
 class ModelLoadError(Exception):
@@ -53,6 +59,10 @@ class ModelLoadError(Exception):
 
 def level_feature(metric: str) -> str:
     return f"{metric}_level"
+
+
+def day_ago_feature(metric: str) -> str:
+    return f"{metric}_day_ago"
 
 
 def level_values(metric: str, values: np.ndarray) -> np.ndarray:
@@ -107,10 +117,15 @@ class ModelConfig:
     # Conformal band adjustment, per target, per horizon bucket, in units of the
     # window scale (see engine.calibration).  None: not calibrated.
     calibration: dict[str, Any] | None = None
+    # Read each target's value a day earlier (DAY_STEPS) as a known input; config.json
+    # without it: False.
+    day_ago: bool = False
 
     def __post_init__(self) -> None:
         if self.min_scale is None:
             self.min_scale = dict(DEFAULT_MIN_SCALE)
+        if self.day_ago and self.max_prediction_length > DAY_STEPS:
+            raise ValueError(f"day_ago needs a horizon of at most {DAY_STEPS} steps, not {self.max_prediction_length}")
 
     # -- features ---------------------------------------------------------------
     @property
@@ -119,7 +134,14 @@ class ModelConfig:
 
     @property
     def known_reals(self) -> list[str]:
-        return list(TIME_FEATURES)
+        day = [day_ago_feature(m) for m in self.targets] + [DAY_KNOWN] if self.day_ago else []
+        return list(TIME_FEATURES) + day
+
+    @property
+    def history_length(self) -> int:
+        """Samples of a server's history the model reads: the encoder, plus a day before
+        it when it reads the same time yesterday."""
+        return self.max_encoder_length + (DAY_STEPS if self.day_ago else 0)
 
     # -- (de)serialisation -------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -143,6 +165,10 @@ class ModelConfig:
                 "add_target_scales": False,
                 "level_features": "percent metrics / 100; load_average: log1p(load) / 4",
                 "time_features": "UTC hour-of-day and day-of-week (Monday 00:00 = 0) as sin/cos",
+                "day_ago": self.day_ago,
+                "day_ago_features": (f"each target {DAY_STEPS} steps earlier, scaled as the target in its window; "
+                                     f"{DAY_KNOWN}: 1 where that step exists, else 0 and the series' first value"
+                                     if self.day_ago else None),
             },
             "categorical_vocabularies": {"profile": list(self.profile_vocab)},
             "normalizer": {
@@ -192,9 +218,16 @@ class ModelConfig:
                 learning_rate=float(hp["learning_rate"]),
                 loss_weights=tuple(float(w) for w in hp["loss_weights"]),
                 calibration=data.get("calibration"),
+                day_ago=_flag(data["features"].get("day_ago", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"config.json: missing or invalid field ({type(exc).__name__}: {exc})") from None
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"features.day_ago {value!r} is not true or false")
+    return value
 
 
 def _center(value: Any) -> str:
@@ -223,6 +256,7 @@ def prepare_frame(grid: pd.DataFrame, disk_informative: pd.Series | None = None)
     for metric in METRICS:
         frame[metric] = frame[metric].astype(np.float32)
         frame[level_feature(metric)] = level_values(metric, frame[metric].to_numpy()).astype(np.float32)
+    _add_day_ago(frame)
     frame["profile"] = normalise_profile(frame["profile"])
     weight = np.ones(len(frame), dtype=np.float32)
     if disk_informative is not None:
@@ -230,6 +264,29 @@ def prepare_frame(grid: pd.DataFrame, disk_informative: pd.Series | None = None)
         weight[~flags] = 0.0
     frame[WEIGHT_COLUMN] = weight
     return frame
+
+
+def _add_day_ago(frame: pd.DataFrame) -> None:
+    """Each metric's value DAY_STEPS steps earlier in the same series (``day_ago_feature``)
+    and DAY_KNOWN; where the series has no such step, the series' first value and 0."""
+    n = len(frame)
+    codes = pd.factorize(frame[GROUP_COLUMN])[0].astype(np.int64)
+    t = frame[TIME_IDX].to_numpy(dtype=np.int64)
+    found = np.zeros(n, dtype=bool)
+    src = np.zeros(n, dtype=np.int64)
+    if n:
+        t0 = t.min()
+        order = np.lexsort((t, codes))
+        span = int(t.max() - t0) + DAY_STEPS + 1
+        keys = codes[order] * span + (t[order] - t0)
+        want = codes * span + (t - t0 - DAY_STEPS)
+        at = np.minimum(np.searchsorted(keys, want), n - 1)
+        found = keys[at] == want
+        first = order[np.unique(codes[order], return_index=True)[1]]      # each series' earliest row
+        src = np.where(found, order[at], first[codes])
+    for metric in METRICS:
+        frame[day_ago_feature(metric)] = frame[metric].to_numpy(dtype=np.float32)[src]
+    frame[DAY_KNOWN] = found.astype(np.float32)
 
 
 def _normalizers(config: ModelConfig):
@@ -254,8 +311,10 @@ def build_dataset(config: ModelConfig, frame: pd.DataFrame, *, predict: bool = F
     """A TimeSeriesDataSet over ``prepare_frame`` output, fully determined by the config."""
     from pytorch_forecasting import TimeSeriesDataSet
 
+    from engine.tft_layers import DayAgoDataSet
+
     reals = config.unknown_reals + config.known_reals
-    return TimeSeriesDataSet(
+    return (DayAgoDataSet if config.day_ago else TimeSeriesDataSet)(
         frame,
         time_idx=TIME_IDX,
         target=list(config.targets),

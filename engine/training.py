@@ -49,6 +49,7 @@ class TrainOptions:
     ramp_share: float | None = None       # share of training windows drawn from labelled ramps (None: uniform)
     ramp_kinds: dict[str, float] | None = None   # relative weight of each incident kind's ramps (default 1)
     center: str | None = None             # normaliser centre, "mean" | "last" (None: the config's / init model's)
+    day_ago: bool | None = None           # read the same time yesterday (None: the config's / init model's)
     evaluate: bool = True
     progress: bool = True
 
@@ -242,6 +243,8 @@ def train(opts: TrainOptions) -> Path:
         overrides["learning_rate"] = float(opts.learning_rate)
     if opts.center is not None:
         overrides["normalizer_center"] = opts.center
+    if opts.day_ago is not None:
+        overrides["day_ago"] = bool(opts.day_ago)
     config = ModelConfig(**{**base.__dict__, **overrides})
 
     val_start_all = pd.concat([s.val_start for s in sources])
@@ -262,7 +265,12 @@ def train(opts: TrainOptions) -> Path:
         if tuple(init.config.profile_vocab) != tuple(vocab):
             raise SystemExit(f"tft-top: --init-from {opts.init_from}: its profile vocabulary "
                              f"{list(init.config.profile_vocab)} differs from this data's {vocab}")
-        model.load_state_dict(init.model.state_dict(), strict=True)
+        if init.config.day_ago == config.day_ago:
+            model.load_state_dict(init.model.state_dict(), strict=True)
+        else:
+            kept, fresh = warm_start_partial(model, init.model)
+            print(f"warm start from {opts.init_from}: {kept} tensors kept; {len(fresh)} new or reshaped by the "
+                  f"day-ago inputs start fresh (e.g. {fresh[0] if fresh else '-'})")
     # pytorch-forecasting's interpolation as the equivalent matmul (same state_dict keys, the
     # same outputs and gradients): a training step of the shipped network at batch 64 took
     # 382 instead of 488 ms on a 2-core CPU (benchmarks/bench_train_step.py); on a GPU the
@@ -367,6 +375,18 @@ def train(opts: TrainOptions) -> Path:
         (out / "training_metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         print(format_reports(reports))
     return out
+
+
+def warm_start_partial(model, source) -> tuple[int, list[str]]:
+    """Copy into ``model`` every tensor of ``source`` with the same name and shape (a model
+    whose inputs changed: the variable selections over the changed inputs start fresh, the
+    rest -- LSTMs, attention, the other variables' networks, the output -- as trained).
+    Returns how many were copied and the names left as initialised."""
+    own = model.state_dict()
+    theirs = source.state_dict()
+    take = {k: v for k, v in theirs.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    model.load_state_dict(take, strict=False)
+    return len(take), sorted(k for k in own if k not in take)
 
 
 def _calibrate(loaded: LoadedModel, frame: pd.DataFrame, origins: pd.DataFrame, sources: list[Source]) -> dict:

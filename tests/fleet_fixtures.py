@@ -45,7 +45,8 @@ def write_fleet(directory, frame: pd.DataFrame, heldout_from: str | None = None,
 
 
 def train_tiny_model(root, epochs: int = 1, batches: int = 3, workers: int = 0, ramp_share: float | None = None,
-                     incidents: pd.DataFrame | None = None, ramp_kinds: dict[str, float] | None = None):
+                     incidents: pd.DataFrame | None = None, ramp_kinds: dict[str, float] | None = None,
+                     day_ago: bool = False, days: float = 2.0):
     """Train a tiny TFT for a few batches on a 4-server synthetic fleet (~5 s); returns its directory."""
     from pathlib import Path
 
@@ -53,11 +54,13 @@ def train_tiny_model(root, epochs: int = 1, batches: int = 3, workers: int = 0, 
     from engine.training import TrainOptions, train
 
     root = Path(root)
-    write_fleet(root / "data", make_grid(n_servers=4, days=2.0), "2026-01-06T16:00:00Z", ["srv-03"])
+    heldout_from = pd.Timestamp("2026-01-05T00:00:00Z") + pd.Timedelta(days=days) - pd.Timedelta(hours=8)
+    write_fleet(root / "data", make_grid(n_servers=4, days=days), heldout_from.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                ["srv-03"])
     if incidents is not None:
         incidents.to_csv(root / "data" / "incidents.csv", index=False)
     config = ModelConfig(max_encoder_length=48, min_encoder_length=12, max_prediction_length=12,
-                         hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
+                         hidden_size=8, attention_head_size=1, hidden_continuous_size=4, day_ago=day_ago)
     opts = TrainOptions(data=[str(root / "data")], out=str(root / "models"), epochs=epochs,
                         batches_per_epoch=batches, batch_size=16, val_days=0.25, calib_every=6,
                         config=config, progress=False, workers=workers, ramp_share=ramp_share,

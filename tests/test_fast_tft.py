@@ -440,7 +440,7 @@ def test_bad_lengths_are_refused(windows, fast):
         fast.predict(values, short, last_epoch, profiles)
     long = lengths.copy()
     long[0] = fast.config.max_encoder_length + 1
-    with pytest.raises(ValueError, match="max_encoder_length"):
+    with pytest.raises(ValueError, match=f"history of {fast.config.max_encoder_length} steps"):
         fast.predict(values, long, last_epoch, profiles)
     empty = fast.predict(values[:0], lengths[:0], last_epoch[:0], [])
     assert empty.quantiles["cpu_percent"].shape == (0, fast.config.max_prediction_length, 3)

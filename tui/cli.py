@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     tr.add_argument("--init-from", default=None, metavar="DIR",
-                    help="warm start: continue from this model directory's weights (same architecture)")
+                    help="warm start: continue from this model directory's weights (same architecture; "
+                         "with --day-ago on a model without it, every weight the new inputs leave unchanged)")
     tr.add_argument("--loss-weights", default=None, metavar="W,W,W,W",
                     help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5)")
     tr.add_argument("--ramp-share", type=float, default=None, metavar="S",
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--center", choices=("mean", "last"), default=None,
                     help="centre each window's normalisation on the encoder's mean or its last value "
                          "(default: last for a new model, the --init-from model's otherwise)")
+    tr.add_argument("--day-ago", action=argparse.BooleanOptionalAction, default=None,
+                    help="give the model each metric's value at the same time the day before as a known input "
+                         "(servers then need a day of history for it to be known; default: off for a new model, "
+                         "the --init-from model's otherwise)")
     tr.add_argument("--workers", type=int, default=0, metavar="N",
                     help="data-loader worker processes (default 0: batches are made in the training "
                          "process; on a GPU machine a few workers keep the GPU fed)")
@@ -198,7 +203,8 @@ def _train(args) -> int:
                         batches_per_epoch=args.batches_per_epoch, seed=args.seed, config=config,
                         evaluate=not args.no_eval, init_from=args.init_from,
                         loss_weights=weights, learning_rate=args.learning_rate, workers=args.workers,
-                        ramp_share=args.ramp_share, ramp_kinds=kinds, center=args.center)
+                        ramp_share=args.ramp_share, ramp_kinds=kinds, center=args.center,
+                        day_ago=args.day_ago)
     try:
         out = train(opts)
     except _known_errors() as exc:

@@ -58,7 +58,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, LoadResult, validate_records
-from engine.runtime import HISTORY_STEPS, Engine, iso
+from engine.runtime import Engine, iso
 from engine.forecaster import default_torch_threads
 from engine.snapshot import Snapshot
 from engine.sources import Source, Tick
@@ -550,8 +550,7 @@ class Daemon:
         with self.lock:
             if self.engine.store.last_epoch(name) is None:
                 return None
-            epochs, values = self.engine.history(name)
-        epochs, values = epochs[-HISTORY_STEPS:], {m: v[-HISTORY_STEPS:] for m, v in values.items()}
+            epochs, values = self.engine.history(name)      # the last HISTORY_STEPS
         return {
             "server": name, "step_seconds": STEP_SECONDS,
             "start": iso(epochs[0]) if len(epochs) else None, "end": iso(epochs[-1]) if len(epochs) else None,

@@ -145,9 +145,13 @@ class Forecaster:
         failure = None
         if len(tft_idx):
             L = self.capacity  # the model reads the newest history_length samples
+            values = windows.values
+            if values.shape[1] < L:     # a store narrower than the model's history: padding on the left
+                values = np.concatenate([np.full((n, L - values.shape[1], M), np.nan, dtype=values.dtype), values],
+                                        axis=1)
             try:
                 rows = slice(None) if whole else tft_idx      # the whole fleet: views, no copies
-                out = self.fast.predict(windows.values[rows, -L:], np.minimum(windows.lengths[rows], L),
+                out = self.fast.predict(values[rows, -L:], np.minimum(windows.lengths[rows], L),
                                         windows.last_epoch[rows],
                                         windows.profiles if whole else [windows.profiles[i] for i in tft_idx],
                                         with_importance=with_importance)

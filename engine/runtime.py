@@ -189,9 +189,10 @@ class Engine:
         return snap
 
     def history(self, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The server's window: epoch seconds and per-metric values, oldest first."""
+        """The server's last 24 h (HISTORY_STEPS) in its window: epoch seconds and per-metric
+        values, oldest first.  (A model that reads the same time yesterday keeps 48 h.)"""
         w = self.store.windows([name])
-        n = int(w.lengths[0])
+        n = min(int(w.lengths[0]), HISTORY_STEPS)
         epochs = w.last_epoch[0] - STEP_SECONDS * np.arange(n - 1, -1, -1)
         values = w.values[0, w.values.shape[1] - n:]          # the valid part (empty when n == 0)
         return epochs, {m: values[:, j].astype(np.float64) for j, m in enumerate(METRICS)}

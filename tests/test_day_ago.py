@@ -154,6 +154,12 @@ def test_forecaster_reads_a_day_more(day_model, tmp_path):
     windows = store.windows()
     direct = FastTFT(loaded).predict(windows.values, windows.lengths, windows.last_epoch, windows.profiles)
     np.testing.assert_allclose(fc.quantiles["cpu_percent"], direct.quantiles["cpu_percent"])
+    # a store narrower than the model's history (24 h): still the model, with yesterday unknown
+    narrow = WindowStore(capacity=288)
+    narrow.extend_frame(grid)
+    fc = forecaster.forecast(narrow.windows())
+    assert fc.source == ["tft"] * 4
+    assert np.isfinite(fc.quantiles["cpu_percent"]).all()
 
 
 def test_warm_start_keeps_what_the_new_inputs_leave_unchanged(tiny_model_dir):
@@ -184,3 +190,6 @@ def test_engine_backfills_the_day_the_model_reads(day_model, tmp_path):
     assert (windows.lengths == loaded.config.history_length).all()
     snap = engine.tick()
     assert snap.metadata["model_type"] == "TFT"
+    # the drill-down and the daemon's history still show the last 24 h
+    epochs, values = engine.history(windows.names[0])
+    assert len(epochs) == 288 and len(values["cpu_percent"]) == 288 and np.all(np.diff(epochs) == 300)

@@ -452,19 +452,20 @@ def test_shipped_model_matches_the_library_path():
     ours agree to 1e-5 relative + 1e-4 absolute (percent / load units).  The trained network
     amplifies one-ulp input differences ~300-fold: with the window centre computed in
     float64 instead of as the library's float32 torch.mean, the two were 2.2e-3 apart."""
-    from engine.runtime import Engine
     from engine.sources import SimulatorSource
+    from engine.store import WindowStore
     from engine.tft_model import find_latest_model
     from pathlib import Path
 
     model_dir = find_latest_model(Path(__file__).resolve().parents[1] / "models")
     loaded = load_model_dir(model_dir)
-    engine = Engine(SimulatorSource(16, seed=5), None, device="cpu")
-    engine.start()
-    w = engine.store.windows()
-    L, H = loaded.config.max_encoder_length, loaded.config.max_prediction_length
+    # the whole history the model reads (the encoder, and a day more for a day_ago model)
+    L, H = loaded.config.history_length, loaded.config.max_prediction_length
+    store = WindowStore(capacity=L)
+    store.extend_frame(SimulatorSource(16, seed=5, backfill=pd.Timedelta(minutes=5 * L)).backfill())
+    w = store.windows()
     lengths = np.minimum(w.lengths, L).astype(np.int64)
-    lengths[::3] = [40, 100, 200, 287, 150, 60][: len(lengths[::3])]
+    lengths[::3] = [40, 100, 200, 287, 150, L - 1][: len(lengths[::3])]
     parts, origins = [], []
     for i, name in enumerate(w.names):
         n = int(lengths[i])

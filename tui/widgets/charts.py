@@ -85,7 +85,7 @@ class ImportanceBars(Static):
         total = sum(server.importance.values()) or 1.0
         t = Text(no_wrap=True)
         for name, w in items:
-            t.append(f"{name[:20]:<20} ", "bold")
+            t.append(f"{name[:22]:<22} ", "bold")     # the longest input: memory_percent_day_ago
             t.append(bar(w / top, 14), "green")
             t.append(f" {100 * w / total:4.1f}%\n")
         self.update(t)

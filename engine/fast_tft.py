@@ -294,7 +294,10 @@ class FastTFT:
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
         self.swapped = _swap(model) if swap_interpolation else 0
-        self.folded = fold_variable_selection(model, (*TIME_FEATURES, "relative_time_idx", "encoder_length")) if fold_vsn else 0
+        # shared: inputs with few distinct values across a batch (time features; DAY_KNOWN is 0 or 1),
+        # whose per-variable networks run once per distinct value
+        self.folded = fold_variable_selection(model, (*TIME_FEATURES, "relative_time_idx", "encoder_length", DAY_KNOWN)) \
+            if fold_vsn else 0
         self.fused = (fuse_attention(model) + fuse_grns(model) + wrap_lstms(model)) if fuse_blocks else 0
         self.model = model.to(self.device).eval()
 
@@ -370,9 +373,15 @@ class FastTFT:
         W, L, H = self.W, self.L, self.H
         src = np.arange(W - L, W + H) - DAY_STEPS                    # (L + H,), all < W: H <= DAY_STEPS
         start = (W - lengths)[:, None]                               # each window's first valid step
+        pos = self._metric_pos
+        whole = start[:, 0] <= src[0]          # yesterday is there for every step: one slice
+        if whole.all():
+            part = v32[:, src[0]:src[-1] + 1]
+            vals = part if pos == list(range(v32.shape[2])) else part[:, :, pos]
+            return np.ascontiguousarray(vals, dtype=np.float32), np.ones((len(v32), L + H), dtype=np.float32)
         known = src[None, :] >= start
         at = np.where(known, src[None, :], start)
-        vals = np.take_along_axis(v32[:, :, self._metric_pos], at[:, :, None], axis=1)
+        vals = np.take_along_axis(v32[:, :, pos], at[:, :, None], axis=1)
         return np.ascontiguousarray(vals, dtype=np.float32), known.astype(np.float32)
 
     # -- prediction ---------------------------------------------------------------

@@ -120,7 +120,9 @@ def test_fast_path_matches_the_library_path(day_model, scrambled):
         loaded = LoadedModel(model=model.eval(), config=loaded.config, model_dir=loaded.model_dir, metadata={})
     prepared, origins, values, lengths, last, profiles = _windows(loaded, grid)
     stock = stock_predict(loaded, prepared, origins)
-    for kwargs in (dict(batch_size=3), dict(batch_size=1024), dict(batch_size=3, on_device=True)):
+    # batches of 3 and all at once mix windows (the folded variable selection's per-value path);
+    # one window per batch is aligned with itself (its one-row path, day_ago_known included)
+    for kwargs in (dict(batch_size=3), dict(batch_size=1024), dict(batch_size=1), dict(batch_size=3, on_device=True)):
         out = FastTFT(loaded, **kwargs).predict(values, lengths, last, profiles)
         for m in loaded.config.targets:
             np.testing.assert_allclose(out.raw[m], stock[m], rtol=1e-4, atol=1e-5, err_msg=f"{m} {kwargs}")

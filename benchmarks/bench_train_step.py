@@ -27,6 +27,7 @@ from engine.device_inputs import batch_inputs  # noqa: E402
 from engine.fast_tft import FastTFT, swap_interpolation  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
 from engine.sources import SimulatorSource  # noqa: E402
+from engine.store import right_aligned  # noqa: E402
 from engine.tft_model import find_latest_model, load_model_dir  # noqa: E402
 
 
@@ -48,10 +49,8 @@ def main() -> None:
     v32, lens = w.values[:, -L:].astype(np.float32), np.minimum(w.lengths, L).astype(np.int64)
     day = None
     if fast.day_ago:        # the same time yesterday: from the whole store window (day unknown where it is short)
-        width = fast.W
-        full = np.full((len(lens), width, v32.shape[2]), np.nan, dtype=np.float32)
-        full[:, -min(width, w.values.shape[1]):] = w.values[:, -width:]
-        day = tuple(torch.from_numpy(a) for a in fast.day_ago_inputs(full, np.minimum(w.lengths, width)))
+        full = right_aligned(w.values.astype(np.float32), fast.W)
+        day = tuple(torch.from_numpy(a) for a in fast.day_ago_inputs(full, np.minimum(w.lengths, fast.W)))
     x = batch_inputs(fast, torch.from_numpy(v32), lens, torch.from_numpy(w.last_epoch.astype(np.int64)),
                      torch.from_numpy(fast.profile_codes(w.profiles)), day=day)
     x = {k: [t.to(dev) for t in v] if isinstance(v, list) else v.to(dev) for k, v in x.items()}

@@ -31,6 +31,7 @@ from engine.device_inputs import batch_inputs  # noqa: E402
 from engine.fast_tft import FastTFT, swap_interpolation  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
 from engine.sources import SimulatorSource  # noqa: E402
+from engine.store import right_aligned  # noqa: E402
 from engine.tft_model import find_latest_model, load_model_dir  # noqa: E402
 
 
@@ -47,11 +48,7 @@ def arrays(w, L: int, short_every: int | None = 7):
     lens = np.minimum(w.lengths, L).astype(np.int64)
     if short_every:
         lens[::short_every] = np.maximum(40, lens[::short_every] // 3)
-    values = w.values[:, -L:]
-    if values.shape[1] < L:
-        pad = np.full((len(values), L - values.shape[1], values.shape[2]), np.nan, dtype=values.dtype)
-        values = np.concatenate([pad, values], axis=1)
-    return values, lens, w.last_epoch.astype(np.int64), list(w.profiles)
+    return right_aligned(w.values, L), lens, w.last_epoch.astype(np.int64), list(w.profiles)
 
 
 DEV = "cuda"

@@ -392,7 +392,7 @@ class FastTFT:
         v32 = values.astype(np.float32, copy=False)
         day = None
         if self.day_ago:
-            day = tuple(torch.from_numpy(a) for a in self.day_ago_inputs(v32, lengths))
+            day = self.day_ago_inputs(v32, lengths)
             v32, lengths = v32[:, self.W - self.L:], np.minimum(lengths, self.L)     # the encoder's part
         normalised = np.array([_normalise_profile(p) for p in profiles], dtype=object)
         if self.on_device and n:
@@ -404,12 +404,13 @@ class FastTFT:
         importance = np.empty((n, len(self.encoder_variables)), dtype=np.float64) if with_importance else None
 
         v_t, ends_t, codes_t = (torch.from_numpy(np.ascontiguousarray(a)) for a in (v32, last_epoch, codes))
+        day_t = None if day is None else tuple(torch.from_numpy(a) for a in day)
         shared_end = bool(n) and bool((last_epoch == last_epoch[0]).all())
 
         def run(sl: slice) -> None:
             with torch.inference_mode():         # thread-local: set in the worker itself
                 x = batch_inputs(self, v_t[sl], lengths[sl], ends_t[sl], codes_t[sl], shared_end,
-                                 None if day is None else (day[0][sl], day[1][sl]))
+                                 None if day_t is None else (day_t[0][sl], day_t[1][sl]))
                 if self.device != "cpu":        # (on_device=False on a GPU: inputs made on the host)
                     x = {k: [t.to(self.device) for t in v] if isinstance(v, list) else v.to(self.device)
                          for k, v in x.items()}
@@ -454,7 +455,7 @@ class FastTFT:
 
     def _predict_on_device(self, v32: np.ndarray, lengths: np.ndarray, last_epoch: np.ndarray,
                            codes: np.ndarray, normalised: np.ndarray, with_importance: bool,
-                           day: tuple[torch.Tensor, torch.Tensor] | None = None) -> FastForecast:
+                           day: tuple[np.ndarray, np.ndarray] | None = None) -> FastForecast:
         """The whole fleet on the model's device: the windows go up once, every batch's inputs
         are built there (engine.device_inputs), the forwards are queued back to back (on CUDA
         the host does not wait for one before launching the next), calibration runs there, and
@@ -475,7 +476,7 @@ class FastTFT:
             ends = up(last_epoch)
             cats = up(codes)
             if day is not None:
-                day = tuple(up(a.numpy()) for a in day)
+                day = tuple(up(a) for a in day)
             preds: dict[str, list[torch.Tensor]] = {m: [] for m in self.targets}
             weights: list[torch.Tensor] = []
             for sl in even_batches(n, self.batch_size):

@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.contract import METRICS
 from engine.heuristic import REASON_MODEL_ERROR, heuristic_forecast_batch, heuristic_reason
-from engine.store import FleetWindows
+from engine.store import FleetWindows, right_aligned
 
 QUANTILES = (0.1, 0.5, 0.9)
 HORIZON = 96
@@ -145,13 +145,10 @@ class Forecaster:
         failure = None
         if len(tft_idx):
             L = self.capacity  # the model reads the newest history_length samples
-            values = windows.values
-            if values.shape[1] < L:     # a store narrower than the model's history: padding on the left
-                values = np.concatenate([np.full((n, L - values.shape[1], M), np.nan, dtype=values.dtype), values],
-                                        axis=1)
+            values = right_aligned(windows.values, L)     # (a store narrower than the model's history: padded)
             try:
                 rows = slice(None) if whole else tft_idx      # the whole fleet: views, no copies
-                out = self.fast.predict(values[rows, -L:], np.minimum(windows.lengths[rows], L),
+                out = self.fast.predict(values[rows], np.minimum(windows.lengths[rows], L),
                                         windows.last_epoch[rows],
                                         windows.profiles if whole else [windows.profiles[i] for i in tft_idx],
                                         with_importance=with_importance)

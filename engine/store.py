@@ -32,6 +32,17 @@ class FleetWindows:
     filled: np.ndarray        # (n,) how many of the window's samples were gap-filled
 
 
+def right_aligned(values: np.ndarray, width: int) -> np.ndarray:
+    """(n, w, M) right-aligned windows as (n, width, M): the newest ``width`` steps (a view),
+    or, when the windows are narrower, NaN padding on the left (never read: it lies before
+    each window's valid part)."""
+    w = values.shape[1]
+    if w >= width:
+        return values[:, w - width:]
+    pad = np.full((values.shape[0], width - w, *values.shape[2:]), np.nan, dtype=values.dtype)
+    return np.concatenate([pad, values], axis=1)
+
+
 class WindowStore:
     def __init__(self, capacity: int = 288, max_fill_steps: int = MAX_FILL_STEPS):
         self.capacity = capacity

@@ -22,6 +22,7 @@ import codecs
 import csv
 import datetime
 import gzip
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,15 +143,36 @@ def load_file(path: str | Path) -> LoadResult:
     return _finish(_check_file(Path(path)))
 
 
+_NOTES: dict[str, None] = {}       # notes of every load_path, in order, each once (drain_notes)
+
+
+def drain_notes() -> list[str]:
+    """The notes (ignored columns, skipped sidecar files) of the data loaded since the last
+    call, each once: for a command to report (the README promises they are reported)."""
+    notes = list(_NOTES)
+    _NOTES.clear()
+    return notes
+
+
 def load_path(path: str | Path) -> LoadResult:
     """Load a data file, or every data file directly inside a directory (sorted by name).
 
     Results from several files are merged; ordering checks are per file, and a
     (server, timestamp) already seen in an earlier file is a duplicate.  Names
     starting with "." are skipped, and so are the sidecar tables that may sit beside
-    metrics (``SIDECAR_FILES``: incident labels, the server list); they are noted.
+    metrics (``SIDECAR_FILES``: incident labels, the server list); they are noted
+    (in the result, and for :func:`drain_notes`).
     """
-    path = Path(path)
+    result = _load_path(Path(path))
+    for note in result.notes:
+        if _SIDECAR_NOTE not in note:       # files that belong beside metrics: nothing to report
+            _NOTES[note] = None
+    while len(_NOTES) > 100:
+        del _NOTES[next(iter(_NOTES))]
+    return result
+
+
+def _load_path(path: Path) -> LoadResult:
     source = str(path)
     if not path.exists():
         return LoadResult(_empty_frame(), [Problem(source, None, None, "path does not exist")])
@@ -164,9 +186,11 @@ def load_path(path: str | Path) -> LoadResult:
         return LoadResult(_empty_frame(), [Problem(source, None, None, message)])
     result = _finish(_merge([_check_file(p) for p in files]))
     if skipped:
-        result.notes.append(f"{source}: skipped sidecar files (not metrics): {', '.join(skipped)}")
+        result.notes.append(f"{source}: {_SIDECAR_NOTE}: {', '.join(skipped)}")
     return result
 
+
+_SIDECAR_NOTE = "skipped sidecar files (not metrics)"
 
 # Tables that travel beside metrics in a data directory and are not metrics themselves.
 SIDECAR_FILES = ("incidents.csv", "servers.csv")
@@ -309,9 +333,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
     header = _sniff_csv_header(path)
     string_columns = {name: pa.string() for name in header if name.strip() in _STRING_COLUMNS}
     try:
+        # gzip by the name, whatever its case (pyarrow's own detection wants a lower-case .gz);
+        # only an empty field is missing: a server may be called "NA" or "null"
+        source = pa.input_stream(str(path), compression="gzip" if path.name.lower().endswith(".gz") else None)
         table = pa_csv.read_csv(
-            path,
-            convert_options=pa_csv.ConvertOptions(column_types=string_columns, strings_can_be_null=True),
+            source,
+            convert_options=pa_csv.ConvertOptions(column_types=string_columns, strings_can_be_null=True,
+                                                  null_values=[""]),
         )
         return table.to_pandas()
     except (pa.ArrowException, ValueError, EOFError, OSError, UnicodeError) as exc:
@@ -324,7 +352,7 @@ def _sniff_csv_header(path: Path) -> list[str]:
     try:
         with opener(path, "rb") as fh:
             head = fh.read(_SNIFF_BYTES)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise _Unreadable(f"not a readable CSV table ({_reason(exc)})") from exc
     if not head.strip():
         raise _Unreadable("file is empty")
@@ -335,6 +363,8 @@ def _sniff_csv_header(path: Path) -> list[str]:
     except UnicodeDecodeError as exc:
         raise _Unreadable("not a readable CSV table (not UTF-8 text)") from exc
     text = text.lstrip()
+    if not text:            # e.g. only a byte-order mark, or only Unicode spaces
+        raise _Unreadable("file is empty")
     if text[:1] in ("{", "["):
         raise _Unreadable("not a readable CSV table (looks like JSON)")
     return next(csv.reader([text.splitlines()[0]]), [])
@@ -447,7 +477,9 @@ def _check_server_names(raw: pd.Series) -> tuple[pd.Series, np.ndarray, _Describ
 def _check_timestamps(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, _Describe]:
     """Timestamps as int64 UTC nanoseconds: ISO 8601 strings, epoch seconds or datetimes."""
     too_far = np.zeros(len(raw), dtype=bool)  # a valid time outside what datetime64[ns] holds
-    if _is_number_dtype(raw.dtype):
+    if pd.api.types.is_timedelta64_dtype(raw.dtype):      # a duration is not a time (to_datetime: since 1970)
+        ns, ok = np.zeros(len(raw), dtype=np.int64), np.zeros(len(raw), dtype=bool)
+    elif _is_number_dtype(raw.dtype):
         ns, ok = _epoch_ns(raw.to_numpy(dtype=np.float64, na_value=np.nan))
     else:
         is_datetime = isinstance(raw.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(raw.dtype)
@@ -612,6 +644,8 @@ def _to_float(raw: pd.Series) -> np.ndarray:
     """float64 values; non-numbers (booleans included) become NaN."""
     if isinstance(raw.dtype, pd.CategoricalDtype):
         raw = raw.astype(object)
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype) or pd.api.types.is_timedelta64_dtype(raw.dtype):
+        return np.full(len(raw), np.nan)       # (to_numeric would give nanoseconds since 1970)
     if _is_number_dtype(raw.dtype):
         return raw.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_bool_dtype(raw.dtype):

@@ -66,18 +66,27 @@ def read_split(path: Path | str) -> SplitSpec:
         return SplitSpec()
     try:
         data = json.loads(split_file.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
         start = data.get("heldout_from")
         servers = data.get("heldout_servers")
+        days = data.get("heldout_days", DEFAULT_HELDOUT_DAYS)
+        if servers is not None and (not isinstance(servers, list) or not all(isinstance(x, str) for x in servers)):
+            raise ValueError("heldout_servers must be a list of server names")
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days < 1e6:
+            raise ValueError(f"heldout_days must be a number of days > 0, not {days!r}")
         when = None
         if start is not None:
+            if not isinstance(start, str):
+                raise ValueError(f"heldout_from must be an ISO 8601 time, not {start!r}")
             when = pd.Timestamp(start)
             if pd.isna(when):
                 raise ValueError(f"heldout_from {start!r} is not a time")
             when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
         return SplitSpec(
             heldout_from=when,
-            heldout_days=float(data.get("heldout_days", DEFAULT_HELDOUT_DAYS)),
-            heldout_servers=None if servers is None else {str(s) for s in servers},
+            heldout_days=float(days),
+            heldout_servers=None if servers is None else set(servers),
             origin=str(split_file),
         )
     except (OSError, ValueError, TypeError, AttributeError) as exc:

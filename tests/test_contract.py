@@ -757,3 +757,62 @@ def test_directory_skips_sidecar_tables_and_notes_them(tmp_path: Path) -> None:
     assert result.problems == []
     assert len(result.frame) == 1
     assert result.notes == [f"{tmp_path}: skipped sidecar files (not metrics): incidents.csv, servers.csv, smd_incidents.csv"]
+
+
+# --------------------------------------------------------------------------- review findings (session 11)
+
+
+def test_corrupt_gzip_and_bom_only_files_are_one_line_problems(tmp_path: Path) -> None:
+    good = "\n".join([HEADER, "web-01,2024-01-01T00:00:00Z,10,20,30,0.5"]) + "\n"
+    data = gzip.compress(good.encode() * 50)
+    (tmp_path / "corrupt.csv.gz").write_bytes(data[:20] + b"\xff" * 50 + data[70:])
+    problem = only_problem(load_file(tmp_path / "corrupt.csv.gz"))
+    assert problem.message.startswith("not a readable CSV table (")
+    for name, raw in (("bom.csv", b"\xef\xbb\xbf"), ("nbsp.csv", b"\xc2\xa0\n")):
+        (tmp_path / name).write_bytes(raw)
+        assert only_problem(load_file(tmp_path / name)).message == "file is empty"
+
+
+def test_upper_case_gzip_name_and_servers_called_na_are_read(tmp_path: Path) -> None:
+    text = "\n".join([HEADER, "NA,2024-01-01T00:00:00Z,10,20,30,0.5", "null,2024-01-01T00:00:00Z,11,21,31,0.6"]) + "\n"
+    (tmp_path / "FLEET.CSV.GZ").write_bytes(gzip.compress(text.encode()))
+    result = load_file(tmp_path / "FLEET.CSV.GZ")
+    assert result.problems == []
+    assert sorted(result.frame["server_name"]) == ["NA", "null"]
+    # a missing metric is still a missing value
+    bad = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,,20,30,0.5", name="gap.csv")
+    assert only_problem(load_file(bad)).message == "missing value"
+
+
+def test_dates_and_durations_are_not_numbers_or_times(tmp_path: Path) -> None:
+    n = 3
+    frame = pd.DataFrame({"server_name": ["a"] * n,
+                          "timestamp": pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC"),
+                          "cpu_percent": 10.0, "memory_percent": 20.0, "disk_percent": 30.0,
+                          "load_average": pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC")})
+    frame.to_parquet(tmp_path / "dates.parquet")
+    result = load_file(tmp_path / "dates.parquet")
+    assert {p.column for p in result.problems} == {"load_average"} and len(result.problems) == n
+    assert "is not a number" in result.problems[0].message and result.frame.empty
+    frame["load_average"] = pd.to_timedelta(np.arange(n), unit="h")
+    frame.to_parquet(tmp_path / "durations.parquet")
+    assert {p.column for p in load_file(tmp_path / "durations.parquet").problems} == {"load_average"}
+    frame["load_average"] = 1.0
+    frame["timestamp"] = pd.to_timedelta(np.arange(n) * 300, unit="s")
+    frame.to_parquet(tmp_path / "td_time.parquet")
+    result = load_file(tmp_path / "td_time.parquet")
+    assert {p.column for p in result.problems} == {"timestamp"}
+    assert "is not an ISO 8601 time or epoch seconds" in result.problems[0].message
+
+
+def test_notes_are_kept_for_the_command_to_report(tmp_path: Path) -> None:
+    from engine.contract import drain_notes
+
+    drain_notes()
+    path = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,10,20,30,0.5,up", header=HEADER + ",status")
+    load_path(path)
+    load_path(path)                                          # reported once
+    (tmp_path / "incidents.csv").write_text("server_name,metric,start,crossing,end\n")
+    load_path(tmp_path)                                      # a sidecar beside metrics is no news
+    assert drain_notes() == [f"{path}: ignored extra columns: status"]
+    assert drain_notes() == []

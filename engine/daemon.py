@@ -71,6 +71,10 @@ DEFAULT_PUSH_INTERVAL_S = 5.0        # a POST-fed fleet forecasts at most this o
 MAX_BODY_BYTES = 1_000_000           # request bodies over this are refused with 413
 API_KEY_ENV = "TFT_TOP_API_KEY"
 POST_SOURCE = "POST /metrics"        # how refused records name where they came from
+# A POSTed sample may be at most this far ahead of the daemon's clock (the wall clock for a
+# POST-fed fleet, the newest sample for a replay or simulator): the fleet's time is its newest
+# sample, so one sample from the future would make every other server stale.
+MAX_AHEAD_SECONDS = 600
 OPEN_PATHS = frozenset({"/health"})  # the only routes that never need the key
 _GZIP_LEVEL = 5
 
@@ -466,10 +470,16 @@ class Daemon:
         refused: list[str] = []
         with self.lock:
             store = self.engine.store
+            clock = time.time() if isinstance(self.engine.source, PushSource) else store.newest_epoch()
+            limit = None if clock is None else int(clock) + MAX_AHEAD_SECONDS
             for k in range(len(frame)):
                 profile = str(profiles[k])
-                reason = store.append(str(names[k]), int(epochs[k]), values[k],
-                                      None if profile == UNKNOWN_PROFILE else profile)
+                if limit is not None and int(epochs[k]) > limit:
+                    reason = (f"{iso(int(epochs[k]))} is more than {MAX_AHEAD_SECONDS // 60} min ahead of this "
+                              f"daemon's clock ({iso(limit - MAX_AHEAD_SECONDS)})")
+                else:
+                    reason = store.append(str(names[k]), int(epochs[k]), values[k],
+                                          None if profile == UNKNOWN_PROFILE else profile)
                 row = None if index_of is None else index_of[k] + 1
                 if reason is None:
                     if row is not None:
@@ -673,8 +683,9 @@ class Daemon:
             body = await request.body()
             try:
                 payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as exc:
-                msg = " ".join(str(exc).split())
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                # (RecursionError: nesting deeper than the parser goes, a client error like any other)
+                msg = " ".join(str(exc).split()) if not isinstance(exc, RecursionError) else "nested too deeply"
                 return JSONResponse({"detail": f"the body is not valid JSON ({msg})"}, status_code=400)
             records = payload["records"] if isinstance(payload, dict) and "records" in payload else payload
             result = await run_in_threadpool(daemon.ingest_records, records)
@@ -737,6 +748,8 @@ async def _until_disconnect(websocket: WebSocket) -> None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    if not 0 <= int(port) <= 65535:     # getaddrinfo would take 99999 modulo 65536
+        raise DaemonError(f"--port must be 0..65535, not {port}")
     try:
         infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:

@@ -93,7 +93,7 @@ def snapshot_from_json(d: dict) -> Snapshot:
     try:
         env = d.get("environment") or {}
         return Snapshot(
-            data_time=str(d.get("data_time", "")),
+            data_time=None if d.get("data_time") is None else str(d["data_time"]),
             servers=tuple(server_from_json(n, s) for n, s in (d.get("predictions") or {}).items()),
             alerts=tuple(alert_from_json(a) for a in (d.get("alerts") or ())),
             environment=Environment(
@@ -197,7 +197,7 @@ class RemoteEngine:
         extra = {"stale": stale, "remote_error": err if stale else None, "remote_url": self.url,
                  "remote_age_s": None if self.received_at is None else round(time.time() - self.received_at, 1)}
         if snap is None:
-            out = Snapshot(data_time="", servers=(), alerts=(),
+            out = Snapshot(data_time=None, servers=(), alerts=(),
                            environment=Environment(0.0, 0.0, 0, 0, 100.0),
                            metadata={"model_type": "unknown", "model_loaded": False, "device": "remote",
                                      "model_reason": f"waiting for {self.url}" + (f": {err}" if err else ""),

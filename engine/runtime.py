@@ -147,9 +147,13 @@ class Engine:
             importance=fc.importance, last_seen=[iso(e) for e in windows.last_epoch],
             history_len=[int(x) for x in windows.lengths],
         )
-        now_epoch = int(windows.last_epoch.max()) if len(windows.names) else 0
-        now = pd.Timestamp(now_epoch, unit="s", tz="UTC")
-        if now_epoch > self._alerted_epoch:   # debounce counts new data, not redraws
+        # the data's time: the newest fresh sample; with every server stale, the newest in the
+        # store (their alerts resolve); with no data at all, none (and no alert update)
+        now_epoch = int(windows.last_epoch.max()) if len(windows.names) else newest
+        if now_epoch is None:
+            alerts = self.alerts.alerts
+        elif now_epoch > self._alerted_epoch:   # debounce counts new data, not redraws
+            now = pd.Timestamp(now_epoch, unit="s", tz="UTC")
             alerts = self.alerts.update(servers, now)
             self._alerted_epoch = now_epoch
         else:
@@ -162,7 +166,7 @@ class Engine:
         latency_ms = (time.perf_counter() - t0) * 1000.0
         n_tft = sum(1 for s in fc.source if s == "tft")
         snap = Snapshot(
-            data_time=iso(now_epoch),
+            data_time=None if now_epoch is None else iso(now_epoch),
             servers=tuple(servers),
             alerts=tuple(alerts),
             environment=environment(servers),

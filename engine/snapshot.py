@@ -128,7 +128,7 @@ class Environment:
 
 @dataclass(frozen=True)
 class Snapshot:
-    data_time: str                    # ISO time of the newest sample the forecasts start from
+    data_time: str | None             # ISO time of the newest sample the forecasts start from (None: no data yet)
     servers: tuple[ServerForecast, ...]
     alerts: tuple[Alert, ...]         # newest first; ongoing and recently resolved
     environment: Environment

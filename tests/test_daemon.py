@@ -7,6 +7,7 @@ import time
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
@@ -347,6 +348,46 @@ def test_post_into_a_simulated_fleet_shows_at_next_tick(srv):
         seq = srv.daemon.latest.seq
         assert srv.daemon.wait_for_seq(seq + 1, 30)   # (failed at 5 s while a training run held both cores)
         assert "posted-1" in c.get("/predictions/current").json()["predictions"]
+
+
+def test_post_from_the_future_is_refused_and_hides_nothing():
+    """One sample dated ahead of the daemon's clock would make the fleet's time jump and every
+    other server stale; it is refused (the wall clock for a POST-fed fleet), the rest kept."""
+    s = serve(make_daemon(push=True, interval=0.2))
+    try:
+        with client(s) as c:
+            # no data yet: no data time (not 1970), and no alert update
+            status = c.get("/predictions/current").json()
+            assert status["data_time"] is None and status["predictions"] == {}
+            now = pd.Timestamp.now(tz="UTC").floor("5min")
+            ts = [(now - pd.Timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in (10, 5)]
+            r = c.post("/metrics", json=[record("f-1", ts[0]), record("f-2", ts[1]),
+                                         record("f-3", "2099-01-01T00:00:00Z")])
+            d = r.json()
+            assert r.status_code == 422 and d["accepted_indices"] == [0, 1] and d["refused_indices"] == [2]
+            assert "2099-01-01T00:00:00Z is more than 10 min ahead of this daemon's clock" in d["problems"][0]["text"]
+            seq = s.daemon.latest.seq
+            assert s.daemon.wait_for_seq(seq + 1, 30)
+            snap = c.get("/predictions/current").json()
+            assert set(snap["predictions"]) == {"f-1", "f-2"} and snap["data_time"] == ts[1]
+            assert snap["metadata"]["stale_servers"] == 0
+    finally:
+        s.stop()
+
+
+def test_post_ahead_of_a_simulated_fleet_is_refused(srv):
+    with client(srv) as c:
+        data_time = pd.Timestamp(c.get("/predictions/current").json()["data_time"])
+        ahead = (data_time + pd.Timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        r = c.post("/metrics", json=[record("ahead-1", ahead)])
+        assert r.status_code == 422 and "ahead of this daemon's clock" in r.json()["detail"]
+
+
+def test_post_nested_too_deeply_is_a_client_error(srv):
+    with client(srv) as c:
+        r = c.post("/metrics", content=b"[" * 200_000 + b"]" * 200_000, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "nested too deeply" in r.json()["detail"]
+        assert c.get("/health").status_code == 200
 
 
 def test_body_too_large(srv):

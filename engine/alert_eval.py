@@ -13,8 +13,10 @@ crossing, end).  Then:
   end); every other alert is a false alarm.  Reported for all alerts and for critical
   alerts alone.
 
-Only incidents whose crossing lies at least ``lead_minutes`` after the replay began are
-scored: nothing could have warned earlier.
+Only incidents whose crossing lies at least ``lead_minutes`` after the earliest moment an
+alert can open are scored: nothing could have warned earlier.  That moment is the replay's
+first tick plus the debounce (an alert opens on its ``OPEN_AFTER``-th tick with the
+condition), so an incident crossing 30 min after the first tick is not scored.
 """
 from __future__ import annotations
 
@@ -139,8 +141,12 @@ def replay_alerts(data: Path | str, model_dir: Path | str | None, device: str = 
 
 def score_alerts(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_start: pd.Timestamp,
                  lead_minutes: float = 30.0) -> tuple[int, int, int, list[float], list[str], list[bool]]:
+    from engine.alerts import OPEN_AFTER
+    from engine.contract import STEP_SECONDS
+
     lead = pd.Timedelta(minutes=lead_minutes)
-    scored = incidents[incidents["crossing"] >= replay_start + lead]
+    first_open = replay_start + (OPEN_AFTER - 1) * pd.Timedelta(seconds=STEP_SECONDS)   # the earliest alert
+    scored = incidents[incidents["crossing"] >= first_open + lead]
     by_key: dict[tuple[str, str], list[AlertRecord]] = {}
     for a in alerts:
         by_key.setdefault((a.server_name, a.metric), []).append(a)

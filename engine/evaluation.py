@@ -286,10 +286,16 @@ def format_targets(cells: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+NOTHING_TO_SCORE = ("nothing to score: no server has a forecast origin in the held-out period with the model's "
+                    "minimum history before it and the whole horizon (8 h) after it")
+
+
 def format_reports(reports: list[DatasetReport]) -> str:
     lines = []
     for rep in reports:
         lines.append(f"== {rep.name}")
+        if not rep.results:
+            lines.append(f"  {NOTHING_TO_SCORE}")
         for group in ("seen", "heldout"):
             ms = rep.results.get(group)
             if not ms:

@@ -110,6 +110,11 @@ def _prepare_source(path: str, opts: TrainOptions) -> Source:
     grid = load_grid(path)
     spec = read_split(path)
     part = training_part(grid, spec)
+    if part.empty:
+        held = (f"from {spec.heldout_from:%Y-%m-%dT%H:%MZ}" if spec.heldout_from is not None
+                else f"the last {spec.heldout_days:g} days of each server")
+        raise DataError(f"{path}: no rows left to train on: the held-out period ({held}"
+                        f"{', and the held-out servers' if spec.heldout_servers else ''}) covers all of its data")
     last = part.groupby("server_name")["timestamp"].transform("max")
     if opts.max_train_days:
         part = part[part["timestamp"] > last - pd.Timedelta(days=opts.max_train_days)].reset_index(drop=True)
@@ -209,6 +214,10 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions) -> dict:
     sources, frame = _prepare_sources(opts)
     val_start_all = pd.concat([s.val_start for s in sources])
     _, calib_origins = _validation_origins(frame, val_start_all, loaded.config, opts.calib_every)
+    if calib_origins.empty:
+        raise DataError(f"{', '.join(map(str, opts.data))}: too little data to calibrate on: no forecast origin in "
+                        f"the validation days with {loaded.config.max_encoder_length} steps of history before it "
+                        f"and {loaded.config.max_prediction_length} after")
     loaded.config.calibration = _calibrate(loaded, frame, calib_origins, sources)
     write_config(Path(model_dir), loaded.config)
     meta_path = Path(model_dir) / METADATA_FILE
@@ -250,9 +259,19 @@ def train(opts: TrainOptions) -> Path:
     val_start_all = pd.concat([s.val_start for s in sources])
     row_val_start = frame["server_name"].map(val_start_all)
     fit_rows = frame[frame["timestamp"] < row_val_start].reset_index(drop=True)
+    need = config.min_encoder_length + config.max_prediction_length
+    if (fit_rows.groupby("series").size().max() if len(fit_rows) else 0) < need:
+        raise DataError(f"{', '.join(map(str, opts.data))}: too little data to train on: no server has "
+                        f"{need} steps ({need * STEP_SECONDS / 3600:g} h) before its validation days (the "
+                        f"last {opts.val_days:g} days before the held-out period)")
     train_ds = build_dataset(config, fit_rows, weighted=True)
 
     stop_origins, calib_origins = _validation_origins(frame, val_start_all, config, opts.calib_every)
+    if stop_origins.empty or calib_origins.empty:
+        raise DataError(f"{', '.join(map(str, opts.data))}: too little data to validate on: the validation days "
+                        f"need forecast origins with {config.max_encoder_length} steps of history before them and "
+                        f"{config.max_prediction_length} after, on both sides of the every-{opts.calib_every}-step "
+                        "alternation (early stopping, calibration)")
     val_ds = build_dataset(config, frame, weighted=True)
     wanted = set(zip(stop_origins["series"], stop_origins["origin_idx"]))
     index = val_ds.decoded_index

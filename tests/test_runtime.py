@@ -138,6 +138,10 @@ def test_alert_scoring_by_hand():
     assert score_by_kind(alerts, incidents, t("2026-01-01 00:00")) == {}        # no kind column
     kinds = incidents.assign(kind=["leak", "storm", "leak"])
     assert score_by_kind(alerts, kinds, t("2026-01-01 00:00")) == {"leak": (2, 2), "storm": (1, 0)}
+    # a crossing 30 min after the replay's first tick cannot be caught 30 min ahead (an alert
+    # opens on its second tick with the condition, 5 min in): not scored; 35 min after: scored
+    assert score_alerts(alerts, incidents, t("2026-01-01 11:30"))[0] == 0
+    assert score_alerts(alerts, incidents, t("2026-01-01 11:25"))[0] == 3
 
 
 def test_stepping_back_restores_the_alert_log_as_it_was(tmp_path):
@@ -250,3 +254,52 @@ def test_warm_start_continues_from_the_weights_with_its_own_learning_rate(tiny_m
     # one batch at a step of 1e-9 leaves the weights where the warm start put them
     for (name, a), b in zip(base.model.state_dict().items(), warm.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_split_file_values_are_checked(replay_dir):
+    from engine.contract import DataError
+    from engine.datasplit import read_split
+
+    for body, why in (('{"heldout_servers": "web-01"}', "heldout_servers must be a list"),
+                      ('{"heldout_from": 12}', "heldout_from must be an ISO 8601 time"),
+                      ('{"heldout_days": -3}', "heldout_days must be a number of days > 0"),
+                      ('{"heldout_days": 1e400}', "heldout_days must be a number of days > 0"),
+                      ('["x"]', "expected a JSON object")):
+        (replay_dir / "split.json").write_text(body)
+        with pytest.raises(DataError, match=why):
+            read_split(replay_dir)
+    (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-01"], "heldout_days": 0.5}')
+    spec = read_split(replay_dir)
+    assert spec.heldout_servers == {"srv-01"} and spec.heldout_days == 0.5
+
+
+def test_cli_refuses_numbers_that_make_no_sense(capsys):
+    for argv, flag in ((["train", "--data", "x", "--epochs", "0"], "--epochs"),
+                       (["train", "--data", "x", "--max-time", "-1"], "--max-time"),
+                       (["train", "--data", "x", "--batch-size", "x"], "--batch-size"),
+                       (["eval", "--data", "x", "--every", "0"], "--every"),
+                       (["serve", "--port", "99999"], "--port")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert f"argument {flag}:" in capsys.readouterr().err
+
+
+def test_train_and_eval_on_too_little_data_say_so(tmp_path, capsys, tiny_model_dir):
+    frame = make_grid(n_servers=2, days=0.04)       # an hour: too short for any origin, even the tiny model's
+    write_fleet(tmp_path / "d", frame)
+    assert main(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "no rows left to train on" in err and "Traceback" not in err and not (tmp_path / "m").exists()
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(tmp_path / "d"), "--no-alerts"]) == 2
+    assert "nothing to score" in capsys.readouterr().err
+
+
+def test_predict_reports_ignored_columns_once(replay_dir, capsys):
+    files = sorted(p for p in replay_dir.iterdir() if p.suffix == ".csv" and p.name not in ("incidents.csv", "servers.csv"))
+    frame = pd.read_csv(files[0])
+    frame["status"] = "up"
+    frame.to_csv(files[0], index=False)
+    assert main(["predict", "--data", str(replay_dir)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("ignored extra columns: status") == 1 and err.startswith("tft-top: note: ")

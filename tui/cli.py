@@ -19,6 +19,31 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+def _counted(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum] (argparse prints one line otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(
+                f"{value}: give {minimum} or more" if maximum is None else f"{value}: give {minimum}..{maximum}")
+        return value
+    return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text}: give a number > 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tft-top",
@@ -49,12 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a TFT and write a new model directory")
     tr.add_argument("--data", action="append", required=True, help="data file or directory (repeatable)")
     tr.add_argument("--out", default="models", help="where the model directory is written (default: models/)")
-    tr.add_argument("--epochs", type=int, default=20)
-    tr.add_argument("--max-time", type=float, default=None, metavar="MIN", help="stop training after MIN minutes")
+    tr.add_argument("--epochs", type=_counted(1), default=20)
+    tr.add_argument("--max-time", type=_positive, default=None, metavar="MIN", help="stop training after MIN minutes")
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    tr.add_argument("--batches-per-epoch", type=int, default=200)
-    tr.add_argument("--batch-size", type=int, default=64)
-    tr.add_argument("--hidden-size", type=int, default=None)
+    tr.add_argument("--batches-per-epoch", type=_counted(1), default=200)
+    tr.add_argument("--batch-size", type=_counted(1), default=64)
+    tr.add_argument("--hidden-size", type=_counted(1), default=None)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     tr.add_argument("--init-from", default=None, metavar="DIR",
@@ -87,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="rolling-origin evaluation against seasonal-naive and linear-trend baselines")
     ev.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
     ev.add_argument("--data", action="append", required=True, help="data file or directory (repeatable)")
-    ev.add_argument("--every", type=int, default=24, help="steps between forecast origins (default 24 = 2 h)")
+    ev.add_argument("--every", type=_counted(1), default=24, help="steps between forecast origins (default 24 = 2 h)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ev.add_argument("--no-alerts", action="store_true", help="skip the alert replay over labelled incidents")
     ev.add_argument("--record", action="store_true",
@@ -103,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="run the forecasting daemon: REST + WebSocket API (docs at /docs)")
     sv.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1; any other address needs an API key)")
-    sv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    sv.add_argument("--port", type=_counted(0, 65535), default=8000, help="port to listen on (default 8000)")
     sv.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
     feed = sv.add_mutually_exclusive_group()
     feed.add_argument("--replay", type=Path, default=None, metavar="DIR", help="replay a recorded fleet")
@@ -118,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "'X-API-Key: KEY' (default: $TFT_TOP_API_KEY, which keeps it out of `ps`)")
     sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     sv.add_argument("--seed", type=int, default=0, help="--simulate: the synthetic fleet's seed (default 0)")
-    sv.add_argument("--max-body", type=int, default=1_000_000, metavar="BYTES",
+    sv.add_argument("--max-body", type=_counted(1), default=1_000_000, metavar="BYTES",
                     help="largest request body accepted (default 1000000; larger: 413)")
     sv.add_argument("--quiet", action="store_true", help="no access log")
     return parser
@@ -131,6 +156,33 @@ def main(argv: list[str] | None = None) -> int:
     # pytorch-forecasting wraps read-only numpy arrays in tensors it only reads: torch's
     # warning about it is noise in every train / eval / calibrate run
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+    if args.command is not None and args.command != "serve":
+        try:
+            return _command(args)
+        finally:
+            _print_notes()
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.connect:
+            return _connect(args)
+        return _tui(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _print_notes() -> None:
+    """What loading the data noted (ignored columns, skipped sidecar files), once each, on stderr."""
+    from engine.contract import drain_notes
+
+    for note in drain_notes():
+        try:
+            print(f"tft-top: note: {note}", file=sys.stderr)
+        except (OSError, ValueError):   # stderr closed (a broken pipe)
+            return
+
+
+def _command(args) -> int:
     try:
         if args.command == "train":
             return _train(args)
@@ -140,11 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             return _calibrate(args)
         if args.command == "predict":
             return _predict(args)
-        if args.command == "serve":
-            return _serve(args)
-        if args.connect:
-            return _connect(args)
-        return _tui(args)
+        raise AssertionError(f"unknown command {args.command}")
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `tft-top predict --json | head`
@@ -240,6 +288,10 @@ def _eval(args) -> int:
         }
     except _known_errors() as exc:
         return _fail(str(exc))
+    if not alerts and not any(r.results for r in reports):
+        from engine.evaluation import NOTHING_TO_SCORE
+
+        return _fail(f"{', '.join(map(str, args.data))}: {NOTHING_TO_SCORE}")
     text = reports_json(reports, {"model_dir": str(model_dir), "alerts": {p: ev.to_json() for p, ev in alerts.items()}})
     if args.record:
         import json
@@ -301,6 +353,7 @@ def _serve(args) -> int:
         daemon = build_daemon(model=model, replay=args.replay, simulate=args.simulate, seed=args.seed,
                               speed=args.speed, interval=args.interval, api_key=api_key, device=args.device,
                               max_body=args.max_body)
+        _print_notes()
         serve(daemon, host=args.host, port=args.port, access_log=not args.quiet)
     except (DaemonError, *_known_errors()) as exc:
         return _fail(str(exc))

@@ -186,9 +186,10 @@ class AlertManager:
     def _refresh(self, track: _Track, cond: _Condition, now: pd.Timestamp, stamp: str) -> None:
         old = track.alert
         severity = cond.severity if _RANK[cond.severity] > _RANK[old.severity] else old.severity
+        message = cond.message if severity == cond.severity else f"{cond.message}; {severity} until it resolves"
         crossing, lead = _crossing(now, cond.minutes)
         track.last_condition = now
-        track.alert = replace(old, severity=severity, message=cond.message, updated_at=stamp,
+        track.alert = replace(old, severity=severity, message=message, updated_at=stamp,
                               predicted_crossing=crossing, lead_minutes=lead,
                               duration_minutes=_minutes(now - track.opened), clear_minutes=0.0)
 
@@ -296,8 +297,14 @@ def _message(metric: str, basis: str, minutes: float, current: float, critical: 
     if basis == "now":
         return f"{metric} at {_num(current)}, at or above critical {_num(critical)}"
     if basis == "p50":
-        return f"{metric} expected to reach {_num(critical)} in {_num(minutes)} min (p50)"
-    return f"{metric} may reach {_num(critical)} in {_num(minutes)} min (p90)"
+        return f"{metric} expected to reach {_num(critical)} in {_in(minutes)} (p50)"
+    return f"{metric} may reach {_num(critical)} in {_in(minutes)} (p90)"
+
+
+def _in(minutes: float) -> str:
+    """55 -> "55 min", 340 -> "5h40m" (as the app's lead column writes it)."""
+    m = int(round(minutes))
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{_num(minutes)} min"
 
 
 def _crossing(now: pd.Timestamp, minutes: float) -> tuple[str, float]:

@@ -5,11 +5,11 @@ from engine.snapshot import Snapshot
 
 
 def model_badge(snap: Snapshot) -> str:
-    """`TFT · cpu`, `HEURISTIC (why)` or `MIXED (n servers on heuristic)` — the same words the TUI shows."""
+    """`TFT on cpu`, `HEURISTIC (why)` or `MIXED (n servers on heuristic)` — the same words the TUI shows."""
     meta = snap.metadata
     kind = meta.get("model_type")
     if kind == "TFT":
-        return f"TFT · {meta.get('device', 'cpu')}"
+        return f"TFT on {meta.get('device', 'cpu')}"
     if kind == "mixed":
         return f"MIXED ({meta.get('servers_on_heuristic', 0)} servers on heuristic)"
     reasons = {s.reason for s in snap.servers if s.reason}
@@ -28,7 +28,7 @@ def _minutes(m: float | None) -> str:
 def format_summary(snap: Snapshot, top: int = 10) -> str:
     env = snap.environment
     lines = [
-        f"tft-top forecast as of {snap.data_time} — model: {model_badge(snap)}",
+        f"tft-top forecast as of {snap.data_time or '(no data yet)'} — model: {model_badge(snap)}",
         f"fleet: {env.total_servers} servers, health {env.fleet_health:.0f} %, "
         f"{env.high_risk_servers} high-risk; P(incident) 30 min {env.incident_probability_30m:.0%}, "
         f"8 h {env.incident_probability_8h:.0%}",

@@ -72,7 +72,7 @@ async def test_first_frame_appears_before_the_engine_has_started():
             assert not built and app.snapshot is None
             release.set()
             await ready(pilot, app)
-            assert app.header.badge == "TFT · cpu"
+            assert app.header.badge == "TFT on cpu"
     finally:
         release.set()
 
@@ -432,3 +432,49 @@ def test_breach_time_says_when_only_the_p90_forecast_crosses():
     snap = Snapshot(data_time="2024-03-01T12:00:00Z", servers=(expected,), alerts=(),
                     environment=Environment(0.0, expected.risk_8h, 0, 1, 100.0), metadata={"model_type": "TFT"})
     assert "(p90)" not in format_summary(snap)
+
+
+def test_badge_names_the_file_not_its_directories():
+    from tui.widgets.header_bar import model_badge
+
+    why = "no model: /tmp/x/bad/model.safetensors: corrupt weights file (invalid header length)"
+    assert model_badge({"model_type": "heuristic", "model_reason": why})[0] == \
+        "HEURISTIC (model.safetensors: corrupt weights file (invalid header length))"
+    # a ratio is not a path
+    why = "models/m/config.json: does not match the weights (1/2 tensors)"
+    assert model_badge({"model_type": "heuristic", "model_reason": why})[0] == \
+        "HEURISTIC (config.json: does not match the weights (1/2 tensors))"
+
+
+async def test_keys_that_would_do_nothing_are_hidden():
+    # a wall-clock source (this host, Prometheus): no speed, no stepping back
+    app = fake_app(4, live=True, paced=False, paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        assert app.check_action("speed_up", ()) is False and app.check_action("step_back", ()) is False
+        assert app.check_action("step_forward", ()) is True
+        assert "▶" not in app.header.render().plain or "live" in app.header.render().plain
+        await pilot.press("plus")
+        assert app.controls.speed == 1.0
+        # the drill-down has no filter
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is not app.main, what="drill-down")
+        assert app.check_action("filter", ()) is False
+    # a replay keeps every key
+    app = fake_app(4, paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        assert all(app.check_action(a, ()) for a in ("speed_up", "slow_down", "step_back", "filter"))
+
+
+async def test_header_keeps_its_second_line_on_a_narrow_terminal_with_a_long_reason():
+    why = "no model: /a/very/long/path/to/models/tft_model_x/model.safetensors: " + "corrupt weights file " * 5
+    app = fake_app(4, model_type="heuristic", paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        app.snapshot.metadata["model_reason"] = why
+        app.header.set_snapshot(app.snapshot)
+        await pilot.pause()
+        lines = [s.text for s in app.header.render_lines(app.header.region.reset_offset)]
+        assert lines[0].startswith(" tft-top  HEURISTIC (model.safetens") and "…)" in lines[0]
+        assert "data " in lines[0] and lines[1].strip().startswith("fleet health")

@@ -39,7 +39,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("q", "quit", "Quit", footer="Quit"),
     Action("question_mark", "help", "Help: every key", label="?", footer="Help"),
     Action("slash", "filter", "Filter servers by name or profile", label="/", footer="Filter"),
-    Action("s", "cycle_sort", "Cycle sort (risk, name, cpu, memory, disk, load, time to breach)",
+    Action("s", "cycle_sort", "Cycle sort (risk, name, cpu, memory, disk, load/crit, time to breach)",
            label="s", footer="Sort"),
     Action("p", "toggle_pause", "Pause / resume the forecast loop", footer="Pause"),
     Action("plus,equals_sign", "speed_up", "Faster replay (more ticks per second)", label="+",
@@ -53,7 +53,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("j,down", "cursor_down", "Next server", show=False),
     Action("k,up", "cursor_up", "Previous server", show=False),
     Action("ctrl+p", "command_palette", "Command palette: every action by name", show=False,
-           palette=False),
+           palette=False, footer="Palette"),
 )
 
 

@@ -33,7 +33,7 @@ class TftTopApp(App):
     COMMAND_PALETTE_BINDING = "ctrl+p"
 
     def __init__(self, engine_factory: EngineFactory, *, speed: float = 1.0, paused: bool = False,
-                 live: bool = False) -> None:
+                 live: bool = False, paced: bool = True) -> None:
         super().__init__()
         self.engine_factory = engine_factory
         self.controls = Controls(speed=speed, paused=paused)
@@ -41,7 +41,8 @@ class TftTopApp(App):
         self.snapshot = None
         self.engine_error: str | None = None
         self.snapshots_applied = 0
-        self.live = live
+        self.live = live          # a source that cannot step back
+        self.paced = paced        # ticks per second set the pace (replay, simulator); not a wall-clock source
         self._main_stale = False
 
     # -- layout ----------------------------------------------------------------------
@@ -135,10 +136,20 @@ class TftTopApp(App):
     def _sync_play(self) -> None:
         c = self.controls
         play = PlayState(speed=c.speed, paused=c.paused, sort=self.table.sort_by,
-                         filter=self.table.filter_text, live=self.live)
+                         filter=self.table.filter_text, live=self.live, paced=self.paced)
         self.header.set_play(play)
         for screen in self._server_screens():
             screen.query_one("#server-header", HeaderBar).set_play(play)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Keys that would do nothing here are hidden from the footer (and do nothing)."""
+        if action in ("speed_up", "slow_down") and not self.paced:
+            return False          # a wall-clock source (this host, Prometheus, a daemon) sets its own pace
+        if action == "step_back" and self.live:
+            return False
+        if action == "filter" and len(self.screen_stack) > 1:
+            return False
+        return True
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -283,7 +294,7 @@ def run_app(model: Path | None = None, replay: Path | None = None, device: str =
                                                     source_factory=source_factory)
     if live is None:
         live = bool(simulate) or source_factory is not None
-    app = TftTopApp(factory, speed=speed, live=live)
+    app = TftTopApp(factory, speed=speed, live=live, paced=bool(simulate) or not live)
     app.run()
     code = 0
     if app.engine_error:

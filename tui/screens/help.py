@@ -50,7 +50,7 @@ class HelpScreen(ModalScreen):
                 for a in ACTIONS if a.action in ("quit", "help", "back", "command_palette")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 96; height: auto; max-height: 90%; border: thick $primary;
+    HelpScreen > VerticalScroll { width: 96; max-width: 100%; height: auto; max-height: 90%; border: thick $primary;
                                   background: $surface; padding: 1 2; }
     """
 

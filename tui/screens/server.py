@@ -10,7 +10,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tui.format import fmt_breach, fmt_prob, fmt_time, prob_style
+from tui.format import METRIC_SHORT, fmt_breach, fmt_prob, fmt_time, prob_style
 from tui.widgets.alert_log import AlertLog
 from tui.widgets.charts import ImportanceBars, MetricChart
 from tui.widgets.header_bar import HeaderBar
@@ -31,9 +31,10 @@ class ServerScreen(Screen):
     """Pushed by Enter; Esc (the app's ``back`` action) pops it."""
 
     DEFAULT_CSS = """
-    ServerScreen #server-title { height: 2; padding: 0 1; background: $boost; }
+    ServerScreen #server-title { height: 2; padding: 0 1; background: $boost; text-wrap: nowrap;
+                                 text-overflow: ellipsis; }
     ServerScreen #charts { grid-size: 2 2; grid-gutter: 0 1; width: 1fr; }
-    ServerScreen #side { width: 56; }
+    ServerScreen #side { width: 36%; max-width: 56; }
     ServerScreen #importance { height: auto; max-height: 16; border: round $primary; padding: 0 1; }
     ServerScreen #server-alerts { height: 1fr; border: round $primary; }
     """
@@ -58,7 +59,6 @@ class ServerScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#importance").border_title = "TFT variable importance"
         header = getattr(self.app, "header", None)
         if isinstance(header, HeaderBar):
             self._copy_header(header)
@@ -105,7 +105,10 @@ class ServerScreen(Screen):
                 chart.show(fc, h.epochs, h.values[m], now)
             else:
                 chart.show(fc, None, None, now)
-        self.query_one(ImportanceBars).show(server)
+        bars = self.query_one(ImportanceBars)
+        bars.border_title = "TFT variable importance" if server is not None and server.source == "tft" \
+            else "variable importance"
+        bars.show(server)
         if snap is not None:
             self.query_one("#server-alerts", AlertLog).apply(a for a in snap.alerts if a.server_name == self.server_name)
 
@@ -119,7 +122,8 @@ class ServerScreen(Screen):
         t.append(f"  {server.profile}")
         if server.cores:
             t.append(f" · {server.cores} cores")
-        t.append(f"  last sample {fmt_time(server.last_seen)} · {server.history_len} samples in window")
+        n = server.history_len
+        t.append(f"  last sample {fmt_time(server.last_seen)} · {n} sample{'' if n == 1 else 's'} in window")
         t.append("\nforecast: ")
         if server.source == "tft":
             t.append("TFT", "bold green")
@@ -135,5 +139,5 @@ class ServerScreen(Screen):
         t.append(*fmt_breach(server.minutes_to_breach, server.breach_basis))
         if server.breach_metric and server.minutes_to_breach is not None:
             possible = ", p90 only: possible" if server.breach_basis == "p90" else ""
-            t.append(f" ({server.breach_metric}{possible})")
+            t.append(f" ({METRIC_SHORT.get(server.breach_metric, server.breach_metric)}{possible})")
         return t

@@ -67,7 +67,7 @@ class AlertLog(DataTable):
     """Rebuilt only when the alerts change (they are few: capped at MAX_ALERTS)."""
 
     DEFAULT_CSS = """
-    AlertLog { height: 12; border-top: solid $primary-darken-2; }
+    AlertLog { height: auto; max-height: 12; border-top: solid $primary-darken-2; }
     """
 
     def __init__(self, with_server: bool = True, cap: int = MAX_ALERTS, compact: bool = False, **kwargs) -> None:

@@ -44,9 +44,16 @@ class MetricChart(PlotextPlot):
         top = max([hi] + [float(v) for v in forecast.p90 if math.isfinite(v)] + [v for v in hist_y if math.isfinite(v)])
         plt.ylim(lo, top if m != "cpu_percent" and m != "memory_percent" and m != "disk_percent" else max(100.0, top))
         left = hist_x[0] if hist_x else -1.0
-        plt.xlim(min(left, -0.5), fx[-1] if fx else 8)
+        right = fx[-1] if fx else 8
+        plt.xlim(min(left, -0.5), right)
+        # hour ticks with their unit ("now" at 0): the x unit is otherwise only in the subtitle
+        step = 8 if left < -12 else (4 if left < -4 else 2)
+        ticks = [float(t) for t in range(-24, int(right) + 1, step) if min(left, -0.5) <= t <= right]
+        plt.xticks(ticks, ["now" if t == 0 else f"{t:+.0f}h" for t in ticks])
         if hist_x:
-            plt.plot(hist_x, hist_y, marker="braille", color="cyan", label="last 24 h")
+            span = -hist_x[0]          # hours of history shown (the drill-down sends up to 24)
+            label = f"last {span:.0f} h" if span >= 1.5 else f"last {max(span * 60, STEP_MIN):.0f} min"
+            plt.plot(hist_x, hist_y, marker="braille", color="cyan", label=label)
         plt.plot(fx, [float(v) for v in forecast.p10], marker="braille", color="gray", label="p10–p90")
         plt.plot(fx, [float(v) for v in forecast.p90], marker="braille", color="gray")
         plt.plot(fx, [float(v) for v in forecast.p50], marker="braille", color="orange", label="p50")

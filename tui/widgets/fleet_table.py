@@ -18,23 +18,26 @@ from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, fmt_breach, fmt_prob,
                         level_style, metric_bounds, prob_style, sparkline_spec, spec_text)
 
 SPARK_WIDTH = 16
-# (key, label, width)
+# (key, label, width).  What an operator scans for first comes first: a terminal narrower
+# than the table cuts its right-hand columns (at 80 columns: up to disk %).
 COLUMNS = (
     ("server", "server", 16),
-    ("profile", "profile", 9),
     ("src", "src", 4),
+    ("risk_8h", "risk 8h", 7),
+    ("risk_30m", "risk 30m", 8),
+    ("breach", "breach in", 11),
     ("cpu_percent", "cpu %", 6),
     ("memory_percent", "mem %", 6),
     ("disk_percent", "disk %", 6),
     ("load_average", "load", 7),
     ("peak", "p90 peak 8h", 11),
-    ("breach", "breach in", 11),
-    ("risk_30m", "risk 30m", 8),
-    ("risk_8h", "risk 8h", 7),
     ("spark", "8h forecast (p50)", SPARK_WIDTH + 5),
+    ("profile", "profile", 9),
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
-SORTS = ("risk", "name", "cpu", "memory", "disk", "load", "time to breach")
+# "load/crit": load as a share of its critical level (2x the cores): a 4-core server at load 6
+# is in more trouble than a 32-core one at 10
+SORTS = ("risk", "name", "cpu", "memory", "disk", "load/crit", "time to breach")
 _INF = float("inf")
 
 
@@ -55,34 +58,30 @@ def worst_metric(server) -> str | None:
 
 def row_spec(server) -> tuple:
     """Hashable cell specs for one server, in COLUMNS order."""
-    cells: list = [server.server_name, (server.profile, "", "left"),
-                   ("TFT", "green", "left") if server.source == "tft" else ("heur", "yellow", "left")]
+    cells: dict = {"server": server.server_name, "profile": (server.profile, "", "left"),
+                   "src": ("TFT", "green", "left") if server.source == "tft" else ("heur", "yellow", "left")}
     for m in ("cpu_percent", "memory_percent", "disk_percent", "load_average"):
         f = server.metrics.get(m)
-        if f is None:
-            cells.append(("—", DIM))
-        else:
-            cells.append((fmt_value(m, f.current), level_style(f.current, f.warning, f.critical)))
+        cells[m] = ("—", DIM) if f is None else (fmt_value(m, f.current), level_style(f.current, f.warning, f.critical))
     wm = worst_metric(server)
     if wm is None:
-        cells += [("—", DIM), ("—", DIM)]
-        spark = Spark("", "", "")
+        cells["peak"] = ("—", DIM)
+        cells["spark"] = Spark("", "", "")
     else:
         f = server.metrics[wm]
         peak = float(np.max(f.p90)) if len(f.p90) else f.current
         unit = "%" if wm in PERCENT else ""
-        cells.append((f"{METRIC_SHORT[wm]} {fmt_value(wm, peak)}{unit}", level_style(peak, f.warning, f.critical)))
+        cells["peak"] = (f"{METRIC_SHORT[wm]} {fmt_value(wm, peak)}{unit}", level_style(peak, f.warning, f.critical))
         lo, hi = metric_bounds(wm, f.critical)
-        spark = Spark(f"{METRIC_SHORT[wm]:<5}", *sparkline_spec(f.p50, lo, hi, SPARK_WIDTH, f.warning, f.critical))
+        cells["spark"] = Spark(f"{METRIC_SHORT[wm]:<5}", *sparkline_spec(f.p50, lo, hi, SPARK_WIDTH, f.warning, f.critical))
     mtb = server.minutes_to_breach
     label, style = fmt_breach(mtb, server.breach_basis)
     if mtb is not None and server.breach_metric:
         label = f"{label} {METRIC_SHORT.get(server.breach_metric, '')}"
-    cells.append((label, style))
-    cells.append((fmt_prob(server.risk_30m), prob_style(server.risk_30m)))
-    cells.append((fmt_prob(server.risk_8h), prob_style(server.risk_8h)))
-    cells.append(spark)
-    return tuple(cells)
+    cells["breach"] = (label, style)
+    cells["risk_30m"] = (fmt_prob(server.risk_30m), prob_style(server.risk_30m))
+    cells["risk_8h"] = (fmt_prob(server.risk_8h), prob_style(server.risk_8h))
+    return tuple(cells[k] for k in COLUMN_KEYS)
 
 
 def _ratio(server, metric: str) -> float:
@@ -95,9 +94,9 @@ def _ratio(server, metric: str) -> float:
 def sort_key(sort: str):
     if sort == "name":
         return lambda s: s.server_name
-    if sort in ("cpu", "memory", "disk", "load"):
+    if sort in ("cpu", "memory", "disk", "load/crit"):
         metric = {"cpu": "cpu_percent", "memory": "memory_percent", "disk": "disk_percent",
-                  "load": "load_average"}[sort]
+                  "load/crit": "load_average"}[sort]
         return lambda s: (-_ratio(s, metric), s.server_name)
     if sort == "time to breach":
         return lambda s: (s.minutes_to_breach is None, s.minutes_to_breach or 0.0, -s.risk_8h, s.server_name)

@@ -1,6 +1,7 @@
 """The header: model badge, fleet health, incident probabilities, data time, tick latency."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -12,12 +13,12 @@ LOADING = "loading model…"
 
 
 def model_badge(metadata: dict | None, servers=()) -> tuple[str, str]:
-    """('TFT · cpu' | 'HEURISTIC (why)' | 'MIXED (n servers on heuristic)', style)."""
+    """('TFT on cpu' | 'HEURISTIC (why)' | 'MIXED (n servers on heuristic)', style)."""
     if not metadata:
         return LOADING, "bold black on grey70"
     kind = str(metadata.get("model_type", "")).lower()
     if kind == "tft":
-        return f"TFT · {metadata.get('device', 'cpu')}", "bold black on green"
+        return f"TFT on {metadata.get('device', 'cpu')}", "bold black on green"
     if kind == "mixed":
         n = metadata.get("servers_on_heuristic", "?")
         return f"MIXED ({n} server{'s' if n != 1 else ''} on heuristic)", "bold black on dark_orange"
@@ -28,7 +29,13 @@ def model_badge(metadata: dict | None, servers=()) -> tuple[str, str]:
     why = str(why)
     if why.startswith("no model: "):
         why = why[len("no model: "):]
+    # directories shortened to the file's name: the badge has one line (the drill-down and every
+    # server's reason keep the whole path)
+    why = _PATH.sub(lambda m: m.group(1), why)
     return f"HEURISTIC ({why})", "bold black on yellow"
+
+
+_PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/?(?:[^\s/:()'\"]*[A-Za-z_][^\s/:()'\"]*/)+([^\s/:()'\"]+)")
 
 
 @dataclass
@@ -38,13 +45,14 @@ class PlayState:
     sort: str = "risk"
     filter: str = ""
     live: bool = False
+    paced: bool = True           # False: a wall-clock source, whose pace is not a speed
 
 
 class HeaderBar(Widget):
     """Two lines; re-rendered on every snapshot (cheap: a few spans)."""
 
     DEFAULT_CSS = """
-    HeaderBar { height: 2; padding: 0 1; background: $panel; }
+    HeaderBar { height: 2; padding: 0 1; background: $panel; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -80,34 +88,49 @@ class HeaderBar(Widget):
         line1 = Text(no_wrap=True, overflow="ellipsis")
         line1.append("tft-top ", "bold")
         badge, style = model_badge(None if snap is None else snap.metadata, () if snap is None else snap.servers)
-        line1.append(f" {badge} ", style)
-        if self.error:
-            line1.append("  ENGINE STOPPED: ", "bold red")
-            line1.append(self.error, "red")
         if snap is None:
-            if not self.error:
+            line1.append(f" {badge} ", style)
+            if self.error:
+                line1.append("  ENGINE STOPPED: ", "bold red")
+                line1.append(self.error, "red")
+            else:
                 line1.append(f"  {self.status}", "dim")
             line2 = Text("waiting for the first forecast…", style="dim", no_wrap=True)
             return line1 + Text("\n") + line2
         md = snap.metadata
         p = self.play
-        if md.get("source"):
-            line1.append(f"  {md['source']}", "dim")
-        line1.append("  data ")
-        line1.append(fmt_time(snap.data_time), "bold")
-        line1.append(" UTC")
+        # after the badge, most important first (a narrow terminal cuts the end of the line)
+        rest = Text()
+        if self.error:
+            rest.append("  ENGINE STOPPED: ", "bold red")
+            rest.append(self.error, "red")
+        rest.append("  data ")
+        rest.append(fmt_time(snap.data_time), "bold")
+        rest.append(" UTC")
+        if md.get("finished"):
+            rest.append("  ■ replay finished", "bold magenta")
+        elif p.paused:
+            rest.append("  ❚❚ paused", "bold yellow")
+        elif p.paced:
+            rest.append(f"  ▶ {p.speed:g}×", "bold green")
+        else:
+            rest.append("  ▶ live", "bold green")
+        rest.append(f"  sort: {p.sort}", "cyan")
+        if p.filter:
+            rest.append(f"  filter: {p.filter}", "bold cyan")
         lat = md.get("tick_latency_ms")
         if lat is not None:
-            line1.append(f"  tick {lat:.0f} ms")
-        if md.get("finished"):
-            line1.append("  ■ replay finished", "bold magenta")
-        elif p.paused:
-            line1.append("  ❚❚ paused", "bold yellow")
-        else:
-            line1.append(f"  ▶ {p.speed:g}×", "bold green")
-        line1.append(f"  sort: {p.sort}", "cyan")
-        if p.filter:
-            line1.append(f"  filter: {p.filter}", "bold cyan")
+            rest.append(f"  tick {lat:.0f} ms")
+        if md.get("source"):
+            rest.append(f"  {md['source']}", "dim")
+        # a long fallback reason is cut so that the data time and play state stay on the line
+        # (the whole reason is in the drill-down and in every server's reason)
+        width = self.size.width or 150
+        room = max(28, width - 2 - len("tft-top ") - 2 - min(len(rest.plain), 52))
+        if len(badge) > room and badge.endswith(")"):
+            badge = badge[:room - 2] + "…)"
+        line1.append(f" {badge} ", style)
+        line1.append_text(rest)
 
         env = snap.environment
         line2 = Text(no_wrap=True, overflow="ellipsis")

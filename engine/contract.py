@@ -468,10 +468,19 @@ def _normalise_columns(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, lis
 
 
 def _check_server_names(raw: pd.Series) -> tuple[pd.Series, np.ndarray, _Describe]:
-    """Server names as stripped strings; empty or missing ones are bad."""
+    """Server names as stripped strings; empty or missing ones are bad, and so are JSON objects
+    and lists (a POSTed record's name: str() would make "{'x': 1}" a server)."""
+    nested = np.zeros(len(raw), dtype=bool)
+    if raw.dtype == object:
+        nested = np.fromiter((isinstance(v, (dict, list, tuple, set)) for v in raw.to_numpy()),
+                             dtype=bool, count=len(raw))
     names = _as_str(raw).str.strip()
-    bad = (names.isna() | (names == "")).to_numpy()
-    return names, bad, lambda idx: ["missing value"] * len(idx)
+    bad = (names.isna() | (names == "")).to_numpy() | nested
+
+    def describe(idx: np.ndarray) -> list[str]:
+        return [f"{_show(raw.iloc[i])} is not text" if nested[i] else "missing value" for i in idx]
+
+    return names, bad, describe
 
 
 def _check_timestamps(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, _Describe]:

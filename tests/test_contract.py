@@ -816,3 +816,13 @@ def test_notes_are_kept_for_the_command_to_report(tmp_path: Path) -> None:
     load_path(tmp_path)                                      # a sidecar beside metrics is no news
     assert drain_notes() == [f"{path}: ignored extra columns: status"]
     assert drain_notes() == []
+
+
+def test_a_record_naming_its_server_with_an_object_or_list_is_refused() -> None:
+    base = {"timestamp": "2026-01-01T00:00:00Z", "cpu_percent": 1, "memory_percent": 1, "disk_percent": 1,
+            "load_average": 1}
+    result = validate_records([{**base, "server_name": {"x": 1}}, {**base, "server_name": ["a"]},
+                               {**base, "server_name": "ok"}], "POST")
+    assert [str(p) for p in result.problems] == ["POST: row 1, column server_name: {'x': 1} is not text",
+                                                 "POST: row 2, column server_name: ['a'] is not text"]
+    assert list(result.frame["server_name"]) == ["ok"]

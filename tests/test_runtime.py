@@ -205,6 +205,16 @@ def test_predict_at_outside_the_data_is_refused(replay_dir, capsys):
     assert main(["predict", "--data", str(replay_dir), "--at", "2020-01-01T00:00:00Z"]) == 2
     assert "is outside the data" in capsys.readouterr().err
     assert main(["predict", "--data", str(replay_dir), "--at", ""]) == 2
+    assert main(["predict", "--data", str(replay_dir), "--at", "1e999"]) == 2
+    assert "is not an ISO 8601 time or epoch seconds" in capsys.readouterr().err
+
+
+def test_predict_at_takes_epoch_seconds_as_data_files_do(replay_dir, capsys):
+    iso = predict_at(replay_dir, None).data_time          # the data's end
+    epoch = int(pd.Timestamp(iso).timestamp()) - 3600
+    assert main(["predict", "--data", str(replay_dir), "--at", str(epoch), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["data_time"] == pd.Timestamp(epoch, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_a_model_failing_at_run_time_falls_back_with_the_reason(replay_dir, tiny_model_dir):

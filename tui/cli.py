@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="forecast the fleet as of the end of the data (or --at)")
     pr.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
     pr.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data file or directory (default: demo_data/)")
-    pr.add_argument("--at", default=None, metavar="TIMESTAMP", help="forecast as of this time (ISO 8601)")
+    pr.add_argument("--at", default=None, metavar="TIMESTAMP", help="forecast as of this time (ISO 8601 or epoch seconds)")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pr.add_argument("--json", action="store_true", help="print the snapshot JSON")
 
@@ -323,11 +323,13 @@ def _predict(args) -> int:
     at = None
     if args.at is not None:
         try:
-            at = pd.Timestamp(args.at)
-        except ValueError:
+            text = args.at.strip()
+            # epoch seconds, as the data files accept them
+            at = pd.Timestamp(float(text), unit="s") if text.replace(".", "", 1).isdigit() else pd.Timestamp(text)
+        except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
             at = pd.NaT
         if pd.isna(at):
-            return _fail(f"--at {args.at!r} is not an ISO 8601 time")
+            return _fail(f"--at {args.at!r} is not an ISO 8601 time or epoch seconds")
         at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
     model_dir = args.model
     if model_dir is None:

@@ -76,7 +76,10 @@ class ImportanceBars(Static):
 
     TOP = 10
 
+    _server = None
+
     def show(self, server) -> None:
+        self._server = server
         if server is None:
             self.update(Text("server not in the latest snapshot", style="dim"))
             return
@@ -90,9 +93,18 @@ class ImportanceBars(Static):
         items = sorted(server.importance.items(), key=lambda kv: -kv[1])[: self.TOP]
         top = max(w for _, w in items) or 1.0
         total = sum(server.importance.values()) or 1.0
+        # one line per variable whatever the panel's width: the bar takes what the name
+        # (up to 22 characters: memory_percent_day_ago) and the share leave
+        width = self.content_size.width or 44
+        name_w = max(10, min(22, width - 7 - 4))
+        bar_w = max(3, min(14, width - name_w - 1 - 7))
         t = Text(no_wrap=True)
         for name, w in items:
-            t.append(f"{name[:22]:<22} ", "bold")     # the longest input: memory_percent_day_ago
-            t.append(bar(w / top, 14), "green")
+            t.append(f"{name[:name_w]:<{name_w}} ", "bold")
+            t.append(bar(w / top, bar_w), "green")
             t.append(f" {100 * w / total:4.1f}%\n")
         self.update(t)
+
+    def on_resize(self) -> None:
+        if self._server is not None:
+            self.show(self._server)

@@ -478,3 +478,17 @@ async def test_header_keeps_its_second_line_on_a_narrow_terminal_with_a_long_rea
         lines = [s.text for s in app.header.render_lines(app.header.region.reset_offset)]
         assert lines[0].startswith(" tft-top  HEURISTIC (model.safetens") and "…)" in lines[0]
         assert "data " in lines[0] and lines[1].strip().startswith("fleet health")
+
+
+async def test_header_says_when_the_asked_speed_is_not_reached():
+    from tui.widgets.header_bar import PlayState
+
+    app = fake_app(4, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        app.snapshot.metadata["tick_latency_ms"] = 110.0
+        app.header.set_snapshot(app.snapshot)
+        app.header.set_play(PlayState(speed=64.0))
+        assert "▶ 64× (≈9× reached)" in app.header.render().plain
+        app.header.set_play(PlayState(speed=4.0))
+        assert "reached" not in app.header.render().plain

@@ -113,6 +113,9 @@ class HeaderBar(Widget):
             rest.append("  ❚❚ paused", "bold yellow")
         elif p.paced:
             rest.append(f"  ▶ {p.speed:g}×", "bold green")
+            lat = md.get("tick_latency_ms")
+            if lat and p.speed > 1.25 * 1000.0 / lat:      # ticks cannot come faster than they take
+                rest.append(f" (≈{1000.0 / lat:.0f}× reached)", "yellow")
         else:
             rest.append("  ▶ live", "bold green")
         rest.append(f"  sort: {p.sort}", "cyan")

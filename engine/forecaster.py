@@ -143,6 +143,7 @@ class Forecaster:
         tft_idx = np.flatnonzero(use_tft)
         whole = len(tft_idx) == n
         failure = None
+        non_finite: set[int] = set()
         if len(tft_idx):
             L = self.capacity  # the model reads the newest history_length samples
             values = right_aligned(windows.values, L)     # (a store narrower than the model's history: padded)
@@ -162,12 +163,19 @@ class Forecaster:
                     block = np.zeros((n, M, self.horizon, len(self.quantiles)))
                     for j, m in enumerate(METRICS):
                         block[tft_idx, j] = out.quantiles[m]
-                if whole:
+                # a window the network cannot answer (NaN, inf) goes to the heuristic, said so: a
+                # NaN would otherwise reach the risk (a NaN step hides a crossing at another)
+                broken = ~np.isfinite(block[tft_idx]).all(axis=(1, 2, 3))
+                if whole and not broken.any():
                     source = ["tft"] * n
                     if out.importance is not None:
                         importance = list(out.importance)
                 else:
-                    for k, i in enumerate(tft_idx):
+                    for k, i in enumerate(tft_idx):        # out's rows are tft_idx's, in order
+                        if broken[k]:
+                            use_tft[i] = False
+                            non_finite.add(int(i))
+                            continue
                         source[i] = "tft"
                         if out.importance is not None:
                             importance[i] = out.importance[k]
@@ -181,6 +189,8 @@ class Forecaster:
             for i in heur_idx:
                 if failure is not None:
                     reason[i] = failure
+                elif i in non_finite:
+                    reason[i] = f"{REASON_MODEL_ERROR}: non-finite forecast for this window"
                 elif self.fast is None:
                     reason[i] = f"no model: {self.model_reason}"
                 else:

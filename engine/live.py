@@ -136,19 +136,23 @@ class LocalSource(Source):
 
     def poll(self) -> Tick:
         now = self.clock()
+        clock_back = self.next_due is not None and self.next_due - now > self.interval
+        if clock_back:           # the clock went back: sample now, not when it catches up again
+            self.next_due = None
         if self.next_due is not None and now < self.next_due:
             return Tick(self._empty)
         try:
             record = self.sample()
         except Exception as exc:  # noqa: BLE001 - a sensor failing must not stop the engine loop
             record = None
-            problems = [f"{self.name}: sampling failed: {type(exc).__name__}: {exc}"]
+            problems = [f"{self.name}: sampling failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"]
         self.last_sample_at = now
         self.next_due = (math.floor(now / self.interval) + 1) * self.interval
         if record is None:
             return Tick(self._empty, problems)
         result = validate_records([record], self.name)
-        return Tick(result.frame, [str(p) for p in result.problems])
+        notes = [f"{self.name}: the clock went back; sampling goes on from now"] if clock_back else []
+        return Tick(result.frame, notes + [str(p) for p in result.problems])
 
     def status_line(self) -> str:
         every = _human_seconds(self.interval)
@@ -353,6 +357,9 @@ class PrometheusSource(Source):
         end = self._grid_now()
         window = int(self.backfill_hours * 3600 // self.step * self.step)
         earliest = end - window + self.step  # the window is (end - backfill_hours, end], as for a replay
+        clock_back = self.last_step is not None and end < self.last_step - self.step
+        if clock_back:           # the clock went back: fetch from now on, not when it catches up again
+            self.last_step = end - self.step
         start = earliest if self.last_step is None else max(self.last_step + self.step, earliest)
         if start > end:
             return None
@@ -362,11 +369,20 @@ class PrometheusSource(Source):
         first = self.last_step is None
         tick = self._to_tick(columns)
         self.last_step = end
+        if clock_back:
+            tick.problems.append(f"{self.name}: the clock went back; fetching goes on from {_iso(end)}")
         if first and not any(columns.values()):
             tick.problems.append(f"{self.name}: no node_exporter series match the selector over the last "
                                  f"{self.backfill_hours:g} h (is node_exporter scraped under it?)")
         if self.instances - set(self._cores) - self._cores_asked:
-            self._refresh_cores()
+            try:
+                self._refresh_cores()
+            except PrometheusError as exc:
+                # the samples are fetched and last_step has moved: keep them; the new
+                # instances' core counts are asked again at the next fetch
+                self._cores_asked -= self.instances - set(self._cores)
+                tick.problems.append(f"prometheus {self.url}: core counts not read ({exc}); "
+                                     "load thresholds use the default until they are")
         return tick
 
     def _refresh_cores(self) -> None:
@@ -434,8 +450,11 @@ class PrometheusSource(Source):
             raise PrometheusError("answer is not JSON (is this a Prometheus URL?)") from None
         if not isinstance(payload, dict) or payload.get("status") != "success":
             error = payload.get("error", "unknown error") if isinstance(payload, dict) else "unknown error"
-            raise PrometheusError(f"query failed: {error}")
+            error = " ".join(str(error).split())
+            raise PrometheusError(f"query failed: {error[:200] + '…' if len(error) > 200 else error}")
         data = payload.get("data") or {}
+        if not isinstance(data, dict):
+            raise PrometheusError(f"unexpected answer (data is {type(data).__name__}, wanted an object)")
         if data.get("resultType") != result_type or not isinstance(data.get("result"), list):
             raise PrometheusError(f"unexpected answer (resultType {data.get('resultType')!r}, wanted {result_type})")
         return data["result"]

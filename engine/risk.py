@@ -97,6 +97,9 @@ def minutes_to_breach(p50: Sequence[float], p90: Sequence[float], threshold: flo
     return None, None
 
 
+TREND_SLACK = 1e-9     # a change of exactly the tolerance is steady (1.0 -> 1.1 is 0.10000000000000009)
+
+
 def trend_tolerance(metric: str, current: float) -> float:
     """How far p50 may move from the current value and still be "steady"."""
     if metric in PERCENT_METRICS:
@@ -107,7 +110,7 @@ def trend_tolerance(metric: str, current: float) -> float:
 def trend(current: float, p50: Sequence[float], metric: str = "cpu_percent") -> str:
     """"rising" / "falling" / "steady": p50 at the horizon's end against the current value."""
     change = float(p50[-1]) - current
-    tol = trend_tolerance(metric, current)
+    tol = trend_tolerance(metric, current) + TREND_SLACK
     return RISING if change > tol else FALLING if change < -tol else STEADY
 
 
@@ -192,6 +195,9 @@ def standard_scores(q: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
     sigma *= 1.0 / Z90
     np.maximum(sigma, SIGMA_EPS, out=sigma)
     diff /= sigma
+    # a step with no usable number (NaN) is no evidence of a crossing, rather than a NaN that
+    # would win every min/max over the horizon (the forecaster hands none to the engine)
+    np.nan_to_num(diff, copy=False, nan=np.inf, posinf=np.inf, neginf=-np.inf)
     return diff
 
 
@@ -271,6 +277,7 @@ def risk_arrays(q: np.ndarray, current: np.ndarray, critical: np.ndarray,
     tol = np.where(is_percent[None, :], TREND_TOL_PERCENT,
                    np.maximum(TREND_TOL_LOAD_REL * np.abs(current), TREND_TOL_LOAD_ABS))
     change = q[:, :, -1, 1] - current
+    tol = tol + TREND_SLACK
     trend_code = np.where(change > tol, 1, np.where(change < -tol, -1, 0))
 
     risk_30m = p30.max(axis=1) if m_count else np.zeros(n)

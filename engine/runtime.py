@@ -81,6 +81,8 @@ class Engine:
         # replay position -> alert state after the forecast at that position
         self._alert_states: OrderedDict[int, AlertManager] = OrderedDict()
         self._alerted_epoch = -1   # data time of the last alert update
+        self.last_problem_at: float | None = None    # wall clock of the newest problem
+        self._cores_seen: dict[str, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -97,16 +99,30 @@ class Engine:
         self.store = WindowStore(capacity=capacity)
         for name, cores in self.source.cores.items():
             self.store.set_cores(name, cores)
+        self._cores_seen = dict(self.source.cores)
         self._note(self.store.extend_frame(self.source.backfill()))
 
     def _note(self, problems: list[str]) -> None:
         if problems:
-            self.problems = (self.problems + problems)[-200:]
+            # one line each, of a readable length (an HTTP error page can be kilobytes of lines)
+            lines = [_one_line(p) for p in problems]
+            self.problems = (self.problems + lines)[-200:]
+            self.last_problem_at = time.time()
 
     def ingest(self, tick: Tick) -> None:
         self._note(tick.problems)
+        self._sync_cores()
         self._note(self.store.extend_frame(tick.frame) if len(tick.frame) else [])
         self.finished = tick.finished
+
+    def _sync_cores(self) -> None:
+        """Core counts a live source learns after the start (a new instance, a retried query)."""
+        cores = getattr(self.source, "cores", None) or {}
+        if cores != self._cores_seen:            # (a dict compare: ~50 us for 1,000 servers)
+            for name, n in cores.items():
+                if self._cores_seen.get(name) != n:
+                    self.store.set_cores(name, n)
+            self._cores_seen = dict(cores)
 
     def tick(self, advance: bool = True) -> Snapshot:
         """Take one step of new samples (unless ``advance`` is False) and forecast."""
@@ -186,6 +202,10 @@ class Engine:
                 "source": self.source.name,
                 "finished": self.finished,
                 "refused_records": len(self.problems),
+                "last_problem": self.problems[-1] if self.problems else None,
+                "last_problem_at": None if self.last_problem_at is None else
+                pd.Timestamp(self.last_problem_at, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "source_status": _status_line(self.source),
                 "stale_servers": len(self.store) - len(windows.names),
             },
         )
@@ -200,6 +220,22 @@ class Engine:
         epochs = w.last_epoch[0] - STEP_SECONDS * np.arange(n - 1, -1, -1)
         values = w.values[0, w.values.shape[1] - n:]          # the valid part (empty when n == 0)
         return epochs, {m: values[:, j].astype(np.float64) for j, m in enumerate(METRICS)}
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _status_line(source) -> str | None:
+    """A live source's own one-line state ("prometheus STALE: … · retry in 20 s"), if it has one."""
+    status = getattr(source, "status_line", None)
+    if status is None:
+        return None
+    try:
+        return _one_line(status())
+    except Exception:  # noqa: BLE001 - a status line must never stop a tick
+        return None
 
 
 WARMUP_STEPS = 12  # predict replays the hour before --at so that debounced alerts can open

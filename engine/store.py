@@ -109,7 +109,7 @@ class WindowStore:
     def append(self, name: str, epoch_seconds: int, values, profile: str | None = None) -> str | None:
         """Add one sample; returns None when accepted, else a one-line reason it was refused."""
         slot = self._slot(name)
-        if profile:
+        if profile and profile != UNKNOWN_PROFILE:      # a sample without a profile keeps the known one
             self._profiles[slot] = profile
         step = (int(epoch_seconds) // STEP_SECONDS) * STEP_SECONDS
         vals = np.asarray(values, dtype=np.float32)
@@ -140,8 +140,14 @@ class WindowStore:
         return None
 
     def extend_frame(self, frame: pd.DataFrame) -> list[str]:
-        """Add a canonical or grid frame (sorted by server, time); returns refusal reasons."""
+        """Add a canonical or grid frame; returns refusal reasons.  (Sorted by server and time
+        here: the bulk load below writes whole runs, and an earlier row after a later one
+        would be refused as older.)"""
         problems: list[str] = []
+        if len(frame) > 1:
+            order = np.lexsort((frame["timestamp"].to_numpy(), pd.factorize(frame["server_name"])[0]))
+            if (order != np.arange(len(order))).any():
+                frame = frame.take(order)
         epochs = frame["timestamp"].dt.as_unit("s").astype("int64").to_numpy()
         vals = frame[list(METRICS)].to_numpy(dtype=np.float32)
         names = frame["server_name"].to_numpy()
@@ -183,7 +189,7 @@ class WindowStore:
             self._head[slot], self._len[slot] = k % cap, k
             self._last[slot], self._count[slot] = int(steps[b - 1]), 1
             if profiles is not None:
-                named = [p for p in profiles[rows[a:b]] if p]
+                named = [p for p in profiles[rows[a:b]] if p and p != UNKNOWN_PROFILE]
                 if named:
                     self._profiles[slot] = named[-1]
         return np.concatenate(left) if left else rows[:0]

@@ -255,3 +255,16 @@ def test_build_fleet_equals_the_scalar_path_on_random_inputs():
     assert env.fleet_health == pytest.approx(ref.fleet_health)
     assert 0 < env.high_risk_servers < n
     assert HIGH_RISK == 0.5
+
+
+def test_a_change_of_exactly_the_tolerance_is_steady_on_both_paths():
+    import numpy as np
+
+    from engine.risk import risk_arrays, trend
+
+    # load 1.0 -> 1.1: 10 % of the current value is the tolerance; float rounding made it 'rising'
+    assert trend(1.0, [1.1], "load_average") == "steady"
+    q = np.full((1, 4, 3, 3), 50.0)
+    q[0, 3] = 1.1
+    current = np.array([[50.0, 50.0, 50.0, 1.0]])
+    assert risk_arrays(q, current, np.full((1, 4), 1e9))["trend"][0, 3] == 0

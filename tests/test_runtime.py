@@ -12,7 +12,7 @@ import pytest
 from engine.alert_eval import AlertRecord, score_alerts, score_by_kind
 from engine.contract import METRICS
 from engine.runtime import Engine, predict_at
-from engine.sources import ReplaySource, SimulatorSource
+from engine.sources import ReplaySource, SimulatorSource, Tick
 from engine.tft_model import CONFIG_FILE, WEIGHTS_FILE
 from fleet_fixtures import make_grid, write_fleet
 from tui.cli import main
@@ -230,6 +230,27 @@ def test_a_model_failing_at_run_time_falls_back_with_the_reason(replay_dir, tiny
     assert all(s.reason == "model failed: RuntimeError: CUDA out of memory" for s in snap.servers)
 
 
+def test_a_window_the_model_answers_with_nan_goes_to_the_heuristic(replay_dir, tiny_model_dir):
+    engine = Engine(ReplaySource(replay_dir), tiny_model_dir, device="cpu")
+    engine.start()
+    real = engine.forecaster.fast.predict
+
+    def one_nan(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out.block[0, 1, 5, 2] = np.nan           # one step of the first window's memory p90
+        return out
+
+    before = {s.server_name: s.source for s in engine.tick(advance=False).servers}
+    engine.forecaster.fast.predict = one_nan
+    snap = engine.tick(advance=False)
+    first = next(s for s in snap.servers if before[s.server_name] == "tft")   # the model's first window
+    assert first.source == "heuristic" and first.reason == "model failed: non-finite forecast for this window"
+    assert {s.server_name: s.source for s in snap.servers} == {**before, first.server_name: "heuristic"}
+    assert snap.metadata["model_type"] == "mixed"
+    assert all(np.isfinite(f.p90).all() for s in snap.servers for f in s.metrics.values())
+    assert np.isfinite(snap.environment.incident_probability_8h)
+
+
 def test_bad_loss_weights_are_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--loss-weights", "1,2,x"]) == 2
     assert "give four non-negative numbers" in capsys.readouterr().err
@@ -313,3 +334,18 @@ def test_predict_reports_ignored_columns_once(replay_dir, capsys):
     assert main(["predict", "--data", str(replay_dir)]) == 0
     err = capsys.readouterr().err
     assert err.count("ignored extra columns: status") == 1 and err.startswith("tft-top: note: ")
+
+
+def test_core_counts_a_source_learns_later_reach_the_thresholds_and_problems_are_one_line():
+    source = SimulatorSource(2, seed=1)
+    engine = Engine(source, None, device="cpu")
+    engine.start()
+    name = engine.tick().servers[0].server_name
+    source.cores[name] = 32                      # e.g. a Prometheus core-count query answered late
+    engine.ingest(Tick(source.backfill().iloc[:0], ["line one\nline two " + "x" * 400]))
+    snap = engine.tick()
+    server = snap.server(name)
+    assert server.cores == 32 and server.metrics["load_average"].critical == 64.0
+    problem = snap.metadata["last_problem"]
+    assert "\n" not in problem and problem.startswith("line one line two") and len(problem) <= 300
+    assert snap.metadata["last_problem_at"].endswith("Z")

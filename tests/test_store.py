@@ -147,3 +147,22 @@ def test_windows_equal_a_plain_gather_whatever_the_ring_heads(servers):
     np.testing.assert_array_equal(some.filled, filled)
     heads = len(np.unique(store._head[:servers]))
     assert heads > 32 if servers > 32 else heads <= 32       # both ways of reading are covered
+
+
+def test_a_sample_without_a_profile_keeps_the_known_one_and_an_unsorted_frame_loses_nothing():
+    from engine.contract import UNKNOWN_PROFILE
+
+    store = WindowStore(capacity=10)
+    store.append("a", T0, [1, 2, 3, 0.1], "web")
+    store.append("a", T0 + 300, [1, 2, 3, 0.1], UNKNOWN_PROFILE)
+    assert store.windows().profiles == ["web"]
+    store.append("a", T0 + 600, [1, 2, 3, 0.1], "db")
+    assert store.windows().profiles == ["db"]
+    # a frame with a later run first: every row is kept (was: the earlier rows refused as older)
+    times = pd.to_datetime([T0 + 300 * k for k in (3, 4, 0, 1, 2)], unit="s", utc=True)
+    frame = pd.DataFrame({"server_name": "b", "timestamp": times, "cpu_percent": [4.0, 5.0, 1.0, 2.0, 3.0],
+                          "memory_percent": 1.0, "disk_percent": 1.0, "load_average": 1.0, "profile": UNKNOWN_PROFILE})
+    fresh = WindowStore(capacity=10)
+    assert fresh.extend_frame(frame) == []
+    w = fresh.windows()
+    assert w.lengths[0] == 5 and list(w.values[0, -5:, 0]) == [1, 2, 3, 4, 5]

@@ -106,7 +106,8 @@ class HeaderBar(Widget):
             rest.append(self.error, "red")
         rest.append("  data ")
         rest.append(fmt_time(snap.data_time), "bold")
-        rest.append(" UTC")
+        if snap.data_time:
+            rest.append(" UTC")
         if md.get("finished"):
             rest.append("  ■ replay finished", "bold magenta")
         elif p.paused:
@@ -124,7 +125,10 @@ class HeaderBar(Widget):
         lat = md.get("tick_latency_ms")
         if lat is not None:
             rest.append(f"  tick {lat:.0f} ms")
-        if md.get("source"):
+        status = md.get("source_status")         # a live source's own state, e.g. "prometheus STALE: …"
+        if status:
+            rest.append(f"  {status}", "bold red" if "STALE" in status else "dim")
+        elif md.get("source"):
             rest.append(f"  {md['source']}", "dim")
         # a long fallback reason is cut so that the data time and play state stay on the line
         # (the whole reason is in the drill-down and in every server's reason)
@@ -150,4 +154,10 @@ class HeaderBar(Widget):
         line2.append(f"   alerts {ongoing} ongoing")
         if crit:
             line2.append(f" ({crit} critical)", "bold red")
+        problem = md.get("last_problem")
+        if problem:
+            n = int(md.get("refused_records") or 1)
+            when = fmt_time(md.get("last_problem_at")) if md.get("last_problem_at") else ""
+            line2.append(f"   ⚠ {n} problem{'' if n == 1 else 's'}, newest {when} UTC: ", "yellow")
+            line2.append(problem, "yellow")
         return line1 + Text("\n") + line2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,13 +194,14 @@ class ModelConfig:
     def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
         if data.get("format") != FORMAT_NAME:
             raise ModelLoadError(f"config.json: format is {data.get('format')!r}, expected {FORMAT_NAME!r}")
-        if data.get("format_version") != FORMAT_VERSION:
+        version = data.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
             raise ModelLoadError(
                 f"config.json: format_version {data.get('format_version')!r} is not supported (this tft-top reads {FORMAT_VERSION})"
             )
         try:
             lengths, hp = data["lengths"], data["hyperparameters"]
-            return cls(
+            config = cls(
                 targets=tuple(data["targets"]),
                 quantiles=tuple(float(q) for q in data["quantiles"]),
                 max_encoder_length=int(lengths["max_encoder_length"]),
@@ -220,8 +222,88 @@ class ModelConfig:
                 calibration=data.get("calibration"),
                 day_ago=_flag(data["features"].get("day_ago", False)),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+            _check_values(config, lengths, hp, data)
+            return config
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ModelLoadError(f"config.json: missing or invalid field ({type(exc).__name__}: {exc})") from None
+
+
+MAX_LENGTH = 10_000     # steps: a longer encoder or horizon is a broken file, not a model (memory grows with it)
+
+
+def _check_values(config: "ModelConfig", lengths: dict, hp: dict, data: dict) -> None:
+    """Values the types alone do not check: a config that loads must describe a model this
+    engine can run as trained (swapped quantiles or a string vocabulary would load and
+    forecast garbage).  Raises ValueError naming the field."""
+    def whole(value: Any, name: str, lo: int, hi: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"{name} {value!r} is not a whole number in {lo}..{hi}")
+
+    def finite(value: Any, name: str, lo: float = -math.inf, positive: bool = False) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < lo or (positive and value <= 0):
+            raise ValueError(f"{name} {value!r} is not a finite number{' > 0' if positive else ''}")
+
+    targets = data["targets"]
+    if not isinstance(targets, list) or not targets or len(set(targets)) != len(targets) \
+            or any(t not in METRICS for t in targets):
+        raise ValueError(f"targets {targets!r} must be distinct names from {list(METRICS)}")
+    if [float(q) for q in data["quantiles"]] != list(QUANTILES):
+        raise ValueError(f"quantiles {data['quantiles']!r} must be {list(QUANTILES)}")
+    whole(lengths["max_encoder_length"], "lengths.max_encoder_length", 1, MAX_LENGTH)
+    whole(lengths["min_encoder_length"], "lengths.min_encoder_length", 1, lengths["max_encoder_length"])
+    whole(lengths["max_prediction_length"], "lengths.max_prediction_length", 1, MAX_LENGTH)
+    whole(lengths["step_seconds"], "lengths.step_seconds", STEP_SECONDS, STEP_SECONDS)
+    vocab = data["categorical_vocabularies"]["profile"]
+    if not isinstance(vocab, list) or not vocab or len(set(vocab)) != len(vocab) \
+            or not all(isinstance(v, str) and v for v in vocab):
+        raise ValueError("categorical_vocabularies.profile must be a list of distinct non-empty names")
+    if config.normalizer_method != "standard":
+        raise ValueError(f"normalizer.method {config.normalizer_method!r} is not 'standard'")
+    for m in config.targets:
+        finite(data["normalizer"]["min_scale"].get(m), f"normalizer.min_scale.{m}", positive=True)
+    for name in ("hidden_size", "attention_head_size", "hidden_continuous_size", "lstm_layers"):
+        whole(hp[name], f"hyperparameters.{name}", 1, 4096)
+    finite(hp["dropout"], "hyperparameters.dropout", 0.0)
+    if not hp["dropout"] < 1:
+        raise ValueError(f"hyperparameters.dropout {hp['dropout']!r} is not below 1")
+    weights = hp["loss_weights"]
+    if not isinstance(weights, list) or len(weights) != len(config.targets):
+        raise ValueError(f"hyperparameters.loss_weights must list one weight per target")
+    for w in weights:
+        finite(w, "hyperparameters.loss_weights", 0.0)
+    _check_calibration(config.calibration, config.targets, whole, finite)
+
+
+def _check_calibration(cal: Any, targets, whole, finite) -> None:
+    """engine.calibration's tables: per target, one finite adjustment per horizon bucket."""
+    if cal is None:
+        return
+    if not isinstance(cal, dict):
+        raise ValueError("calibration must be an object or null")
+    whole(cal.get("bucket_steps"), "calibration.bucket_steps", 1, MAX_LENGTH)
+
+    def tables(part: Any, where: str) -> None:
+        if not isinstance(part, dict):
+            raise ValueError(f"{where} must be an object")
+        lower, upper = part.get("lower"), part.get("upper")
+        if not isinstance(lower, dict) or not isinstance(upper, dict) or set(lower) != set(upper):
+            raise ValueError(f"{where}: lower and upper must name the same targets")
+        for m in lower:
+            if m not in targets:
+                raise ValueError(f"{where}: {m!r} is not a target")
+            lo, hi = lower[m], upper[m]
+            if not isinstance(lo, list) or not isinstance(hi, list) or not lo or len(lo) != len(hi):
+                raise ValueError(f"{where}.{m}: lower and upper must be lists of one length")
+            for v in lo + hi:
+                finite(v, f"{where}.{m}")
+
+    tables(cal, "calibration")
+    groups = cal.get("groups") or {}
+    if not isinstance(groups, dict):
+        raise ValueError("calibration.groups must be an object")
+    for g, part in groups.items():
+        tables(part, f"calibration.groups.{g}")
 
 
 def _flag(value: Any) -> bool:
@@ -393,11 +475,53 @@ def save_model_dir(model, config: ModelConfig, metadata: dict[str, Any], out_roo
     from safetensors.torch import save_model
 
     out = Path(out_root) / f"{MODEL_DIR_PREFIX}{stamp or utc_stamp()}"
-    out.mkdir(parents=True, exist_ok=False)
-    save_model(model, str(out / WEIGHTS_FILE))
-    write_config(out, config)
-    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False, default=str) + "\n")
+    if out.exists():
+        raise FileExistsError(f"{out} exists already")
+    # written under a hidden name and renamed when complete: an interrupted write never
+    # becomes the newest model (find_latest_model)
+    partial = out.with_name(f".{out.name}.partial")
+    partial.mkdir(parents=True, exist_ok=False)
+    save_model(model, str(partial / WEIGHTS_FILE), metadata={FINGERPRINT_KEY: config_fingerprint(config)})
+    write_config(partial, config)
+    (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False, default=str) + "\n")
+    partial.rename(out)
     return out
+
+
+# The weights file records a hash of the config fields that shape the network or its inputs
+# (targets, quantiles, lengths, vocabulary, normaliser, sizes, features): a config.json
+# edited after training (swapped targets, another encoder length, a renamed vocabulary) has
+# the same tensor shapes, loads, and forecasts garbage; with the hash it is refused.  Not in
+# the hash: the calibration (`tft-top calibrate` rewrites it) and training-only settings.
+FINGERPRINT_KEY = "tft_top_config_sha256"
+
+
+def config_fingerprint(config: ModelConfig) -> str:
+    import hashlib
+
+    data = config.to_json()
+    data.pop("calibration", None)
+    data["hyperparameters"] = {k: v for k, v in data["hyperparameters"].items()
+                               if k not in ("learning_rate", "loss_weights")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def stamp_fingerprint(model_dir: Path | str) -> None:
+    """Record the fingerprint of a model directory's config.json in its weights file (for a
+    directory written before fingerprints; the tensors are unchanged)."""
+    from safetensors.torch import load_file, save_file
+
+    model_dir = Path(model_dir)
+    config = read_config(model_dir)
+    state = load_file(str(model_dir / WEIGHTS_FILE))
+    save_file(state, str(model_dir / WEIGHTS_FILE), metadata={FINGERPRINT_KEY: config_fingerprint(config)})
+
+
+def _recorded_fingerprint(weights_path: Path) -> str | None:
+    from safetensors import safe_open
+
+    with safe_open(str(weights_path), framework="pt") as f:
+        return (f.metadata() or {}).get(FINGERPRINT_KEY)
 
 
 def write_config(model_dir: Path, config: ModelConfig) -> None:
@@ -407,7 +531,7 @@ def write_config(model_dir: Path, config: ModelConfig) -> None:
 def read_config(model_dir: Path) -> ModelConfig:
     path = Path(model_dir) / CONFIG_FILE
     if not path.is_file():
-        raise ModelLoadError(f"{path}: missing")
+        raise ModelLoadError(f"{path}: {'not a file' if path.exists() else 'missing'}")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -434,20 +558,43 @@ def load_model_dir(model_dir: Path | str, device: str = "cpu") -> LoadedModel:
     from safetensors.torch import load_file
 
     model_dir = Path(model_dir)
+    try:
+        return _load_model_dir(model_dir, device)
+    except OSError as exc:            # e.g. a directory this user may not read
+        raise ModelLoadError(f"{model_dir}: cannot read ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     if not model_dir.is_dir():
         raise ModelLoadError(f"{model_dir}: no such model directory")
     config = read_config(model_dir)
     weights_path = model_dir / WEIGHTS_FILE
     if not weights_path.is_file():
-        raise ModelLoadError(f"{weights_path}: missing")
+        raise ModelLoadError(f"{weights_path}: {'not a file' if weights_path.exists() else 'missing'}")
     try:
         state = load_file(str(weights_path), device="cpu")
+    except PermissionError as exc:
+        raise ModelLoadError(f"{weights_path}: cannot read ({_first_line(exc)})") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{weights_path}: corrupt weights file ({str(exc).splitlines()[0][:120]})") from None
+        raise ModelLoadError(f"{weights_path}: corrupt weights file ({_first_line(exc)})") from None
+    recorded = _recorded_fingerprint(weights_path)
+    if recorded is not None and recorded != config_fingerprint(config):
+        raise ModelLoadError(f"{model_dir}: config.json does not match the weights: its model fields (targets, "
+                             "quantiles, lengths, vocabulary, normaliser, sizes) differ from those the weights "
+                             "were trained with")
     try:
         model = build_model(config)
     except Exception as exc:  # a config the library refuses: say why, in one line
-        raise ModelLoadError(f"{model_dir / CONFIG_FILE}: cannot build the model ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise ModelLoadError(f"{model_dir / CONFIG_FILE}: cannot build the model ({type(exc).__name__}: {_first_line(exc)})") from None
     expected = model.state_dict()
     # safetensors' save_model keeps one name of tensors that share storage: a name is
     # present when any name sharing its storage is.
@@ -467,15 +614,21 @@ def load_model_dir(model_dir: Path | str, device: str = "cpu") -> LoadedModel:
                 f"{model_dir}: config.json does not match the weights: {key} is {tuple(tensor.shape)} in the file, "
                 f"{tuple(expected[key].shape)} in the model"
             )
+        if tensor.dtype != expected[key].dtype:     # load_model would cast (an int tensor truncated)
+            raise ModelLoadError(f"{weights_path}: {key} is {tensor.dtype} in the file, {expected[key].dtype} in the model")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelLoadError(f"{weights_path}: {key} holds NaN or infinite values")
     from safetensors.torch import load_model
 
     load_model(model, str(weights_path), strict=True, device="cpu")
     metadata: dict[str, Any] = {}
     meta_path = model_dir / METADATA_FILE
-    if meta_path.is_file():
+    if meta_path.is_file():       # optional: what the training saw (eval's seen / never-seen split)
         try:
             metadata = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            metadata = {}
+        if not isinstance(metadata, dict):
             metadata = {}
     model.eval()
     model.to(device)
@@ -491,12 +644,18 @@ def _storage_groups(model) -> dict[str, list[str]]:
     return {key: by_ptr[(t.untyped_storage().data_ptr(), t.numel())] for key, t in state.items()}
 
 
+_STAMPED = re.compile(rf"^{MODEL_DIR_PREFIX}\d{{8}}T\d{{6}}Z$")
+
+
 def find_latest_model(models_root: Path | str) -> Path | None:
-    """The newest ``tft_model_<stamp>`` directory under ``models_root`` (stamps sort by time)."""
+    """The newest ``tft_model_<UTC stamp>`` directory under ``models_root`` that holds a
+    config and weights (stamps sort by time; "tft_model_old_backup" or an empty directory
+    from an interrupted run is not a candidate).  None when there is none."""
     root = Path(models_root)
     if not root.is_dir():
         return None
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(MODEL_DIR_PREFIX))
+    dirs = sorted(p for p in root.iterdir() if _STAMPED.match(p.name) and p.is_dir()
+                  and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file())
     return dirs[-1] if dirs else None
 
 

@@ -222,6 +222,13 @@ def test_normaliser_centre_round_trips_and_an_unknown_one_is_refused(trained, tm
             edited["normalizer"]["center"] = value
         (other / CONFIG_FILE).write_text(json.dumps(edited))
         if ok:
+            # the weights were trained centred on the last value: the fingerprint refuses the edit...
+            with pytest.raises(ModelLoadError, match="does not match the weights"):
+                load_model_dir(other)
+            # ...which a directory written before fingerprints cannot: it loads what its config says
+            from safetensors.torch import load_file, save_file
+
+            save_file(load_file(str(other / WEIGHTS_FILE)), str(other / WEIGHTS_FILE))
             assert load_model_dir(other).config.normalizer_center == (value or "mean")
         else:
             with pytest.raises(ModelLoadError, match="normalizer.center 'median'"):
@@ -249,3 +256,86 @@ def test_calibrate_rewrites_the_bands_of_a_copy(trained, tmp_path, capsys):
     meta = json.loads((copy / METADATA_FILE).read_text())
     assert meta["recalibrated"]["data"] == [str(data)]
     assert load_model_dir(copy).config.calibration["lower"]["cpu_percent"]
+
+
+def _edited(model_dir, tmp_path, name, edit):
+    """A copy of model_dir whose config.json went through edit(cfg)."""
+    copy = tmp_path / name
+    shutil.copytree(model_dir, copy)
+    cfg = json.loads((copy / CONFIG_FILE).read_text())
+    edit(cfg)
+    (copy / CONFIG_FILE).write_text(json.dumps(cfg))
+    return copy
+
+
+def test_a_config_edited_after_training_is_refused_though_the_shapes_agree(trained, tmp_path):
+    """Swapped targets, another encoder length or a renamed vocabulary keep every tensor's shape;
+    the weights file's fingerprint of the model fields catches them."""
+    model_dir, _ = trained
+    edits = {
+        "targets": lambda c: c.__setitem__("targets", [c["targets"][1], c["targets"][0], *c["targets"][2:]]),
+        "encoder": lambda c: c["lengths"].__setitem__("max_encoder_length", c["lengths"]["max_encoder_length"] + 1),
+        "vocab": lambda c: c["categorical_vocabularies"].__setitem__(
+            "profile", [v + "x" for v in c["categorical_vocabularies"]["profile"]]),
+    }
+    for name, edit in edits.items():
+        with pytest.raises(ModelLoadError, match="differ from those the weights were trained with"):
+            load_model_dir(_edited(model_dir, tmp_path, name, edit))
+    # the calibration is not in the fingerprint: `tft-top calibrate` rewrites it
+    ok = _edited(model_dir, tmp_path, "cal", lambda c: c.__setitem__("calibration", None))
+    assert load_model_dir(ok).config.calibration is None
+
+
+def test_config_values_that_would_load_and_forecast_garbage_are_refused(trained, tmp_path):
+    model_dir, _ = trained
+    cases = {
+        "quantiles": (lambda c: c.__setitem__("quantiles", [0.9, 0.5, 0.1]), "quantiles"),
+        "vocab_str": (lambda c: c["categorical_vocabularies"].__setitem__("profile", "abcdefgh"), "profile must be"),
+        "float_size": (lambda c: c["hyperparameters"].__setitem__("hidden_size", 32.9), "hidden_size 32.9"),
+        "min_neg": (lambda c: c["lengths"].__setitem__("min_encoder_length", -1), "min_encoder_length -1"),
+        "scale_inf": (lambda c: c["normalizer"]["min_scale"].__setitem__("cpu_percent", float("inf")), "min_scale"),
+        "bucket0": (lambda c: c.__setitem__("calibration", {"bucket_steps": 0, "lower": {}, "upper": {}}),
+                    "bucket_steps 0"),
+        "cal_short": (lambda c: c.__setitem__("calibration", {"bucket_steps": 12, "lower": {"cpu_percent": [0.1]},
+                                                              "upper": {"cpu_percent": []}}), "one length"),
+        "features_list": (lambda c: c.__setitem__("features", []), "invalid field"),
+        "version_true": (lambda c: c.__setitem__("format_version", True), "format_version"),
+        "huge": (lambda c: c["lengths"].__setitem__("max_encoder_length", 1e400), "invalid field"),
+    }
+    for name, (edit, why) in cases.items():
+        with pytest.raises(ModelLoadError, match=why) as info:
+            load_model_dir(_edited(model_dir, tmp_path, name, edit))
+        assert "\n" not in str(info.value), name
+
+
+def test_weights_with_nan_or_another_dtype_are_refused_and_metadata_may_be_anything(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model_dir, _ = trained
+    for name, change, why in (("nan", lambda t: t.fill_(float("nan")), "NaN or infinite"),
+                              ("f64", lambda t: t.double(), "torch.float64 in the file")):
+        copy = tmp_path / name
+        shutil.copytree(model_dir, copy)
+        state = load_file(str(copy / WEIGHTS_FILE))
+        key = next(k for k, t in state.items() if t.is_floating_point())
+        state[key] = change(state[key].clone())
+        save_file(state, str(copy / WEIGHTS_FILE))
+        with pytest.raises(ModelLoadError, match=why):
+            load_model_dir(copy)
+    copy = tmp_path / "meta"
+    shutil.copytree(model_dir, copy)
+    (copy / METADATA_FILE).write_text("[1, 2]")
+    assert load_model_dir(copy).metadata == {}
+
+
+def test_the_newest_stamped_model_with_its_files_is_the_default(trained, tmp_path):
+    from engine.tft_model import find_latest_model
+
+    model_dir, _ = trained
+    root = tmp_path / "models"
+    root.mkdir()
+    good = root / "tft_model_20260101T000000Z"
+    shutil.copytree(model_dir, good)
+    shutil.copytree(model_dir, root / "tft_model_old_backup")        # sorts after digits: not a stamp
+    (root / "tft_model_30000101T000000Z").mkdir()                      # an interrupted run: empty
+    assert find_latest_model(root) == good

@@ -253,10 +253,20 @@ def _train(args) -> int:
                         loss_weights=weights, learning_rate=args.learning_rate, workers=args.workers,
                         ramp_share=args.ramp_share, ramp_kinds=kinds, center=args.center,
                         day_ago=args.day_ago)
+    import os
+
+    try:       # before the training, not after it: a run's work must not be lost to a bad --out
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"--out {args.out}: cannot create the directory ({exc.strerror or exc})")
+    if not os.access(args.out, os.W_OK | os.X_OK):
+        return _fail(f"--out {args.out}: cannot write there")
     try:
         out = train(opts)
     except _known_errors() as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"--out {args.out}: writing the model failed ({exc.strerror or exc})")
     print(f"model written to {out}")
     return 0
 

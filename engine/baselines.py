@@ -8,7 +8,9 @@
   percentile of the fit's residuals.
 
 Both return quantile arrays of shape (horizon, len(quantiles)), clipped to the
-metric's valid range.
+metric's valid range.  Evaluation then orders each step's quantiles as it does the TFT's
+(p10 <= p50 <= p90, ``engine.calibration.apply_calibration``): when the day's changes all
+have one sign (a filling disk), the band's one side is the point itself.
 """
 from __future__ import annotations
 

@@ -4,8 +4,13 @@ For every series of a data set, forecast origins are placed every ``every`` step
 (2 h by default) over its held-out period, each with a full 8-hour horizon of truth
 after it.  Per metric we report mean pinball loss at each quantile, their mean, p50
 MAE and the empirical p10-p90 coverage, for the TFT and both baselines, separately
-for servers the model saw in training and servers it never saw.  A metric that a
-server's data does not carry (a constant column, e.g. Bitbrains' disk) is not scored.
+for servers the model saw in training and servers it never saw.  Every origin has two
+days of history before it (the seasonal baseline's band is made of the last day's
+day-over-day changes).  A metric that a server's data does not carry is not scored: a
+column constant over the server's whole data (Bitbrains' disk, which the traces do not
+have; also a simulated server whose memory or disk never moves).  Gaps of up to 30 min
+that the grid filled are scored as truth (0.6 % of Bitbrains' held-out rows, none of the
+demo's or SMD's).
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from engine.datasplit import (SplitSpec, extract_windows, informative_columns, o
 from engine.tft_model import LoadedModel, ModelConfig, build_dataset, prepare_frame
 
 DEFAULT_EVERY = 24     # an origin every 2 hours
+TOLERANCE = 1e-9       # float rounding at a target's bound is on the bound
 HISTORY = 2 * 288      # steps of history a window keeps (the seasonal baseline's band needs two days)
 FORECASTERS = ("tft", "seasonal_naive", "linear_trend")
 
@@ -155,8 +161,11 @@ def evaluate_frame(loaded: LoadedModel | None, grid: pd.DataFrame, spec: SplitSp
     config = loaded.config if loaded else ModelConfig()
     horizon, q_levels = config.max_prediction_length, tuple(config.quantiles)
     prepared = prepare_frame(grid)
+    # two days of history before every origin: the TFT's encoder (and a day-ago model's day
+    # before it), and the seasonal baseline's band, which is made of the last day's
+    # day-over-day changes (with less, it rests on a few changes or none: a zero-width band)
     origins = origins_for(prepared, spec.heldout_start(grid), horizon=horizon,
-                          min_history=config.max_encoder_length, every=every)
+                          min_history=max(config.history_length, HISTORY), every=every)
     report = DatasetReport(name=name, split=spec.to_json())
     if origins.empty:
         return report
@@ -235,16 +244,17 @@ def target_cells(reports: list[DatasetReport]) -> list[dict[str, Any]]:
                     continue
                 cov = fs["tft"].coverage
                 misses = []
-                if imp < TARGET_IMPROVEMENT:
+                # (a tolerance: 0.66 / 0.6 - 1 is 0.10000000000000009, printed +10 %, not a miss)
+                if imp < TARGET_IMPROVEMENT - TOLERANCE:
                     misses.append("loss")
-                if not TARGET_COVERAGE[0] <= cov <= TARGET_COVERAGE[1]:
+                if not TARGET_COVERAGE[0] - TOLERANCE <= cov <= TARGET_COVERAGE[1] + TOLERANCE:
                     misses.append("coverage")
                 gap = base_gap = None
                 seen_fs = rep.results.get("seen", {}).get(metric, {})
                 seen = seen_fs.get("tft")
                 if group == "heldout" and seen is not None and seen.mean_pinball > 0:
                     gap = fs["tft"].mean_pinball / seen.mean_pinball - 1.0
-                    if gap > TARGET_HELDOUT_GAP:
+                    if gap > TARGET_HELDOUT_GAP + TOLERANCE:
                         misses.append("held-out gap")
                     if _best_baseline_loss(seen_fs) > 0:
                         base_gap = _best_baseline_loss(fs) / _best_baseline_loss(seen_fs) - 1.0

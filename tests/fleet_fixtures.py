@@ -46,8 +46,9 @@ def write_fleet(directory, frame: pd.DataFrame, heldout_from: str | None = None,
 
 def train_tiny_model(root, epochs: int = 1, batches: int = 3, workers: int = 0, ramp_share: float | None = None,
                      incidents: pd.DataFrame | None = None, ramp_kinds: dict[str, float] | None = None,
-                     day_ago: bool = False, days: float = 2.0):
-    """Train a tiny TFT for a few batches on a 4-server synthetic fleet (~5 s); returns its directory."""
+                     day_ago: bool = False, days: float = 2.5):
+    """Train a tiny TFT for a few batches on a 4-server synthetic fleet (~5 s); returns its directory.
+    (2.5 days: the evaluation at the end scores origins with two days of history before them.)"""
     from pathlib import Path
 
     from engine.tft_model import ModelConfig

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.baselines import linear_trend, seasonal_naive
@@ -151,3 +152,30 @@ def test_target_cells_name_each_missed_target():
     # never-seen servers twice as hard for the baselines: +100 %
     rep.results["heldout"]["cpu_percent"]["seasonal_naive"] = _scores(3.0, 0.7)
     assert target_cells([rep])[1]["baseline_heldout_vs_seen_loss"] == pytest.approx(1.0)
+
+
+def test_a_gap_of_exactly_ten_percent_is_on_target_despite_float_rounding():
+    from engine.evaluation import DatasetReport, target_cells
+
+    rep = DatasetReport("fleet", {})
+    rep.results["seen"] = {"cpu_percent": {"tft": _scores(0.6, 0.80), "seasonal_naive": _scores(2.0, 0.7),
+                                           "linear_trend": _scores(2.0, 0.3)}}
+    rep.results["heldout"] = {"cpu_percent": {"tft": _scores(0.66, 0.80), "seasonal_naive": _scores(2.0, 0.7),
+                                              "linear_trend": _scores(2.0, 0.3)}}
+    assert 0.66 / 0.6 - 1.0 > 0.1                      # 0.10000000000000009
+    assert target_cells([rep])[1]["misses"] == []
+    rep.results["heldout"]["cpu_percent"]["tft"] = _scores(0.6601, 0.80)
+    assert target_cells([rep])[1]["misses"] == ["held-out gap"]
+
+
+def test_every_scored_origin_has_two_days_of_history(tmp_path):
+    from engine.datasplit import SplitSpec
+    from engine.evaluation import HISTORY, evaluate_frame
+    from fleet_fixtures import make_grid
+
+    grid = make_grid(n_servers=1, days=3.0)
+    start = grid["timestamp"].min() + pd.Timedelta(days=1)        # only one day before the held-out period
+    rep = evaluate_frame(None, grid, SplitSpec(heldout_from=start), "x", set())
+    windows = rep.results["heldout"]["cpu_percent"]["seasonal_naive"].windows
+    # origins every 2 h from 2 days in, with 8 h of truth after them: 3 days - 2 days - 8 h = 16 h
+    assert HISTORY == 576 and windows == 16 // 2 + 1

@@ -492,3 +492,14 @@ async def test_header_says_when_the_asked_speed_is_not_reached():
         assert "▶ 64× (≈9× reached)" in app.header.render().plain
         app.header.set_play(PlayState(speed=4.0))
         assert "reached" not in app.header.render().plain
+
+
+def test_readme_names_every_key_of_the_registry():
+    from pathlib import Path
+
+    from tui.actions import ACTIONS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    screen = readme.split("## The screen", 1)[1].split("\n## ", 1)[0]
+    assert all(f"`{a.key_label}`" in screen for a in ACTIONS), \
+        [a.key_label for a in ACTIONS if f"`{a.key_label}`" not in screen]

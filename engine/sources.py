@@ -9,13 +9,14 @@ implement the same interface.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from engine.contract import STEP, LoadResult, load_path, to_grid, validate_records
+from engine.contract import STEP, DataError, LoadResult, load_path, to_grid, validate_records
 from engine.datasplit import read_split
 
 DEFAULT_BACKFILL = pd.Timedelta(hours=24)
@@ -52,10 +53,25 @@ def read_cores(path: Path) -> dict[str, int]:
     if not servers.is_file():
         return {}
     try:
-        table = pd.read_csv(servers)
-        return {str(n): int(c) for n, c in zip(table["server_name"], table["cores"]) if pd.notna(c)}
-    except (ValueError, KeyError, OSError):
-        return {}
+        table = pd.read_csv(servers, dtype={"server_name": str})
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{servers}: not a readable CSV table ({' '.join(str(exc).split())[:120]})") from None
+    missing = [c for c in ("server_name", "cores") if c not in table.columns]
+    if missing:
+        raise DataError(f"{servers}: column '{missing[0]}' is missing")
+    cores: dict[str, int] = {}
+    for row, (name, value) in enumerate(zip(table["server_name"], table["cores"]), start=1):
+        if pd.isna(value):              # unknown: the load thresholds use the configured default
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number >= 1 and number == int(number)):
+            # (a wrong core count silently moves the load thresholds: 2.5 cores would read as 2)
+            raise DataError(f"{servers}: row {row}, column cores: {value!r} is not a whole number of cores >= 1")
+        cores[str(name)] = int(number)
+    return cores
 
 
 class ReplaySource(Source):

@@ -349,3 +349,11 @@ def test_core_counts_a_source_learns_later_reach_the_thresholds_and_problems_are
     problem = snap.metadata["last_problem"]
     assert "\n" not in problem and problem.startswith("line one line two") and len(problem) <= 300
     assert snap.metadata["last_problem_at"].endswith("Z")
+
+
+def test_a_bad_core_count_in_servers_csv_is_one_line(replay_dir, capsys):
+    (replay_dir / "servers.csv").write_text("server_name,profile,cores\nsrv-00,web,4\nsrv-01,web,2.5\n")
+    assert main(["predict", "--data", str(replay_dir)]) == 2
+    assert "servers.csv: row 2, column cores: 2.5 is not a whole number of cores >= 1" in capsys.readouterr().err
+    (replay_dir / "servers.csv").write_text("server_name,profile,cores\nsrv-00,web,4\nsrv-01,web,\n")
+    assert ReplaySource(replay_dir).cores == {"srv-00": 4}      # an empty count is unknown

@@ -132,6 +132,7 @@ class AlertManager:
         self._resolved: deque[Alert] = deque()
         self._next_id = 1
         self.alerts: tuple[Alert, ...] = ()
+        self._last_now: pd.Timestamp | None = None
 
     def ongoing(self) -> tuple[Alert, ...]:
         """Open alerts, newest first."""
@@ -141,6 +142,11 @@ class AlertManager:
     def update(self, servers: Sequence[ServerForecast], now: pd.Timestamp) -> tuple[Alert, ...]:
         """Advance one tick at data time ``now``; returns ongoing + recently resolved alerts, newest first."""
         now = _utc(now)
+        if self._last_now is not None and now <= self._last_now:
+            # the debounce counts ticks of new data: a redraw at the same time, or an older one
+            # (durations would go negative), changes nothing
+            return self.alerts
+        self._last_now = now
         stamp = _iso(now)
         conditions = self._conditions(servers)
         present = {s.server_name for s in servers}

@@ -302,3 +302,14 @@ def test_load_uses_core_scaled_thresholds():
 def test_argument_checks():
     with pytest.raises(ValueError):
         AlertManager(open_after=0)
+
+
+def test_a_repeated_or_older_tick_changes_nothing():
+    am = AlertManager()
+    assert am.update([server(memory_percent="critical@10")], tick(0)) == ()
+    assert am.update([server(memory_percent="critical@10")], tick(0)) == ()    # a redraw: no second tick
+    a = am.update([server(memory_percent="critical@10")], tick(1))[0]
+    assert a.state == "ongoing" and a.duration_minutes == 0.0
+    assert am.update([server()], tick(0)) == (a,)                               # older: ignored
+    later = am.update([server(memory_percent="critical@10")], tick(3))[0]
+    assert later.id == a.id and later.duration_minutes == 10.0

@@ -175,6 +175,9 @@ def _cpu_busy(times) -> float:
 # --------------------------------------------------------------------------- Prometheus
 
 
+MAX_ANSWER_BYTES = 256 * 2**20     # a day of 5-minute steps for thousands of instances is tens of MB
+
+
 class PrometheusError(Exception):
     """Prometheus could not answer; the message is one short line ("connection refused")."""
 
@@ -287,6 +290,7 @@ class PrometheusSource(Source):
         self._cores: dict[str, int] = {}
         self._cores_tried = False
         self._cores_asked: set[str] = set()        # instances a cores query has looked for
+        self._duplicates: set[str] = set()          # instances with two series for one metric (last fetch)
         self._pending: list[str] = []              # problems met outside poll(), reported by the next poll
 
     # -- Source interface ----------------------------------------------------------
@@ -365,9 +369,15 @@ class PrometheusSource(Source):
             return None
         if not self._cores_tried:
             self._refresh_cores()
+        self._duplicates = set()
         columns = {metric: self._query_range(self.queries[metric], start, end) for metric in METRICS}
         first = self.last_step is None
         tick = self._to_tick(columns)
+        if self._duplicates:
+            names = sorted(self._duplicates)
+            tick.problems.append(f"{self.name}: more than one series per step for {', '.join(names[:3])}"
+                                 f"{f' and {len(names) - 3} more' if len(names) > 3 else ''} (another job "
+                                 "scraping the same instance?): the last is used; narrow --selector")
         self.last_step = end
         if clock_back:
             tick.problems.append(f"{self.name}: the clock went back; fetching goes on from {_iso(end)}")
@@ -405,7 +415,10 @@ class PrometheusSource(Source):
         for series in self._api("/api/v1/query_range", params, "matrix"):
             instance = str(series.get("metric", {}).get("instance", ""))
             for point in series.get("values", []):
-                values[(instance, int(round(float(point[0]))))] = point[1]
+                key = (instance, int(round(float(point[0]))))
+                if key in values and values[key] != point[1]:
+                    self._duplicates.add(instance)      # two series of one instance: said, last kept
+                values[key] = point[1]
         return values
 
     def _to_tick(self, columns: dict[str, dict[tuple[str, int], str]]) -> Tick:
@@ -433,7 +446,7 @@ class PrometheusSource(Source):
         self.requests += 1
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
-                body = response.read()
+                body = response.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as exc:
             raise PrometheusError(_http_error(exc)) from None
         except urllib.error.URLError as exc:
@@ -444,6 +457,8 @@ class PrometheusSource(Source):
             raise PrometheusError(_network_error(exc, self.timeout)) from None
         except Exception as exc:  # noqa: BLE001 - http.client.HTTPException and kin
             raise PrometheusError(f"bad HTTP response ({type(exc).__name__})") from None
+        if len(body) > MAX_ANSWER_BYTES:
+            raise PrometheusError(f"answer larger than {MAX_ANSWER_BYTES // 2**20} MB (narrow --selector)")
         try:
             payload = json.loads(body)
         except ValueError:

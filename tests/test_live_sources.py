@@ -416,3 +416,37 @@ def test_a_real_node_exporter_scraped_live_matches_this_host(tmp_path):
     finally:
         server.stop()
         exporter.stop()
+
+
+def test_two_series_for_one_instance_are_said_and_a_huge_answer_refused(monkeypatch):
+    import engine.live as live
+
+    source = PrometheusSource("http://127.0.0.1:9", selector="", clock=lambda: 1_800_000_000.0)
+    t = 1_800_000_000 // 300 * 300
+
+    def api(path, params, result_type):
+        if result_type == "vector":
+            return []
+        two = [{"metric": {"instance": "a"}, "values": [[t, "50"]]}]
+        if "cpu" in params["query"]:                # another job scraping the same instance
+            two.append({"metric": {"instance": "a"}, "values": [[t, "99"]]})
+        return two
+
+    monkeypatch.setattr(source, "_api", api)
+    tick = source._fetch_due()
+    assert any("more than one series per step for a" in p for p in tick.problems), tick.problems
+
+    class Big:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self, n):
+            return b" " * n
+
+    monkeypatch.setattr(live, "MAX_ANSWER_BYTES", 1000)
+    monkeypatch.setattr(source._opener, "open", lambda request, timeout: Big())
+    with pytest.raises(live.PrometheusError, match="answer larger than"):
+        PrometheusSource._api(source, "/api/v1/query", {"query": "up"}, "vector")

@@ -28,7 +28,7 @@ from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS, load_path, to_grid
 from engine.datasplit import (SplitSpec, extract_windows, informative_columns, origins_for,
                               read_split)
-from engine.tft_model import LoadedModel, ModelConfig, build_dataset, prepare_frame
+from engine.tft_model import LoadedModel, ModelConfig, build_dataset, one_window_per_origin, prepare_frame
 
 DEFAULT_EVERY = 24     # an origin every 2 hours
 TOLERANCE = 1e-9       # float rounding at a target's bound is on the bound
@@ -66,13 +66,7 @@ def stock_predict(loaded: LoadedModel, prepared: pd.DataFrame, origins: pd.DataF
     wanted = set(zip(origins["series"], origins["origin_idx"].astype(int)))
     dataset = build_dataset(config, prepared)
     index = dataset.decoded_index
-    match = np.array([(s, int(t)) in wanted for s, t in zip(index["series"], index["time_idx_first_prediction"])])
-    # At a series' last possible origin the library offers one sample per encoder
-    # length: keep the longest encoder, as every other origin has.
-    candidates = index[match]
-    longest = candidates.groupby(["series", "time_idx_first_prediction"])["time_idx_first"].idxmin()
-    keep = np.zeros(len(index), dtype=bool)
-    keep[longest.to_numpy()] = True
+    keep = one_window_per_origin(index, wanted)
     dataset = dataset.filter(lambda _: keep)
     quiet_lightning()
     with warnings.catch_warnings():

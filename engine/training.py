@@ -23,7 +23,7 @@ from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
 from engine.datasplit import (extract_windows, informative_columns, origins_for, read_split,
                               training_part)
 from engine.evaluation import evaluate_frame, format_reports, load_grid, stock_predict, window_profiles
-from engine.tft_model import (LoadedModel, ModelConfig, build_dataset, build_model,
+from engine.tft_model import (LoadedModel, ModelConfig, build_dataset, build_model, one_window_per_origin,
                               normalise_profile, prepare_frame, save_model_dir)
 
 
@@ -121,7 +121,8 @@ def _prepare_source(path: str, opts: TrainOptions) -> Source:
         last = part.groupby("server_name")["timestamp"].transform("max")
     val_start = (part.assign(v=last - pd.Timedelta(days=opts.val_days))
                  .groupby("server_name")["v"].first())
-    disk_ok = informative_columns(grid)["disk_percent"]
+    # (judged on the training part only: the held-out rows must not decide what is learned)
+    disk_ok = informative_columns(part)["disk_percent"].reindex(grid["server_name"].unique(), fill_value=False)
     return Source(path=path, grid=grid, train=prepare_frame(part, disk_informative=disk_ok), val_start=val_start)
 
 
@@ -273,10 +274,9 @@ def train(opts: TrainOptions) -> Path:
                         f"{config.max_prediction_length} after, on both sides of the every-{opts.calib_every}-step "
                         "alternation (early stopping, calibration)")
     val_ds = build_dataset(config, frame, weighted=True)
-    wanted = set(zip(stop_origins["series"], stop_origins["origin_idx"]))
-    index = val_ds.decoded_index
-    val_ds = val_ds.filter(lambda _: np.asarray([(s, int(t)) in wanted for s, t in
-                                                 zip(index["series"], index["time_idx_first_prediction"])]))
+    wanted = set(zip(stop_origins["series"], stop_origins["origin_idx"].astype(int)))
+    keep = one_window_per_origin(val_ds.decoded_index, wanted)      # as evaluation scores them
+    val_ds = val_ds.filter(lambda _: keep)
 
     accelerator, devices = resolve_device(opts.device)
     model = build_model(config, train_ds)
@@ -327,6 +327,9 @@ def train(opts: TrainOptions) -> Path:
             raise DataError(f"--ramp-kinds: no labelled incident of kind {', '.join(map(repr, unknown))} in the "
                             f"data's incidents.csv (kinds there: {', '.join(sorted(set(ramps['kind']))) or 'none'})")
         weights, ramp_windows = ramp_sample_weights(train_ds, fit_rows, ramps, opts.ramp_share, opts.ramp_kinds)
+        if ramp_windows == 0:
+            raise DataError(f"--ramp-share {opts.ramp_share}: no training window starts its forecast inside a "
+                            "labelled ramp (incidents.csv names no trained server, or only held-out periods)")
         sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights),
                                         replacement=True, generator=torch.Generator().manual_seed(opts.seed))
         train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, sampler=sampler,
@@ -365,6 +368,12 @@ def train(opts: TrainOptions) -> Path:
         "parameters": n_params,
         "epochs": int(trainer.current_epoch),
         "batches_per_epoch": opts.batches_per_epoch,
+        "max_epochs": opts.epochs,
+        "max_time_min": opts.max_time_min,
+        "seed": opts.seed,
+        "val_days": opts.val_days,
+        "patience": opts.patience,
+        "validation": "one window per early-stopping origin (the longest encoder)",
         "ramp_share": opts.ramp_share,
         "ramp_kinds": opts.ramp_kinds,
         "ramp_windows": int(ramp_windows),

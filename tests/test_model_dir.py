@@ -339,3 +339,21 @@ def test_the_newest_stamped_model_with_its_files_is_the_default(trained, tmp_pat
     shutil.copytree(model_dir, root / "tft_model_old_backup")        # sorts after digits: not a stamp
     (root / "tft_model_30000101T000000Z").mkdir()                      # an interrupted run: empty
     assert find_latest_model(root) == good
+
+
+def test_early_stopping_judges_one_window_per_origin_and_the_metadata_says_how_it_trained(trained):
+    """At a series' last origin the library offers one window per encoder length; the
+    validation set keeps the longest, as evaluation does (it was 94 % copies)."""
+    import numpy as np
+    import pandas as pd
+
+    from engine.tft_model import one_window_per_origin
+
+    index = pd.DataFrame({"series": ["a"] * 4 + ["b"] * 2, "time_idx_first_prediction": [10, 20, 20, 20, 10, 10],
+                          "time_idx_first": [0, 5, 9, 12, 3, 1]})
+    assert list(one_window_per_origin(index)) == [True, True, False, False, False, True]
+    assert list(one_window_per_origin(index, {("a", 20)})) == [False, True, False, False, False, False]
+    model_dir, _ = trained
+    meta = json.loads((model_dir / METADATA_FILE).read_text())
+    assert meta["seed"] == 0 and meta["max_epochs"] >= 1 and meta["patience"] >= 1 and meta["val_days"] > 0
+    assert meta["validation"].startswith("one window per early-stopping origin") and meta["validation_windows"] > 0

@@ -205,7 +205,11 @@ class Published:
 
     @property
     def etag(self) -> str:
-        return f'"{self.seq}"'
+        # with the process's boot id: a restarted daemon's tick 20 is not the old one's
+        return f'"{_BOOT}-{self.seq}"'
+
+
+_BOOT = f"{int(time.time() * 1000):x}"
 
 
 # ----------------------------------------------------------------------------- ASGI guard
@@ -534,7 +538,7 @@ class Daemon:
             "model": None if fc.model_dir is None else str(fc.model_dir),
             "model_type": meta.get("model_type"),
             "model_loaded": fc.loaded,
-            "model_reason": fc.model_reason,
+            "model_reason": meta.get("model_reason", fc.model_reason),
             "device": fc.device,
             "source": self.engine.source.name,
             "post_fed": self.push,
@@ -772,6 +776,9 @@ def _uvicorn_config(daemon: Daemon, host: str, port: int, log_level: str, access
 
     return uvicorn.Config(daemon.app, host=host, port=port, log_level=log_level, access_log=access_log,
                           server_header=False, proxy_headers=False, ws_max_size=64 * 1024,
+                          # per-message deflate compresses the same snapshot once per client on the
+                          # event loop: with 100 clients /health took 2 s (1.3 ms without)
+                          ws_per_message_deflate=False,
                           timeout_graceful_shutdown=3, lifespan="on")
 
 

@@ -211,6 +211,12 @@ class RemoteEngine:
             meta["daemon_finished"] = bool(meta.get("finished", False))
             meta["finished"] = False
             meta.update(extra)
+            if stale:        # the header shows a source's own state in place of its name, red if STALE
+                age = extra["remote_age_s"]
+                meta["source_status"] = (f"remote STALE: {err or 'no snapshot'}"
+                                         + (f" · last data {age:.0f} s ago" if age is not None else ""))
+            elif meta["daemon_finished"]:
+                meta["source_status"] = f"{self.source.name}: replay finished"
             out = replace(snap, metadata=meta)
         self.last_snapshot = out
         return out
@@ -372,7 +378,7 @@ class RemoteEngine:
         ws_url = urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, parts.path + WS_PATH, "", ""))
         with connect(ws_url, additional_headers=self._headers(), open_timeout=self.timeout, proxy=None,
                      ping_interval=10, ping_timeout=10, close_timeout=1, max_size=MAX_MESSAGE_BYTES,
-                     compression="deflate") as ws:
+                     compression=None) as ws:      # (the daemon does not deflate: see _uvicorn_config)
             self._ws = ws
             self._on_connected()
             try:

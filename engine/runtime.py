@@ -190,7 +190,7 @@ class Engine:
                 "model_type": fc.model_type if len(windows.names) else ("TFT" if self.forecaster.loaded else "heuristic"),
                 "model_dir": None if self.forecaster.model_dir is None else str(self.forecaster.model_dir),
                 "model_loaded": self.forecaster.loaded,
-                "model_reason": self.forecaster.model_reason,
+                "model_reason": self.forecaster.model_reason or _run_time_failure(fc.reason),
                 "device": self.forecaster.device,
                 "servers_on_tft": n_tft,
                 "servers_on_heuristic": len(fc.source) - n_tft,
@@ -220,6 +220,17 @@ class Engine:
         epochs = w.last_epoch[0] - STEP_SECONDS * np.arange(n - 1, -1, -1)
         values = w.values[0, w.values.shape[1] - n:]          # the valid part (empty when n == 0)
         return epochs, {m: values[:, j].astype(np.float64) for j, m in enumerate(METRICS)}
+
+
+def _run_time_failure(reasons) -> str | None:
+    """A model that loaded but failed at run time: the commonest failure among the servers'
+    reasons (the badge and /status say why, not only each server)."""
+    from collections import Counter
+
+    from engine.heuristic import REASON_MODEL_ERROR
+
+    failed = Counter(r for r in reasons if r and r.startswith(REASON_MODEL_ERROR))
+    return failed.most_common(1)[0][0] if failed else None
 
 
 def _one_line(text: str, limit: int = 300) -> str:

@@ -443,6 +443,8 @@ def test_remote_engine_goes_stale_and_recovers():
         assert remote.wait_until(lambda r: r.stale, 5)
         stale = remote.tick()                                   # never raises; keeps the last snapshot
         assert stale.metadata["stale"] and stale.metadata["remote_error"] and len(stale.servers) == 3
+        # what the app's header shows in place of the source's name, in red
+        assert stale.metadata["source_status"].startswith("remote STALE: ") and "s ago" in stale.metadata["source_status"]
         assert remote.history(snap.servers[0].server_name)[0].size in (0, 288)   # no exception either
 
         s = serve(make_daemon(n=4, api_key=KEY), port=port)     # back on the same port
@@ -461,6 +463,9 @@ def test_remote_engine_with_a_wrong_key_never_raises(auth_srv):
         snap = remote.tick()
         assert remote.stale and "API key" in remote.last_error
         assert snap.servers == () and snap.metadata["stale"]
+        from tui.widgets.header_bar import model_badge
+
+        assert model_badge(snap.metadata)[0].startswith("CONNECTING (waiting for http://")
     finally:
         remote.close()
 

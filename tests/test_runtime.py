@@ -247,6 +247,7 @@ def test_a_window_the_model_answers_with_nan_goes_to_the_heuristic(replay_dir, t
     assert first.source == "heuristic" and first.reason == "model failed: non-finite forecast for this window"
     assert {s.server_name: s.source for s in snap.servers} == {**before, first.server_name: "heuristic"}
     assert snap.metadata["model_type"] == "mixed"
+    assert snap.metadata["model_reason"] == "model failed: non-finite forecast for this window"
     assert all(np.isfinite(f.p90).all() for s in snap.servers for f in s.metrics.values())
     assert np.isfinite(snap.environment.incident_probability_8h)
 

@@ -154,7 +154,8 @@ class EngineLoop:
         c = self.controls
         self.post(EngineStatus("reading data…"))
         self.engine = self.call(self.factory)
-        self.post(EngineStatus("importing torch, loading the model…"))
+        remote = getattr(self.engine, "url", None)      # a daemon (--connect) loads no model here
+        self.post(EngineStatus(f"connecting to {remote}…" if remote else "importing torch, loading the model…"))
         self.call(self.engine.start)
         self.post(EngineStatus("first forecast…"))
         self.publish(self.call(self.engine.tick, False))

@@ -17,6 +17,9 @@ def model_badge(metadata: dict | None, servers=()) -> tuple[str, str]:
     if not metadata:
         return LOADING, "bold black on grey70"
     kind = str(metadata.get("model_type", "")).lower()
+    if kind == "unknown":          # a daemon not reached yet (--connect): no forecast, no model type
+        why = str(metadata.get("model_reason") or "waiting")
+        return f"CONNECTING ({_PATH.sub(lambda m: m.group(1), why)})", "bold black on grey70"
     if kind == "tft":
         return f"TFT on {metadata.get('device', 'cpu')}", "bold black on green"
     if kind == "mixed":

@@ -195,21 +195,19 @@ class Published:
     text: str                    # the same JSON as text, for WebSocket frames
     servers: dict[str, dict]     # server name -> its JSON (as in body)
     published_at: float          # time.time()
+    boot: str = ""               # the publishing daemon's start id
 
     @classmethod
-    def build(cls, seq: int, snap: Snapshot) -> Published:
+    def build(cls, seq: int, snap: Snapshot, boot: str = "") -> Published:
         data = snapshot_json(snap)
         body = _dumps(data)
         return cls(seq=seq, snapshot=snap, body=body, gzip_body=gzip.compress(body, _GZIP_LEVEL),
-                   text=body.decode(), servers=data["predictions"], published_at=time.time())
+                   text=body.decode(), servers=data["predictions"], published_at=time.time(), boot=boot)
 
     @property
     def etag(self) -> str:
-        # with the process's boot id: a restarted daemon's tick 20 is not the old one's
-        return f'"{_BOOT}-{self.seq}"'
-
-
-_BOOT = f"{int(time.time() * 1000):x}"
+        # with the daemon's start id: a restarted daemon's tick 20 is not the old one's
+        return f'"{self.boot}-{self.seq}"'
 
 
 # ----------------------------------------------------------------------------- ASGI guard
@@ -366,6 +364,7 @@ class Daemon:
         self.error: str | None = None         # why the engine could not start (or the last tick failed)
         self.ticks = 0
         self.started_at = time.time()
+        self.boot = f"{time.time_ns():x}"        # in every ETag: unique across restarts and daemons
         self._dirty = False                   # POSTed records wait for the next tick
         self._stop = threading.Event()
         self._published = threading.Condition()
@@ -437,7 +436,7 @@ class Daemon:
             self._published.notify_all()
 
     def _publish(self, snap: Snapshot) -> None:
-        pub = Published.build((self.latest.seq + 1) if self.latest else 1, snap)
+        pub = Published.build((self.latest.seq + 1) if self.latest else 1, snap, self.boot)
         with self._published:
             self.latest = pub
             self.ticks += 1

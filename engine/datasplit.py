@@ -71,7 +71,8 @@ def read_split(path: Path | str) -> SplitSpec:
         start = data.get("heldout_from")
         servers = data.get("heldout_servers")
         days = data.get("heldout_days", DEFAULT_HELDOUT_DAYS)
-        if servers is not None and (not isinstance(servers, list) or not all(isinstance(x, str) for x in servers)):
+        if servers is not None and (not isinstance(servers, list) or not all(
+                isinstance(x, str) or (isinstance(x, int) and not isinstance(x, bool)) for x in servers)):
             raise ValueError("heldout_servers must be a list of server names")
         if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days < 1e6:
             raise ValueError(f"heldout_days must be a number of days > 0, not {days!r}")
@@ -86,7 +87,7 @@ def read_split(path: Path | str) -> SplitSpec:
         return SplitSpec(
             heldout_from=when,
             heldout_days=float(days),
-            heldout_servers=None if servers is None else set(servers),
+            heldout_servers=None if servers is None else {str(x) for x in servers},   # (101: server "101")
             origin=str(split_file),
         )
     except (OSError, ValueError, TypeError, AttributeError) as exc:

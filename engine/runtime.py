@@ -163,8 +163,8 @@ class Engine:
             importance=fc.importance, last_seen=[iso(e) for e in windows.last_epoch],
             history_len=[int(x) for x in windows.lengths],
         )
-        # the data's time: the newest fresh sample; with every server stale, the newest in the
-        # store (their alerts resolve); with no data at all, none (and no alert update)
+        # the data's time: the newest fresh sample (the server holding the store's newest sample
+        # is always fresh, so this is None only while the store is empty: then no alert update)
         now_epoch = int(windows.last_epoch.max()) if len(windows.names) else newest
         if now_epoch is None:
             alerts = self.alerts.alerts

@@ -499,10 +499,20 @@ FINGERPRINT_KEY = "tft_top_config_sha256"
 def config_fingerprint(config: ModelConfig) -> str:
     import hashlib
 
-    data = config.to_json()
-    data.pop("calibration", None)
-    data["hyperparameters"] = {k: v for k, v in data["hyperparameters"].items()
-                               if k not in ("learning_rate", "loss_weights")}
+    full = config.to_json()
+    features = full["features"]
+    # the fields themselves, not the prose that describes them (rewording a description must
+    # not make every existing model refuse to load)
+    data = {
+        "targets": full["targets"], "quantiles": full["quantiles"], "lengths": full["lengths"],
+        "features": {k: features[k] for k in ("static_categoricals", "time_varying_known_reals",
+                                              "time_varying_unknown_reals", "add_relative_time_idx",
+                                              "add_encoder_length", "add_target_scales", "day_ago")},
+        "categorical_vocabularies": full["categorical_vocabularies"],
+        "normalizer": {k: full["normalizer"][k] for k in ("method", "center", "min_scale")},
+        "hyperparameters": {k: v for k, v in full["hyperparameters"].items()
+                            if k not in ("learning_rate", "loss_weights")},
+    }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -361,12 +361,12 @@ def test_post_from_the_future_is_refused_and_hides_nothing():
             assert status["data_time"] is None and status["predictions"] == {}
             now = pd.Timestamp.now(tz="UTC").floor("5min")
             ts = [(now - pd.Timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in (10, 5)]
+            seq = s.daemon.latest.seq          # before the POST: a POST-fed daemon ticks once per batch
             r = c.post("/metrics", json=[record("f-1", ts[0]), record("f-2", ts[1]),
                                          record("f-3", "2099-01-01T00:00:00Z")])
             d = r.json()
             assert r.status_code == 422 and d["accepted_indices"] == [0, 1] and d["refused_indices"] == [2]
             assert "2099-01-01T00:00:00Z is more than 10 min ahead of this daemon's clock" in d["problems"][0]["text"]
-            seq = s.daemon.latest.seq
             assert s.daemon.wait_for_seq(seq + 1, 30)
             snap = c.get("/predictions/current").json()
             assert set(snap["predictions"]) == {"f-1", "f-2"} and snap["data_time"] == ts[1]

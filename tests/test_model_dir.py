@@ -284,6 +284,25 @@ def test_a_config_edited_after_training_is_refused_though_the_shapes_agree(train
     # the calibration is not in the fingerprint: `tft-top calibrate` rewrites it
     ok = _edited(model_dir, tmp_path, "cal", lambda c: c.__setitem__("calibration", None))
     assert load_model_dir(ok).config.calibration is None
+    # nor is the prose that describes the fields (a reworded description must not lock models out)
+    from engine.tft_model import config_fingerprint, read_config
+
+    config = read_config(model_dir)
+    before = config_fingerprint(config)
+    import engine.tft_model as tm
+    original = tm.ModelConfig.to_json
+
+    def reworded(self):
+        out = original(self)
+        out["features"]["level_features"] = "reworded"
+        out["normalizer"]["kind"] = "reworded"
+        return out
+
+    tm.ModelConfig.to_json = reworded
+    try:
+        assert config_fingerprint(config) == before
+    finally:
+        tm.ModelConfig.to_json = original
 
 
 def test_config_values_that_would_load_and_forecast_garbage_are_refused(trained, tmp_path):

@@ -209,6 +209,11 @@ def test_predict_at_outside_the_data_is_refused(replay_dir, capsys):
     assert "is not an ISO 8601 time or epoch seconds" in capsys.readouterr().err
 
 
+def test_predict_at_reads_a_compact_date_as_a_date(replay_dir, capsys):
+    assert main(["predict", "--data", str(replay_dir), "--at", "20200101"]) == 2
+    assert "--at 2020-01-01 00:00:00+00:00 is outside the data" in capsys.readouterr().err   # not 1970
+
+
 def test_predict_at_takes_epoch_seconds_as_data_files_do(replay_dir, capsys):
     iso = predict_at(replay_dir, None).data_time          # the data's end
     epoch = int(pd.Timestamp(iso).timestamp()) - 3600
@@ -300,9 +305,9 @@ def test_split_file_values_are_checked(replay_dir):
         (replay_dir / "split.json").write_text(body)
         with pytest.raises(DataError, match=why):
             read_split(replay_dir)
-    (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-01"], "heldout_days": 0.5}')
+    (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-01", 101], "heldout_days": 0.5}')
     spec = read_split(replay_dir)
-    assert spec.heldout_servers == {"srv-01"} and spec.heldout_days == 0.5
+    assert spec.heldout_servers == {"srv-01", "101"} and spec.heldout_days == 0.5     # 101: a VM id
 
 
 def test_cli_refuses_numbers_that_make_no_sense(capsys):

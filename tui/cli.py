@@ -7,6 +7,7 @@ are printed as one line and exit non-zero; no tracebacks.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -335,7 +336,8 @@ def _predict(args) -> int:
         try:
             text = args.at.strip()
             # epoch seconds, as the data files accept them
-            at = pd.Timestamp(float(text), unit="s") if text.replace(".", "", 1).isdigit() else pd.Timestamp(text)
+            # (9+ digits: epoch seconds; 20261127 is an ISO 8601 basic date)
+            at = pd.Timestamp(float(text), unit="s") if re.fullmatch(r"\d{9,}(\.\d*)?", text) else pd.Timestamp(text)
         except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
             at = pd.NaT
         if pd.isna(at):

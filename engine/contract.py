@@ -178,15 +178,20 @@ def _load_path(path: Path) -> LoadResult:
         return LoadResult(_empty_frame(), [Problem(source, None, None, "path does not exist")])
     if not path.is_dir():
         return load_file(path)
-    candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _kind(p))
+    entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and _kind(p))
+    candidates = [p for p in entries if p.is_file()]
+    broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
     files = [p for p in candidates if not _is_sidecar(p)]
     skipped = [p.name for p in candidates if _is_sidecar(p)]
     if not files:
-        message = "directory has no .csv, .csv.gz, .parquet or .pq files"
+        message = ("directory has no metrics files, only files that travel beside them: " + ", ".join(skipped)
+                   if skipped else "directory has no .csv, .csv.gz, .parquet or .pq files")
         return LoadResult(_empty_frame(), [Problem(source, None, None, message)])
     result = _finish(_merge([_check_file(p) for p in files]))
     if skipped:
         result.notes.append(f"{source}: {_SIDECAR_NOTE}: {', '.join(skipped)}")
+    if broken:      # a data file whose link points nowhere: its data is missing, say so
+        result.notes.append(f"{source}: skipped broken links: {', '.join(broken)}")
     return result
 
 

@@ -826,3 +826,15 @@ def test_a_record_naming_its_server_with_an_object_or_list_is_refused() -> None:
     assert [str(p) for p in result.problems] == ["POST: row 1, column server_name: {'x': 1} is not text",
                                                  "POST: row 2, column server_name: ['a'] is not text"]
     assert list(result.frame["server_name"]) == ["ok"]
+
+
+def test_a_directory_of_sidecars_only_says_so_and_a_broken_link_is_noted(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    write(tmp_path / "d", "incidents.csv", "server_name,metric,start,crossing,end\n")
+    problem = only_problem(load_path(tmp_path / "d"))
+    assert problem.message == "directory has no metrics files, only files that travel beside them: incidents.csv"
+    csv_file(tmp_path / "d", "web-01,2024-01-01T00:00:00Z,10,20,30,0.5", name="a.csv")
+    (tmp_path / "d" / "b.csv").symlink_to(tmp_path / "nowhere.csv")
+    result = load_path(tmp_path / "d")
+    assert result.problems == [] and len(result.frame) == 1
+    assert f"{tmp_path / 'd'}: skipped broken links: b.csv" in result.notes

@@ -71,7 +71,8 @@ REASON_MODEL_ERROR = "model failed"     # caller appends ": <exception>"
 REASON_NO_HISTORY = "no history"
 
 # Columns kept from the right: a day of day-over-day changes needs two days plus one sample.
-_WIDTH = 2 * SEASON + 1
+HISTORY_WIDTH = 2 * SEASON + 1   # the history the heuristic reads (its seasonal part and band need two days)
+_WIDTH = HISTORY_WIDTH
 
 
 def heuristic_reason(history_len: int, min_len: int) -> str:
@@ -209,7 +210,11 @@ def heuristic_forecast_batch(values: np.ndarray, lengths: np.ndarray, horizon: i
     off1 = q1[:, 1:] - q1[:, :1]                                   # (n, Q), signed
     qc = _masked_quantiles(mix, mix_valid, n_mix, qs_all)
     cap = np.maximum(np.abs(qc[:, 1:] - qc[:, :1]), np.abs(off1))
-    cap = np.where((n_mix >= MIN_CAP)[:, None], cap, np.inf)
+    # ... and never below the spread of the series' own h-step changes over its history: the
+    # blend's in-sample residuals miss the level's and the trend's errors (CPU and load bands
+    # covered 59-61 % instead of 80 % on the demo fleet's training period)
+    cap = np.maximum(cap[:, None, :], _hstep_spread(y, valid, qs_all, steps))      # (n, H, Q)
+    cap = np.where((n_mix >= MIN_CAP)[:, None, None], cap, np.inf)
     if metric in PERCENT_METRICS:
         floor = np.full(n, PERCENT_FLOOR)
     else:
@@ -222,7 +227,7 @@ def heuristic_forecast_batch(values: np.ndarray, lengths: np.ndarray, horizon: i
         if q == 0.5:
             col = point.copy()
         else:
-            half = np.minimum(np.abs(off1[:, j:j + 1]) * growth, cap[:, j:j + 1])
+            half = np.minimum(np.abs(off1[:, j:j + 1]) * growth, cap[:, :, j])
             half = np.maximum(half, floor_growth * (abs(q - 0.5) / 0.4))   # 1 x floor for p10/p90
             col = point + half if q > 0.5 else point - half
         np.clip(col, lo_clip, hi_clip, out=col)
@@ -259,6 +264,34 @@ def _local_line(y: np.ndarray, valid: np.ndarray, count: np.ndarray) -> tuple[np
     r1 = np.einsum("ij,ij->i", resid[:, 1:], resid[:, :-1]) / np.where(rss > 0, rss, 1.0)
     r1 = np.where(rss > 0, np.clip(r1, 0.0, 1.0), 1.0)
     return line_end, shrunk, r1
+
+
+HSTEP_POINTS = (6, 24, 96)      # horizons (steps) at which the h-step changes are measured
+MIN_HSTEP = 12                  # changes needed before a horizon's spread counts
+
+
+def _hstep_spread(y: np.ndarray, valid: np.ndarray, qs_all: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(n, H, Q): |q-quantile - median| of y[t + h] - y[t] over the window, measured at
+    HSTEP_POINTS and interpolated in sqrt(h) (scaled by sqrt(h / 6) below the first point,
+    held beyond the last); 0 where a history has too few changes."""
+    n = len(y)
+    spreads = []
+    for p in HSTEP_POINTS:
+        d = y[:, p:] - y[:, :-p]
+        dv = valid[:, p:] & valid[:, :-p]
+        count = dv.sum(axis=1)
+        q = _masked_quantiles(d, dv, count, qs_all)
+        sp = np.abs(q[:, 1:] - q[:, :1])
+        sp[count < MIN_HSTEP] = 0.0
+        spreads.append(sp)
+    table = np.stack(spreads, axis=1)                               # (n, P, Q)
+    xs, xh = np.sqrt(np.asarray(HSTEP_POINTS, dtype=float)), np.sqrt(steps.astype(float))
+    k = np.clip(np.searchsorted(xs, xh) - 1, 0, len(xs) - 2)
+    t = np.clip((xh - xs[k]) / (xs[k + 1] - xs[k]), 0.0, 1.0)
+    out = table[:, k] * (1 - t)[None, :, None] + table[:, k + 1] * t[None, :, None]
+    first = xh < xs[0]
+    out[:, first] = table[:, :1] * (xh[first] / xs[0])[None, :, None]
+    return out if n else np.zeros((0, len(steps), len(qs_all) - 1))
 
 
 def _masked_quantiles(x: np.ndarray, valid: np.ndarray, count: np.ndarray, qs: np.ndarray) -> np.ndarray:

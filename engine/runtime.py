@@ -93,6 +93,11 @@ class Engine:
 
     def _reset_store(self) -> None:
         capacity = max(HISTORY_STEPS, getattr(self.forecaster, "capacity", HISTORY_STEPS))
+        if not getattr(self.forecaster, "loaded", True):
+            # the heuristic serves the whole fleet: keep what its yesterday's profile reads (two days)
+            from engine.heuristic import HISTORY_WIDTH
+
+            capacity = max(capacity, HISTORY_WIDTH)
         want_history = getattr(self.source, "want_history", None)
         if want_history is not None:        # the model's whole history, where the source has it
             want_history(capacity)

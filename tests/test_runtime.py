@@ -363,3 +363,14 @@ def test_a_bad_core_count_in_servers_csv_is_one_line(replay_dir, capsys):
     assert "servers.csv: row 2, column cores: 2.5 is not a whole number of cores >= 1" in capsys.readouterr().err
     (replay_dir / "servers.csv").write_text("server_name,profile,cores\nsrv-00,web,4\nsrv-01,web,\n")
     assert ReplaySource(replay_dir).cores == {"srv-00": 4}      # an empty count is unknown
+
+
+def test_without_a_model_the_store_keeps_the_two_days_the_heuristic_reads(tmp_path):
+    from engine.heuristic import HISTORY_WIDTH
+
+    frame = make_grid(n_servers=2, days=3.0)
+    write_fleet(tmp_path / "d", frame)
+    engine = Engine(ReplaySource(tmp_path / "d", start=frame["timestamp"].max()), None, device="cpu")
+    engine.start()
+    assert engine.store.capacity >= HISTORY_WIDTH
+    assert engine.store.windows().lengths.max() >= HISTORY_WIDTH       # yesterday's profile is there

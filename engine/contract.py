@@ -322,11 +322,11 @@ def _check_file(path: Path) -> _Checked:
     except _Unreadable as exc:
         return _failed(source, str(exc))
     except OSError as exc:
-        return _failed(source, f"cannot read file ({_reason(exc)})")
+        return _failed(source, f"cannot read file ({reason_line(exc)})")
     try:
         return _check(df, source, np.arange(1, len(df) + 1), empty_message="file has no rows")
     except (TypeError, ValueError, pa.ArrowException) as exc:  # e.g. nested values in a Parquet column
-        return _failed(source, f"not a usable table ({_reason(exc)})")
+        return _failed(source, f"not a usable table ({reason_line(exc)})")
 
 
 class _Unreadable(Exception):
@@ -348,7 +348,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         )
         return table.to_pandas()
     except (pa.ArrowException, ValueError, EOFError, OSError, UnicodeError) as exc:
-        raise _Unreadable(f"not a readable CSV table ({_reason(exc)})") from exc
+        raise _Unreadable(f"not a readable CSV table ({reason_line(exc)})") from exc
 
 
 def _sniff_csv_header(path: Path) -> list[str]:
@@ -358,7 +358,7 @@ def _sniff_csv_header(path: Path) -> list[str]:
         with opener(path, "rb") as fh:
             head = fh.read(_SNIFF_BYTES)
     except (OSError, EOFError, zlib.error) as exc:
-        raise _Unreadable(f"not a readable CSV table ({_reason(exc)})") from exc
+        raise _Unreadable(f"not a readable CSV table ({reason_line(exc)})") from exc
     if not head.strip():
         raise _Unreadable("file is empty")
     if b"\x00" in head:
@@ -380,11 +380,12 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many unrelated types for corrupt files
-        raise _Unreadable(f"not a readable Parquet file ({_reason(exc)})") from exc
+        raise _Unreadable(f"not a readable Parquet file ({reason_line(exc)})") from exc
 
 
-def _reason(exc: BaseException) -> str:
-    """A short one-line reason from an exception."""
+def reason_line(exc: BaseException) -> str:
+    """A short one-line reason from an exception: its first line (its type's name when it has
+    none), at most _MAX_REASON_CHARS."""
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else type(exc).__name__
     return text if len(text) <= _MAX_REASON_CHARS else text[: _MAX_REASON_CHARS - 1] + "…"

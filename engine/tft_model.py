@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from engine.contract import METRICS, PERCENT_METRICS, STEP_SECONDS, UNKNOWN_PROFILE
+from engine.contract import METRICS, PERCENT_METRICS, STEP_SECONDS, UNKNOWN_PROFILE, reason_line
 
 FORMAT_NAME = "tft-top-model"
 FORMAT_VERSION = 1
@@ -582,20 +582,11 @@ def load_model_dir(model_dir: Path | str, device: str = "cpu") -> LoadedModel:
 
     Any problem raises ModelLoadError with a one-line reason.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     model_dir = Path(model_dir)
     try:
         return _load_model_dir(model_dir, device)
     except OSError as exc:            # e.g. a directory this user may not read
-        raise ModelLoadError(f"{model_dir}: cannot read ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException, limit: int = 120) -> str:
-    """The first line of an exception's message (its type's name when it has none)."""
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:limit]
+        raise ModelLoadError(f"{model_dir}: cannot read ({reason_line(exc)})") from None
 
 
 def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
@@ -611,9 +602,9 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
     try:
         state = load_file(str(weights_path), device="cpu")
     except PermissionError as exc:
-        raise ModelLoadError(f"{weights_path}: cannot read ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{weights_path}: cannot read ({reason_line(exc)})") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{weights_path}: corrupt weights file ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{weights_path}: corrupt weights file ({reason_line(exc)})") from None
     recorded = _recorded_fingerprint(weights_path)
     if recorded is not None and recorded != config_fingerprint(config):
         raise ModelLoadError(f"{model_dir}: config.json does not match the weights: its model fields (targets, "
@@ -622,7 +613,7 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
     try:
         model = build_model(config)
     except Exception as exc:  # a config the library refuses: say why, in one line
-        raise ModelLoadError(f"{model_dir / CONFIG_FILE}: cannot build the model ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ModelLoadError(f"{model_dir / CONFIG_FILE}: cannot build the model ({type(exc).__name__}: {reason_line(exc)})") from None
     expected = model.state_dict()
     # safetensors' save_model keeps one name of tensors that share storage: a name is
     # present when any name sharing its storage is.

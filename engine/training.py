@@ -2,9 +2,11 @@
 
 Each data path is split by its ``split.json`` (or the defaults, see engine.datasplit):
 training sees only servers that are not held out, and only data before the held-out
-period.  Within that, each series' last ``val_days`` are kept for validation: origins
-there alternate between the early-stopping set and the conformal calibration set.
-The model written has the weights of the epoch with the lowest validation loss.
+period.  Within that, each series' last ``val_days`` are kept for validation: forecasts
+in their first half form the early-stopping set, origins in their second half the
+conformal calibration set.  Training draws every forecast origin alike (the library's
+encoder-length copies at a series' end share one origin's weight).  The model written has
+the weights of the epoch with the lowest validation loss.
 """
 from __future__ import annotations
 
@@ -151,7 +153,8 @@ def _ramps(sources: list[Source]) -> pd.DataFrame:
 
 
 def ramp_sample_weights(dataset, rows: pd.DataFrame, ramps: pd.DataFrame,
-                        share: float, kinds: dict[str, float] | None = None) -> tuple[np.ndarray, int]:
+                        share: float, kinds: dict[str, float] | None = None,
+                        base: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Per training window, its weight for a WeightedRandomSampler, and how many windows are
     ramp windows: those whose first forecast step lies inside a labelled incident's ramp
     (from 15 minutes after its start to its crossing), i.e. the model sees the climb begin
@@ -166,7 +169,11 @@ def ramp_sample_weights(dataset, rows: pd.DataFrame, ramps: pd.DataFrame,
     ``kinds`` (incident kind -> relative weight, default 1 each) shifts draws between kinds
     inside that share: with {"cpu_runaway": 4} a CPU runaway's ramp window is drawn four
     times as often as another kind's (a window inside ramps of several kinds takes the
-    largest weight); the ramp windows' total share stays ``share``."""
+    largest weight); the ramp windows' total share stays ``share``.
+
+    ``base`` (default 1 each) is every window's weight before the ramps are favoured, e.g.
+    ``origin_weights``: a window outside the ramps keeps it, and inside the ramp share each
+    window's weight stays proportional to its base times its kind's weight."""
     if not 0 < share < 1:
         raise ValueError(f"ramp share {share} must lie strictly between 0 and 1")
     index = dataset.decoded_index
@@ -189,19 +196,47 @@ def ramp_sample_weights(dataset, rows: pd.DataFrame, ramps: pd.DataFrame,
         rel[hit] = np.maximum(rel[hit], kinds.get(getattr(r, "kind", ""), 1.0))
     is_ramp = rel > 0
     n_ramp = int(is_ramp.sum())
-    weights = np.ones(len(index))
+    weights = np.ones(len(index)) if base is None else np.asarray(base, dtype=np.float64).copy()
+    if len(weights) != len(index) or not np.all(weights > 0):
+        raise ValueError("base weights must be positive, one per window")
     if 0 < n_ramp < len(index):
-        weights[is_ramp] = share / (1.0 - share) * (len(index) - n_ramp) * rel[is_ramp] / rel[is_ramp].sum()
+        inside = weights[is_ramp] * rel[is_ramp]
+        weights[is_ramp] = share / (1.0 - share) * weights[~is_ramp].sum() * inside / inside.sum()
     return weights, n_ramp
+
+
+def origin_weights(index: pd.DataFrame) -> np.ndarray:
+    """Per training window (a TimeSeriesDataSet's ``decoded_index``), 1 / the number of
+    windows that forecast the same steps of the same series (the same first prediction step).
+
+    At a series' last possible origin the library offers one window per encoder length,
+    253 of them for a 288-step encoder with a 36-step minimum, each scoring the same last 8 h.
+    Drawn uniformly those copies were about 6 % of all training draws (about 250x their
+    share) on the shipped model's data; weighted by 1 / copies every origin is drawn
+    alike, whatever its encoder length, and the short-encoder copies still teach young
+    servers (a random one of them per draw of that origin)."""
+    copies = index.groupby(["series", "time_idx_first_prediction"])["series"].transform("size")
+    return 1.0 / copies.to_numpy(dtype=np.float64)
+
 
 
 def _validation_origins(frame: pd.DataFrame, val_start: pd.Series, config: ModelConfig,
                         every: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Origins in each series' validation days, alternating: early stopping, calibration."""
-    origins = origins_for(frame, val_start, horizon=config.max_prediction_length,
-                          min_history=config.max_encoder_length, every=every)
-    odd = (origins["origin_idx"] // every) % 2 == 1
-    return origins[~odd].reset_index(drop=True), origins[odd].reset_index(drop=True)
+    """Origins in each series' validation days, split at the days' midpoint: early stopping
+    takes the origins whose whole forecast ends before it, calibration those from it on.
+    The steps the band is calibrated on are then never steps the best epoch was chosen on
+    (origins alternating every 2 h with an 8 h horizon shared most of them)."""
+    horizon = config.max_prediction_length
+    origins = origins_for(frame, val_start, horizon=horizon, min_history=config.max_encoder_length, every=every)
+    start_idx = val_start.dt.as_unit("s").astype("int64") // STEP_SECONDS
+    last_idx = frame.groupby("series")["time_idx"].max()
+    first = origins["server_name"].map(start_idx).to_numpy(dtype=np.int64)
+    last = origins["series"].map(last_idx).to_numpy(dtype=np.int64)
+    mid = first + (last - first + 1) // 2
+    o = origins["origin_idx"].to_numpy(dtype=np.int64)
+    stop = origins[o + horizon <= mid].reset_index(drop=True)
+    calib = origins[o >= mid].reset_index(drop=True)
+    return stop, calib
 
 
 def recalibrate(model_dir: Path | str, opts: TrainOptions) -> dict:
@@ -271,8 +306,8 @@ def train(opts: TrainOptions) -> Path:
     if stop_origins.empty or calib_origins.empty:
         raise DataError(f"{', '.join(map(str, opts.data))}: too little data to validate on: the validation days "
                         f"need forecast origins with {config.max_encoder_length} steps of history before them and "
-                        f"{config.max_prediction_length} after, on both sides of the every-{opts.calib_every}-step "
-                        "alternation (early stopping, calibration)")
+                        f"{config.max_prediction_length} after, in both halves of the validation days (the first "
+                        "half for early stopping, the second for calibration)")
     val_ds = build_dataset(config, frame, weighted=True)
     wanted = set(zip(stop_origins["series"], stop_origins["origin_idx"].astype(int)))
     keep = one_window_per_origin(val_ds.decoded_index, wanted)      # as evaluation scores them
@@ -317,25 +352,26 @@ def train(opts: TrainOptions) -> Path:
     )
     loader = dict(num_workers=opts.workers, persistent_workers=opts.workers > 0,
                   pin_memory=accelerator == "gpu")
-    ramp_windows = 0
-    if opts.ramp_share:
-        from torch.utils.data import WeightedRandomSampler
+    from torch.utils.data import WeightedRandomSampler
 
+    ramp_windows = 0
+    weights = origin_weights(train_ds.decoded_index)
+    end_copies = float(1.0 - weights.sum() / len(weights))     # share of the windows that repeat an origin
+    if opts.ramp_share:
         ramps = _ramps(sources)
         unknown = sorted(set(opts.ramp_kinds or {}) - set(ramps["kind"]))
         if unknown:
             raise DataError(f"--ramp-kinds: no labelled incident of kind {', '.join(map(repr, unknown))} in the "
                             f"data's incidents.csv (kinds there: {', '.join(sorted(set(ramps['kind']))) or 'none'})")
-        weights, ramp_windows = ramp_sample_weights(train_ds, fit_rows, ramps, opts.ramp_share, opts.ramp_kinds)
+        weights, ramp_windows = ramp_sample_weights(train_ds, fit_rows, ramps, opts.ramp_share, opts.ramp_kinds,
+                                                    base=weights)
         if ramp_windows == 0:
             raise DataError(f"--ramp-share {opts.ramp_share}: no training window starts its forecast inside a "
                             "labelled ramp (incidents.csv names no trained server, or only held-out periods)")
-        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights),
-                                        replacement=True, generator=torch.Generator().manual_seed(opts.seed))
-        train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, sampler=sampler,
-                                          shuffle=False, **loader)
-    else:
-        train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, **loader)
+    sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights),
+                                    replacement=True, generator=torch.Generator().manual_seed(opts.seed))
+    train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, sampler=sampler,
+                                      shuffle=False, **loader)
     val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, **loader)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -374,6 +410,11 @@ def train(opts: TrainOptions) -> Path:
         "val_days": opts.val_days,
         "patience": opts.patience,
         "validation": "one window per early-stopping origin (the longest encoder)",
+        "validation_split": "early stopping: origins whose forecast ends in the first half of the validation "
+                            "days; calibration: origins in the second half (no step shared)",
+        "training_draws": "each origin alike: a window is drawn with weight 1 / the windows forecasting from "
+                          "its origin" + (", ramp windows together the ramp share" if opts.ramp_share else ""),
+        "origin_copy_windows_share": round(end_copies, 4),
         "ramp_share": opts.ramp_share,
         "ramp_kinds": opts.ramp_kinds,
         "ramp_windows": int(ramp_windows),

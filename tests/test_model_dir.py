@@ -107,6 +107,63 @@ def test_ramp_windows_are_those_forecasting_from_inside_a_labelled_ramp():
         ramp_sample_weights(ds, rows, ramp, 1.0)
 
 
+def test_every_origin_is_drawn_alike_whatever_its_encoder_length_copies():
+    """At a series' end the library offers one window per encoder length for the same
+    forecast steps; training weights each by 1 / copies, so each origin's total weight is 1,
+    and the ramp share still holds on top of those weights."""
+    import numpy as np
+    import pandas as pd
+
+    from engine.tft_model import ModelConfig, build_dataset, prepare_frame
+    from engine.training import origin_weights, ramp_sample_weights
+    from fleet_fixtures import make_grid
+
+    config = ModelConfig(max_encoder_length=48, min_encoder_length=12, max_prediction_length=12,
+                         hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
+    rows = prepare_frame(make_grid(n_servers=3, days=2.0))
+    ds = build_dataset(config, rows)
+    index = ds.decoded_index
+    w = origin_weights(index)
+    per_origin = pd.Series(w).groupby([index["series"].to_numpy(), index["time_idx_first_prediction"].to_numpy()]).sum()
+    assert np.allclose(per_origin.to_numpy(), 1.0)
+    last = index.groupby("series")["time_idx_first_prediction"].transform("max").to_numpy()
+    at_end = index["time_idx_first_prediction"].to_numpy() == last
+    assert at_end.sum() == 3 * (48 - 12 + 1)                   # one copy per encoder length 12..48
+    assert np.allclose(w[at_end], 1 / 37) and np.all(w[~at_end] == 1.0)
+    weights, n = ramp_sample_weights(ds, rows, _ramp(), 0.25, base=w)
+    is_ramp = weights != w
+    assert n == is_ramp.sum() == 22
+    assert weights[is_ramp].sum() / weights.sum() == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        ramp_sample_weights(ds, rows, _ramp(), 0.25, base=w[:-1])
+
+
+def test_early_stopping_and_calibration_never_score_the_same_steps():
+    """The validation days split at their midpoint: early-stopping forecasts end before it,
+    calibration origins start at it (alternating origins every 2 h shared most steps)."""
+    import pandas as pd
+
+    from engine.tft_model import ModelConfig, prepare_frame
+    from engine.training import _validation_origins
+    from fleet_fixtures import make_grid
+
+    config = ModelConfig(max_encoder_length=48, min_encoder_length=12, max_prediction_length=12,
+                         hidden_size=8, attention_head_size=1, hidden_continuous_size=4)
+    grid = make_grid(n_servers=2, days=3.0)
+    rows = prepare_frame(grid)
+    servers = sorted(grid["server_name"].unique())
+    val_start = pd.Series(grid["timestamp"].max() - pd.Timedelta(days=1), index=servers)
+    stop, calib = _validation_origins(rows, val_start, config, every=6)
+    assert len(stop) and len(calib)
+    for series in rows["series"].unique():
+        s = stop[stop["series"] == series]["origin_idx"]
+        c = calib[calib["series"] == series]["origin_idx"]
+        assert len(s) and len(c)
+        assert s.max() + config.max_prediction_length <= c.min()
+        v0 = int(val_start.iloc[0].timestamp()) // 300
+        assert s.min() >= v0
+
+
 def test_training_draws_ramp_windows_when_asked(tmp_path):
     from fleet_fixtures import train_tiny_model
 
@@ -376,3 +433,5 @@ def test_early_stopping_judges_one_window_per_origin_and_the_metadata_says_how_i
     meta = json.loads((model_dir / METADATA_FILE).read_text())
     assert meta["seed"] == 0 and meta["max_epochs"] >= 1 and meta["patience"] >= 1 and meta["val_days"] > 0
     assert meta["validation"].startswith("one window per early-stopping origin") and meta["validation_windows"] > 0
+    assert meta["validation_split"].startswith("early stopping: origins whose forecast ends in the first half")
+    assert meta["training_draws"].startswith("each origin alike") and 0 < meta["origin_copy_windows_share"] < 1

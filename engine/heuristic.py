@@ -32,7 +32,9 @@ Method, per series ``y`` (5-minute steps, oldest first) and future step ``h = 1.
   the last day; their q-quantile (minus their median) grows with ``sqrt(h)``, capped at the
   q-quantile (minus median) of the blend's long-horizon residuals (``a`` x day-over-day
   changes + ``(1 - a)`` x deviations from the day's mean; the cap applies with >= 3 h of
-  such residuals, never below the one-step error).  Each side is at least a floor
+  such residuals, never below the one-step error nor the spread of the series' own
+  h-step changes), then scaled per metric by ``BAND_SCALE`` (1.3 for CPU and load, chosen
+  for 80 % coverage on training periods).  Each side is at least a floor
   (0.5 pp for percents; 2 % of the level, min 0.02, for load) x ``min(sqrt(h), 4)`` so a
   flat series still has a band.
 
@@ -65,6 +67,19 @@ PERCENT_FLOOR = 0.5          # band floor for percent metrics, percentage points
 LOAD_FLOOR_ABS = 0.02
 LOAD_FLOOR_REL = 0.02
 FLOOR_GROWTH_MAX = 4.0       # the floor grows with sqrt(h) up to this factor
+# Per metric, a factor on the band's half-width above the floor.  CPU and load bands built
+# as above covered 74 % of the demo fleet's training period (origins every 2 h, 8 h ahead);
+# each factor is the smallest on a 0.1 grid giving >= 80 % there and on the Bitbrains
+# training period, which already covered 81 % at 1.0.  Memory's and disk's bands are mostly
+# the floor (the factor barely moves them: 81 % / 93 % at 1.0).  Measured by
+# benchmarks/heuristic_bands.py (results: benchmarks/results/heuristic-bands-2026-11-27/):
+#   training period      factor 1.0 -> 1.3:  demo CPU 73.9 -> 80.4 %, load 74.0 -> 80.2 %;
+#                        Bitbrains CPU 80.8 -> 81.7 %, load 80.9 -> 81.8 %; pinball lower on both
+#   held-out (checked):  demo CPU 73.6 -> 79.2 %, load 74.3 -> 79.8 % (pinball -2.1 / -2.2 %);
+#                        Bitbrains 80.0 -> 80.5 %, 79.8 -> 80.4 %; SMD CPU 82.1 -> 88.0 %
+#                        (pinball +2.1 %, 3 machines), load 88.4 -> 90.6 %
+BAND_SCALE: dict[str, float] = {"cpu_percent": 1.3, "memory_percent": 1.0, "disk_percent": 1.0,
+                                "load_average": 1.3}
 
 REASON_NO_MODEL = "no model"            # caller appends ": <load error>"
 REASON_MODEL_ERROR = "model failed"     # caller appends ": <exception>"
@@ -227,7 +242,7 @@ def heuristic_forecast_batch(values: np.ndarray, lengths: np.ndarray, horizon: i
         if q == 0.5:
             col = point.copy()
         else:
-            half = np.minimum(np.abs(off1[:, j:j + 1]) * growth, cap[:, :, j])
+            half = np.minimum(np.abs(off1[:, j:j + 1]) * growth, cap[:, :, j]) * BAND_SCALE.get(metric, 1.0)
             half = np.maximum(half, floor_growth * (abs(q - 0.5) / 0.4))   # 1 x floor for p10/p90
             col = point + half if q > 0.5 else point - half
         np.clip(col, lo_clip, hi_clip, out=col)

@@ -99,8 +99,14 @@ def test_noise_falls_back_to_its_mean_not_to_the_last_values():
     assert fc[0, 1] < 63.0
     assert abs(fc[11, 1] - 50.0) < 5.0
     assert abs(fc[-1, 1] - 50.0) < 5.0
-    # a 10-90 band about as wide as the noise's (2 x 1.28 x 5 = 12.8)
-    assert 8.0 < np.median(fc[:, 2] - fc[:, 0]) < 25.0
+    # a 10-90 band wider than the noise's own (2 x 1.28 x 5 = 12.8), never absurdly: its
+    # width comes from h-step changes (sqrt(2) x the noise for a stationary series) and
+    # BAND_SCALE's 1.3 for CPU, both chosen for servers that change regime (the demo fleet's
+    # CPU was covered 74 % without them); here it covers ~98 % of the noise's future
+    width = np.median(fc[:, 2] - fc[:, 0])
+    assert 8.0 < width < 2.2 * 12.8
+    future = rng.normal(50, 5, (2000, H))
+    assert 0.8 <= ((future >= fc[:, 0]) & (future <= fc[:, 2])).mean() < 0.995
 
 
 def test_length_one_history():
@@ -160,7 +166,8 @@ def test_cpu_bands_cover_what_happens_on_the_demo_fleets_training_period(monkeyp
     """The band's cap was the in-sample spread of the blend's residuals, which misses the
     level's and the trend's own errors: CPU p10-p90 bands covered 60 % of the next 8 h on the
     demo fleet's training period.  With the spread of the series' own h-step changes as a
-    lower bound on the cap they cover 76 % (the target is 80 %)."""
+    lower bound on the cap they cover 76 %, and with BAND_SCALE's 1.3 for CPU (chosen on this
+    period and Bitbrains') about 81 % (the target is 80 %)."""
     from pathlib import Path
 
     import pandas as pd
@@ -186,6 +193,10 @@ def test_cpu_bands_cover_what_happens_on_the_demo_fleets_training_period(monkeyp
         fc = heuristic.heuristic_forecast_batch(hist, np.full(len(hist), 576), 96, (0.1, 0.5, 0.9), "cpu_percent")
         return float(((truth >= fc[:, :, 0]) & (truth <= fc[:, :, 2])).mean())
 
-    assert 0.72 <= coverage() <= 0.85
+    scaled = coverage()
+    assert 0.78 <= scaled <= 0.86
+    monkeypatch.setitem(heuristic.BAND_SCALE, "cpu_percent", 1.0)
+    unscaled = coverage()
+    assert 0.72 <= unscaled <= 0.8 and unscaled < scaled - 0.03
     monkeypatch.setattr(heuristic, "_hstep_spread", lambda y, valid, qs, steps: np.zeros((len(y), len(steps), len(qs) - 1)))
     assert coverage() < 0.65                      # the old cap alone

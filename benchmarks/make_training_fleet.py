@@ -15,6 +15,14 @@ never needs to look back a day; real machines (SMD) repeat irregular daily shape
 
     python benchmarks/make_training_fleet.py [OUT_DIR]     # default /tmp/tft_training_fleet
     python benchmarks/make_training_fleet.py OUT --seed 2028 --prefix trd- --daily-templates 0.6
+
+``--selection`` writes a fleet for choosing between trained models instead: every server
+is held out for the last 3 days (``tft-top eval --model DIR --data OUT --no-alerts``
+scores them all as never seen), so models are compared on servers none of them trained
+on, and the held-out sets behind the README's figures are scored only once a model is
+chosen.  Session 12's selection fleet:
+
+    python benchmarks/make_training_fleet.py OUT --selection --seed 5151 --servers 32 --prefix sel- --daily-templates 0.3
 """
 from __future__ import annotations
 
@@ -73,6 +81,8 @@ def main() -> None:
     ap.add_argument("--servers", type=int, default=N_SERVERS)
     ap.add_argument("--prefix", default="trn-")
     ap.add_argument("--daily-templates", type=float, default=0.0, metavar="S")
+    ap.add_argument("--selection", action="store_true",
+                    help="hold every server out for the last 3 days (a fleet for choosing between models)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,8 +93,13 @@ def main() -> None:
     metrics["timestamp"] = metrics["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     metrics.to_csv(out / "fleet.csv.gz", index=False, compression="gzip")
     labels.to_csv(out / "incidents.csv", index=False)
-    # everything is for training: an empty held-out set at the very end
-    (out / "split.json").write_text(json.dumps({"heldout_from": "2030-01-01T00:00:00Z", "heldout_servers": []}))
+    if args.selection:     # every server held out for the last 3 days
+        heldout_from = (pd.Timestamp(START) + pd.Timedelta(days=DAYS - 3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        split = {"heldout_from": heldout_from, "heldout_days": 3,
+                 "heldout_servers": sorted(metrics["server_name"].unique())}
+    else:                  # everything is for training: an empty held-out set at the very end
+        split = {"heldout_from": "2030-01-01T00:00:00Z", "heldout_servers": []}
+    (out / "split.json").write_text(json.dumps(split, indent=1))
     extra = f", {len(changed)} with a daily routine" if changed else ""
     print(f"wrote {out}: {metrics['server_name'].nunique()} servers x {DAYS} days, {len(labels)} incidents{extra}")
 

@@ -205,6 +205,34 @@ def ramp_sample_weights(dataset, rows: pd.DataFrame, ramps: pd.DataFrame,
     return weights, n_ramp
 
 
+class WindowSampler:
+    """A sampler for the training DataLoader: each epoch draws ``num_samples`` window indices,
+    with replacement, each with probability proportional to its weight.
+
+    torch's WeightedRandomSampler draws with ``torch.multinomial``, which refuses more than
+    2^24 categories: about 3,200 servers at 21 days of training windows.  This draws with a
+    cumulative sum and a binary search (any number of windows), only as many as an epoch
+    uses, from a numpy generator seeded once, so a run's draws repeat with its seed."""
+
+    def __init__(self, weights: np.ndarray, num_samples: int, seed: int = 0) -> None:
+        w = np.asarray(weights, dtype=np.float64).ravel()
+        if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+            raise ValueError("window weights must be finite, non-negative and not all zero")
+        if num_samples < 1:
+            raise ValueError("num_samples must be >= 1")
+        self.cdf = np.cumsum(w / w.sum())
+        self.cdf[-1] = 1.0
+        self.num_samples = int(num_samples)
+        self.rng = np.random.default_rng(seed)
+
+    def __iter__(self):
+        u = self.rng.random(self.num_samples)
+        return iter(np.searchsorted(self.cdf, u, side="right").tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 def origin_weights(index: pd.DataFrame) -> np.ndarray:
     """Per training window (a TimeSeriesDataSet's ``decoded_index``), 1 / the number of
     windows that forecast the same steps of the same series (the same first prediction step).
@@ -221,13 +249,21 @@ def origin_weights(index: pd.DataFrame) -> np.ndarray:
 
 
 def _validation_origins(frame: pd.DataFrame, val_start: pd.Series, config: ModelConfig,
-                        every: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        every: int, alternating: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Origins in each series' validation days, split at the days' midpoint: early stopping
     takes the origins whose whole forecast ends before it, calibration those from it on.
     The steps the band is calibrated on are then never steps the best epoch was chosen on
-    (origins alternating every 2 h with an 8 h horizon shared most of them)."""
+    (origins alternating every 2 h with an 8 h horizon shared most of them).
+
+    ``alternating``: the split of models trained before 2026-11-27's change (their
+    training_metadata.json has no ``validation_split``): origins alternate, early stopping
+    on the even ones, calibration on the odd ones -- recalibrating such a model on the new
+    split would calibrate it on origins its best epoch was chosen on."""
     horizon = config.max_prediction_length
     origins = origins_for(frame, val_start, horizon=horizon, min_history=config.max_encoder_length, every=every)
+    if alternating:
+        odd = (origins["origin_idx"] // every) % 2 == 1
+        return origins[~odd].reset_index(drop=True), origins[odd].reset_index(drop=True)
     start_idx = val_start.dt.as_unit("s").astype("int64") // STEP_SECONDS
     last_idx = frame.groupby("series")["time_idx"].max()
     first = origins["server_name"].map(start_idx).to_numpy(dtype=np.int64)
@@ -241,25 +277,31 @@ def _validation_origins(frame: pd.DataFrame, val_start: pd.Series, config: Model
 
 def recalibrate(model_dir: Path | str, opts: TrainOptions) -> dict:
     """Fit the model's band calibration again on the calibration split of ``opts.data``
-    (the same split training uses) and rewrite its config.json; returns the calibration."""
+    (the split the model was trained with: see _validation_origins) and rewrite its
+    config.json; returns the calibration."""
     import json
 
     from engine.tft_model import METADATA_FILE, load_model_dir, write_config
 
     loaded = load_model_dir(model_dir)
+    meta_path = Path(model_dir) / METADATA_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    alternating = "validation_split" not in meta          # trained before the midpoint split
+    # the validation days and origin spacing the model was trained with, where recorded
+    opts = TrainOptions(**{**opts.__dict__, **{k: meta[k] for k in ("val_days", "calib_every") if k in meta}})
     sources, frame = _prepare_sources(opts)
     val_start_all = pd.concat([s.val_start for s in sources])
-    _, calib_origins = _validation_origins(frame, val_start_all, loaded.config, opts.calib_every)
+    _, calib_origins = _validation_origins(frame, val_start_all, loaded.config, opts.calib_every, alternating)
     if calib_origins.empty:
         raise DataError(f"{', '.join(map(str, opts.data))}: too little data to calibrate on: no forecast origin in "
                         f"the validation days with {loaded.config.max_encoder_length} steps of history before it "
                         f"and {loaded.config.max_prediction_length} after")
     loaded.config.calibration = _calibrate(loaded, frame, calib_origins, sources)
     write_config(Path(model_dir), loaded.config)
-    meta_path = Path(model_dir) / METADATA_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     meta["recalibrated"] = {"utc": pd.Timestamp.now(tz="UTC").isoformat(), "data": list(opts.data),
-                            "windows": int(len(calib_origins))}
+                            "windows": int(len(calib_origins)),
+                            "split": "odd origins of the alternation it was trained with" if alternating
+                            else "origins in the second half of the validation days"}
     meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return loaded.config.calibration
 
@@ -352,8 +394,6 @@ def train(opts: TrainOptions) -> Path:
     )
     loader = dict(num_workers=opts.workers, persistent_workers=opts.workers > 0,
                   pin_memory=accelerator == "gpu")
-    from torch.utils.data import WeightedRandomSampler
-
     ramp_windows = 0
     weights = origin_weights(train_ds.decoded_index)
     end_copies = float(1.0 - weights.sum() / len(weights))     # share of the windows that repeat an origin
@@ -368,8 +408,10 @@ def train(opts: TrainOptions) -> Path:
         if ramp_windows == 0:
             raise DataError(f"--ramp-share {opts.ramp_share}: no training window starts its forecast inside a "
                             "labelled ramp (incidents.csv names no trained server, or only held-out periods)")
-    sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(weights),
-                                    replacement=True, generator=torch.Generator().manual_seed(opts.seed))
+    # every rank draws the same list (same seed); Lightning's DistributedSamplerWrapper gives
+    # each its own slice of it, batches_per_epoch batches each
+    draws = opts.batches_per_epoch * opts.batch_size * devices if opts.batches_per_epoch else len(weights)
+    sampler = WindowSampler(weights, draws, opts.seed)
     train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, sampler=sampler,
                                       shuffle=False, **loader)
     val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, **loader)
@@ -408,6 +450,7 @@ def train(opts: TrainOptions) -> Path:
         "max_time_min": opts.max_time_min,
         "seed": opts.seed,
         "val_days": opts.val_days,
+        "calib_every": opts.calib_every,
         "patience": opts.patience,
         "validation": "one window per early-stopping origin (the longest encoder)",
         "validation_split": "early stopping: origins whose forecast ends in the first half of the validation "

@@ -138,6 +138,47 @@ def test_every_origin_is_drawn_alike_whatever_its_encoder_length_copies():
         ramp_sample_weights(ds, rows, _ramp(), 0.25, base=w[:-1])
 
 
+def test_window_sampler_draws_by_weight_from_any_number_of_windows():
+    """torch's WeightedRandomSampler refuses more than 2^24 windows (~3,200 servers at 21
+    days); the training sampler draws by weight from any number, seeded."""
+    import numpy as np
+
+    from engine.training import WindowSampler
+
+    w = np.array([0.0, 1.0, 3.0])
+    sampler = WindowSampler(w, 40000, seed=1)
+    draws = np.array(list(sampler))
+    assert len(sampler) == len(draws) == 40000 and set(draws.tolist()) <= {1, 2}
+    assert abs((draws == 2).mean() - 0.75) < 0.01
+    assert list(WindowSampler(w, 50, 7)) == list(WindowSampler(w, 50, 7))
+    assert list(sampler) != list(sampler)                    # a new draw every epoch
+    big = list(WindowSampler(np.ones(2**24 + 1), 1000))
+    assert max(big) <= 2**24 and len(set(big)) > 990
+    for bad in (np.zeros(3), np.array([1.0, np.nan]), np.array([1.0, -1.0])):
+        with pytest.raises(ValueError):
+            WindowSampler(bad, 10)
+
+
+def test_training_draws_its_batches_by_origin_weights(tmp_path, monkeypatch):
+    import numpy as np
+
+    import engine.training as training
+    from fleet_fixtures import train_tiny_model
+
+    seen = []
+
+    class Spy(training.WindowSampler):
+        def __init__(self, weights, num_samples, seed=0):
+            seen.append((np.asarray(weights).copy(), num_samples))
+            super().__init__(weights, num_samples, seed)
+
+    monkeypatch.setattr(training, "WindowSampler", Spy)
+    train_tiny_model(tmp_path, batches=3)
+    (weights, draws), = seen
+    assert draws == 3 * 16                                   # batches per epoch x batch size
+    assert weights.min() == pytest.approx(1 / 37) and weights.max() == 1.0   # 37 copies at each end
+
+
 def test_early_stopping_and_calibration_never_score_the_same_steps():
     """The validation days split at their midpoint: early-stopping forecasts end before it,
     calibration origins start at it (alternating origins every 2 h shared most steps)."""
@@ -312,7 +353,17 @@ def test_calibrate_rewrites_the_bands_of_a_copy(trained, tmp_path, capsys):
     assert "calibrated on" in capsys.readouterr().out
     meta = json.loads((copy / METADATA_FILE).read_text())
     assert meta["recalibrated"]["data"] == [str(data)]
+    assert meta["recalibrated"]["split"] == "origins in the second half of the validation days"
     assert load_model_dir(copy).config.calibration["lower"]["cpu_percent"]
+    # on the split it was trained with (val_days 0.25, origins every 6 steps), as training did
+    assert meta["recalibrated"]["windows"] == meta["calibration_windows"]
+    # a model trained before the midpoint split chose its best epoch on the even origins of
+    # an alternation: it is recalibrated on the odd ones, never on those
+    del meta["validation_split"]
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["calibrate", "--model", str(copy), "--data", str(data)]) == 0
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    assert meta["recalibrated"]["split"] == "odd origins of the alternation it was trained with"
 
 
 def _edited(model_dir, tmp_path, name, edit):

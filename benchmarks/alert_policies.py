@@ -169,7 +169,7 @@ def main() -> None:
           f"{'precision':>11}{'critical':>10}{'crit. prec.':>12}{'median lead':>13}")
     for (oa, ra, wp), recs in records.items():
         alerts = list(recs.values())
-        n, early, _, leads, _, flags = score_alerts(alerts, incidents, start)
+        n, early, _, leads, _, flags = score_alerts(alerts, incidents, start, open_after=oa)
         crit = [f for a, f in zip(alerts, flags) if a.severity == "critical"]
         lead = f"{np.median(leads):.0f} min" if leads else "—"
         print(f"{oa:>10}{ra:>14} {_label(wp):>9}{early:>6} /{n:<3}{early / max(n, 1):>7.0%}{len(alerts):>8}"
@@ -181,7 +181,8 @@ def main() -> None:
             cells = []
             for metric in sorted(set(incidents["metric"])):
                 alerts = [a for a in recs.values() if a.metric == metric]
-                n, early, _, _, _, flags = score_alerts(alerts, incidents[incidents["metric"] == metric], start)
+                n, early, _, _, _, flags = score_alerts(alerts, incidents[incidents["metric"] == metric], start,
+                                                         open_after=oa)
                 cells.append(f"{metric.split('_')[0]} {early}/{n} {len(alerts)} "
                              f"{np.mean(flags) if flags else float('nan'):.0%}")
             print(f"  {oa}:{ra}:{_label(wp)}  " + " · ".join(cells))

@@ -1,20 +1,24 @@
-"""How early could ANY alert tell a labelled incident from what healthy servers also do?
+"""How early could an alert tell a labelled incident from what healthy servers also do?
 
 For each incident kind of a data set with ``incidents.csv`` (default: demo_data) this prints:
 
-- **level**: the benign range of the metric (its maximum on every server outside every
-  labelled incident's span, load per core), and how many minutes before its crossing each
-  incident first left that range.  Before that moment the level alone is no evidence.
-- **level and climb**: at 30 minutes before each crossing (the latest an early alert can
-  open), the metric's level and its rise over the hour before.  Any alert rule that fires
-  when level and rise are both high enough and catches the incident then also fires
-  wherever a healthy server was at least that high and had risen at least that much.  The
-  script counts such healthy episodes (ticks on one server less than an hour apart), and
-  for the incidents ordered from the least to the most shadowed, the precision a rule of
-  that kind could at best reach when it catches half of them, and 90 %.
+- **level**: the highest level of the metric on any healthy server (outside every labelled
+  incident's span; load per core where servers.csv gives cores), and how many minutes
+  before its crossing each incident first rose above it -- and above its own server's
+  healthy maximum.  Below that the level alone is no evidence.
+- **level and climb**: a rule that alerts when the metric's level and its rise over the
+  hour before are both high enough, held for the engine's debounce (an alert opens on the
+  OPEN_AFTER-th consecutive tick), stays open until the condition has been clear for
+  RESOLVE_AFTER ticks.  To catch an incident early it must open at some tick from the
+  incident's start to 30 min before its crossing; it then also opens wherever a healthy
+  server was at least that high, having risen at least that much, for as long.  Per
+  incident the script finds the tick in that span that healthy servers match least often
+  and counts the healthy alerts such a rule would raise ("shadow").  Catching k of the n
+  incidents costs at least the k-th smallest shadow in false alerts, so the precision of
+  any such rule is at most n / (n + that count) (at most one real alert per incident).
 
-Rules may look at more than level and one hour's rise (a forecast does), so this bounds only
-rules of this kind; it shows whether the data leaves room for early, precise alerts.
+Forecasts may use more than the level and one hour's rise, so this bounds only rules of
+this kind; it shows how much room the data leaves for early, precise alerts.
 
     python benchmarks/incident_separability.py [--data demo_data]
 """
@@ -31,18 +35,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.alert_eval import read_incidents  # noqa: E402
-from engine.contract import load_path, to_grid  # noqa: E402
+from engine.alerts import OPEN_AFTER, RESOLVE_AFTER  # noqa: E402
+from engine.contract import METRICS, STEP_SECONDS, load_path, to_grid  # noqa: E402
 
 LEAD = pd.Timedelta(minutes=30)
-EPISODE_GAP = pd.Timedelta(hours=1)
+RISE_STEPS = (3, 12, 24)             # rises over the 15 min, 1 h and 2 h before
 
 
-def episodes(ticks: pd.DataFrame) -> int:
-    n = 0
-    for _, g in ticks.groupby("server_name"):
-        t = g["timestamp"].sort_values().to_numpy()
-        n += 1 + int((np.diff(t) > EPISODE_GAP.to_timedelta64()).sum())
-    return n
+def alert_count(hit: np.ndarray, server: np.ndarray, step: np.ndarray) -> int:
+    """Alerts a rule raises: runs of ticks where it holds (``hit``: the debounced condition
+    at each tick) on one server, merged when fewer than RESOLVE_AFTER clear ticks apart."""
+    idx = np.flatnonzero(hit)
+    if idx.size == 0:
+        return 0
+    new = (server[idx[1:]] != server[idx[:-1]]) | (step[idx[1:]] - step[idx[:-1]] > RESOLVE_AFTER)
+    return 1 + int(new.sum())
 
 
 def main() -> None:
@@ -54,53 +61,89 @@ def main() -> None:
     if incidents is None:
         raise SystemExit(f"{args.data}: no incidents.csv")
     servers_csv = Path(args.data) / "servers.csv"
-    cores = pd.read_csv(servers_csv).set_index("server_name")["cores"] if servers_csv.is_file() else None
-    if cores is not None:
+    per_core = servers_csv.is_file()
+    if per_core:
+        cores = pd.read_csv(servers_csv).set_index("server_name")["cores"]
         grid["load_average"] = grid["load_average"] / grid["server_name"].map(cores)
-    in_any = np.zeros(len(grid), dtype=bool)
+
+    server = grid["server_name"].to_numpy()
+    step = (grid["timestamp"].astype("int64") // (STEP_SECONDS * 10**9)).to_numpy()
+    in_incident = np.zeros(len(grid), dtype=bool)
     for r in incidents.itertuples():
-        in_any |= ((grid["server_name"] == r.server_name) & (grid["timestamp"] >= r.start)
-                   & (grid["timestamp"] <= r.end)).to_numpy()
-    healthy = grid[~in_any]
-    unit = " per core" if cores is not None else ""
-    print(f"{args.data}: {grid['server_name'].nunique()} servers, {len(incidents)} labelled incidents; "
-          f"healthy = outside every incident's span (start..end) on its server")
-    print(f"{'kind':12} {'metric':15} {'n':>3}  {'benign max':>10}  {'left range, min before crossing':>31}  "
-          f"{'shadowing healthy episodes':>26}  {'best precision catching 50% / 90%':>33}")
-    print(f"{'':12} {'':15} {'':>3}  {'':>10}  {'median':>12} {'>= 30 min':>18}  {'median per incident':>26}")
+        in_incident |= ((grid["server_name"] == r.server_name) & (grid["timestamp"] >= r.start)
+                        & (grid["timestamp"] <= r.end)).to_numpy()
+    healthy = ~in_incident & ~grid["filled"].to_numpy()
+    # the debounce: the condition on OPEN_AFTER consecutive ticks of one segment, all healthy
+    # (for the healthy count) -- so a rule's corner is the minimum over those ticks
+    keys = grid["server_name"] + "/" + grid["segment"].astype(str)
+    same = np.ones(len(grid), dtype=bool)
+    for lag in range(1, OPEN_AFTER):
+        same &= (keys == keys.shift(lag)).to_numpy()
+    healthy_run = healthy.copy()
+    for lag in range(1, OPEN_AFTER):
+        healthy_run &= np.roll(healthy, lag)
+    healthy_run &= same
+
+    print(f"{args.data}: {grid['server_name'].nunique()} servers, {len(incidents)} labelled incidents, "
+          f"{grid['timestamp'].min():%Y-%m-%d} .. {grid['timestamp'].max():%Y-%m-%d}; healthy = outside every "
+          f"incident's span (start..end) on its server; debounce {OPEN_AFTER} ticks, resolve after {RESOLVE_AFTER}")
+    print(f"{'kind':12} {'metric':15} {'n':>3}  {'healthy max':>11}  {'rose above it: median min':>25} "
+          f"{'>= 30 min ahead':>15} {'(own server)':>13}  {'shadow':>7}  {'best precision catching 50% / 90%':>34}")
     for (kind, metric), inc in incidents.groupby(["kind", "metric"]):
         values = grid[metric]
-        rise = values - grid.groupby("server_name")[metric].shift(12)
-        benign_max = float(healthy[metric].max())
-        out_leads, shadows = [], []
+        v = values.to_numpy()
+        # per tick, the rule's inputs: level and rises (NaN where the segment is too short),
+        # each the minimum over the debounce's ticks
+        feats = [v] + [(values - values.groupby(keys).shift(k)).to_numpy() for k in RISE_STEPS]
+        lows = []
+        for f in feats:
+            lo = f.copy()
+            for lag in range(1, OPEN_AFTER):
+                lo = np.minimum(lo, np.roll(f, lag))
+            lo[~same] = np.nan
+            lows.append(lo)
+        lows = np.stack(lows)                                    # (1 + len(RISE_STEPS), rows)
+        ok = np.isfinite(lows).all(axis=0)
+        h_ok = healthy_run & ok
+        hf, hs, hst = lows[:, h_ok], server[h_ok], step[h_ok]
+        healthy_max = float(values[healthy].max())
+        own_max = values[healthy].groupby(grid["server_name"][healthy]).max()
+        out_min, own_min, shadows = [], [], []
         for r in inc.itertuples():
-            own = grid["server_name"] == r.server_name
-            seg = grid[own & (grid["timestamp"] >= r.start) & (grid["timestamp"] <= r.crossing)]
-            above = seg[seg[metric] > benign_max]
-            out_leads.append((r.crossing - above["timestamp"].iloc[0]).total_seconds() / 60 if len(above) else np.nan)
-            at = grid.index[own & (grid["timestamp"] == r.crossing - LEAD)]
-            if len(at) == 0 or np.isnan(rise[at[0]]):
-                continue
-            v, d = float(values[at[0]]), float(rise[at[0]])
-            mask = (~in_any) & (values >= v).to_numpy() & (rise >= d).to_numpy()
-            shadows.append(episodes(grid[mask]))
-        leads = np.array(out_leads, dtype=float)
+            rows = np.flatnonzero((server == r.server_name) & (grid["timestamp"] >= r.start).to_numpy()
+                                  & (grid["timestamp"] <= r.crossing).to_numpy())
+            last = (r.crossing - LEAD).value // (STEP_SECONDS * 10**9)     # the latest early tick
+            for bar, out in ((healthy_max, out_min), (own_max.get(r.server_name, healthy_max), own_min)):
+                above = rows[v[rows] > bar]
+                out.append((r.crossing - grid["timestamp"][above[0]]).total_seconds() / 60 if len(above) else np.nan)
+            best = None
+            for i in rows[step[rows] <= last]:
+                if not ok[i]:
+                    continue
+                n = alert_count((hf >= lows[:, i:i + 1]).all(axis=0), hs, hst)
+                best = n if best is None else min(best, n)
+                if best == 0:
+                    break
+            if best is not None:
+                shadows.append(best)
+        out_min, own_min = np.array(out_min, dtype=float), np.array(own_min, dtype=float)
         s = np.sort(np.array(shadows))
-        # A rule that fires when level and rise are high enough fires on the whole quadrant
-        # above each incident it catches; to catch k incidents it fires at least on the
-        # quadrant of the most shadowed of them, which is at least the k-th smallest count
-        # (episodes merged across quadrants make this approximate).
+        n_inc = len(inc)
+
         def bound(share: float) -> str:
-            k = int(np.ceil(share * len(s)))
+            k = int(np.ceil(share * n_inc))
             if k == 0 or k > len(s):
                 return "-"
-            false = s[k - 1]
-            return f"{k / (k + false):.0%}"
-        med = np.nanmedian(leads) if np.isfinite(leads).any() else float("nan")
-        print(f"{kind:12} {metric:15} {len(inc):3d}  {benign_max:10.2f}  {med:>12.0f} "
-              f"{int((leads >= 30).sum()):>12} of {len(inc):<3}  "
-              f"{np.median(s) if len(s) else float('nan'):>26.0f}  {bound(0.5):>20} / {bound(0.9):<10}")
-    print(f"(load_average{unit})")
+            return f"{n_inc / (n_inc + s[k - 1]):.0%}"
+
+        med = np.nanmedian(out_min) if np.isfinite(out_min).any() else float("nan")
+        print(f"{kind:12} {metric:15} {n_inc:3d}  {healthy_max:11.2f}  {med:>25.0f} "
+              f"{int((out_min >= 30).sum()):>9} of {n_inc:<3} {int((own_min >= 30).sum()):>6} of {n_inc:<3}  "
+              f"{np.median(s) if len(s) else float('nan'):>7.0f}  {bound(0.5):>21} / {bound(0.9):<10}")
+    print("(load_average per core)" if per_core else "")
+    unused = [m for m in METRICS if m not in set(incidents["metric"])]
+    if unused:
+        print(f"(no labelled incident on {', '.join(unused)})")
 
 
 if __name__ == "__main__":

@@ -140,12 +140,16 @@ def replay_alerts(data: Path | str, model_dir: Path | str | None, device: str = 
 
 
 def score_alerts(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_start: pd.Timestamp,
-                 lead_minutes: float = 30.0) -> tuple[int, int, int, list[float], list[str], list[bool]]:
+                 lead_minutes: float = 30.0, open_after: int | None = None,
+                 ) -> tuple[int, int, int, list[float], list[str], list[bool]]:
+    """``open_after``: the debounce the alerts were made with (default: the engine's
+    OPEN_AFTER); it sets the earliest moment an alert could open."""
     from engine.alerts import OPEN_AFTER
     from engine.contract import STEP_SECONDS
 
     lead = pd.Timedelta(minutes=lead_minutes)
-    first_open = replay_start + (OPEN_AFTER - 1) * pd.Timedelta(seconds=STEP_SECONDS)   # the earliest alert
+    debounce = OPEN_AFTER if open_after is None else open_after
+    first_open = replay_start + (debounce - 1) * pd.Timedelta(seconds=STEP_SECONDS)   # the earliest alert
     scored = incidents[incidents["crossing"] >= first_open + lead]
     by_key: dict[tuple[str, str], list[AlertRecord]] = {}
     for a in alerts:

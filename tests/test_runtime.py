@@ -142,6 +142,9 @@ def test_alert_scoring_by_hand():
     # opens on its second tick with the condition, 5 min in): not scored; 35 min after: scored
     assert score_alerts(alerts, incidents, t("2026-01-01 11:30"))[0] == 0
     assert score_alerts(alerts, incidents, t("2026-01-01 11:25"))[0] == 3
+    # alerts debounced over 3 ticks open 10 min in at the earliest: 35 min after is too late
+    assert score_alerts(alerts, incidents, t("2026-01-01 11:25"), open_after=3)[0] == 0
+    assert score_alerts(alerts, incidents, t("2026-01-01 11:20"), open_after=3)[0] == 3
 
 
 def test_stepping_back_restores_the_alert_log_as_it_was(tmp_path):

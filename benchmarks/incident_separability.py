@@ -21,11 +21,13 @@ Forecasts may use more than the level and one hour's rise, so this bounds only r
 this kind; it shows how much room the data leaves for early, precise alerts.
 
     python benchmarks/incident_separability.py [--data demo_data]
+    python benchmarks/incident_separability.py --seed 101 --days 14   # a fresh simulated fleet
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from engine.alert_eval import read_incidents  # noqa: E402
 from engine.alerts import OPEN_AFTER, RESOLVE_AFTER  # noqa: E402
@@ -55,7 +58,23 @@ def alert_count(hit: np.ndarray, server: np.ndarray, step: np.ndarray) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT / "demo_data"))
+    ap.add_argument("--seed", type=int, default=None,
+                    help="instead of --data: a fresh simulated fleet of 48 servers (as benchmarks/alert_policies.py)")
+    ap.add_argument("--days", type=float, default=14.0, help="with --seed: its length in days")
     args = ap.parse_args()
+    if args.seed is None:
+        report(args.data)
+        return
+    from alert_policies import write_fleet
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_fleet(Path(tmp), args.seed, args.days)
+        print(f"simulated fleet, seed {args.seed}, {args.days:g} days:")
+        report(tmp)
+
+
+def report(data: str) -> None:
+    args = argparse.Namespace(data=data)
     grid = to_grid(load_path(args.data).frame).sort_values(["server_name", "timestamp"]).reset_index(drop=True)
     incidents = read_incidents(Path(args.data))
     if incidents is None:

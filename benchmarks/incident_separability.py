@@ -6,8 +6,8 @@ For each incident kind of a data set with ``incidents.csv`` (default: demo_data)
   incident's span; load per core where servers.csv gives cores), and how many minutes
   before its crossing each incident first rose above it -- and above its own server's
   healthy maximum.  Below that the level alone is no evidence.
-- **level and climb**: a rule that alerts when the metric's level and its rise over the
-  hour before are both high enough, held for the engine's debounce (an alert opens on the
+- **level and climb**: a rule that alerts when the metric's level and its rises over the
+  15 min, 1 h and 2 h before are all high enough (one threshold each, fleet-wide), held for the engine's debounce (an alert opens on the
   OPEN_AFTER-th consecutive tick), stays open until the condition has been clear for
   RESOLVE_AFTER ticks.  To catch an incident early it must open at some tick from the
   incident's start to 30 min before its crossing; it then also opens wherever a healthy
@@ -15,7 +15,8 @@ For each incident kind of a data set with ``incidents.csv`` (default: demo_data)
   incident the script finds the tick in that span that healthy servers match least often
   and counts the healthy alerts such a rule would raise ("shadow").  Catching k of the n
   incidents costs at least the k-th smallest shadow in false alerts, so the precision of
-  any such rule is at most n / (n + that count) (at most one real alert per incident).
+  any such rule is at most about n / (n + that count) (at most one real alert per incident;
+  "about": a looser rule can merge two alerts into one).
 
 Forecasts may use more than the level and one hour's rise, so this bounds only rules of
 this kind; it shows how much room the data leaves for early, precise alerts.

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from engine.alert_eval import read_incidents  # noqa: E402
 from engine.alerts import OPEN_AFTER, RESOLVE_AFTER  # noqa: E402
 from engine.contract import METRICS, STEP_SECONDS, load_path, to_grid  # noqa: E402
 
@@ -63,24 +61,18 @@ def main() -> None:
                     help="instead of --data: a fresh simulated fleet of 48 servers (as benchmarks/alert_policies.py)")
     ap.add_argument("--days", type=float, default=14.0, help="with --seed: its length in days")
     args = ap.parse_args()
-    if args.seed is None:
-        report(args.data)
-        return
-    from alert_policies import write_fleet
+    from alert_policies import fleet_with_incidents
 
-    with tempfile.TemporaryDirectory() as tmp:
-        write_fleet(Path(tmp), args.seed, args.days)
-        print(f"simulated fleet, seed {args.seed}, {args.days:g} days:")
-        report(tmp)
+    fresh = args.seed is not None
+    with fleet_with_incidents(None if fresh else Path(args.data), args.seed or 0, args.days) as (data, incidents):
+        if fresh:
+            print(f"simulated fleet, seed {args.seed}, {args.days:g} days:")
+        report(data, incidents)
 
 
-def report(data: str) -> None:
-    args = argparse.Namespace(data=data)
-    grid = to_grid(load_path(args.data).frame).sort_values(["server_name", "timestamp"]).reset_index(drop=True)
-    incidents = read_incidents(Path(args.data))
-    if incidents is None:
-        raise SystemExit(f"{args.data}: no incidents.csv")
-    servers_csv = Path(args.data) / "servers.csv"
+def report(data: Path, incidents: pd.DataFrame) -> None:
+    grid = to_grid(load_path(data).frame).sort_values(["server_name", "timestamp"]).reset_index(drop=True)
+    servers_csv = Path(data) / "servers.csv"
     per_core = servers_csv.is_file()
     if per_core:
         cores = pd.read_csv(servers_csv).set_index("server_name")["cores"]
@@ -97,14 +89,13 @@ def report(data: str) -> None:
     # (for the healthy count) -- so a rule's corner is the minimum over those ticks
     keys = grid["server_name"] + "/" + grid["segment"].astype(str)
     same = np.ones(len(grid), dtype=bool)
-    for lag in range(1, OPEN_AFTER):
-        same &= (keys == keys.shift(lag)).to_numpy()
     healthy_run = healthy.copy()
     for lag in range(1, OPEN_AFTER):
+        same &= (keys == keys.shift(lag)).to_numpy()
         healthy_run &= np.roll(healthy, lag)
     healthy_run &= same
 
-    print(f"{args.data}: {grid['server_name'].nunique()} servers, {len(incidents)} labelled incidents, "
+    print(f"{data}: {grid['server_name'].nunique()} servers, {len(incidents)} labelled incidents, "
           f"{grid['timestamp'].min():%Y-%m-%d} .. {grid['timestamp'].max():%Y-%m-%d}; healthy = outside every "
           f"incident's span (start..end) on its server; debounce {OPEN_AFTER} ticks, resolve after {RESOLVE_AFTER}")
     print(f"{'kind':12} {'metric':15} {'n':>3}  {'healthy max':>11}  {'rose above it: median min':>25} "

@@ -200,8 +200,11 @@ class AlertManager:
                               duration_minutes=_minutes(now - track.opened), clear_minutes=0.0)
 
     def _resolve(self, key: tuple[str, str], track: _Track, now: pd.Timestamp, stamp: str) -> None:
-        self._resolved.append(replace(track.alert, state=RESOLVED, resolved_at=stamp, updated_at=stamp,
-                                      duration_minutes=_minutes(now - track.opened), clear_minutes=0.0))
+        # updated_at stays the last tick with the condition, the one predicted_crossing and the
+        # lead were read on; clear_minutes says how long it had been absent
+        self._resolved.append(replace(track.alert, state=RESOLVED, resolved_at=stamp,
+                                      duration_minutes=_minutes(now - track.opened),
+                                      clear_minutes=_minutes(now - track.last_condition)))
         while len(self._resolved) > self.max_resolved:
             self._resolved.popleft()
         del self._tracks[key]

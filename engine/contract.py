@@ -34,6 +34,10 @@ import pyarrow.csv as pa_csv
 
 METRICS = ("cpu_percent", "memory_percent", "disk_percent", "load_average")
 PERCENT_METRICS = METRICS[:3]
+# A load average counts runnable and waiting tasks, so it cannot exceed the number of tasks a
+# host can have: Linux's largest pid_max, 2**22.  Anything above it is not a load (and beyond
+# float32, which the window store holds, it would become infinity).
+MAX_LOAD = 4_194_304
 REQUIRED_COLUMNS = ("server_name", "timestamp", *METRICS)
 OPTIONAL_COLUMNS = ("profile",)
 COLUMN_ALIASES = {"server_id": "server_name"}
@@ -524,7 +528,7 @@ def _check_metric(raw: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray, 
     values = _to_float(raw)
     finite = np.isfinite(values)
     percent = metric in PERCENT_METRICS
-    out_of_range = (values < 0) | (values > 100) if percent else values < 0
+    out_of_range = (values < 0) | (values > (100 if percent else MAX_LOAD))
     bad = ~finite | (finite & out_of_range)
 
     def describe(idx: np.ndarray) -> list[str]:
@@ -539,8 +543,10 @@ def _check_metric(raw: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray, 
                 messages.append(f"{_number(value)} is not finite")
             elif percent:
                 messages.append(f"{_number(value)} is outside 0–100")
-            else:
+            elif value < 0:
                 messages.append(f"{_number(value)} is negative")
+            else:
+                messages.append(f"{_number(value)} is above {MAX_LOAD}, the most tasks a Linux host can have")
         return messages
 
     return values, bad, describe

@@ -75,7 +75,10 @@ POST_SOURCE = "POST /metrics"        # how refused records name where they came 
 # POST-fed fleet, the newest sample for a replay or simulator): the fleet's time is its newest
 # sample, so one sample from the future would make every other server stale.
 MAX_AHEAD_SECONDS = 600
-OPEN_PATHS = frozenset({"/health"})  # the only routes that never need the key
+# the only routes that never need the key: liveness, and the API's own documentation (no fleet
+# data; a browser cannot send the key for the page's own fetch of /openapi.json). The docs'
+# "Authorize" button then sends the key on the calls tried from them.
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 _GZIP_LEVEL = 5
 
 
@@ -592,6 +595,17 @@ class Daemon:
                                   "Send the API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY' "
                                   "when the daemon has one.")
         app.add_middleware(Guard, daemon=self)
+        default_openapi = app.openapi
+
+        def openapi() -> dict:
+            spec = default_openapi()           # cached by FastAPI: the scheme is added once
+            if self.api_key and "securitySchemes" not in spec.get("components", {}):
+                spec.setdefault("components", {})["securitySchemes"] = {
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+                spec["security"] = [{"apiKey": []}]
+            return spec
+
+        app.openapi = openapi
 
         async def internal_error(request: Request, exc: Exception) -> JSONResponse:
             log.error("internal error on %s %s: %s", request.method, request.url.path,
@@ -600,7 +614,7 @@ class Daemon:
 
         app.add_exception_handler(Exception, internal_error)
 
-        @app.get("/health", tags=["daemon"], summary="Liveness (no API key needed)")
+        @app.api_route("/health", methods=["GET", "HEAD"], tags=["daemon"], summary="Liveness (no API key needed)")
         async def health() -> dict:
             return {"status": "ok"}
 
@@ -631,7 +645,17 @@ class Daemon:
             active = [a.to_json() for a in pub.snapshot.alerts if a.state == "ongoing"]
             return JSONResponse({"data_time": pub.snapshot.data_time, "count": len(active), "alerts": active})
 
-        @app.get("/servers/{name}", tags=["forecasts"], summary="One server's forecast and its alerts")
+        # {name:path}: a POSTed server name may hold '/' (sent as %2F); /history is matched first
+        @app.get("/servers/{name:path}/history", tags=["forecasts"],
+                 summary="The server's last 24 h of samples (5-minute steps, oldest first)")
+        async def server_history(name: str) -> Response:
+            h = await run_in_threadpool(daemon.history, name)
+            if h is None:
+                return JSONResponse({"detail": f"unknown server {name!r}: no samples for it in the store"},
+                                    status_code=404)
+            return JSONResponse(h)
+
+        @app.get("/servers/{name:path}", tags=["forecasts"], summary="One server's forecast and its alerts")
         async def server(name: str) -> Response:
             pub = daemon.latest
             if pub is None:
@@ -643,15 +667,6 @@ class Daemon:
             mine = [a.to_json() for a in pub.snapshot.alerts if a.server_name == name]
             return JSONResponse({"server": name, "data_time": pub.snapshot.data_time, "forecast": fc,
                                  "alerts": mine})
-
-        @app.get("/servers/{name}/history", tags=["forecasts"],
-                 summary="The server's last 24 h of samples (5-minute steps, oldest first)")
-        async def server_history(name: str) -> Response:
-            h = await run_in_threadpool(daemon.history, name)
-            if h is None:
-                return JSONResponse({"detail": f"unknown server {name!r}: no samples for it in the store"},
-                                    status_code=404)
-            return JSONResponse(h)
 
         record_schema = {
             "type": "object",

@@ -103,6 +103,10 @@ class Forecaster:
             return
         try:
             self.device = resolve_device(self.requested_device)
+        except ValueError as exc:           # --device cuda without one: the message says it all
+            self.model_reason = str(exc)
+            return
+        try:
             threads = default_torch_threads()
             if threads:
                 import torch

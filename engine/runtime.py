@@ -12,6 +12,7 @@ import functools
 import gc
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -268,10 +269,14 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
     if at is not None and (pd.isna(at) or at < source.first or at > source.last + pd.Timedelta(seconds=STEP_SECONDS)):
         raise DataError(f"--at {at} is outside the data ({source.first:%Y-%m-%dT%H:%MZ} .. {source.last:%Y-%m-%dT%H:%MZ})")
     end = source.last if at is None else min(at.floor(f"{STEP_SECONDS}s"), source.last)
-    source.seek(end - pd.Timedelta(seconds=STEP_SECONDS * (warmup_steps - 1)))
+    since = end - pd.Timedelta(seconds=STEP_SECONDS * (warmup_steps - 1))
+    source.seek(since)
     engine = Engine(source, model_dir, device=device)
     engine.start()
     snap = engine.tick(advance=False)
     while source.next_time is not None and source.next_time <= end:
         snap = engine.tick()
-    return snap
+    # the alert log covers only the replayed hour: an alert open for longer shows as opened in
+    # it, and older resolved ones are absent; say where that history starts
+    first = max(since, source.first)
+    return replace(snap, metadata={**snap.metadata, "alerts_since": f"{first:%Y-%m-%dT%H:%M:%SZ}"})

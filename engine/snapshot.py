@@ -91,13 +91,13 @@ class Alert:
     metric: str
     message: str
     opened_at: str               # ISO data time
-    updated_at: str
+    updated_at: str              # the last tick with the alert's condition
     predicted_crossing: str | None   # ISO time the metric is predicted to reach critical
     lead_minutes: float | None       # predicted_crossing - updated_at, in minutes
     state: str                   # "ongoing" | "resolved"
     resolved_at: str | None = None
     duration_minutes: float = 0.0    # opened -> now (ongoing) or -> resolved_at
-    clear_minutes: float = 0.0       # ongoing: time since its condition last held (0: it holds now)
+    clear_minutes: float = 0.0       # time since its condition last held (0: it holds now); resolved: at resolved_at
 
     def to_json(self) -> dict[str, Any]:
         return {

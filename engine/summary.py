@@ -11,7 +11,8 @@ def model_badge(snap: Snapshot) -> str:
     if kind == "TFT":
         return f"TFT on {meta.get('device', 'cpu')}"
     if kind == "mixed":
-        return f"MIXED ({meta.get('servers_on_heuristic', 0)} servers on heuristic)"
+        n = meta.get('servers_on_heuristic', 0)
+        return f"MIXED ({n} server{'' if n == 1 else 's'} on heuristic)"
     reasons = {s.reason for s in snap.servers if s.reason}
     why = meta.get("model_reason") or (reasons.pop() if len(reasons) == 1 else "see per-server reasons")
     return f"HEURISTIC ({why})"
@@ -42,7 +43,8 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
             if s.breach_metric and s.minutes_to_breach is not None:
                 breach = f"{s.breach_metric} {_minutes(s.minutes_to_breach)}"
                 breach += " (p90)" if s.breach_basis == "p90" else ""
-            shared = s.reason is None or s.reason.startswith("no model")  # already in the header
+            # the reason is in the header already when it is the model's or the whole fleet's
+            shared = s.reason is None or s.reason.startswith("no model") or s.reason in lines[0]
             src = s.source if shared else f"{s.source} ({s.reason})"
             lines.append(f"{s.server_name:<16}{s.profile:<10}{s.risk_30m:>9.0%}{s.risk_8h:>9.0%}  {breach:<27}{src}")
         if any(s.breach_basis == "p90" for s in ranked):
@@ -51,7 +53,9 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
         lines.append("no server is heading for a critical threshold in the next 8 h")
     ongoing = [a for a in snap.alerts if a.state == "ongoing"]
     if ongoing:
-        lines.append(f"{len(ongoing)} ongoing alerts:")
+        since = snap.metadata.get("alerts_since")
+        # (predict replays only the hour before its time: an older alert shows as opened then)
+        lines.append(f"{len(ongoing)} ongoing alerts" + (f" (alert history from {since[:16]}Z):" if since else ":"))
         lines += [f"  [{a.severity}] {a.server_name}: {a.message}"
                   + (f" (as of {_minutes(a.clear_minutes)} ago; clear since)" if a.clear_minutes > 0 else "")
                   for a in ongoing[:top]]

@@ -230,7 +230,10 @@ def test_an_open_alert_ages_and_says_how_long_its_condition_has_been_absent():
     assert (d.id, d.duration_minutes, d.clear_minutes, d.updated_at) == (a.id, 15.0, 0.0, "2024-03-01T12:20:00Z")
     for k in range(5, 9):
         r = am.update(calm, tick(k))[0]
-    assert (r.state, r.duration_minutes, r.clear_minutes) == ("resolved", 35.0, 0.0)   # 12:05 -> 12:40
+    assert (r.state, r.duration_minutes, r.clear_minutes) == ("resolved", 35.0, 20.0)  # 12:05 -> 12:40, clear from 12:20
+    # the lead still refers to the last tick with the condition: predicted_crossing - updated_at
+    assert (r.updated_at, r.resolved_at) == ("2024-03-01T12:20:00Z", "2024-03-01T12:40:00Z")
+    assert r.lead_minutes == (pd.Timestamp(r.predicted_crossing) - pd.Timestamp(r.updated_at)).total_seconds() / 60
 
 
 def test_predict_summary_says_when_an_ongoing_alerts_condition_cleared():

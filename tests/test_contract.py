@@ -249,6 +249,9 @@ def test_load_path_on_a_file(tmp_path: Path) -> None:
         ("web-01,2024-01-01T00:10:00Z,1,100.5,3,0.1", "memory_percent", "100.5 is outside 0–100"),
         ("web-01,2024-01-01T00:10:00Z,1,2,-5,0.1", "disk_percent", "-5 is outside 0–100"),
         ("web-01,2024-01-01T00:10:00Z,1,2,3,-1", "load_average", "-1 is negative"),
+        # finite, but no host has that many tasks (and the float32 store would hold infinity)
+        ("web-01,2024-01-01T00:10:00Z,1,2,3,1e39", "load_average",
+         "1e+39 is above 4194304, the most tasks a Linux host can have"),
         ("web-01,yesterday,1,2,3,0.1", "timestamp", "'yesterday' is not an ISO 8601 time or epoch seconds"),
         ("web-01,,1,2,3,0.1", "timestamp", "missing value"),
         # epoch milliseconds are not epoch seconds

@@ -224,9 +224,16 @@ def test_internal_errors_carry_no_traceback(monkeypatch):
 def test_auth_on(auth_srv):
     with client(auth_srv) as c:
         assert c.get("/health").status_code == 200
-        for path in ("/status", "/predictions/current", "/alerts/active", "/openapi.json", "/docs"):
+        assert c.head("/health").status_code == 200          # a HEAD probe works too
+        for path in ("/status", "/predictions/current", "/alerts/active", "/servers/x", "/servers/x/history"):
             r = c.get(path)
             assert r.status_code == 401 and "API key" in r.json()["detail"], path
+        # the documentation carries no fleet data and a browser cannot send the key for the
+        # page's own fetch: open, with the key scheme declared for its "Authorize" button
+        assert c.get("/docs").status_code == 200
+        spec = c.get("/openapi.json").json()
+        assert spec["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header",
+                                                                    "name": "X-API-Key"}
         assert c.get("/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/status", headers={"X-API-Key": "wrong"}).status_code == 401
         assert c.post("/metrics", json=[]).status_code == 401
@@ -335,9 +342,17 @@ def test_post_mixed_batch_keeps_the_good_records(push_srv):
         d = r.json()
         assert r.status_code == 422 and d["accepted_indices"] == [1] and d["refused_indices"] == [0]
         assert "row 1, column timestamp" in d["problems"][0]["text"] and "older than" in d["problems"][0]["text"]
-        r = c.post("/metrics", json=[record("p-good", "2026-01-05T03:05:00Z")])
-        assert r.status_code == 202 and r.json()["accepted"] == 1 and r.json()["problems"] == []
+        before = push_srv.daemon.latest.seq
+        r = c.post("/metrics", json=[record("p-good", "2026-01-05T03:05:00Z"),
+                                     record("rack1/web", "2026-01-05T03:05:00Z", cpu=33.0)])
+        assert r.status_code == 202 and r.json()["accepted"] == 2 and r.json()["problems"] == []
         assert c.get("/status").json()["refused_records"] >= 3
+        # a name with '/' (sent as %2F) can be looked up like any other
+        assert push_srv.daemon.wait_for_seq(before + 1, 30)
+        one = c.get("/servers/rack1%2Fweb")
+        assert one.status_code == 200 and one.json()["forecast"]["cpu_percent"]["current"] == 33.0
+        assert c.get("/servers/rack1%2Fweb/history").json()["metrics"]["cpu_percent"][-1] == 33.0
+        assert "unknown server 'rack1/nope'" in c.get("/servers/rack1%2Fnope").json()["detail"]
 
 
 def test_post_into_a_simulated_fleet_shows_at_next_tick(srv):

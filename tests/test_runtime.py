@@ -377,3 +377,48 @@ def test_without_a_model_the_store_keeps_the_two_days_the_heuristic_reads(tmp_pa
     engine.start()
     assert engine.store.capacity >= HISTORY_WIDTH
     assert engine.store.windows().lengths.max() >= HISTORY_WIDTH       # yesterday's profile is there
+
+
+def test_predict_says_where_its_alert_history_starts(tmp_path):
+    from engine.summary import format_summary
+
+    frame = make_grid(n_servers=1, days=1.0)
+    frame.loc[frame.index[-40:], "cpu_percent"] = 97.0      # at critical for the last ~3 h
+    write_fleet(tmp_path / "d", frame)
+    snap = predict_at(tmp_path / "d", None)                 # replays the hour before the end only
+    end = frame["timestamp"].max()
+    since = snap.metadata["alerts_since"]
+    assert since == f"{end - pd.Timedelta(minutes=55):%Y-%m-%dT%H:%M:%SZ}"
+    (alert,) = snap.alerts
+    # the alert really opened ~3 h earlier: it can only show as opened inside the replayed hour,
+    # and the summary says where that history starts
+    assert pd.Timestamp(alert.opened_at) >= pd.Timestamp(since)
+    assert f"1 ongoing alerts (alert history from {since[:16]}Z):" in format_summary(snap)
+
+
+def test_predict_summary_does_not_repeat_the_fleets_shared_reason(tmp_path, tiny_model_dir):
+    from engine.summary import format_summary
+
+    # 20 minutes in, every server is younger than the model's minimum history, and hot
+    frame = make_grid(n_servers=2, days=1.0)
+    frame.loc[frame["timestamp"] < frame["timestamp"].min() + pd.Timedelta(hours=1), "cpu_percent"] = 97.0
+    write_fleet(tmp_path / "d", frame)
+    snap = predict_at(tmp_path / "d", tiny_model_dir, at=frame["timestamp"].min() + pd.Timedelta(minutes=20),
+                      device="cpu", warmup_steps=1)
+    reasons = {s.reason for s in snap.servers}
+    assert len(reasons) == 1 and next(iter(reasons)).startswith("history ")
+    text = format_summary(snap)
+    assert "srv-00" in text and "srv-01" in text             # both listed (at critical) ...
+    assert text.count(next(iter(reasons))) == 1              # ... the reason in the header only
+
+
+def test_cuda_asked_for_without_one_is_a_plain_reason(tiny_model_dir):
+    import torch
+
+    from engine.forecaster import Forecaster
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    fc = Forecaster(tiny_model_dir, device="cuda")
+    fc.load()
+    assert fc.model_reason == "--device cuda asked for, but no CUDA device is available"

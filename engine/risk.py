@@ -25,7 +25,9 @@ percentage points (percent metrics) or within 10 % of the current value, at leas
 (load); else "rising" / "falling".
 
 **Server and fleet.**  A server's risk is the max over its metrics; its breach is the
-earliest over its metrics.  The fleet's incident probability is
+earliest expected one (now or p50) over its metrics, and only when no metric has one, the
+earliest p90-only one: a possible crossing of one metric must not stand in front of an
+expected crossing of another (the row's risk would then be the other metric's).  The fleet's incident probability is
 ``1 - prod_i (1 - risk_i)``: the probability that at least one server crosses, treating
 servers as independent (correlated incidents make the true value lower; it is a "how
 likely is my pager to go off" number, not a sum).  High-risk servers have ``risk_8h >=
@@ -136,13 +138,17 @@ def server_from_metrics(server_name: str, metrics: Mapping[str, MetricForecast],
                         profile: str = UNKNOWN_PROFILE, cores: int | None = None,
                         source: str = SOURCE_HEURISTIC, reason: str | None = None, last_seen: str = "",
                         history_len: int = 0, importance: dict[str, float] | None = None) -> ServerForecast:
-    """Aggregate metric forecasts: risk = max over metrics, breach = earliest (ties: first metric)."""
+    """Aggregate metric forecasts: risk = max over metrics, breach = earliest expected (now or p50)
+    one, else earliest p90-only one (ties: first metric)."""
     risk_30m = max((f.prob_30m for f in metrics.values()), default=0.0)
     risk_8h = max((f.prob_8h for f in metrics.values()), default=0.0)
-    minutes, which = None, None
+    minutes, which, key = None, None, None
     for name, f in metrics.items():
-        if f.minutes_to_breach is not None and (minutes is None or f.minutes_to_breach < minutes):
-            minutes, which = f.minutes_to_breach, name
+        if f.minutes_to_breach is None:
+            continue
+        k = (f.breach_basis == "p90", f.minutes_to_breach)
+        if key is None or k < key:
+            minutes, which, key = f.minutes_to_breach, name, k
     return ServerForecast(
         server_name=server_name, profile=profile, cores=cores, source=source, reason=reason,
         metrics=dict(metrics), risk_30m=risk_30m, risk_8h=risk_8h, minutes_to_breach=minutes,
@@ -337,10 +343,13 @@ def build_fleet(names: Sequence[str], current: np.ndarray,
     hist_l = _per_server(history_len, n)
     imp_l = _per_server(importance, n) if importance is not None else [None] * n
 
-    # per server: the earliest breach over metrics (the first metric on ties), None when none
+    # per server: the earliest expected (now / p50) breach over metrics, else the earliest
+    # p90-only one (the first metric on ties), None when none; minutes are at most the horizon,
+    # so adding a day puts every p90-only crossing after every expected one
     minutes_a = r["minutes"]
     found = ~np.isnan(minutes_a)
-    earliest = np.where(found, minutes_a, np.inf).argmin(axis=1) if len(metrics) else np.zeros(n, dtype=int)
+    ranked = np.where(found, minutes_a + np.where(r["basis"] == 3, 1e9, 0.0), np.inf)
+    earliest = ranked.argmin(axis=1) if len(metrics) else np.zeros(n, dtype=int)
     any_l = found.any(axis=1).tolist()
     earliest_l = earliest.tolist()
     risk30_l = r["risk_30m"].tolist()

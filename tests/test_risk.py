@@ -198,9 +198,25 @@ def test_server_aggregates_max_risk_and_earliest_breach():
                               {"cpu_percent": band(cpu), "memory_percent": mem_q,
                                "disk_percent": band(20.0), "load_average": band(1.0, 0.5, 0.5)},
                               cores=4, source=SOURCE_TFT, profile="web", history_len=2016)
-    assert s.breach_metric == "memory_percent" and s.minutes_to_breach == 30.0
+    # memory's possible (p90-only) crossing at 30 min does not stand in front of cpu's expected
+    # one at 155 min: the row's breach and its risk both come from cpu
+    assert s.breach_metric == "cpu_percent" and s.minutes_to_breach == 155.0 and s.breach_basis == "p50"
     assert s.metrics["memory_percent"].breach_basis == "p90"
+    assert s.metrics["memory_percent"].minutes_to_breach == 30.0
     assert s.risk_8h == max(f.prob_8h for f in s.metrics.values()) == s.metrics["cpu_percent"].prob_8h
+    # with no expected crossing anywhere, the earliest possible one is the server's
+    only_p90 = {"cpu_percent": band(50.0), "memory_percent": mem_q, "disk_percent": band(20.0),
+                "load_average": band(1.0, 0.5, 0.5)}
+    current = {**{m: 10.0 for m in METRICS}, "load_average": 1.0}
+    t = build_server_forecast("web-2", current, only_p90, cores=4, source=SOURCE_TFT)
+    assert (t.breach_metric, t.minutes_to_breach, t.breach_basis) == ("memory_percent", 30.0, "p90")
+    for one in (s, t):      # the vectorised path agrees
+        q = np.stack([{"web-1": {"cpu_percent": band(cpu), "memory_percent": mem_q, "disk_percent": band(20.0),
+                                 "load_average": band(1.0, 0.5, 0.5)}, "web-2": only_p90}[one.server_name][m]
+                      for m in METRICS])[None]
+        (v,) = build_fleet([one.server_name], np.array([[current[m] for m in METRICS]]), q, cores=[4],
+                           source=SOURCE_TFT)
+        assert (v.breach_metric, v.minutes_to_breach) == (one.breach_metric, one.minutes_to_breach)
     assert s.metrics["load_average"].critical == 8.0
     with pytest.raises(ValueError):                 # forecast arrays are read-only
         s.metrics["cpu_percent"].p50[0] = 1.0

@@ -29,6 +29,7 @@ from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 HISTORY_STEPS = 288  # the drill-down shows the last 24 h
 ALERT_STATES_KEPT = 64
+STALE_EXAMPLES = 10          # stale servers named in a snapshot's metadata (all are counted)
 STALE_AFTER_SECONDS = (MAX_FILL_STEPS + 1) * STEP_SECONDS  # replay positions whose alert state is kept, so stepping back keeps the log
 
 
@@ -160,7 +161,9 @@ class Engine:
         newest = self.store.newest_epoch()
         # A server silent for longer than a fillable gap is stale: its forecast would
         # start in the past, so it leaves the snapshot (its alerts resolve) until it reports.
-        windows = self.store.windows(fresh_after=None if newest is None else newest - STALE_AFTER_SECONDS)
+        fresh_after = None if newest is None else newest - STALE_AFTER_SECONDS
+        windows = self.store.windows(fresh_after=fresh_after)
+        stale = [] if fresh_after is None else self.store.stale(fresh_after)
         fc = self.forecaster.forecast(windows, with_importance=True)
         current = windows.values[:, -1, :].astype(np.float64)
         servers = build_fleet(
@@ -212,7 +215,9 @@ class Engine:
                 "last_problem_at": None if self.last_problem_at is None else
                 pd.Timestamp(self.last_problem_at, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "source_status": _status_line(self.source),
-                "stale_servers": len(self.store) - len(windows.names),
+                "stale_servers": len(stale),
+                # a few of them, the most recently seen first, with their newest sample's time
+                "stale_examples": [{"server": name, "last_seen": iso(e)} for name, e in stale[:STALE_EXAMPLES]],
             },
         )
         self.last_snapshot = snap
@@ -279,4 +284,16 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
     # the alert log covers only the replayed hour: an alert open for longer shows as opened in
     # it, and older resolved ones are absent; say where that history starts
     first = max(since, source.first)
-    return replace(snap, metadata={**snap.metadata, "alerts_since": f"{first:%Y-%m-%dT%H:%M:%SZ}"})
+    meta = {**snap.metadata, "alerts_since": f"{first:%Y-%m-%dT%H:%M:%SZ}"}
+    if snap.data_time is not None:
+        # every server of the data that the snapshot leaves out: stale in the store, or silent
+        # since before the day the replay loaded (a single row far ahead makes the rest so)
+        grid = source.grid
+        last = grid.loc[grid["timestamp"] <= pd.Timestamp(snap.data_time), ["server_name", "timestamp"]] \
+            .groupby("server_name", sort=False)["timestamp"].max()
+        left = last[~last.index.isin({s.server_name for s in snap.servers})]
+        left = left.iloc[np.argsort(-left.to_numpy().astype("datetime64[ns]").astype(np.int64), kind="stable")]
+        meta["stale_servers"] = len(left)
+        meta["stale_examples"] = [{"server": str(name), "last_seen": f"{t:%Y-%m-%dT%H:%M:%SZ}"}
+                                  for name, t in left.iloc[:STALE_EXAMPLES].items()]
+    return replace(snap, metadata=meta)

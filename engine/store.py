@@ -89,6 +89,16 @@ class WindowStore:
     def set_cores(self, name: str, cores: int | None) -> None:
         self._cores[self._slot(name)] = cores
 
+    def stale(self, fresh_after: int) -> list[tuple[str, int]]:
+        """(name, epoch of its newest sample) of the servers that have samples, all older than
+        ``fresh_after``; the most recently seen first.  (Servers only named, e.g. by servers.csv,
+        have no samples and are not stale.)"""
+        n = len(self._names)
+        last = self._last[:n]
+        idx = np.flatnonzero((self._len[:n] > 0) & (last < fresh_after))
+        idx = idx[np.argsort(-last[idx], kind="stable")]
+        return [(self._names[i], int(last[i])) for i in idx.tolist()]
+
     def newest_epoch(self) -> int | None:
         """Epoch seconds of the newest sample of any server (None when empty)."""
         filled = self._len > 0

@@ -422,3 +422,39 @@ def test_cuda_asked_for_without_one_is_a_plain_reason(tiny_model_dir):
     fc = Forecaster(tiny_model_dir, device="cuda")
     fc.load()
     assert fc.model_reason == "--device cuda asked for, but no CUDA device is available"
+
+
+def test_servers_left_out_as_stale_are_counted_named_and_said(tmp_path):
+    from engine.summary import format_summary
+
+    frame = make_grid(n_servers=3, days=1.0)
+    end = frame["timestamp"].max()
+    # srv-01 falls silent 2 h before the end; srv-02 a day of samples but one row far ahead
+    frame = frame[~((frame["server_name"] == "srv-01") & (frame["timestamp"] > end - pd.Timedelta(hours=2)))]
+    ahead = frame[frame["server_name"] == "srv-02"].tail(1).assign(timestamp=end + pd.Timedelta(days=3))
+    write_fleet(tmp_path / "d", pd.concat([frame, ahead]))
+    (tmp_path / "d" / "servers.csv").write_text("server_name,cores\nsrv-00,4\nonly-named,8\n")
+    snap = predict_at(tmp_path / "d", None, warmup_steps=1)
+    # the one row ahead makes the fleet's time jump: the two others are left out, and said so
+    assert [s.server_name for s in snap.servers] == ["srv-02"]
+    assert snap.metadata["stale_servers"] == 2          # a server only named in servers.csv is not one
+    assert snap.metadata["stale_examples"] == [
+        {"server": "srv-00", "last_seen": f"{end:%Y-%m-%dT%H:%M:%SZ}"},
+        {"server": "srv-01", "last_seen": f"{end - pd.Timedelta(hours=2):%Y-%m-%dT%H:%M:%SZ}"}]
+    text = format_summary(snap)
+    assert f"2 servers left out (newest sample over 30 min older than the fleet's): srv-00 (last {end:%Y-%m-%dT%H:%M}Z)" in text
+
+
+def test_the_engine_counts_only_silent_servers_as_stale(tmp_path):
+    frame = make_grid(n_servers=2, days=1.0)
+    end = frame["timestamp"].max()
+    frame = frame[~((frame["server_name"] == "srv-01") & (frame["timestamp"] > end - pd.Timedelta(hours=1)))]
+    write_fleet(tmp_path / "d", frame)
+    (tmp_path / "d" / "servers.csv").write_text("server_name,cores\nsrv-00,4\nonly-named,8\nalso-named,2\n")
+    engine = Engine(ReplaySource(tmp_path / "d", start=end), model_dir=None)
+    engine.start()
+    snap = engine.tick()
+    assert [s.server_name for s in snap.servers] == ["srv-00"]
+    assert snap.metadata["stale_servers"] == 1          # srv-01; not the two servers.csv only names
+    assert snap.metadata["stale_examples"] == [{"server": "srv-01",
+                                                "last_seen": f"{end - pd.Timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"}]

@@ -484,6 +484,18 @@ async def test_header_keeps_its_second_line_on_a_narrow_terminal_with_a_long_rea
         assert "data " in lines[0] and lines[1].strip().startswith("fleet health")
 
 
+async def test_header_says_how_many_silent_servers_the_table_leaves_out_before_it_can_be_cut():
+    app = fake_app(4, paused=True)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot, app)
+        app.snapshot.metadata["stale_servers"] = 3
+        app.header.set_snapshot(app.snapshot)
+        await pilot.pause()
+        line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
+        # on 100 columns: the silent count and the alerts come before the incident probabilities
+        assert "3 silent >30 min, not shown" in line and "alerts " in line
+
+
 async def test_header_says_when_the_asked_speed_is_not_reached():
     from tui.widgets.header_bar import PlayState
 

@@ -148,15 +148,19 @@ class HeaderBar(Widget):
         line2.append("fleet health ")
         line2.append(f"{env.fleet_health:.1f}%", health_style)
         line2.append(f" ({env.high_risk_servers} of {env.total_servers} high-risk)")
-        line2.append("   incident probability 30 min ")
-        line2.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
-        line2.append(" · 8 h ")
-        line2.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")
+        silent = int(md.get("stale_servers") or 0)
+        if silent:      # left out of the table and every figure: the fleet shown is not all of it
+            line2.append(f" · {silent} silent >30 min, not shown", "bold yellow")
+        # (most important first: a narrow terminal cuts the end of the line)
         ongoing = sum(1 for a in snap.alerts if a.state == "ongoing")
         crit = sum(1 for a in snap.alerts if a.state == "ongoing" and a.severity == "critical")
         line2.append(f"   alerts {ongoing} ongoing")
         if crit:
             line2.append(f" ({crit} critical)", "bold red")
+        line2.append("   incident probability 30 min ")
+        line2.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
+        line2.append(" · 8 h ")
+        line2.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")
         problem = md.get("last_problem")
         if problem:
             n = int(md.get("refused_records") or 1)

@@ -178,13 +178,17 @@ def load_path(path: str | Path) -> LoadResult:
 
 def _load_path(path: Path) -> LoadResult:
     source = str(path)
-    if not path.exists():
-        return LoadResult(_empty_frame(), [Problem(source, None, None, "path does not exist")])
-    if not path.is_dir():
-        return load_file(path)
-    entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and _kind(p))
-    candidates = [p for p in entries if p.is_file()]
-    broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
+    try:
+        if not path.exists():
+            return LoadResult(_empty_frame(), [Problem(source, None, None, "path does not exist")])
+        if not path.is_dir():
+            return load_file(path)
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and _kind(p))
+        candidates = [p for p in entries if p.is_file()]
+        broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
+    except OSError as exc:      # e.g. a directory without read or search permission
+        return LoadResult(_empty_frame(), [Problem(source, None, None,
+                                                   f"cannot read the directory ({exc.strerror or exc})")])
     files = [p for p in candidates if not _is_sidecar(p)]
     skipped = [p.name for p in candidates if _is_sidecar(p)]
     if not files:

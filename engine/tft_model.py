@@ -599,6 +599,11 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
     weights_path = model_dir / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ModelLoadError(f"{weights_path}: {'not a file' if weights_path.exists() else 'missing'}")
+    try:        # safetensors reports an unreadable file as a missing one: look first
+        with open(weights_path, "rb"):
+            pass
+    except OSError as exc:
+        raise ModelLoadError(f"{weights_path}: cannot read ({exc.strerror or reason_line(exc)})") from None
     try:
         state = load_file(str(weights_path), device="cpu")
     except PermissionError as exc:

@@ -494,6 +494,17 @@ def test_missing_path(tmp_path: Path) -> None:
         assert list(result.frame.columns) == CANONICAL
 
 
+def test_unreadable_directory_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    # (chmod 000 does not stop root, who runs CI: the refusal is what listing it raises)
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    result = load_path(tmp_path)
+    assert str(only_problem(result)) == f"{tmp_path}: cannot read the directory (Permission denied)"
+    assert result.frame.empty
+
+
 def test_directory_without_data_files(tmp_path: Path) -> None:
     write(tmp_path, "notes.txt", "hello")
     (tmp_path / "sub").mkdir()

@@ -284,6 +284,25 @@ def test_corrupt_weights_are_refused(trained, tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_unreadable_weights_say_so_not_corrupt_or_missing(trained, tmp_path, monkeypatch):
+    import builtins
+
+    import engine.tft_model as tm
+
+    model_dir, _ = trained
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):    # (chmod 000 does not stop root, who runs CI)
+        if str(file).endswith(WEIGHTS_FILE):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(tm, "open", guarded, raising=False)
+    with pytest.raises(ModelLoadError) as info:
+        load_model_dir(model_dir)
+    assert str(info.value) == f"{model_dir / WEIGHTS_FILE}: cannot read (Permission denied)"
+
+
 def test_config_that_does_not_match_the_weights_is_refused(trained, tmp_path):
     model_dir, _ = trained
     broken = tmp_path / "mismatch"

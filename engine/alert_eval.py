@@ -58,6 +58,7 @@ class AlertEvaluation:
     lead_minutes_required: float
     missed: list[str]
     by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)   # kind -> (scored, caught early)
+    outside: int = 0     # labelled incidents of servers the data lacks, or crossing after it ends
 
     @property
     def early_share(self) -> float | None:
@@ -84,6 +85,7 @@ class AlertEvaluation:
             "critical_precision": None if self.critical_precision is None else round(self.critical_precision, 4),
             "ticks": self.ticks, "seconds": round(self.seconds, 1), "missed": self.missed,
             "by_kind": {k: {"incidents": n, "caught_early": e} for k, (n, e) in self.by_kind.items()},
+            "incidents_outside_data": self.outside,
         }
 
 
@@ -92,22 +94,42 @@ def read_incidents(path: Path | str) -> pd.DataFrame | None:
     file = (path if path.is_dir() else path.parent) / INCIDENTS_FILE
     if not file.is_file():
         return None
-    from engine.contract import DataError
+    from engine.contract import METRICS, DataError
 
     try:
         table = pd.read_csv(file)
         missing = [c for c in ("server_name", "metric", "start", "crossing", "end") if c not in table]
         if missing:
             raise ValueError(f"column {missing[0]!r} is missing")
-        for col in ("start", "crossing", "end"):
-            table[col] = pd.to_datetime(table[col], utc=True, format="ISO8601")
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{file}: not a valid incidents table ({str(exc).splitlines()[0]})") from None
+
+    def bad(row: int, column: str, what: str) -> DataError:   # row: the n-th data row, as for metrics
+        return DataError(f"{file}: row {row + 1}, column {column}: {what}")
+
+    names = table["server_name"]
+    for i in np.flatnonzero(names.isna().to_numpy() | (names.astype(str).str.strip() == "").to_numpy()):
+        raise bad(i, "server_name", "missing value")
+    known = table["metric"].isin(METRICS).to_numpy()
+    for i in np.flatnonzero(~known):
+        raise bad(i, "metric", f"{table['metric'].iloc[i]!r} is not one of {', '.join(METRICS)}")
+    for col in ("start", "crossing", "end"):
+        parsed = pd.to_datetime(table[col], utc=True, format="ISO8601", errors="coerce")
+        for i in np.flatnonzero(parsed.isna().to_numpy()):
+            value = table[col].iloc[i]
+            raise bad(i, col, "missing value" if pd.isna(value) else f"{value!r} is not an ISO 8601 time")
+        table[col] = parsed
+    for i in np.flatnonzero((table["start"] > table["crossing"]).to_numpy() | (table["crossing"] > table["end"]).to_numpy()):
+        r = table.iloc[i]
+        raise bad(i, "crossing", f"start {r['start']:%Y-%m-%dT%H:%MZ}, crossing {r['crossing']:%Y-%m-%dT%H:%MZ} "
+                                 f"and end {r['end']:%Y-%m-%dT%H:%MZ} are not in that order")
     return table
 
 
-def replay_alerts(data: Path | str, model_dir: Path | str | None, device: str = "cpu") -> tuple[list[AlertRecord], pd.Timestamp, int, float]:
-    """Run the engine over the held-out period; every alert ever opened, the replay start, ticks, seconds."""
+def replay_alerts(data: Path | str, model_dir: Path | str | None, device: str = "cpu",
+                  scope: dict | None = None) -> tuple[list[AlertRecord], pd.Timestamp, int, float]:
+    """Run the engine over the held-out period; every alert ever opened, the replay start, ticks,
+    seconds.  ``scope``, when given, receives the data's "servers" and its "end" (last time)."""
     import time
 
     from engine.runtime import Engine
@@ -117,6 +139,9 @@ def replay_alerts(data: Path | str, model_dir: Path | str | None, device: str = 
     from engine.datasplit import read_split
 
     source = ReplaySource(data)
+    if scope is not None:
+        scope["servers"] = set(source.grid["server_name"].unique())
+        scope["end"] = source.last
     split = read_split(data)
     if split.heldout_from is None:   # no fixed boundary: the earliest per-server held-out start
         source.seek(split.heldout_start(source.grid).min())
@@ -194,7 +219,14 @@ def evaluate_alerts(data: Path | str, model_dir: Path | str | None, device: str 
     incidents = read_incidents(data)
     if incidents is None:
         return None
-    alerts, start, ticks, seconds = replay_alerts(data, model_dir, device)
+    scope: dict = {}
+    alerts, start, ticks, seconds = replay_alerts(data, model_dir, device, scope=scope)
+    # an incident of a server the data does not have, or crossing after the data ends, cannot
+    # be foreseen or missed: not scored, and counted (a labels file for another fleet shows)
+    inside = incidents["server_name"].astype(str).isin(scope["servers"]).to_numpy() & \
+        (incidents["crossing"] <= scope["end"]).to_numpy()
+    outside = int((~inside).sum())
+    incidents = incidents[inside]
     n, early, before, leads, missed, true_flags = score_alerts(alerts, incidents, start, lead_minutes)
     crit = [f for a, f in zip(alerts, true_flags) if a.severity == "critical"]
     return AlertEvaluation(
@@ -203,7 +235,7 @@ def evaluate_alerts(data: Path | str, model_dir: Path | str | None, device: str 
         critical_alerts=len(crit), true_critical_alerts=int(sum(crit)),
         median_lead_minutes=None if not leads else round(float(np.median(leads)), 1),
         ticks=ticks, seconds=seconds, lead_minutes_required=lead_minutes, missed=missed,
-        by_kind=score_by_kind(alerts, incidents, start, lead_minutes),
+        by_kind=score_by_kind(alerts, incidents, start, lead_minutes), outside=outside,
     )
 
 
@@ -218,4 +250,6 @@ def format_alert_evaluation(name: str, ev: AlertEvaluation) -> str:
           if ev.by_kind else []),
         f"  precision: {pct(ev.precision)} of {ev.alerts} alerts; critical alerts: {pct(ev.critical_precision)} of {ev.critical_alerts}",
         *(["  missed: " + "; ".join(ev.missed)] if ev.missed else []),
+        *([f"  not scored: {ev.outside} labelled incidents of servers the data lacks or crossing after it ends"]
+          if ev.outside else []),
     ])

@@ -458,3 +458,44 @@ def test_the_engine_counts_only_silent_servers_as_stale(tmp_path):
     assert snap.metadata["stale_servers"] == 1          # srv-01; not the two servers.csv only names
     assert snap.metadata["stale_examples"] == [{"server": "srv-01",
                                                 "last_seen": f"{end - pd.Timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"}]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("srv-00,cpu,2026-01-05T10:00Z,2026-01-05T11:00Z,2026-01-05T12:00Z",
+     "row 2, column metric: 'cpu' is not one of cpu_percent, memory_percent, disk_percent, load_average"),
+    ("srv-00,cpu_percent,2026-01-05T10:00Z,,2026-01-05T12:00Z", "row 2, column crossing: missing value"),
+    ("srv-00,cpu_percent,garbage,2026-01-05T11:00Z,2026-01-05T12:00Z",
+     "row 2, column start: 'garbage' is not an ISO 8601 time"),
+    ("srv-00,cpu_percent,2026-01-05T12:00Z,2026-01-05T11:00Z,2026-01-05T13:00Z",
+     "row 2, column crossing: start 2026-01-05T12:00Z, crossing 2026-01-05T11:00Z and end 2026-01-05T13:00Z "
+     "are not in that order"),
+])
+def test_a_bad_incidents_row_is_named(tmp_path, row, message):
+    from engine.alert_eval import read_incidents
+    from engine.contract import DataError
+
+    (tmp_path / "incidents.csv").write_text("server_name,metric,start,crossing,end\n"
+                                            "srv-01,memory_percent,2026-01-05T10:00Z,2026-01-05T11:00Z,2026-01-05T12:00Z\n"
+                                            + row + "\n")
+    with pytest.raises(DataError) as info:
+        read_incidents(tmp_path)
+    assert str(info.value) == f"{tmp_path / 'incidents.csv'}: {message}"
+
+
+def test_alert_eval_leaves_out_incidents_the_data_cannot_show(tmp_path):
+    from engine.alert_eval import evaluate_alerts, format_alert_evaluation
+
+    frame = make_grid(n_servers=2, days=2.0)
+    frame.loc[frame.index[-60:], "cpu_percent"] = 97.0          # srv-01 at critical for its last 5 h
+    end = frame["timestamp"].max()
+    write_fleet(tmp_path / "d", frame, heldout_from=f"{end - pd.Timedelta(hours=12):%Y-%m-%dT%H:%M:%SZ}")
+    t = lambda h: f"{end - pd.Timedelta(hours=h):%Y-%m-%dT%H:%M:%SZ}"  # noqa: E731
+    (tmp_path / "d" / "incidents.csv").write_text(
+        "server_name,metric,start,crossing,end\n"
+        f"srv-01,cpu_percent,{t(8)},{t(5)},{t(0)}\n"
+        f"not-in-data,cpu_percent,{t(8)},{t(5)},{t(0)}\n"                       # another fleet's label
+        f"srv-00,cpu_percent,{t(1)},{t(-2)},{t(-3)}\n")                         # crosses after the data ends
+    ev = evaluate_alerts(tmp_path / "d", None)
+    assert ev.incidents == 1 and ev.outside == 2
+    assert "not scored: 2 labelled incidents" in format_alert_evaluation("d", ev)
+    assert not any("not-in-data" in m or "srv-00" in m for m in ev.missed)

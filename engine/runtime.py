@@ -200,6 +200,7 @@ class Engine:
                 "model_dir": None if self.forecaster.model_dir is None else str(self.forecaster.model_dir),
                 "model_loaded": self.forecaster.loaded,
                 "model_reason": self.forecaster.model_reason or _run_time_failure(fc.reason),
+                "heuristic_why": fallback_why(fc.reason),
                 "device": self.forecaster.device,
                 "servers_on_tft": n_tft,
                 "servers_on_heuristic": len(fc.source) - n_tft,
@@ -231,6 +232,19 @@ class Engine:
         epochs = w.last_epoch[0] - STEP_SECONDS * np.arange(n - 1, -1, -1)
         values = w.values[0, w.values.shape[1] - n:]          # the valid part (empty when n == 0)
         return epochs, {m: values[:, j].astype(np.float64) for j, m in enumerate(METRICS)}
+
+
+def fallback_why(reasons) -> str | None:
+    """Why the servers on the heuristic are there, in a few words for a badge: "short history"
+    when every one is too young for the model, the one reason they share, else "several
+    reasons" (each server's own is in its drill-down and the JSON)."""
+    given = [r for r in reasons if r]
+    if not given:
+        return None
+    if all(r.startswith("history ") for r in given):
+        return "short history"
+    distinct = set(given)
+    return distinct.pop() if len(distinct) == 1 else "several reasons"
 
 
 def _run_time_failure(reasons) -> str | None:

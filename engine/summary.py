@@ -12,7 +12,8 @@ def model_badge(snap: Snapshot) -> str:
         return f"TFT on {meta.get('device', 'cpu')}"
     if kind == "mixed":
         n = meta.get('servers_on_heuristic', 0)
-        return f"MIXED ({n} server{'' if n == 1 else 's'} on heuristic)"
+        why = meta.get("heuristic_why")
+        return f"MIXED ({n} server{'' if n == 1 else 's'} on heuristic{': ' + why if why else ''})"
     reasons = {s.reason for s in snap.servers if s.reason}
     why = meta.get("model_reason") or (reasons.pop() if len(reasons) == 1 else "see per-server reasons")
     return f"HEURISTIC ({why})"

@@ -46,6 +46,10 @@ def test_tft_serves_long_windows_and_the_heuristic_the_young_server(replay_dir, 
     assert all(by_name[f"srv-0{i}"].source == "tft" for i in range(3))
     assert by_name["srv-00"].importance and abs(sum(by_name["srv-00"].importance.values()) - 1) < 1e-5
     assert snap.metadata["servers_on_heuristic"] == 1
+    assert snap.metadata["heuristic_why"] == "short history"     # the badge: MIXED (1 server on heuristic: short history)
+    from engine.summary import model_badge
+
+    assert model_badge(snap) == "MIXED (1 server on heuristic: short history)"
 
 
 @pytest.mark.parametrize("damage, reason", [
@@ -499,3 +503,13 @@ def test_alert_eval_leaves_out_incidents_the_data_cannot_show(tmp_path):
     assert ev.incidents == 1 and ev.outside == 2
     assert "not scored: 2 labelled incidents" in format_alert_evaluation("d", ev)
     assert not any("not-in-data" in m or "srv-00" in m for m in ev.missed)
+
+
+def test_fallback_why_in_a_few_words():
+    from engine.runtime import fallback_why
+
+    assert fallback_why([None, None]) is None
+    assert fallback_why([None, "history 1.0 h < 3.0 h the model needs", "history 0.2 h < 3.0 h the model needs"]) \
+        == "short history"
+    assert fallback_why(["model failed: boom", None, "model failed: boom"]) == "model failed: boom"
+    assert fallback_why(["model failed: boom", "history 1.0 h < 3.0 h the model needs"]) == "several reasons"

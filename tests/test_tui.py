@@ -203,6 +203,9 @@ async def test_mixed_badge_counts_servers_on_the_heuristic():
         await ready(pilot, app)
         n = app.snapshot.metadata["servers_on_heuristic"]
         assert app.header.badge == f"MIXED ({n} servers on heuristic)"
+        app.snapshot.metadata["heuristic_why"] = "short history"
+        app.header.set_snapshot(app.snapshot)
+        assert app.header.badge == f"MIXED ({n} servers on heuristic: short history)"
 
 
 # -- filter and sort ----------------------------------------------------------------------
@@ -365,6 +368,21 @@ def test_sparkline_uses_fixed_bounds_not_the_series_range():
     assert chars == "█" * 16 and levels == "c" * 16
     chars, levels = sparkline_spec([0.0] * 90 + [90.0] * 6, 0, 100, 16, 80, 95)
     assert chars[-1] == "█" and levels[-1] == "w" and chars[0] == "▁"
+
+
+async def test_alert_log_lists_every_ongoing_alert_before_resolved_ones():
+    from tui.widgets.alert_log import AlertLog
+
+    app = fake_app(60, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        log = app.query_one(AlertLog)
+        by_id = {str(a.id): a for a in app.snapshot.alerts}
+        states = [by_id[k.value].state for k in log.rows]
+        assert "resolved" in states and "ongoing" in states
+        assert states == sorted(states, key=lambda st: st != "ongoing")      # ongoing, then resolved
+        ongoing_ids = [int(k.value) for k in log.rows if by_id[k.value].state == "ongoing"]
+        assert ongoing_ids == sorted(ongoing_ids, reverse=True)              # newest first
 
 
 def test_alert_log_marks_a_stale_lead_of_an_alert_whose_condition_cleared():

@@ -93,7 +93,9 @@ class AlertLog(DataTable):
     def apply(self, alerts) -> None:
         """Rows are keyed by alert id: the table is rebuilt only when alerts open, resolve or
         leave the log; otherwise only the cells that changed (durations, leads, messages)."""
-        alerts = tuple(alerts)[: self.cap]
+        # ongoing first (newest first), then resolved: the log's few visible rows must never
+        # hide an ongoing alert below resolved ones
+        alerts = tuple(sorted(alerts, key=lambda a: (a.state != "ongoing", -a.id)))[: self.cap]
         ongoing = sum(1 for a in alerts if a.state == "ongoing")
         self.border_title = f"alerts: {ongoing} ongoing, {len(alerts) - ongoing} resolved"
         sig = tuple((a.id, a.state) for a in alerts)
@@ -104,7 +106,8 @@ class AlertLog(DataTable):
             for a in alerts:
                 self.add_row(*cells[str(a.id)], key=str(a.id))
             if not alerts:
-                self.add_row(*([Text("")] * (len(self.columns) - 1) + [Text("no alerts", style="dim")]))
+                # (in the first column: a narrow terminal cuts the message column)
+                self.add_row(*([Text("no alerts", style="dim")] + [Text("")] * (len(self.columns) - 1)))
         else:
             keys = list(self.columns)
             for key, row in cells.items():

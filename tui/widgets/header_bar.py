@@ -24,7 +24,9 @@ def model_badge(metadata: dict | None, servers=()) -> tuple[str, str]:
         return f"TFT on {metadata.get('device', 'cpu')}", "bold black on green"
     if kind == "mixed":
         n = metadata.get("servers_on_heuristic", "?")
-        return f"MIXED ({n} server{'s' if n != 1 else ''} on heuristic)", "bold black on dark_orange"
+        why = metadata.get("heuristic_why")           # e.g. "short history" (engine.runtime.fallback_why)
+        return (f"MIXED ({n} server{'s' if n != 1 else ''} on heuristic{': ' + str(why) if why else ''})",
+                "bold black on dark_orange")
     why = metadata.get("model_reason")
     if not why:
         reasons = [s.reason for s in servers if getattr(s, "reason", None)]

@@ -216,11 +216,15 @@ async def test_filter_by_name_or_profile_and_esc_clears():
         await pilot.press("slash", "d", "a", "t", "a")
         await wait_for(pilot, lambda: app.table.row_count == 2, what="filtered rows")   # profile "database"
         assert all(n.startswith("database-") for n in app.table.specs)
+        assert "filter: data (2 of 12)" in app.header.render().plain
         await pilot.press("enter")                   # keeps the filter, back to the table
         assert app.focused is app.table and app.table.filter_text == "data"
         await wait_for(pilot, lambda: app.snapshots_applied >= 1)
         await pilot.press("escape")
         assert app.table.row_count == 12 and app.table.filter_text == ""
+        await pilot.press("slash", "z", "z", "z")        # nothing matches: the header says so
+        await wait_for(pilot, lambda: app.table.row_count == 0, what="no rows")
+        assert "filter: zzz (0 of 12)" in app.header.render().plain
 
 
 async def test_sort_keeps_the_cursor_on_the_same_server():
@@ -315,6 +319,9 @@ async def test_speed_keys_change_the_pace_and_stepping_pauses():
         await pilot.press("right_square_bracket")
         assert app.controls.paused
         assert "paused" in str(app.header.render())
+        await pilot.press("plus")                     # paused: the header still says the new speed
+        await pilot.pause()
+        assert "❚❚ paused (4× on resume)" in app.header.render().plain
 
 
 # -- help and the one registry -------------------------------------------------------------

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from tui.format import fmt_prob, fmt_time, prob_style
+from tui.widgets.fleet_table import matches
 
 LOADING = "loading model…"
 
@@ -117,6 +118,8 @@ class HeaderBar(Widget):
             rest.append("  ■ replay finished", "bold magenta")
         elif p.paused:
             rest.append("  ❚❚ paused", "bold yellow")
+            if p.paced:        # +/- change the speed while paused: show what resuming will run at
+                rest.append(f" ({p.speed:g}× on resume)", "yellow")
         elif p.paced:
             rest.append(f"  ▶ {p.speed:g}×", "bold green")
             lat = md.get("tick_latency_ms")
@@ -126,7 +129,9 @@ class HeaderBar(Widget):
             rest.append("  ▶ live", "bold green")
         rest.append(f"  sort: {p.sort}", "cyan")
         if p.filter:
-            rest.append(f"  filter: {p.filter}", "bold cyan")
+            shown = sum(1 for s in snap.servers if matches(s, p.filter))
+            rest.append(f"  filter: {p.filter} ({shown} of {len(snap.servers)})",
+                        "bold cyan" if shown else "bold red")      # a blank table says why
         lat = md.get("tick_latency_ms")
         if lat is not None:
             rest.append(f"  tick {lat:.0f} ms")

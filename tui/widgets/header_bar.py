@@ -127,11 +127,11 @@ class HeaderBar(Widget):
                 rest.append(f" (≈{1000.0 / lat:.0f}× reached)", "yellow")
         else:
             rest.append("  ▶ live", "bold green")
-        rest.append(f"  sort: {p.sort}", "cyan")
         if p.filter:
             shown = sum(1 for s in snap.servers if matches(s, p.filter))
             rest.append(f"  filter: {p.filter} ({shown} of {len(snap.servers)})",
                         "bold cyan" if shown else "bold red")      # a blank table says why
+        rest.append(f"  sort: {p.sort}", "cyan")
         lat = md.get("tick_latency_ms")
         if lat is not None:
             rest.append(f"  tick {lat:.0f} ms")

@@ -10,6 +10,11 @@ Condition, per (server, metric), each tick:
   memory 0.2, load 0.3, disk 0.1, CPU 0.5, i.e. no p90-only CPU warnings);
 - else none.
 
+A server with under ``MIN_WARN_HISTORY`` (an hour) of history raises no warning: its band
+rests on a handful of one-step changes (three samples with one spike gave a load p90 five
+times the spike, a "may reach critical in 30 min" warning on a server seen 15 minutes);
+its critical conditions (at critical now, p50 reaching it) stand.
+
 A value forecast to sit at the warning threshold is not an alert: it shows in the fleet
 table (colour, risk), but an alert means a critical crossing is forecast or under way.
 (Measured with tft_model_20261126T080658Z on the demo fleet's held-out replay: alerting also when p50
@@ -90,6 +95,7 @@ RESOLVE_AFTER = 12
 # real): see README.  The model shipped before (tft_model_20261127T061002Z) gave memory
 # 0.3, load 0.3: 20 of 37 ahead, 43 alerts 86 % real on the fresh fleet.  Servers below a
 # bar still rank by risk in the fleet table.
+MIN_WARN_HISTORY = 12        # samples (an hour) before a server's p90-only conditions warn
 WARN_PROBABILITY: dict[str, float] = {
     "cpu_percent": 0.5, "memory_percent": 0.2, "disk_percent": 0.1, "load_average": 0.3,
 }
@@ -216,6 +222,7 @@ class AlertManager:
         keys: list[tuple[str, str]] = []
         forecasts: list[MetricForecast] = []
         crit: list[float] = []
+        young: list[bool] = []
         for s in servers:
             for m, f in s.metrics.items():
                 c = f.critical if self.thresholds is None else self.thresholds.for_metric(m, s.cores)[1]
@@ -226,10 +233,12 @@ class AlertManager:
                 keys.append((s.server_name, m))
                 forecasts.append(f)
                 crit.append(c)
+                young.append(s.history_len < MIN_WARN_HISTORY)
         if not keys:
             return {}
         lengths = {len(f.p50) for f in forecasts}
-        bars = np.array([self.warn_probability[k[1]] for k in keys])
+        # a bar above 1 is never reached: no p90-only warning for a server under an hour old
+        bars = np.where(young, 2.0, [self.warn_probability[k[1]] for k in keys])
         if len(lengths) == 1 and lengths != {0}:
             found = _evaluate(np.stack([f.p50 for f in forecasts]), np.stack([f.p90 for f in forecasts]),
                               np.array([f.current for f in forecasts]), np.array(crit),

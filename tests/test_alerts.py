@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.alerts import AlertManager
+from engine.alerts import MIN_WARN_HISTORY, AlertManager
 from engine.contract import METRICS
 from engine.risk import build_server_forecast
 from engine.thresholds import Thresholds
@@ -19,7 +19,7 @@ def tick(k: int) -> pd.Timestamp:
     return T0 + pd.Timedelta(minutes=5 * k)
 
 
-def server(name: str = "db-1", cores: int | None = 4, **conditions: str):
+def server(name: str = "db-1", cores: int | None = 4, history_len: int = 288, **conditions: str):
     """A server whose metrics are quiet except those named, e.g. memory_percent="critical@10".
 
     "critical@k": p50 reaches 95 at step k; "now": current 97; "warning@k": from step k p50
@@ -59,7 +59,7 @@ def server(name: str = "db-1", cores: int | None = 4, **conditions: str):
         q = np.stack([p50 - 3.0, p50, p90], axis=1)
         forecasts[m] = q
         current[m] = cur
-    return build_server_forecast(name, current, forecasts, cores=cores)
+    return build_server_forecast(name, current, forecasts, cores=cores, history_len=history_len)
 
 
 def test_one_tick_opens_nothing_two_ticks_open_one_alert():
@@ -153,7 +153,7 @@ def test_a_p90_touch_warns_only_when_the_crossing_is_likely_enough():
             s = build_server_forecast("db-1", {**QUIET, metric: 70.0},
                                       {m: (q if m == metric else np.stack([np.full(H, QUIET[m]) - 3, np.full(H, QUIET[m]),
                                                                            np.full(H, QUIET[m]) + 2], axis=1))
-                                       for m in METRICS}, cores=4)
+                                       for m in METRICS}, cores=4, history_len=288)
             alerts = AlertManager(open_after=1, warn_probability=bar).update([s], tick(0))
             wanted = WARN_PROBABILITY if bar is None else bar if isinstance(bar, dict) else dict.fromkeys(METRICS, bar)
             assert bool(alerts) == (s.metrics[metric].prob_8h >= wanted[metric]), (metric, bar, p50)
@@ -284,6 +284,17 @@ def test_a_server_that_leaves_the_fleet_is_resolved_at_once():
     assert (r.server_name, r.state, r.duration_minutes) == ("web", "resolved", 5.0)
 
 
+def test_a_server_under_an_hour_old_raises_no_warning_but_its_critical_conditions_stand():
+    young = lambda **kw: server(history_len=MIN_WARN_HISTORY - 1, **kw)          # noqa: E731
+    grown = lambda **kw: server(history_len=MIN_WARN_HISTORY, **kw)              # noqa: E731
+    assert AlertManager(open_after=1).update([young(memory_percent="warning@8")], tick(0)) == ()
+    assert AlertManager(open_after=1).update([grown(memory_percent="warning@8")], tick(0))[0].severity == "warning"
+    assert AlertManager(open_after=1, warn_probability=0.0).update([young(disk_percent="unlikely@3")], tick(0)) == ()
+    for spec in ("now", "critical@10"):
+        a = AlertManager(open_after=1).update([young(memory_percent=spec)], tick(0))[0]
+        assert a.severity == "critical"
+
+
 def test_load_uses_core_scaled_thresholds():
     def loaded(cores, load):
         s = server("c", cores=cores)
@@ -291,7 +302,7 @@ def test_load_uses_core_scaled_thresholds():
         return build_server_forecast("c", {**QUIET, "load_average": load},
                                      {m: (q if m == "load_average" else
                                           np.stack([s.metrics[m].p10, s.metrics[m].p50, s.metrics[m].p90], 1))
-                                      for m in METRICS}, cores=cores)
+                                      for m in METRICS}, cores=cores, history_len=288)
     am = AlertManager(open_after=1, warn_probability=0.0)
     assert am.update([loaded(8, 15.0)], tick(0))[0].severity == "warning"    # p50 15 < 16 <= p90 on 8 cores
     assert AlertManager(open_after=1, warn_probability=0.0).update([loaded(8, 10.0)], tick(0)) == ()  # p90 11 < 16

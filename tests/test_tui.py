@@ -519,6 +519,17 @@ async def test_header_says_how_many_silent_servers_the_table_leaves_out_before_i
         line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
         # on 100 columns: the silent count and the alerts come before the incident probabilities
         assert "3 silent >30 min, not shown" in line and "alerts " in line
+        # alerts whose condition cleared (they resolve after an hour) are counted apart
+        from dataclasses import replace
+
+        snap = app.snapshot
+        ongoing = [a for a in snap.alerts if a.state == "ongoing"]
+        assert len(ongoing) >= 2
+        cleared = replace(ongoing[0], clear_minutes=20.0)
+        app.header.set_snapshot(replace(snap, alerts=(cleared, *[a for a in snap.alerts if a.id != cleared.id])))
+        await pilot.pause()
+        text = app.header.render().plain
+        assert f"alerts {len(ongoing)} ongoing" in text and "(1 clearing)" in text
 
 
 async def test_header_says_when_the_asked_speed_is_not_reached():

@@ -161,9 +161,14 @@ class HeaderBar(Widget):
         # (most important first: a narrow terminal cuts the end of the line)
         ongoing = sum(1 for a in snap.alerts if a.state == "ongoing")
         crit = sum(1 for a in snap.alerts if a.state == "ongoing" and a.severity == "critical")
+        # an open alert whose condition has cleared (it resolves after an hour clear) is not a
+        # live one: counted apart, or a calm fleet reads as "2 critical" for that hour
+        clearing = sum(1 for a in snap.alerts if a.state == "ongoing" and getattr(a, "clear_minutes", 0.0) > 0)
         line2.append(f"   alerts {ongoing} ongoing")
         if crit:
             line2.append(f" ({crit} critical)", "bold red")
+        if clearing:
+            line2.append(f" ({clearing} clearing)", "dim")
         line2.append("   incident probability 30 min ")
         line2.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
         line2.append(" · 8 h ")

@@ -65,7 +65,8 @@ class MetricChart(PlotextPlot):
                              f"p90 peak {fmt_value(m, peak)}")
         self.tooltip = (f"P(critical) within 30 min {fmt_prob(forecast.prob_30m)}, within 8 h "
                         f"{fmt_prob(forecast.prob_8h)}")
-        self.border_subtitle = (f"warn {fmt_value(m, forecast.warning)} · crit {fmt_value(m, forecast.critical)}"
+        # critical first: a narrow chart cuts the end of its subtitle
+        self.border_subtitle = (f"crit {fmt_value(m, forecast.critical)} · warn {fmt_value(m, forecast.warning)}"
                                 f" · x: hours from now")
         self.has_data = True
         self.refresh()

@@ -312,7 +312,9 @@ def train(opts: TrainOptions) -> Path:
     from lightning.pytorch.callbacks import EarlyStopping
 
     t0 = time.time()
-    pl.seed_everything(opts.seed, workers=True)
+    # (quiet: a refused --data must leave its one error line alone on stderr; the seed is
+    # recorded in training_metadata.json)
+    pl.seed_everything(opts.seed, workers=True, verbose=False)
     sources, frame = _prepare_sources(opts)
     vocab = sorted(set(normalise_profile(frame["profile"])) | {UNKNOWN_PROFILE})
     init = None

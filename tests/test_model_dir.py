@@ -284,6 +284,33 @@ def test_corrupt_weights_are_refused(trained, tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_flipped_bytes_in_the_tensors_are_refused_by_their_checksum(trained, tmp_path):
+    from engine.tft_model import TENSORS_KEY, _recorded
+
+    model_dir, _ = trained
+    assert TENSORS_KEY in _recorded(model_dir / WEIGHTS_FILE)       # written with every new model
+    broken = tmp_path / "flipped"
+    shutil.copytree(model_dir, broken)
+    raw = bytearray((broken / WEIGHTS_FILE).read_bytes())
+    start = 8 + int.from_bytes(raw[:8], "little")                   # past the header: tensor bytes
+    for i in range(start + 100, start + 140):
+        raw[i] ^= 0x5A
+    (broken / WEIGHTS_FILE).write_bytes(bytes(raw))
+    with pytest.raises(ModelLoadError) as info:
+        load_model_dir(broken)
+    assert str(info.value) == (f"{broken / WEIGHTS_FILE}: corrupt weights file (its tensors do not match "
+                               "the checksum stored with them)")
+
+
+def test_the_shipped_model_carries_its_tensors_checksum():
+    from pathlib import Path
+
+    from engine.tft_model import TENSORS_KEY, _recorded, find_latest_model
+
+    shipped = find_latest_model(Path(__file__).resolve().parents[1] / "models")
+    assert shipped is not None and TENSORS_KEY in _recorded(shipped / WEIGHTS_FILE)
+
+
 def test_unreadable_weights_say_so_not_corrupt_or_missing(trained, tmp_path, monkeypatch):
     import builtins
 

@@ -76,8 +76,9 @@ POST_SOURCE = "POST /metrics"        # how refused records name where they came 
 # sample, so one sample from the future would make every other server stale.
 MAX_AHEAD_SECONDS = 600
 # the only routes that never need the key: liveness, and the API's own documentation (no fleet
-# data; a browser cannot send the key for the page's own fetch of /openapi.json). The docs'
-# "Authorize" button then sends the key on the calls tried from them.
+# data; a browser cannot send the key for the page's own fetch of /openapi.json).  The docs
+# offer no place to type the key (Swagger UI's scripts come from a CDN): call the API itself
+# with the key in a header.
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 _GZIP_LEVEL = 5
 
@@ -595,17 +596,6 @@ class Daemon:
                                   "Send the API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY' "
                                   "when the daemon has one.")
         app.add_middleware(Guard, daemon=self)
-        default_openapi = app.openapi
-
-        def openapi() -> dict:
-            spec = default_openapi()           # cached by FastAPI: the scheme is added once
-            if self.api_key and "securitySchemes" not in spec.get("components", {}):
-                spec.setdefault("components", {})["securitySchemes"] = {
-                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
-                spec["security"] = [{"apiKey": []}]
-            return spec
-
-        app.openapi = openapi
 
         async def internal_error(request: Request, exc: Exception) -> JSONResponse:
             log.error("internal error on %s %s: %s", request.method, request.url.path,
@@ -614,9 +604,14 @@ class Daemon:
 
         app.add_exception_handler(Exception, internal_error)
 
-        @app.api_route("/health", methods=["GET", "HEAD"], tags=["daemon"], summary="Liveness (no API key needed)")
+        @app.get("/health", tags=["daemon"], summary="Liveness (no API key needed)",
+                 openapi_extra={"security": []})
         async def health() -> dict:
             return {"status": "ok"}
+
+        @app.head("/health", include_in_schema=False)      # a HEAD probe (one operation id in the docs)
+        async def health_head() -> Response:
+            return Response(status_code=200)
 
         @app.get("/status", tags=["daemon"], summary="Model, device, fleet size, tick latency, uptime, source")
         async def status() -> dict:
@@ -645,10 +640,15 @@ class Daemon:
             active = [a.to_json() for a in pub.snapshot.alerts if a.state == "ongoing"]
             return JSONResponse({"data_time": pub.snapshot.data_time, "count": len(active), "alerts": active})
 
-        # {name:path}: a POSTed server name may hold '/' (sent as %2F); /history is matched first
+        # {name:path}: a POSTed server name may hold '/' (sent as %2F); /history is matched first.
+        # The router sees the decoded path, so /servers/a%2Fhistory lands here too: the raw
+        # (still encoded) path tells that "/history" was part of the name.
         @app.get("/servers/{name:path}/history", tags=["forecasts"],
                  summary="The server's last 24 h of samples (5-minute steps, oldest first)")
-        async def server_history(name: str) -> Response:
+        async def server_history(name: str, request: Request) -> Response:
+            raw = bytes(request.scope.get("raw_path") or b"").split(b"?", 1)[0]
+            if raw and not raw.endswith(b"/history"):
+                return await server(f"{name}/history")
             h = await run_in_threadpool(daemon.history, name)
             if h is None:
                 return JSONResponse({"detail": f"unknown server {name!r}: no samples for it in the store"},

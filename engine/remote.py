@@ -84,7 +84,7 @@ def alert_from_json(d: dict) -> Alert:
         updated_at=str(d.get("updated_at", "")), predicted_crossing=d.get("predicted_crossing"),
         lead_minutes=None if d.get("lead_time_minutes") is None else float(d["lead_time_minutes"]),
         state=str(d.get("state", "ongoing")), resolved_at=d.get("resolved_at"),
-        duration_minutes=_f(d.get("duration_minutes"), 0.0),
+        duration_minutes=_f(d.get("duration_minutes"), 0.0), clear_minutes=_f(d.get("clear_minutes"), 0.0),
     )
 
 

@@ -345,7 +345,7 @@ def build_fleet(names: Sequence[str], current: np.ndarray,
 
     # per server: the earliest expected (now / p50) breach over metrics, else the earliest
     # p90-only one (the first metric on ties), None when none; minutes are at most the horizon,
-    # so adding a day puts every p90-only crossing after every expected one
+    # so adding 1e9 minutes puts every p90-only crossing after every expected one
     minutes_a = r["minutes"]
     found = ~np.isnan(minutes_a)
     ranked = np.where(found, minutes_a + np.where(r["basis"] == 3, 1e9, 0.0), np.inf)

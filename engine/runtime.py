@@ -217,6 +217,7 @@ class Engine:
                 pd.Timestamp(self.last_problem_at, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "source_status": _status_line(self.source),
                 "stale_servers": len(stale),
+                "stale_after_minutes": STALE_AFTER_SECONDS / 60,   # silent longer than this: left out
                 # a few of them, the most recently seen first, with their newest sample's time
                 "stale_examples": [{"server": name, "last_seen": iso(e)} for name, e in stale[:STALE_EXAMPLES]],
             },

@@ -55,10 +55,13 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
     stale = snap.metadata.get("stale_servers") or 0
     if stale:
         # left out of every figure above: an operator must know the fleet shown is not all of it
-        named = ", ".join(f"{e['server']} (last {e['last_seen'][:16]}Z)" for e in snap.metadata.get("stale_examples", []))
-        more = stale - len(snap.metadata.get("stale_examples", []))
-        lines.append(f"{stale} server{'' if stale == 1 else 's'} left out (newest sample over 30 min older than "
-                     f"the fleet's): {named}" + (f" and {more} more" if more > 0 else ""))
+        examples = snap.metadata.get("stale_examples") or []
+        named = ", ".join(f"{e['server']} (last {e['last_seen'][:16]}Z)" for e in examples)
+        more = stale - len(examples)
+        after = snap.metadata.get("stale_after_minutes")
+        over = f"over {after:g} min" if isinstance(after, (int, float)) else "too much"
+        lines.append(f"{stale} server{'' if stale == 1 else 's'} left out (newest sample {over} older than the "
+                     f"fleet's)" + (f": {named}" if named else "") + (f" and {more} more" if named and more > 0 else ""))
     ongoing = [a for a in snap.alerts if a.state == "ongoing"]
     if ongoing:
         since = snap.metadata.get("alerts_since")

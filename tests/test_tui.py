@@ -514,11 +514,12 @@ async def test_header_says_how_many_silent_servers_the_table_leaves_out_before_i
     async with app.run_test(size=(100, 24)) as pilot:
         await ready(pilot, app)
         app.snapshot.metadata["stale_servers"] = 3
+        app.snapshot.metadata["stale_after_minutes"] = 35.0
         app.header.set_snapshot(app.snapshot)
         await pilot.pause()
         line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
         # on 100 columns: the silent count and the alerts come before the incident probabilities
-        assert "3 silent >30 min, not shown" in line and "alerts " in line
+        assert "3 silent >35 min, not shown" in line and "alerts " in line
         # alerts whose condition cleared (they resolve after an hour) are counted apart
         from dataclasses import replace
 

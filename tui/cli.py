@@ -270,7 +270,7 @@ def _train(args) -> int:
         name = getattr(exc, "filename", None)
         out_dir = Path(args.out).resolve()
         if name and out_dir not in (Path(name).resolve(), *Path(name).resolve().parents):
-            return _fail(f"{name}: cannot read ({exc.strerror or exc})")   # not --out's fault
+            return _fail(f"{name}: {exc.strerror or exc}")       # not --out's fault: name the file
         return _fail(f"--out {args.out}: writing the model failed ({exc.strerror or exc})")
     print(f"model written to {out}")
     return 0

@@ -157,7 +157,9 @@ class HeaderBar(Widget):
         line2.append(f" ({env.high_risk_servers} of {env.total_servers} high-risk)")
         silent = int(md.get("stale_servers") or 0)
         if silent:      # left out of the table and every figure: the fleet shown is not all of it
-            line2.append(f" · {silent} silent >30 min, not shown", "bold yellow")
+            after = md.get("stale_after_minutes")
+            over = f" >{after:g} min" if isinstance(after, (int, float)) else ""
+            line2.append(f" · {silent} silent{over}, not shown", "bold yellow")
         # (most important first: a narrow terminal cuts the end of the line)
         ongoing = sum(1 for a in snap.alerts if a.state == "ongoing")
         crit = sum(1 for a in snap.alerts if a.state == "ongoing" and a.severity == "critical")

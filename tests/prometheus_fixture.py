@@ -103,7 +103,7 @@ def openmetrics_lines(frame: pd.DataFrame, cores: dict[str, int], job: str) -> d
     """
     families: dict[str, list[str]] = {f: [] for f in (
         "node_cpu_seconds", "node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes",
-        "node_filesystem_avail_bytes", "node_filesystem_size_bytes", "node_load1")}
+        "node_filesystem_avail_bytes", "node_filesystem_free_bytes", "node_filesystem_size_bytes", "node_load1")}
     sub = np.arange(STEP - RESOLUTION, -1, -RESOLUTION)  # 240, 180, ..., 0 seconds before t
     for server, g in frame.groupby("server_name", sort=True):
         t = (g["timestamp"].astype("int64").to_numpy() // 10**9)
@@ -130,6 +130,9 @@ def openmetrics_lines(frame: pd.DataFrame, cores: dict[str, int], job: str) -> d
             families["node_filesystem_size_bytes"] += [f"node_filesystem_size_bytes{{{labels}}} {FS_SIZE} {s}" for s in ts]
             families["node_filesystem_avail_bytes"] += [
                 f"node_filesystem_avail_bytes{{{labels}}} {v:.1f} {s}" for v, s in zip(FS_SIZE * (1 - used), ts)]
+            # a filesystem without reserved blocks: free = avail (used / (used + avail) = used / size)
+            families["node_filesystem_free_bytes"] += [
+                f"node_filesystem_free_bytes{{{labels}}} {v:.1f} {s}" for v, s in zip(FS_SIZE * (1 - used), ts)]
         families["node_load1"] += [f"node_load1{{{base}}} {v:.6g} {s}" for v, s in zip(load, ts)]
     return families
 

@@ -353,7 +353,7 @@ class RemoteEngine:
         self._set_connected(False)
 
     def _describe(self, exc: BaseException) -> str:
-        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
         if isinstance(exc, InvalidStatus):
             code = exc.response.status_code
@@ -367,6 +367,11 @@ class RemoteEngine:
             rcvd = exc.rcvd
             why = "" if rcvd is None else f" (close code {rcvd.code}{': ' + rcvd.reason if rcvd.reason else ''})"
             return f"connection to the daemon lost{why}"
+        if isinstance(exc, InvalidMessage):     # something answered, but not a WebSocket handshake
+            if self.transport == "auto":
+                self.mode = "poll"
+                return f"{self.url} did not answer as a tft-top daemon; trying /predictions/current"
+            return f"{self.url} did not answer as a tft-top daemon ({_one_line(exc)})"
         if isinstance(exc, ConnectionRefusedError):
             return f"cannot connect to {self.url}: connection refused"
         return f"cannot reach {self.url}: {_one_line(exc)}"
@@ -430,10 +435,14 @@ class RemoteEngine:
 
 
 def _detail(r) -> str:
+    """One line for a refusal: the daemon's JSON detail, else what answered instead."""
     try:
-        return str(r.json().get("detail"))
+        return " ".join(str(r.json().get("detail")).split())
     except (ValueError, AttributeError):
-        return r.text[:200]
+        text = " ".join(r.text[:200].split())
+        if text.startswith("<") or "html" in r.headers.get("content-type", ""):
+            return "an HTML page: this URL is not a tft-top daemon"
+        return text or "an empty answer"
 
 
 def _quote(name: str) -> str:

@@ -556,3 +556,32 @@ def test_readme_names_every_key_of_the_registry():
     screen = readme.split("## The screen", 1)[1].split("\n## ", 1)[0]
     assert all(f"`{a.key_label}`" in screen for a in ACTIONS), \
         [a.key_label for a in ACTIONS if f"`{a.key_label}`" not in screen]
+
+
+async def test_an_empty_fleet_is_not_shown_as_healthy():
+    from dataclasses import replace
+
+    from engine.snapshot import Environment
+
+    app = fake_app(3, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        empty = replace(app.snapshot, servers=(), alerts=(),
+                        environment=Environment(0.0, 0.0, 0, 0, 100.0))
+        app.header.set_snapshot(empty)
+        await pilot.pause()
+        text = app.header.render().plain
+        assert "no servers reporting yet" in text and "100.0%" not in text
+
+
+def test_a_refusal_from_something_else_is_one_line():
+    from engine.remote import _detail
+
+    class Answer:
+        headers = {"content-type": "text/html"}
+        text = "<!DOCTYPE HTML>\n<html lang=\"en\">\n<body>404</body>"
+
+        def json(self):
+            raise ValueError
+
+    assert _detail(Answer()) == "an HTML page: this URL is not a tft-top daemon"

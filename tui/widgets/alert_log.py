@@ -106,8 +106,10 @@ class AlertLog(DataTable):
             for a in alerts:
                 self.add_row(*cells[str(a.id)], key=str(a.id))
             if not alerts:
-                # (in the first column: a narrow terminal cuts the message column)
-                self.add_row(*([Text("no alerts", style="dim")] + [Text("")] * (len(self.columns) - 1)))
+                # the wide log: in the first column (a narrow terminal cuts the message column);
+                # the compact one (drill-down) has a 6-wide first column: in its message column
+                blank, note = [Text("")] * (len(self.columns) - 1), [Text("no alerts", style="dim")]
+                self.add_row(*(blank + note if self.compact else note + blank))
         else:
             keys = list(self.columns)
             for key, row in cells.items():

@@ -19,8 +19,9 @@ def model_badge(metadata: dict | None, servers=()) -> tuple[str, str]:
         return LOADING, "bold black on grey70"
     kind = str(metadata.get("model_type", "")).lower()
     if kind == "unknown":          # a daemon not reached yet (--connect): no forecast, no model type
+        # (a reason about a URL and its routes: no file paths to shorten here)
         why = str(metadata.get("model_reason") or "waiting")
-        return f"CONNECTING ({_PATH.sub(lambda m: m.group(1), why)})", "bold black on grey70"
+        return f"CONNECTING ({why})", "bold black on grey70"
     if kind == "tft":
         return f"TFT on {metadata.get('device', 'cpu')}", "bold black on green"
     if kind == "mixed":
@@ -94,6 +95,8 @@ class HeaderBar(Widget):
         line1 = Text(no_wrap=True, overflow="ellipsis")
         line1.append("tft-top ", "bold")
         badge, style = model_badge(None if snap is None else snap.metadata, () if snap is None else snap.servers)
+        if snap is None and self.status.startswith("connecting"):
+            badge = "CONNECTING"         # --connect runs no model here: "loading model…" would mislead
         if snap is None:
             line1.append(f" {badge} ", style)
             if self.error:
@@ -110,6 +113,13 @@ class HeaderBar(Widget):
         if self.error:
             rest.append("  ENGINE STOPPED: ", "bold red")
             rest.append(self.error, "red")
+        if str(md.get("model_type", "")).lower() == "unknown" and not snap.servers:
+            # a daemon not reached yet: no data time, play state or tick to show; the badge
+            # gets the line for its reason (why the connection fails)
+            line1.append(f" {badge} ", style)
+            line1.append_text(rest)
+            line2 = Text("no servers reporting yet", style="dim", no_wrap=True)
+            return line1 + Text("\n") + line2
         rest.append("  data ")
         rest.append(fmt_time(snap.data_time), "bold")
         if snap.data_time:
@@ -151,6 +161,12 @@ class HeaderBar(Widget):
 
         env = snap.environment
         line2 = Text(no_wrap=True, overflow="ellipsis")
+        if env.total_servers == 0:      # no fleet is not a healthy fleet: no green 100 %
+            line2.append("no servers reporting yet", "dim")
+            problem = md.get("last_problem")
+            if problem:
+                line2.append(f"   ⚠ {problem}", "yellow")
+            return line1 + Text("\n") + line2
         health_style = "bold green" if env.fleet_health >= 95 else ("bold yellow" if env.fleet_health >= 80 else "bold red")
         line2.append("fleet health ")
         line2.append(f"{env.fleet_health:.1f}%", health_style)

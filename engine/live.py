@@ -389,7 +389,8 @@ class PrometheusSource(Source):
             tick.problems.append(f"{self.name}: the clock went back; fetching goes on from {_iso(end)}")
         if first and not any(columns.values()):
             tick.problems.append(f"{self.name}: no node_exporter series match the selector over the last "
-                                 f"{self.backfill_hours:g} h (is node_exporter scraped under it?)")
+                                 f"{self.backfill_hours:g} h up to {_iso(end)} (is node_exporter scraped "
+                                 "under it? a Prometheus started since then shows its first step at the next one)")
         if self.instances - set(self._cores) - self._cores_asked:
             try:
                 self._refresh_cores()

@@ -194,11 +194,17 @@ def score_alerts(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_star
                 leads.append((inc.crossing - first).total_seconds() / 60.0)
                 continue
         missed.append(f"{inc.server_name} {inc.metric} crossing {inc.crossing:%Y-%m-%dT%H:%MZ}")
+    return len(scored), early, before, leads, missed, alert_truth(alerts, incidents)
+
+
+def alert_truth(alerts: list[AlertRecord], incidents: pd.DataFrame) -> list[bool]:
+    """Per alert: whether it was open on its server and metric while a labelled incident was
+    under way there (from MAX_EARLY before its start to its end)."""
     true_flags = []
     for a in alerts:
         same = incidents[(incidents["server_name"] == a.server_name) & (incidents["metric"] == a.metric)]
         true_flags.append(any(a.open_during(r.start - MAX_EARLY, r.end) for r in same.itertuples()))
-    return len(scored), early, before, leads, missed, true_flags
+    return true_flags
 
 
 def score_by_kind(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_start: pd.Timestamp,
@@ -229,7 +235,7 @@ def evaluate_alerts(data: Path | str, model_dir: Path | str | None, device: str 
     outside = int((~inside).sum())
     # whether an alert is real is judged on every label: one raised in the run-up to an
     # incident that crosses after the data ends was right
-    *_, true_flags = score_alerts(alerts, incidents, start, lead_minutes)
+    true_flags = alert_truth(alerts, incidents)
     incidents = incidents[inside]
     n, early, before, leads, missed, _ = score_alerts(alerts, incidents, start, lead_minutes)
     crit = [f for a, f in zip(alerts, true_flags) if a.severity == "critical"]

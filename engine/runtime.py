@@ -307,7 +307,7 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
         last = grid.loc[grid["timestamp"] <= pd.Timestamp(snap.data_time), ["server_name", "timestamp"]] \
             .groupby("server_name", sort=False)["timestamp"].max()
         left = last[~last.index.isin({s.server_name for s in snap.servers})]
-        left = left.iloc[np.argsort(-left.to_numpy().astype("datetime64[ns]").astype(np.int64), kind="stable")]
+        left = left.sort_values(ascending=False, kind="stable")       # the most recently seen first
         meta["stale_servers"] = len(left)
         meta["stale_examples"] = [{"server": str(name), "last_seen": f"{t:%Y-%m-%dT%H:%M:%SZ}"}
                                   for name, t in left.iloc[:STALE_EXAMPLES].items()]

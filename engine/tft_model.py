@@ -557,10 +557,6 @@ def _recorded(weights_path: Path) -> dict:
         return dict(f.metadata() or {})
 
 
-def _recorded_fingerprint(weights_path: Path) -> str | None:
-    return _recorded(weights_path).get(FINGERPRINT_KEY)
-
-
 def one_window_per_origin(index: pd.DataFrame, wanted: set | None = None) -> np.ndarray:
     """A mask over a TimeSeriesDataSet's ``decoded_index``: one window per (series, first
     prediction step), the one with the longest encoder, and only the origins in ``wanted``

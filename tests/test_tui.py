@@ -6,6 +6,7 @@ replay directory written to tmp_path.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -282,6 +283,24 @@ async def test_rows_update_cells_not_the_whole_table():
         table = app.table
         assert table.row_count == 20 and table.cells_updated > 0
         assert set(table.specs) == {s.server_name for s in app.snapshot.servers}
+
+
+
+async def test_a_snapshot_arriving_while_the_app_shuts_down_is_dropped():
+    """CI once failed here: Textual's shutdown removes the screens while the app still takes
+    messages, and a snapshot landing then looked for a header that was gone (NoMatches)."""
+    from tui.messages import SnapshotReady
+
+    app = fake_app(4, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        applied = app.snapshots_applied
+        app._running = False                               # noqa: SLF001  what _shutdown does first
+        await app.main.query_one("#header").remove()       # then it prunes the screens
+        app.post_message(SnapshotReady(app.snapshot, seq=app.controls.latest_seq + 1))
+        await asyncio.sleep(0.1)                           # the app still handles messages meanwhile
+        assert app.snapshots_applied == applied
+        app._running = True                                # noqa: SLF001  let run_test shut it down
 
 
 # -- pause, step, speed ---------------------------------------------------------------------

@@ -84,17 +84,25 @@ class TftTopApp(App):
     def table(self) -> FleetTable:
         return self.main.query_one(FleetTable)
 
+    def _shutting_down(self) -> bool:
+        """True once the app is shutting down: its widgets may already be gone.
+
+        Textual's ``_shutdown`` clears ``is_running`` first and then removes the screens while
+        this app still handles messages, so a snapshot arriving then must be dropped.
+        """
+        return self._exit or not self.is_running or not self.screen_stack
+
     def _server_screens(self) -> list[ServerScreen]:
         return [s for s in self.screen_stack if isinstance(s, ServerScreen)]
 
     def on_engine_status(self, message: EngineStatus) -> None:
-        if not self.screen_stack or self._exit:
+        if self._shutting_down():
             return
         self.header.set_status(message.text)
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.engine_error = message.reason
-        if not self.screen_stack or self._exit:
+        if self._shutting_down():
             return
         self.header.set_error(message.reason)
         self.notify(message.reason, title="engine stopped", severity="error", timeout=30)
@@ -103,7 +111,7 @@ class TftTopApp(App):
         self.notify(message.text, severity=message.severity)
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        if not self.screen_stack or self._exit:
+        if self._shutting_down():
             return   # shutting down
         if message.seq < self.controls.latest_seq:
             return   # a newer snapshot is already on its way: skip the stale one
@@ -127,7 +135,7 @@ class TftTopApp(App):
         self.main.query_one("#alerts", AlertLog).apply(snapshot.alerts)
 
     def on_history_ready(self, message: HistoryReady) -> None:
-        if not self.screen_stack or self._exit:
+        if self._shutting_down():
             return
         for screen in self._server_screens():
             screen.set_history(message.history)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import time
 from pathlib import Path
 
 import numpy as np
@@ -271,11 +270,11 @@ def test_invalid_arguments():
         FleetSimulator(3).generate(0)
 
 
-def test_speed():
-    t = time.perf_counter()
+def test_a_thousand_server_day_is_whole():
+    # its speed is measured by benchmarks/bench_data.py, not asserted here
     metrics, _ = FleetSimulator(1000, seed=0).generate(1)
     assert len(metrics) == 1000 * 288
-    assert time.perf_counter() - t < 5.0
+    assert metrics.groupby("server_name").size().eq(288).all()
 
 
 # --------------------------------------------------------------------------- committed demo data

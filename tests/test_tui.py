@@ -549,7 +549,9 @@ async def test_header_says_how_many_silent_servers_the_table_leaves_out_before_i
         app.header.set_snapshot(replace(snap, alerts=(cleared, *[a for a in snap.alerts if a.id != cleared.id])))
         await pilot.pause()
         text = app.header.render().plain
-        assert f"alerts {len(ongoing)} ongoing" in text and "(1 clearing)" in text
+        crit = sum(1 for a in ongoing if a.severity == "critical")
+        want = f"({crit} critical, 1 clearing)" if crit else "(1 clearing)"
+        assert f"alerts {len(ongoing)} ongoing {want}" in text, text
 
 
 async def test_header_says_when_the_asked_speed_is_not_reached():

@@ -183,10 +183,13 @@ class HeaderBar(Widget):
         # live one: counted apart, or a calm fleet reads as "2 critical" for that hour
         clearing = sum(1 for a in snap.alerts if a.state == "ongoing" and getattr(a, "clear_minutes", 0.0) > 0)
         line2.append(f"   alerts {ongoing} ongoing")
-        if crit:
-            line2.append(f" ({crit} critical)", "bold red")
-        if clearing:
-            line2.append(f" ({clearing} clearing)", "dim")
+        parts = [(f"{crit} critical", "bold red")] if crit else []
+        parts += [(f"{clearing} clearing", "dim")] if clearing else []
+        for i, (words, style) in enumerate(parts):     # "(2 critical, 1 clearing)"
+            line2.append(" (" if i == 0 else ", ")
+            line2.append(words, style)
+        if parts:
+            line2.append(")")
         line2.append("   incident probability 30 min ")
         line2.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
         line2.append(" · 8 h ")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.tft_model import clip_to_range
+from engine.tft_model import MAX_CALIBRATION_STD, clip_to_range
 
 BUCKET_STEPS = 12
 TARGET_COVERAGE = 0.8
@@ -104,8 +104,9 @@ def _fit(quantiles, actual, scale, weights, mask, q_levels, coverage) -> dict:
             sl = slice(b0, b0 + BUCKET_STEPS)
             lower.append(_weighted_quantile(e_lo[:, sl].ravel(), ww[:, sl].ravel(), tail))
             upper.append(_weighted_quantile(e_hi[:, sl].ravel(), ww[:, sl].ravel(), tail))
-        out["lower"][m] = [round(v, 5) for v in lower]
-        out["upper"][m] = [round(v, 5) for v in upper]
+        bound = MAX_CALIBRATION_STD       # what the loader accepts
+        out["lower"][m] = [round(float(np.clip(v, -bound, bound)), 5) for v in lower]
+        out["upper"][m] = [round(float(np.clip(v, -bound, bound)), 5) for v in upper]
     return out
 
 

@@ -275,6 +275,13 @@ def _check_values(config: "ModelConfig", lengths: dict, hp: dict, data: dict) ->
     _check_calibration(config.calibration, config.targets, whole, finite)
 
 
+# A calibration adjustment moves a band edge by this many window standard deviations at
+# most (the shipped model's are within -0.42..1.56).  A larger one in config.json is a
+# typo or a tampered file (the calibration is outside the weights' config hash), and would
+# turn every band into [0, 100] without a word; fitting clips to it (engine.calibration).
+MAX_CALIBRATION_STD = 100.0
+
+
 def _check_calibration(cal: Any, targets, whole, finite) -> None:
     """engine.calibration's tables: per target, one finite adjustment per horizon bucket."""
     if cal is None:
@@ -297,6 +304,9 @@ def _check_calibration(cal: Any, targets, whole, finite) -> None:
                 raise ValueError(f"{where}.{m}: lower and upper must be lists of one length")
             for v in lo + hi:
                 finite(v, f"{where}.{m}")
+                if abs(v) > MAX_CALIBRATION_STD:
+                    raise ValueError(f"{where}.{m}: {v!r} moves the band by more than "
+                                     f"{MAX_CALIBRATION_STD:g} window standard deviations")
 
     tables(cal, "calibration")
     groups = cal.get("groups") or {}

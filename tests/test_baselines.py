@@ -82,6 +82,17 @@ def test_calibration_widens_a_too_narrow_band_to_the_target_coverage():
     assert np.allclose(adjusted[:, :, 1], 50)  # p50 untouched
 
 
+
+def test_calibration_fitted_on_a_wildly_wrong_band_is_clipped_to_what_the_loader_accepts():
+    from engine.tft_model import MAX_CALIBRATION_STD
+
+    n, h = 200, 24
+    q = np.full((n, h, 3), 50.0)
+    y = np.full((n, h), 50.0 + 1e4)        # truth 10,000 window stds above the band
+    cal = fit_calibration({"cpu_percent": q}, {"cpu_percent": y}, {"cpu_percent": np.ones(n)}, q_levels=Q)
+    assert max(cal["upper"]["cpu_percent"]) == MAX_CALIBRATION_STD
+    assert max(cal["lower"]["cpu_percent"]) == -MAX_CALIBRATION_STD
+
 def test_calibrated_forecast_stays_in_range_and_ordered():
     q = np.array([[[98.0, 99.0, 99.5]]])
     cal = {"bucket_steps": 12, "lower": {"cpu_percent": [-5.0]}, "upper": {"cpu_percent": [3.0]}}

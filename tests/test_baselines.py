@@ -165,6 +165,38 @@ def test_target_cells_name_each_missed_target():
     assert target_cells([rep])[1]["baseline_heldout_vs_seen_loss"] == pytest.approx(1.0)
 
 
+
+def test_a_perfect_baseline_does_not_drop_the_cell_or_its_misses():
+    """A series that repeats exactly gives seasonal-naive a loss of 0: there is no ratio, but
+    the cell must stay (an empty list of cells reads as 'every target met')."""
+    import json
+
+    from engine.evaluation import DatasetReport, format_reports, reports_json, target_cells
+
+    rep = DatasetReport("periodic", {})
+    rep.results["seen"] = {"cpu_percent": {"tft": _scores(3.79, 0.393), "seasonal_naive": _scores(0.0, 1.0),
+                                           "linear_trend": _scores(5.0, 0.3)},
+                           "memory_percent": {"tft": _scores(0.0, 0.80), "seasonal_naive": _scores(0.0, 1.0),
+                                              "linear_trend": _scores(5.0, 0.3)}}
+    cpu, mem = target_cells([rep])
+    assert cpu["loss_vs_best_baseline"] is None and cpu["misses"] == ["loss", "coverage"]
+    assert mem["misses"] == []                    # as good as a perfect baseline
+    text = format_reports([rep])
+    assert "tft loss vs the better baseline: n/a (baseline loss 0)" in text
+    assert "1 of 2 cells miss a target" in text
+    assert json.loads(reports_json([rep]))["targets"]["cells_missing"] == 1
+
+
+def test_the_text_line_and_the_targets_table_print_the_same_figure():
+    from engine.evaluation import DatasetReport, format_reports
+
+    rep = DatasetReport("fleet", {})
+    # 1 - 1.0 / 1.49985 = 0.33326...: rounded once it is -33.3 % in both places
+    rep.results["seen"] = {"cpu_percent": {"tft": _scores(1.0, 0.80), "seasonal_naive": _scores(1.49985, 0.7),
+                                           "linear_trend": _scores(2.0, 0.3)}}
+    text = format_reports([rep])
+    assert "tft loss vs the better baseline: -33.3%" in text and "-33.3% · 80.0%" in text
+
 def test_a_gap_of_exactly_ten_percent_is_on_target_despite_float_rounding():
     from engine.evaluation import DatasetReport, target_cells
 

@@ -106,6 +106,7 @@ class Source:
     grid: pd.DataFrame
     train: pd.DataFrame     # prepared training part (features added)
     val_start: pd.Series    # per server: first validation timestamp
+    informative: pd.DataFrame  # per server and metric: does its training part move at all?
 
 
 def _prepare_source(path: str, opts: TrainOptions) -> Source:
@@ -124,8 +125,9 @@ def _prepare_source(path: str, opts: TrainOptions) -> Source:
     val_start = (part.assign(v=last - pd.Timedelta(days=opts.val_days))
                  .groupby("server_name")["v"].first())
     # (judged on the training part only: the held-out rows must not decide what is learned)
-    disk_ok = informative_columns(part)["disk_percent"].reindex(grid["server_name"].unique(), fill_value=False)
-    return Source(path=path, grid=grid, train=prepare_frame(part, disk_informative=disk_ok), val_start=val_start)
+    informative = informative_columns(part).reindex(grid["server_name"].unique(), fill_value=False)
+    return Source(path=path, grid=grid, train=prepare_frame(part, disk_informative=informative["disk_percent"]),
+                  val_start=val_start, informative=informative)
 
 
 def _prepare_sources(opts: TrainOptions) -> tuple[list[Source], pd.DataFrame]:
@@ -509,7 +511,8 @@ def _calibrate(loaded: LoadedModel, frame: pd.DataFrame, origins: pd.DataFrame, 
                               history=config.max_encoder_length)
     raw = stock_predict(loaded, frame, origins)
     scale = {m: window_scale(windows.history[m], config.min_scale[m], config.max_encoder_length) for m in METRICS}
-    informative = pd.concat([informative_columns(s.grid) for s in sources])
+    # the same judgement as training's: on the training rows, never the held-out ones
+    informative = pd.concat([s.informative for s in sources])
     mask = {m: informative[m].reindex(windows.server).to_numpy() for m in METRICS}
     calibration = fit_calibration(raw, windows.actual, scale, None, mask, tuple(config.quantiles),
                                   groups=window_profiles(frame, windows))

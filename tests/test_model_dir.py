@@ -534,3 +534,21 @@ def test_early_stopping_judges_one_window_per_origin_and_the_metadata_says_how_i
     assert meta["validation"].startswith("one window per early-stopping origin") and meta["validation_windows"] > 0
     assert meta["validation_split"].startswith("early stopping: origins whose forecast ends in the first half")
     assert meta["training_draws"].startswith("each origin alike") and 0 < meta["origin_copy_windows_share"] < 1
+
+
+def test_which_columns_carry_information_is_judged_on_the_training_rows_only(tmp_path):
+    """Training and calibration mask a column that never moves (traces without a disk); a
+    column that is flat before the held-out period and moves inside it is still masked:
+    the held-out rows must not decide what is learned or calibrated."""
+    from engine.training import TrainOptions, _prepare_source
+    import pandas as pd
+    from fleet_fixtures import write_fleet
+
+    grid = make_grid(n_servers=2, days=3.0)
+    heldout_from = pd.Timestamp("2026-01-07T00:00:00Z")
+    flat = (grid["server_name"] == "srv-00") & (grid["timestamp"] < heldout_from)
+    grid.loc[flat, "disk_percent"] = 40.0           # flat while training, moving when held out
+    write_fleet(tmp_path / "d", grid, heldout_from.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    source = _prepare_source(str(tmp_path / "d"), TrainOptions(data=[str(tmp_path / "d")]))
+    assert not source.informative.loc["srv-00", "disk_percent"]
+    assert source.informative.loc["srv-01", "disk_percent"] and source.informative.loc["srv-00", "cpu_percent"]

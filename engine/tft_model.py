@@ -54,6 +54,10 @@ DAY_STEPS = 86400 // STEP_SECONDS
 DAY_KNOWN = "day_ago_known"
 
 
+class DeviceError(ValueError):
+    """The device asked for (--device cuda) is not here."""
+
+
 class ModelLoadError(Exception):
     """A model directory that cannot be used; the message is one line saying why."""
 
@@ -484,18 +488,37 @@ def save_model_dir(model, config: ModelConfig, metadata: dict[str, Any], out_roo
                    stamp: str | None = None) -> Path:
     from safetensors.torch import save_model
 
-    out = Path(out_root) / f"{MODEL_DIR_PREFIX}{stamp or utc_stamp()}"
-    if out.exists():
-        raise FileExistsError(f"{out} exists already")
+    import shutil
+
     # written under a hidden name and renamed when complete: an interrupted write never
-    # becomes the newest model (find_latest_model)
-    partial = out.with_name(f".{out.name}.partial")
-    partial.mkdir(parents=True, exist_ok=False)
-    save_model(model, str(partial / WEIGHTS_FILE), metadata={FINGERPRINT_KEY: config_fingerprint(config)})
-    stamp_fingerprint(partial, config)          # + the tensors' checksum, over what was stored
-    write_config(partial, config)
-    (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False, default=str) + "\n")
-    partial.rename(out)
+    # becomes the newest model (find_latest_model).  Creating the hidden directory claims the
+    # name; a name taken (two runs in one second) moves the stamp on a second, unless the
+    # caller gave the stamp.
+    when = pd.Timestamp.now(tz="UTC")
+    for attempt in range(1 if stamp else 120):
+        name = stamp or utc_stamp(when + pd.Timedelta(seconds=attempt))
+        out = Path(out_root) / f"{MODEL_DIR_PREFIX}{name}"
+        partial = out.with_name(f".{out.name}.partial")
+        if out.exists():
+            continue
+        try:
+            partial.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            continue
+        break
+    else:
+        raise FileExistsError(f"{out} exists already")
+    try:
+        save_model(model, str(partial / WEIGHTS_FILE), metadata={FINGERPRINT_KEY: config_fingerprint(config)})
+        stamp_fingerprint(partial, config)          # + the tensors' checksum, over what was stored
+        write_config(partial, config)
+        (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False, default=str) + "\n")
+        if out.exists():
+            raise FileExistsError(f"{out} exists already")
+        partial.rename(out)
+    except BaseException:          # Ctrl-C or a full disk: no half-written directory is left behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return out
 
 
@@ -586,7 +609,18 @@ def one_window_per_origin(index: pd.DataFrame, wanted: set | None = None) -> np.
 
 
 def write_config(model_dir: Path, config: ModelConfig) -> None:
-    (Path(model_dir) / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    replace_file(Path(model_dir) / CONFIG_FILE, json.dumps(config.to_json(), indent=2) + "\n")
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a temporary file beside it, then a rename): a
+    rewrite interrupted by Ctrl-C or a full disk leaves the old file as it was."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_config(model_dir: Path) -> ModelConfig:
@@ -608,6 +642,7 @@ class LoadedModel:
     config: ModelConfig
     model_dir: Path
     metadata: dict[str, Any]
+    metadata_problem: str | None = None   # training_metadata.json there but unreadable: why
 
 
 def load_model_dir(model_dir: Path | str, device: str = "cpu") -> LoadedModel:
@@ -684,17 +719,28 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
 
     load_model(model, str(weights_path), strict=True, device="cpu")
     metadata: dict[str, Any] = {}
+    problem = None
     meta_path = model_dir / METADATA_FILE
     if meta_path.is_file():       # optional: what the training saw (eval's seen / never-seen split)
         try:
             metadata = json.loads(meta_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            metadata = {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            metadata, problem = {}, f"{meta_path}: unreadable ({_one_line(exc)})"
         if not isinstance(metadata, dict):
-            metadata = {}
+            metadata, problem = {}, f"{meta_path}: not a JSON object"
     model.eval()
     model.to(device)
-    return LoadedModel(model=model, config=config, model_dir=model_dir, metadata=metadata)
+    return LoadedModel(model=model, config=config, model_dir=model_dir, metadata=metadata,
+                       metadata_problem=problem)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(getattr(exc, "strerror", None) or exc).split())
+
+
+def write_metadata(model_dir: Path | str, metadata: dict[str, Any]) -> None:
+    """Rewrite ``training_metadata.json`` whole or not at all (replace_file)."""
+    replace_file(Path(model_dir) / METADATA_FILE, json.dumps(metadata, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def _storage_groups(model) -> dict[str, list[str]]:

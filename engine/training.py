@@ -25,8 +25,8 @@ from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
 from engine.datasplit import (extract_windows, informative_columns, origins_for, read_split,
                               training_part)
 from engine.evaluation import evaluate_frame, format_reports, load_grid, stock_predict, window_profiles
-from engine.tft_model import (LoadedModel, ModelConfig, build_dataset, build_model, one_window_per_origin,
-                              normalise_profile, prepare_frame, save_model_dir)
+from engine.tft_model import (DeviceError, LoadedModel, ModelConfig, build_dataset, build_model,
+                              normalise_profile, one_window_per_origin, prepare_frame, save_model_dir)
 
 
 @dataclass
@@ -95,7 +95,7 @@ def resolve_device(device: str) -> tuple[str, int]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise SystemExit("tft-top: --device cuda asked for, but no CUDA device is available")
+            raise DeviceError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
         return "gpu", torch.cuda.device_count()
     return "cpu", 1
 
@@ -281,13 +281,12 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions) -> dict:
     """Fit the model's band calibration again on the calibration split of ``opts.data``
     (the split the model was trained with: see _validation_origins) and rewrite its
     config.json; returns the calibration."""
-    import json
-
-    from engine.tft_model import METADATA_FILE, load_model_dir, write_config
+    from engine.tft_model import ModelLoadError, load_model_dir, write_config, write_metadata
 
     loaded = load_model_dir(model_dir)
-    meta_path = Path(model_dir) / METADATA_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if loaded.metadata_problem:     # it says which split the model was trained with: not guessed
+        raise ModelLoadError(f"{loaded.metadata_problem}: cannot tell which split the model was trained with")
+    meta = dict(loaded.metadata)
     alternating = "validation_split" not in meta          # trained before the midpoint split
     # the validation days and origin spacing the model was trained with, where recorded
     opts = TrainOptions(**{**opts.__dict__, **{k: meta[k] for k in ("val_days", "calib_every") if k in meta}})
@@ -304,7 +303,7 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions) -> dict:
                             "windows": int(len(calib_origins)),
                             "split": "odd origins of the alternation it was trained with" if alternating
                             else "origins in the second half of the validation days"}
-    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    write_metadata(model_dir, meta)
     return loaded.config.calibration
 
 
@@ -314,6 +313,7 @@ def train(opts: TrainOptions) -> Path:
     from lightning.pytorch.callbacks import EarlyStopping
 
     t0 = time.time()
+    accelerator, devices = resolve_device(opts.device)     # a missing CUDA is said before the data is read
     # (quiet: a refused --data must leave its one error line alone on stderr; the seed is
     # recorded in training_metadata.json)
     pl.seed_everything(opts.seed, workers=True, verbose=False)
@@ -359,7 +359,6 @@ def train(opts: TrainOptions) -> Path:
     keep = one_window_per_origin(val_ds.decoded_index, wanted)      # as evaluation scores them
     val_ds = val_ds.filter(lambda _: keep)
 
-    accelerator, devices = resolve_device(opts.device)
     model = build_model(config, train_ds)
     if init is not None:
         if tuple(init.config.profile_vocab) != tuple(vocab):
@@ -479,18 +478,33 @@ def train(opts: TrainOptions) -> Path:
         "evaluation": None,
     }
     out = save_model_dir(model, config, metadata, Path(opts.out))
+    print(f"model written to {out}{_default_note(out)}", flush=True)
     if opts.evaluate:
-        from engine.tft_model import load_model_dir
+        from engine.tft_model import load_model_dir, write_metadata
 
-        loaded = load_model_dir(out)
-        reports = [evaluate_frame(loaded, s.grid, read_split(s.path), s.path, set(servers)) for s in sources]
+        later = f"tft-top eval --model {out} " + " ".join(f"--data {s.path}" for s in sources) + " --record"
+        print(f"evaluating it on the held-out data (Ctrl-C skips this; later: {later})", flush=True)
+        try:
+            loaded = load_model_dir(out)
+            reports = [evaluate_frame(loaded, s.grid, read_split(s.path), s.path, set(servers)) for s in sources]
+        except KeyboardInterrupt:
+            print(f"evaluation interrupted: the model is saved without it; to evaluate it: {later}", flush=True)
+            return out
         metadata["evaluation"] = [r.to_json() for r in reports]
         metadata["total_seconds"] = round(time.time() - t0, 1)
-        import json
-
-        (out / "training_metadata.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        write_metadata(out, metadata)
         print(format_reports(reports))
     return out
+
+
+def _default_note(out: Path) -> str:
+    """Say so when the new model is now the one the app, predict, serve and eval pick up."""
+    from engine.tft_model import find_latest_model
+
+    latest = find_latest_model(Path("models"))
+    if latest is not None and latest.resolve() == out.resolve():
+        return " (now the default model: the newest under models/)"
+    return ""
 
 
 def warm_start_partial(model, source) -> tuple[int, list[str]]:

@@ -552,3 +552,62 @@ def test_which_columns_carry_information_is_judged_on_the_training_rows_only(tmp
     source = _prepare_source(str(tmp_path / "d"), TrainOptions(data=[str(tmp_path / "d")]))
     assert not source.informative.loc["srv-00", "disk_percent"]
     assert source.informative.loc["srv-01", "disk_percent"] and source.informative.loc["srv-00", "cpu_percent"]
+
+
+def test_a_second_model_in_the_same_second_gets_the_next_stamp_and_nothing_half_written_stays(trained, tmp_path,
+                                                                                               monkeypatch):
+    import pandas as pd
+
+    import engine.tft_model as tm
+
+    model_dir, _ = trained
+    loaded = load_model_dir(model_dir)
+    now = pd.Timestamp.now(tz="UTC")
+    taken = {tm.utc_stamp(now + pd.Timedelta(seconds=k)) for k in range(3)}
+    for stamp in taken:                       # this second and the next two are taken already
+        (tmp_path / f"tft_model_{stamp}").mkdir()
+    out = tm.save_model_dir(loaded.model, loaded.config, {}, tmp_path)
+    assert out.name.removeprefix("tft_model_") not in taken and out.is_dir()
+    load_model_dir(out)
+    # Ctrl-C while writing: no hidden half-written directory is left behind, and nothing new
+    before = set(tmp_path.iterdir())
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tm, "write_config", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tm.save_model_dir(loaded.model, loaded.config, {}, tmp_path)
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_eval_record_prints_first_and_a_failed_write_is_one_line(trained, tmp_path, capsys, monkeypatch):
+    import engine.tft_model as tm
+    from tui.cli import main
+
+    model_dir, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    data = model_dir.parent.parent / "data"
+    before = (copy / METADATA_FILE).read_text()
+
+    def read_only(path, text):
+        raise PermissionError(13, "Read-only file system", str(path))
+
+    monkeypatch.setattr(tm, "replace_file", read_only)
+    assert main(["eval", "--model", str(copy), "--data", str(data), "--no-alerts", "--record"]) == 2
+    out, err = capsys.readouterr()
+    assert "servers seen in training" in out                        # the evaluation was not lost
+    assert err.strip().count("\n") == 0 and "not recorded" in err and "Read-only file system" in err
+    assert (copy / METADATA_FILE).read_text() == before
+    monkeypatch.undo()
+    # a corrupt training_metadata.json: eval says every server counts as never seen, and
+    # --record does not overwrite what it cannot read
+    (copy / METADATA_FILE).write_text('{"servers": ["srv-00", ')
+    assert main(["eval", "--model", str(copy), "--data", str(data), "--no-alerts", "--record"]) == 2
+    out, err = capsys.readouterr()
+    assert "servers seen in training" not in out and "servers never seen in training" in out
+    assert "unreadable" in err and "every server is counted as never seen" in err and "not recorded" in err
+    assert (copy / METADATA_FILE).read_text() == '{"servers": ["srv-00", '
+    assert main(["calibrate", "--model", str(copy), "--data", str(data)]) == 2
+    assert "cannot tell which split" in capsys.readouterr().err

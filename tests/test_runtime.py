@@ -526,3 +526,21 @@ def test_incident_server_names_stay_text_as_in_the_data(tmp_path):
     (tmp_path / "incidents.csv").write_text("server_name,metric,start,crossing,end\n"
                                             "007,cpu_percent,2026-01-05T10:00Z,2026-01-05T11:00Z,2026-01-05T12:00Z\n")
     assert read_incidents(tmp_path)["server_name"].tolist() == ["007"]     # as load_path reads the name
+
+
+def test_train_says_where_the_model_is_before_evaluating_it_and_that_it_is_now_the_default(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """A Ctrl-C during the (long) evaluation must not leave the operator guessing: the model
+    directory is named first, with how to evaluate it later."""
+    import pandas as pd
+
+    # (the default network: 24 h encoder, 2 validation days, 2 days of history before each scored origin)
+    heldout = pd.Timestamp("2026-01-05T00:00:00Z") + pd.Timedelta(days=5) - pd.Timedelta(hours=8)
+    write_fleet(tmp_path / "d", make_grid(n_servers=3, days=5), heldout.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "d", "--out", "models", "--epochs", "1", "--batches-per-epoch", "2",
+                 "--hidden-size", "8", "--max-time", "1"]) == 0
+    out = capsys.readouterr().out
+    written = out.index("model written to models/tft_model_")
+    assert "(now the default model: the newest under models/)" in out
+    assert written < out.index("evaluating it on the held-out data (Ctrl-C skips this; later: tft-top eval --model")

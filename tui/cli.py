@@ -203,9 +203,9 @@ def _command(args) -> int:
 
 def _known_errors():
     from engine.contract import DataError
-    from engine.tft_model import ModelLoadError
+    from engine.tft_model import DeviceError, ModelLoadError
 
-    return (DataError, ModelLoadError)
+    return (DataError, ModelLoadError, DeviceError)
 
 
 def _resolve_model(path: Path | None) -> Path:
@@ -254,14 +254,13 @@ def _train(args) -> int:
                         loss_weights=weights, learning_rate=args.learning_rate, workers=args.workers,
                         ramp_share=args.ramp_share, ramp_kinds=kinds, center=args.center,
                         day_ago=args.day_ago)
-    import os
+    import tempfile
 
     try:       # before the training, not after it: a run's work must not be lost to a bad --out
         Path(args.out).mkdir(parents=True, exist_ok=True)
+        Path(tempfile.mkdtemp(prefix=".tft-top-write-test-", dir=args.out)).rmdir()   # really try
     except OSError as exc:
-        return _fail(f"--out {args.out}: cannot create the directory ({exc.strerror or exc})")
-    if not os.access(args.out, os.W_OK | os.X_OK):
-        return _fail(f"--out {args.out}: cannot write there")
+        return _fail(f"--out {args.out}: cannot write there ({exc.strerror or exc})")
     try:
         out = train(opts)
     except _known_errors() as exc:
@@ -272,7 +271,6 @@ def _train(args) -> int:
         if name and out_dir not in (Path(name).resolve(), *Path(name).resolve().parents):
             return _fail(f"{name}: {exc.strerror or exc}")       # not --out's fault: name the file
         return _fail(f"--out {args.out}: writing the model failed ({exc.strerror or exc})")
-    print(f"model written to {out}")
     return 0
 
 
@@ -283,6 +281,8 @@ def _calibrate(args) -> int:
         cal = recalibrate(args.model, TrainOptions(data=args.data))
     except _known_errors() as exc:
         return _fail(str(exc))
+    except OSError as exc:            # a read-only model directory: nothing was changed
+        return _fail(f"{exc.filename or args.model}: cannot rewrite the model ({exc.strerror or exc})")
     groups = ", ".join(sorted(cal.get("groups") or {})) or "none"
     print(f"{args.model}: calibrated on {cal['fitted_on_windows']} windows (per-profile groups: {groups})")
     return 0
@@ -308,15 +308,8 @@ def _eval(args) -> int:
 
         return _fail(f"{', '.join(map(str, args.data))}: {NOTHING_TO_SCORE}")
     text = reports_json(reports, {"model_dir": str(model_dir), "alerts": {p: ev.to_json() for p, ev in alerts.items()}})
-    if args.record:
-        import json
-
-        from engine.tft_model import METADATA_FILE
-
-        meta_path = Path(model_dir) / METADATA_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        meta["evaluation"] = json.loads(text)
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    if loaded.metadata_problem:   # its list of training servers is lost: every server counts as never seen
+        print(f"tft-top: note: {loaded.metadata_problem}: every server is counted as never seen", file=sys.stderr)
     if args.json:
         print(text)
     else:
@@ -324,6 +317,19 @@ def _eval(args) -> int:
         print(format_reports(reports))
         for path, ev in alerts.items():
             print(format_alert_evaluation(path, ev))
+    if args.record:       # after printing: a failed write must not lose the evaluation
+        import json
+
+        from engine.tft_model import write_metadata
+
+        if loaded.metadata_problem:
+            return _fail(f"not recorded: {loaded.metadata_problem} (it is left as it is)")
+        meta = dict(loaded.metadata)
+        meta["evaluation"] = json.loads(text)
+        try:
+            write_metadata(model_dir, meta)
+        except OSError as exc:
+            return _fail(f"not recorded: {exc.filename or model_dir}: {exc.strerror or exc}")
     return 0
 
 

@@ -177,11 +177,13 @@ class HeaderBar(Widget):
             over = f" >{after:g} min" if isinstance(after, (int, float)) else ""
             line2.append(f" · {silent} silent{over}, not shown", "bold yellow")
         # (most important first: a narrow terminal cuts the end of the line)
-        ongoing = sum(1 for a in snap.alerts if a.state == "ongoing")
-        crit = sum(1 for a in snap.alerts if a.state == "ongoing" and a.severity == "critical")
+        ongoing = [a for a in snap.alerts if a.state == "ongoing"]
         # an open alert whose condition has cleared (it resolves after an hour clear) is not a
-        # live one: counted apart, or a calm fleet reads as "2 critical" for that hour
-        clearing = sum(1 for a in snap.alerts if a.state == "ongoing" and getattr(a, "clear_minutes", 0.0) > 0)
+        # live one: counted apart from the critical ones, or a calm fleet reads as "2 critical"
+        # for that hour
+        cleared = [a for a in ongoing if getattr(a, "clear_minutes", 0.0) > 0]
+        crit = sum(1 for a in ongoing if a.severity == "critical" and a not in cleared)
+        clearing, ongoing = len(cleared), len(ongoing)
         line2.append(f"   alerts {ongoing} ongoing")
         parts = [(f"{crit} critical", "bold red")] if crit else []
         parts += [(f"{clearing} clearing", "dim")] if clearing else []

@@ -319,6 +319,7 @@ class Ingested:
     refused: int                 # how many records did not
     problems: list[dict]         # {"row", "index", "column", "message", "text"}; row counts from 1
     notes: list[str]
+    forecast_in_seq: int | None = None   # the first snapshot seq whose forecasts include them
 
     @property
     def refused_indices(self) -> list[int]:
@@ -370,6 +371,10 @@ class Daemon:
         self.started_at = time.time()
         self.boot = f"{time.time_ns():x}"        # in every ETag: unique across restarts and daemons
         self._dirty = False                   # POSTed records wait for the next tick
+        # the seq the next tick's snapshot will carry, taken under ``lock`` with the tick itself:
+        # a record stored under the lock is in every snapshot from this seq on, even when the
+        # tick before it is still encoding its snapshot when the POST is answered
+        self._next_seq = 1
         self._stop = threading.Event()
         self._published = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -410,10 +415,11 @@ class Daemon:
             with self.lock:
                 self.engine.start()
                 snap = self.engine.tick(advance=False)
+                seq = self._take_seq()
         except Exception as exc:  # noqa: BLE001 - reported by /status and the 503s
             self._fail(exc, starting=True)
             return
-        self._publish(snap)
+        self._publish(snap, seq)
         due = time.monotonic() + self.interval
         while not self._stop.wait(max(due - time.monotonic(), 0.0)):
             now = time.monotonic()
@@ -426,11 +432,16 @@ class Daemon:
             try:
                 with self.lock:
                     snap = self.engine.tick(advance=not self.push)
+                    seq = self._take_seq()
             except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
                 self._fail(exc, starting=False)
                 continue
             self.error = None
-            self._publish(snap)
+            self._publish(snap, seq)
+
+    def _take_seq(self) -> int:          # under self.lock, with the tick it numbers
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        return seq
 
     def _fail(self, exc: BaseException, starting: bool) -> None:
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -439,8 +450,9 @@ class Daemon:
         with self._published:
             self._published.notify_all()
 
-    def _publish(self, snap: Snapshot) -> None:
-        pub = Published.build((self.latest.seq + 1) if self.latest else 1, snap, self.boot)
+    def _publish(self, snap: Snapshot, seq: int) -> None:
+        # (outside the lock: encoding a 1,000-server snapshot must not hold up POSTs)
+        pub = Published.build(seq, snap, self.boot)
         with self._published:
             self.latest = pub
             self.ticks += 1
@@ -501,10 +513,13 @@ class Daemon:
             notes = [str(p) for p in result.problems] + refused
             if notes:
                 self.engine._note(notes)      # noqa: SLF001 - counted in the snapshot's refused_records
-            if len(refused) < len(frame):
+            stored = len(refused) < len(frame)
+            if stored:
                 self._dirty = True
+            next_seq = self._next_seq if stored else None
         problems.sort(key=lambda p: (p["row"] is None, p["row"] or 0))
-        return Ingested(sorted(accepted), len(records) - (len(frame) - len(refused)), problems, result.notes)
+        return Ingested(sorted(accepted), len(records) - (len(frame) - len(refused)), problems, result.notes,
+                        next_seq)
 
     @staticmethod
     def _frame_indices(records: list, good: list[int], frame: pd.DataFrame) -> list[int] | None:
@@ -710,9 +725,11 @@ class Daemon:
             n = len(records) if isinstance(records, list) else 0
             out = {"accepted": n - result.refused, "refused": result.refused,
                    "accepted_indices": result.accepted, "refused_indices": result.refused_indices,
-                   "problems": result.problems, "notes": result.notes}
+                   "problems": result.problems, "notes": result.notes,
+                   "forecast_in_seq": result.forecast_in_seq}
             if not result.problems:
-                out["detail"] = f"accepted {out['accepted']} record(s); they are forecast at the next tick"
+                out["detail"] = (f"accepted {out['accepted']} record(s); they are forecast at the next tick "
+                                 f"(snapshot seq {result.forecast_in_seq} on)")
                 return JSONResponse(out, status_code=202)
             first = result.problems[0]["text"]
             more = len(result.problems) - 1

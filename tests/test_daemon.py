@@ -341,14 +341,13 @@ def test_post_mixed_batch_keeps_the_good_records(push_srv):
         d = r.json()
         assert r.status_code == 422 and d["accepted_indices"] == [1] and d["refused_indices"] == [0]
         assert "row 1, column timestamp" in d["problems"][0]["text"] and "older than" in d["problems"][0]["text"]
-        before = push_srv.daemon.latest.seq
         r = c.post("/metrics", json=[record("p-good", "2026-01-05T03:05:00Z"),
                                      record("rack1/web", "2026-01-05T03:05:00Z", cpu=33.0),
                                      record("rack2/history", "2026-01-05T03:05:00Z", cpu=44.0)])
         assert r.status_code == 202 and r.json()["accepted"] == 3 and r.json()["problems"] == []
         assert c.get("/status").json()["refused_records"] >= 3
         # a name with '/' (sent as %2F) can be looked up like any other
-        assert push_srv.daemon.wait_for_seq(before + 1, 30)
+        assert push_srv.daemon.wait_for_seq(r.json()["forecast_in_seq"], 30)
         one = c.get("/servers/rack1%2Fweb")
         assert one.status_code == 200 and one.json()["forecast"]["cpu_percent"]["current"] == 33.0
         assert c.get("/servers/rack1%2Fweb/history").json()["metrics"]["cpu_percent"][-1] == 33.0
@@ -364,9 +363,49 @@ def test_post_into_a_simulated_fleet_shows_at_next_tick(srv):
         data_time = c.get("/predictions/current").json()["data_time"]
         r = c.post("/metrics", json=[record("posted-1", data_time, cpu=77)])
         assert r.status_code == 202
-        seq = srv.daemon.latest.seq
-        assert srv.daemon.wait_for_seq(seq + 1, 30)   # (failed at 5 s while a training run held both cores)
+        seq = r.json()["forecast_in_seq"]
+        assert f"seq {seq} on" in r.json()["detail"]
+        assert srv.daemon.wait_for_seq(seq, 30)
         assert "posted-1" in c.get("/predictions/current").json()["predictions"]
+
+
+def test_a_post_answered_while_a_tick_is_publishing_is_in_the_snapshot_it_names(monkeypatch):
+    """CI-style flake, made certain: a tick computed without the record and still encoding its
+    snapshot when the POST is answered publishes the next seq, without the record.  The answer
+    names the seq that has it."""
+    import threading
+
+    from engine import daemon as daemon_mod
+
+    building, release = threading.Event(), threading.Event()
+    original = daemon_mod.Published.build.__func__
+    built = {}
+
+    def slow_build(cls, seq, snap, boot=""):
+        if seq >= 3 and not release.is_set():
+            building.set()
+            release.wait(10)        # the tick has left the lock and is encoding its snapshot
+        built[seq] = original(cls, seq, snap, boot)
+        return built[seq]
+
+    s = serve(make_daemon(push=True, interval=0.1))
+    try:
+        with client(s) as c:
+            t0 = "2026-01-05T03:00:00Z"
+            assert c.post("/metrics", json=[record("a", t0)]).status_code == 202
+            assert s.daemon.wait_for_seq(2, 30)
+            monkeypatch.setattr(daemon_mod.Published, "build", classmethod(slow_build))
+            assert c.post("/metrics", json=[record("a", "2026-01-05T03:05:00Z")]).status_code == 202
+            assert building.wait(10)                      # seq 3 (without "late") is being encoded
+            r = c.post("/metrics", json=[record("late", "2026-01-05T03:05:00Z")])
+            release.set()
+            assert r.status_code == 202 and r.json()["forecast_in_seq"] == 4
+            assert s.daemon.wait_for_seq(4, 30)
+            assert "late" not in built[3].servers and "late" in built[4].servers   # seq 3 misled the old test
+            assert "late" in c.get("/predictions/current").json()["predictions"]
+    finally:
+        release.set()
+        s.stop()
 
 
 def test_post_from_the_future_is_refused_and_hides_nothing():

@@ -527,6 +527,7 @@ def test_remote_engine_with_a_wrong_key_never_raises(auth_srv):
     remote = RemoteEngine(auth_srv.url, "wrong", connect_wait=1.0)
     try:
         remote.start()
+        assert remote.wait_until(lambda r: r.last_error, 10)    # (the refusal can take over connect_wait)
         snap = remote.tick()
         assert remote.stale and "API key" in remote.last_error
         assert snap.servers == () and snap.metadata["stale"]

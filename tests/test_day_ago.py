@@ -21,9 +21,13 @@ from fleet_fixtures import make_grid, train_tiny_model
 
 @pytest.fixture(scope="module")
 def day_model(tmp_path_factory):
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    path = train_tiny_model(tmp_path_factory.mktemp("day_model"), day_ago=True, days=3.0)
-    return load_model_dir(path), make_grid(n_servers=4, days=3.0)
+    try:
+        path = train_tiny_model(tmp_path_factory.mktemp("day_model"), day_ago=True, days=3.0)
+        yield load_model_dir(path), make_grid(n_servers=4, days=3.0)
+    finally:
+        torch.set_num_threads(before)       # later tests run as they would alone
 
 
 def test_day_ago_columns_by_hand():

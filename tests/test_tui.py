@@ -28,12 +28,22 @@ from tui.widgets.fleet_table import SORTS
 SIZE = (160, 48)
 
 
-async def wait_for(pilot, cond, timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_for(pilot, cond, timeout: float = 10.0, what: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
+            if what is None:
+                import inspect
+
+                what = inspect.getsource(cond).strip()
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.02)
+
+
+# After ``pilot.press`` a check of what the key did waits for it (``await until(...)``):
+# press returns when Textual guesses the process is idle, which a starved CI machine can
+# fool before the key has gone through the app's handlers.
+until = wait_for
 
 
 async def ready(pilot, app, n: int = 1) -> None:
@@ -120,12 +130,12 @@ async def test_without_a_model_the_badge_says_heuristic_and_why(tmp_path):
         assert all(s.source == "heuristic" for s in app.snapshot.servers)
         # drill into a real server: history arrives from the engine, charts draw
         await pilot.press("enter")
-        assert isinstance(app.screen, ServerScreen)
+        await until(pilot, lambda: isinstance(app.screen, ServerScreen))
         await wait_for(pilot, lambda: app.screen.history is not None, timeout=10, what="history")
         assert len(app.screen.history.epochs) > 100
         assert "heuristic" in str(app.screen.query_one("#server-title").render())
         await pilot.press("escape")
-        assert not isinstance(app.screen, ServerScreen)
+        await until(pilot, lambda: not isinstance(app.screen, ServerScreen))
     assert app.engine_error is None
 
 
@@ -178,9 +188,9 @@ async def test_drill_down_shows_charts_importance_and_alerts_then_esc_goes_back(
         before = screen.updates
         await wait_for(pilot, lambda: screen.updates > before + 1, what="drill-down updates")  # follows snapshots
         await pilot.press("j")                                  # next server, still drilled down
-        assert screen.server_name != name and app.controls.watched == screen.server_name
+        await until(pilot, lambda: screen.server_name != name and app.controls.watched == screen.server_name)
         await pilot.press("escape")
-        assert app.screen is app.main
+        await until(pilot, lambda: app.screen is app.main)
         assert app.controls.watched is None
         # the fleet table, not updated while hidden, caught up with the newest snapshot on return
         from tui.widgets.fleet_table import row_spec
@@ -219,10 +229,10 @@ async def test_filter_by_name_or_profile_and_esc_clears():
         assert all(n.startswith("database-") for n in app.table.specs)
         assert "filter: data (2 of 12)" in app.header.render().plain
         await pilot.press("enter")                   # keeps the filter, back to the table
-        assert app.focused is app.table and app.table.filter_text == "data"
+        await until(pilot, lambda: app.focused is app.table and app.table.filter_text == "data")
         await wait_for(pilot, lambda: app.snapshots_applied >= 1)
         await pilot.press("escape")
-        assert app.table.row_count == 12 and app.table.filter_text == ""
+        await until(pilot, lambda: app.table.row_count == 12 and app.table.filter_text == "")
         await pilot.press("slash", "z", "z", "z")        # nothing matches: the header says so
         await wait_for(pilot, lambda: app.table.row_count == 0, what="no rows")
         assert "filter: zzz (0 of 12)" in app.header.render().plain
@@ -239,7 +249,7 @@ async def test_sort_keeps_the_cursor_on_the_same_server():
         moved = False
         for sort in SORTS[1:] + SORTS[:1]:
             await pilot.press("s")
-            assert app.table.sort_by == sort
+            await until(pilot, lambda: app.table.sort_by == sort)
             assert app.table.selected_name == name, sort
             moved |= app.table.cursor_row != row_before
         assert moved, "no sort moved the server: the test proves nothing"
@@ -266,7 +276,7 @@ async def test_cursor_stays_on_the_top_row_until_the_operator_moves_it():
         assert not app.table.user_moved
         for _ in range(6):
             await pilot.press("j")
-        assert app.table.user_moved and app.table.cursor_row == 6
+        await until(pilot, lambda: app.table.user_moved and app.table.cursor_row == 6)
         name = app.table.selected_name       # chosen: from now on the cursor follows it
         rows = set()
         for _ in range(8):
@@ -309,8 +319,10 @@ async def test_pause_and_step_forward_and_back():
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app, 2)
         await pilot.press("p")
-        assert app.controls.paused
-        await pilot.pause(0.6)              # a tick already in flight lands now
+        await until(pilot, lambda: app.controls.paused)
+        await pilot.pause(0.6)              # a tick already in flight lands now ...
+        await wait_for(pilot, lambda: not app.engine_thread.busy and app.applied_seq == app.controls.latest_seq,
+                       what="the last tick on screen")   # ... even on a slow machine
         t_paused = app.snapshot.data_time
         n = app.snapshots_applied
         await pilot.pause(0.3)
@@ -323,7 +335,7 @@ async def test_pause_and_step_forward_and_back():
         await ready(pilot, app, n + 2)
         assert app.snapshot.data_time == t_paused
         await pilot.press("p")
-        assert not app.controls.paused
+        await until(pilot, lambda: not app.controls.paused)
         await ready(pilot, app, n + 4)
 
 
@@ -332,11 +344,11 @@ async def test_speed_keys_change_the_pace_and_stepping_pauses():
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
         await pilot.press("plus", "plus")
-        assert app.controls.speed == 4.0
+        await until(pilot, lambda: app.controls.speed == 4.0)
         await pilot.press("minus")
-        assert app.controls.speed == 2.0
+        await until(pilot, lambda: app.controls.speed == 2.0)
         await pilot.press("right_square_bracket")
-        assert app.controls.paused
+        await until(pilot, lambda: app.controls.paused)
         assert "paused" in str(app.header.render())
         await pilot.press("plus")                     # paused: the header still says the new speed
         await pilot.pause()
@@ -360,14 +372,14 @@ async def test_help_lists_every_binding_from_the_one_registry():
     app = fake_app(6, paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         legend = str(app.screen.query_one("#help-alerts").render())
         assert "WARN" in legend and "CRIT" in legend and "clear 25m" in legend
         await pilot.press("question_mark")
-        assert not isinstance(app.screen, HelpScreen)
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
         await pilot.press("question_mark")
         await pilot.press("escape")
-        assert app.screen is app.main
+        await until(pilot, lambda: app.screen is app.main)
 
 
 async def test_command_palette_offers_the_same_actions():
@@ -503,7 +515,7 @@ async def test_keys_that_would_do_nothing_are_hidden():
         assert "▶ live" in app.header.render().plain and "1×" not in app.header.render().plain
         app._sync_play()  # noqa: SLF001 - back to the app's own state
         await pilot.press("plus")
-        assert app.controls.speed == 1.0
+        await until(pilot, lambda: app.controls.speed == 1.0)
         # the drill-down has no filter
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is not app.main, what="drill-down")

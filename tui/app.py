@@ -41,6 +41,7 @@ class TftTopApp(App):
         self.snapshot = None
         self.engine_error: str | None = None
         self.snapshots_applied = 0
+        self.applied_seq = 0          # the engine seq of the snapshot on screen
         self.live = live          # a source that cannot step back
         self.paced = paced        # ticks per second set the pace (replay, simulator); not a wall-clock source
         self._main_stale = False
@@ -116,6 +117,7 @@ class TftTopApp(App):
         if message.seq < self.controls.latest_seq:
             return   # a newer snapshot is already on its way: skip the stale one
         self.apply_snapshot(message.snapshot, message.history)
+        self.applied_seq = message.seq
 
     def apply_snapshot(self, snapshot, history=None) -> None:
         self.snapshot = snapshot

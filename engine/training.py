@@ -11,6 +11,7 @@ the weights of the epoch with the lowest validation loss.
 from __future__ import annotations
 
 import platform
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -420,7 +421,7 @@ def train(opts: TrainOptions) -> Path:
     val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, **loader)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(model, train_dl, val_dl)
+        _fit_interruptible(trainer, model, train_dl, val_dl)
     fit_seconds = time.time() - t0
     if trainer.global_rank != 0:
         raise SystemExit(0)
@@ -505,6 +506,24 @@ def _default_note(out: Path) -> str:
     if latest is not None and latest.resolve() == out.resolve():
         return " (now the default model: the newest under models/)"
     return ""
+
+
+def _fit_interruptible(trainer, model, train_dl, val_dl) -> None:
+    """``trainer.fit``, with a Ctrl-C coming out as KeyboardInterrupt (the CLI: one line, exit 130).
+
+    Lightning catches the interrupt itself, ignores SIGINT from then on and calls
+    ``sys.exit(1)``: the run would end as a plain failure, and a later Ctrl-C in this
+    process would do nothing."""
+    import signal
+
+    try:
+        trainer.fit(model, train_dl, val_dl)
+    except SystemExit as exc:
+        if exc.code == 1 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            print("tft-top: training interrupted: no model written", file=sys.stderr, flush=True)
+            raise KeyboardInterrupt from None
+        raise
 
 
 def warm_start_partial(model, source) -> tuple[int, list[str]]:

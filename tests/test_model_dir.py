@@ -611,3 +611,31 @@ def test_eval_record_prints_first_and_a_failed_write_is_one_line(trained, tmp_pa
     assert (copy / METADATA_FILE).read_text() == '{"servers": ["srv-00", '
     assert main(["calibrate", "--model", str(copy), "--data", str(data)]) == 2
     assert "cannot tell which split" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_fit_comes_out_as_keyboard_interrupt_and_ctrl_c_works_again(capsys):
+    """Lightning catches a Ctrl-C in fit, ignores SIGINT from then on and exits 1."""
+    import signal
+    import sys
+
+    from engine.training import _fit_interruptible
+
+    class LightningLike:
+        def fit(self, *_):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            sys.exit(1)
+
+    class Failing:
+        def fit(self, *_):
+            sys.exit(1)
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _fit_interruptible(LightningLike(), None, None, None)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert "training interrupted: no model written" in capsys.readouterr().err
+        with pytest.raises(SystemExit):           # any other exit is left alone
+            _fit_interruptible(Failing(), None, None, None)
+    finally:
+        signal.signal(signal.SIGINT, before)

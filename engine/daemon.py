@@ -864,11 +864,14 @@ class RunningServer:
 
 def build_daemon(*, model: Path | str | None = None, replay: Path | str | None = None,
                  simulate: int | None = None, seed: int = 0, speed: float = 1.0, interval: float | None = None,
-                 api_key: str | None = None, device: str = "auto", max_body: int | None = MAX_BODY_BYTES) -> Daemon:
+                 api_key: str | None = None, device: str = "auto", max_body: int | None = MAX_BODY_BYTES,
+                 thresholds=None) -> Daemon:
     """A daemon for the CLI's options (the engine is not started yet).  DaemonError / DataError."""
     source = make_source(replay=replay, simulate=simulate, seed=seed)
     every = tick_interval(isinstance(source, PushSource), speed=speed, interval=interval)
-    return Daemon(Engine(source, model, device=device), interval=every, api_key=api_key, max_body=max_body,
+    engine = Engine(source, model, device=device) if thresholds is None else \
+        Engine(source, model, device=device, thresholds=thresholds)
+    return Daemon(engine, interval=every, api_key=api_key, max_body=max_body,
                   torch_threads=default_torch_threads())
 
 

@@ -25,7 +25,7 @@ from engine.risk import build_fleet, environment
 from engine.snapshot import Snapshot
 from engine.sources import Source, Tick
 from engine.store import WindowStore
-from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds, describe_thresholds
 
 HISTORY_STEPS = 288  # the drill-down shows the last 24 h
 ALERT_STATES_KEPT = 64
@@ -207,6 +207,7 @@ class Engine:
                 "horizon_steps": self.forecaster.horizon,
                 "step_seconds": STEP_SECONDS,
                 "quantiles": list(self.forecaster.quantiles),
+                "thresholds": describe_thresholds(self.thresholds),   # tft-top --thresholds' syntax
                 "tick_latency_ms": round(latency_ms, 1),
                 "generated_at": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "source": self.source.name,
@@ -279,7 +280,8 @@ WARMUP_STEPS = 12  # predict replays the hour before --at so that debounced aler
 
 
 def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp | None = None,
-               device: str = "auto", warmup_steps: int = WARMUP_STEPS) -> Snapshot:
+               device: str = "auto", warmup_steps: int = WARMUP_STEPS,
+               thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Snapshot:
     """The snapshot as of ``at`` (default: the data's last sample), for `tft-top predict`."""
     from engine.sources import ReplaySource
 
@@ -291,7 +293,7 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
     end = source.last if at is None else min(at.floor(f"{STEP_SECONDS}s"), source.last)
     since = end - pd.Timedelta(seconds=STEP_SECONDS * (warmup_steps - 1))
     source.seek(since)
-    engine = Engine(source, model_dir, device=device)
+    engine = Engine(source, model_dir, device=device, thresholds=thresholds)
     engine.start()
     snap = engine.tick(advance=False)
     while source.next_time is not None and source.next_time <= end:

@@ -47,3 +47,59 @@ class Thresholds:
 
 
 DEFAULT_THRESHOLDS = Thresholds()
+
+
+# names accepted by parse_thresholds, and the metric (or load setting) each one sets
+_SPEC_NAMES = {
+    "cpu": "cpu_percent", "cpu_percent": "cpu_percent",
+    "memory": "memory_percent", "mem": "memory_percent", "memory_percent": "memory_percent",
+    "disk": "disk_percent", "disk_percent": "disk_percent",
+    "load_per_core": "load_per_core",
+    "load": "load_absolute", "load_average": "load_absolute",
+}
+THRESHOLDS_HELP = ("warning:critical pairs, e.g. 'cpu=85:97,memory=90:98,load_per_core=1.5:3,load=6:12' "
+                   "(load_per_core: multiples of the core count; load: when the core count is unknown). "
+                   "Defaults: cpu 80:95, memory 85:95, disk 85:95, load_per_core 1:2, load 4:8")
+
+
+def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) -> Thresholds:
+    """``base`` with the pairs in ``spec`` ("cpu=85:97,load_per_core=1.5:3") replaced.
+
+    Raises ValueError with a one-line reason naming the bad part."""
+    if spec is None or not spec.strip():
+        return base
+    percent = dict(base.percent)
+    load = {"load_per_core": base.load_per_core, "load_absolute": base.load_absolute}
+    seen: set[str] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        name, eq, pair = part.partition("=")
+        key = _SPEC_NAMES.get(name.strip().lower())
+        if not eq or key is None:
+            raise ValueError(f"--thresholds {part!r}: give NAME=WARNING:CRITICAL with NAME one of cpu, memory, "
+                             "disk, load_per_core, load")
+        if key in seen:
+            raise ValueError(f"--thresholds {part!r}: {name.strip()} is given twice")
+        seen.add(key)
+        try:
+            warn, crit = (float(x) for x in pair.split(":"))
+        except ValueError:
+            raise ValueError(f"--thresholds {part!r}: give two numbers, WARNING:CRITICAL") from None
+        if not (0 < warn < crit < float("inf")):
+            raise ValueError(f"--thresholds {part!r}: need 0 < warning < critical")
+        if key in percent and crit > 100:
+            raise ValueError(f"--thresholds {part!r}: a percentage's critical level is at most 100")
+        if key in percent:
+            percent[key] = (warn, crit)
+        else:
+            load[key] = (warn, crit)
+    return Thresholds(percent=percent, load_per_core=load["load_per_core"], load_absolute=load["load_absolute"])
+
+
+def describe_thresholds(t: Thresholds) -> str:
+    """One line, in parse_thresholds' own syntax."""
+    short = {"cpu_percent": "cpu", "memory_percent": "memory", "disk_percent": "disk"}
+    parts = [f"{short[m]}={w:g}:{c:g}" for m, (w, c) in t.percent.items()]
+    parts += [f"load_per_core={t.load_per_core[0]:g}:{t.load_per_core[1]:g}",
+              f"load={t.load_absolute[0]:g}:{t.load_absolute[1]:g}"]
+    return ",".join(parts)

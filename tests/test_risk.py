@@ -284,3 +284,20 @@ def test_a_change_of_exactly_the_tolerance_is_steady_on_both_paths():
     q[0, 3] = 1.1
     current = np.array([[50.0, 50.0, 50.0, 1.0]])
     assert risk_arrays(q, current, np.full((1, 4), 1e9))["trend"][0, 3] == 0
+
+
+def test_thresholds_from_the_command_line_syntax():
+    from engine.thresholds import DEFAULT_THRESHOLDS, describe_thresholds, parse_thresholds
+
+    t = parse_thresholds("cpu=85:97, load_per_core=1.5:3,load=6:12")
+    assert t.for_metric("cpu_percent") == (85.0, 97.0)
+    assert t.for_metric("memory_percent") == DEFAULT_THRESHOLDS.for_metric("memory_percent")   # kept
+    assert t.for_metric("load_average", 4) == (6.0, 12.0) and t.for_metric("load_average", None) == (6.0, 12.0)
+    assert parse_thresholds(describe_thresholds(t)) == t                     # the metadata's line reads back
+    assert parse_thresholds(None) is DEFAULT_THRESHOLDS
+    for bad, why in (("cpu=97:85", "0 < warning < critical"), ("gpu=1:2", "NAME one of"),
+                     ("cpu=80", "two numbers"), ("disk=50:101", "at most 100"),
+                     ("cpu=1:2,cpu=3:4", "given twice"), ("load=nan:5", "0 < warning")):
+        with pytest.raises(ValueError, match=why) as info:
+            parse_thresholds(bad)
+        assert "\n" not in str(info.value)

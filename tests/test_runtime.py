@@ -91,6 +91,37 @@ def test_predict_json_schema(replay_dir, tiny_model_dir, capsys):
         assert server["_meta"]["source"] in {"tft", "heuristic"}
 
 
+
+def test_thresholds_option_moves_risk_and_alerts_and_is_refused_when_bad(replay_dir, tiny_model_dir, capsys):
+    base = ["predict", "--model", str(tiny_model_dir), "--data", str(replay_dir), "--json"]
+    assert main(base) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["metadata"]["thresholds"] == "cpu=80:95,memory=85:95,disk=85:95,load_per_core=1:2,load=4:8"
+    assert main(base + ["--thresholds", "cpu=1:2"]) == 0        # every server is over a 2 % CPU critical level
+    low = json.loads(capsys.readouterr().out)
+    assert low["metadata"]["thresholds"].startswith("cpu=1:2,memory=85:95")
+    for server in low["predictions"].values():
+        assert server["cpu_percent"]["thresholds"] == {"warning": 1.0, "critical": 2.0}
+    assert low["environment"]["high_risk_servers"] == low["environment"]["total_servers"]
+    assert low["environment"]["high_risk_servers"] > default["environment"]["high_risk_servers"]
+    assert main(base + ["--thresholds", "cpu=95:80"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "need 0 < warning < critical" in err
+    assert main(["--connect", "http://127.0.0.1:9", "--thresholds", "cpu=1:2"]) == 2
+    assert "the daemon's thresholds apply" in capsys.readouterr().err
+
+
+def test_serve_builds_its_engine_with_the_thresholds_given():
+    from engine.daemon import build_daemon
+    from engine.thresholds import parse_thresholds
+
+    daemon = build_daemon(simulate=2, thresholds=parse_thresholds("memory=50:60"))
+    assert daemon.engine.thresholds.for_metric("memory_percent") == (50.0, 60.0)
+    from tui.runner import make_engine_factory       # and the app's engine
+
+    engine = make_engine_factory(simulate=2, thresholds=parse_thresholds("memory=50:60"))()
+    assert engine.thresholds.for_metric("memory_percent") == (50.0, 60.0)
+
 def test_predict_at_forecasts_from_that_time(replay_dir, tiny_model_dir, capsys):
     assert main(["predict", "--model", str(tiny_model_dir), "--data", str(replay_dir),
                  "--at", "2026-01-05T12:00:00Z", "--json"]) == 0

@@ -274,7 +274,7 @@ class TftTopApp(App):
 def run_app(model: Path | None = None, replay: Path | None = None, device: str = "auto",
             simulate: int | None = None, speed: float = 1.0, seed: int = 0,
             models_root: Path = Path("models"), source_factory=None, engine_factory=None,
-            live: bool | None = None, hard_exit: bool = True) -> int:
+            live: bool | None = None, hard_exit: bool = True, thresholds=None) -> int:
     """Run the TUI.  Returns the exit status (1 when the engine stopped on an error).
 
     The fleet comes from ``simulate`` (a live synthetic fleet of N servers), else
@@ -301,7 +301,7 @@ def run_app(model: Path | None = None, replay: Path | None = None, device: str =
             return 2
     factory = engine_factory or make_engine_factory(model=model, replay=replay, simulate=simulate, device=device,
                                                     seed=seed, models_root=models_root,
-                                                    source_factory=source_factory)
+                                                    source_factory=source_factory, thresholds=thresholds)
     if live is None:
         live = bool(simulate) or source_factory is not None
     app = TftTopApp(factory, speed=speed, live=live, paced=bool(simulate) or not live)

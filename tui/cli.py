@@ -46,6 +46,8 @@ def _positive(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.thresholds import THRESHOLDS_HELP      # (numbers only: no pandas, no torch)
+
     parser = argparse.ArgumentParser(
         prog="tft-top",
         description="htop for the next eight hours: TFT forecasts of a server fleet's CPU, memory, disk and load.",
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "running the model here")
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help="the daemon's API key, for --connect (default: $TFT_TOP_API_KEY)")
+    parser.add_argument("--thresholds", default=None, metavar="SPEC", help=THRESHOLDS_HELP)
     sub = parser.add_subparsers(dest="command")
 
     tr = sub.add_parser("train", help="train a TFT and write a new model directory")
@@ -125,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--at", default=None, metavar="TIMESTAMP", help="forecast as of this time (ISO 8601 or epoch seconds)")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pr.add_argument("--json", action="store_true", help="print the snapshot JSON")
+    pr.add_argument("--thresholds", default=None, metavar="SPEC", help=THRESHOLDS_HELP)
 
     sv = sub.add_parser("serve", help="run the forecasting daemon: REST + WebSocket API (docs at /docs)")
     sv.add_argument("--host", default="127.0.0.1",
@@ -147,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body", type=_counted(1), default=1_000_000, metavar="BYTES",
                     help="largest request body accepted (default 1000000; larger: 413)")
     sv.add_argument("--quiet", action="store_true", help="no access log")
+    sv.add_argument("--thresholds", default=None, metavar="SPEC", help=THRESHOLDS_HELP)
     return parser
 
 
@@ -353,30 +358,47 @@ def _predict(args) -> int:
         if pd.isna(at):
             return _fail(f"--at {args.at!r} is not an ISO 8601 time or epoch seconds")
         at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+    thresholds = _thresholds(args)
+    if thresholds is None:
+        return 2
     model_dir = args.model
     if model_dir is None:
         from engine.tft_model import find_latest_model
 
         model_dir = find_latest_model(DEFAULT_MODELS)
     try:
-        snap = predict_at(args.data, model_dir, at=at, device=args.device)
+        snap = predict_at(args.data, model_dir, at=at, device=args.device, thresholds=thresholds)
     except _known_errors() as exc:
         return _fail(str(exc))
     print(json.dumps(snap.to_json(), indent=2) if args.json else format_summary(snap))
     return 0
 
 
+def _thresholds(args):
+    """The --thresholds of ``args`` over the defaults; None (after one line on stderr) when bad."""
+    from engine.thresholds import parse_thresholds
+
+    try:
+        return parse_thresholds(getattr(args, "thresholds", None))
+    except ValueError as exc:
+        _fail(str(exc))
+        return None
+
+
 def _serve(args) -> int:
     from engine.daemon import DaemonError, api_key_from_env, build_daemon, check_bind, serve
     from engine.tft_model import find_latest_model
 
+    thresholds = _thresholds(args)
+    if thresholds is None:
+        return 2
     api_key = api_key_from_env(args.api_key)
     model = args.model if args.model is not None else find_latest_model(DEFAULT_MODELS)
     try:
         check_bind(args.host, api_key)          # before loading any data
         daemon = build_daemon(model=model, replay=args.replay, simulate=args.simulate, seed=args.seed,
                               speed=args.speed, interval=args.interval, api_key=api_key, device=args.device,
-                              max_body=args.max_body)
+                              max_body=args.max_body, thresholds=thresholds)
         _print_notes()
         serve(daemon, host=args.host, port=args.port, access_log=not args.quiet)
     except (DaemonError, *_known_errors()) as exc:
@@ -394,6 +416,8 @@ def _connect(args) -> int:
         url = normalise_url(args.connect)
     except ValueError as exc:
         return _fail(str(exc))
+    if args.thresholds:
+        return _fail("--thresholds with --connect: the daemon's thresholds apply (give them to `tft-top serve`)")
     api_key = args.api_key or os.environ.get("TFT_TOP_API_KEY") or None
     return run_app(engine_factory=lambda: RemoteEngine(url, api_key), speed=args.speed, live=True)
 
@@ -405,6 +429,9 @@ def _tui(args) -> int:
                                     ("--local", args.local), ("--prometheus", args.prometheus is not None)) if on]
     if len(chosen) > 1:
         return _fail(f"{' and '.join(chosen)} exclude each other: pick one fleet")
+    thresholds = _thresholds(args)
+    if thresholds is None:
+        return 2
     source_factory = None
     if args.local:
         from engine.live import LocalSource
@@ -420,7 +447,7 @@ def _tui(args) -> int:
         source_factory = lambda: PrometheusSource(args.prometheus, selector=args.selector)  # noqa: E731
     return run_app(model=args.model, replay=args.replay or DEFAULT_DATA, device=args.device,
                    simulate=args.simulate, speed=args.speed, source_factory=source_factory,
-                   live=True if source_factory else None)
+                   live=True if source_factory else None, thresholds=thresholds)
 
 
 if __name__ == "__main__":

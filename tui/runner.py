@@ -206,7 +206,7 @@ def next_speed(speed: float, faster: bool) -> float:
 
 def make_engine_factory(model: Path | None = None, replay: Path | None = None, simulate: int | None = None,
                         device: str = "auto", seed: int = 0, models_root: Path = Path("models"),
-                        source_factory: Callable[[], Any] | None = None) -> EngineFactory:
+                        source_factory: Callable[[], Any] | None = None, thresholds=None) -> EngineFactory:
     """The real engine, built inside the worker (imports pandas / torch there, not at app start)."""
 
     def factory():
@@ -224,6 +224,8 @@ def make_engine_factory(model: Path | None = None, replay: Path | None = None, s
             from engine.tft_model import find_latest_model
 
             model_dir = find_latest_model(models_root)
-        return Engine(source, model_dir, device=device)
+        if thresholds is None:
+            return Engine(source, model_dir, device=device)
+        return Engine(source, model_dir, device=device, thresholds=thresholds)
 
     return factory

@@ -131,16 +131,21 @@ def origins_for(prepared: pd.DataFrame, start: pd.Series, *, horizon: int, min_h
     """Forecast origins on each series: held out, full horizon ahead, enough history.
 
     Origins sit on multiples of ``every`` steps of absolute time, so runs are comparable.
+    An origin whose last history step the grid filled is skipped: that row is interpolated
+    towards the first sample after the gap, at or after the origin (the truth it would score).
     """
     rows = []
     start_idx = (start.dt.as_unit("s").astype("int64") // STEP_SECONDS)
     for key, part in prepared.groupby("series", sort=True):
         t = part["time_idx"].to_numpy()
+        filled = part["filled"].to_numpy(dtype=bool) if "filled" in part else np.zeros(len(t), bool)
         server = part["server_name"].iloc[0]
         first = max(int(t[0]) + min_history, int(start_idx[server]))
         last = int(t[-1]) - horizon + 1
         first = -(-first // every) * every
         for o in range(first, last + 1, every):
+            if filled[o - 1 - int(t[0])]:         # (a series' time_idx has no holes)
+                continue
             rows.append((key, server, o))
     return pd.DataFrame(rows, columns=["series", "server_name", "origin_idx"])
 

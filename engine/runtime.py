@@ -287,9 +287,17 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
 
     from engine.contract import DataError
 
-    source = ReplaySource(data)
-    if at is not None and (pd.isna(at) or at < source.first or at > source.last + pd.Timedelta(seconds=STEP_SECONDS)):
-        raise DataError(f"--at {at} is outside the data ({source.first:%Y-%m-%dT%H:%MZ} .. {source.last:%Y-%m-%dT%H:%MZ})")
+    if at is not None and pd.isna(at):
+        raise DataError("--at: not a time")
+    try:
+        # (cut at ``at`` itself: a sample stamped 03:14 belongs to the 03:10 step, but is not
+        # known as of 03:10:00)
+        source = ReplaySource(data, until=at)
+    except DataError as exc:
+        raise DataError(f"--at {exc}" if at is not None and "outside the data" in str(exc) else str(exc)) from None
+    if at is not None and at > source.data_last.floor(f"{STEP_SECONDS}s") + pd.Timedelta(seconds=STEP_SECONDS):
+        raise DataError(f"--at {at} is outside the data ({source.data_first:%Y-%m-%dT%H:%MZ} .. "
+                        f"{source.data_last:%Y-%m-%dT%H:%MZ})")
     end = source.last if at is None else min(at.floor(f"{STEP_SECONDS}s"), source.last)
     since = end - pd.Timedelta(seconds=STEP_SECONDS * (warmup_steps - 1))
     source.seek(since)

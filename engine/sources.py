@@ -85,13 +85,25 @@ class ReplaySource(Source):
     can_seek = True
 
     def __init__(self, path: Path | str, start: pd.Timestamp | str | None = None,
-                 backfill: pd.Timedelta = DEFAULT_BACKFILL):
+                 backfill: pd.Timedelta = DEFAULT_BACKFILL, until: pd.Timestamp | None = None):
         self.path = Path(path)
         self.name = f"replay {self.path}"
         result: LoadResult = load_path(self.path)
         result.raise_for_problems()
         self.notes = result.notes
-        self.grid = to_grid(result.frame)
+        frame = result.frame
+        # the whole recording's span, whatever ``until`` cuts off
+        self.data_first, self.data_last = frame["timestamp"].min(), frame["timestamp"].max()
+        if until is not None:       # `predict --at`: nothing recorded after that instant exists
+            frame = frame[frame["timestamp"] <= until].reset_index(drop=True)
+            if frame.empty:
+                raise DataError(f"{until:%Y-%m-%dT%H:%M:%SZ} is outside the data "
+                                f"({self.data_first:%Y-%m-%dT%H:%MZ} .. {self.data_last:%Y-%m-%dT%H:%MZ})")
+        self.grid = to_grid(frame)
+        # Replayed and backfilled: the samples only.  The grid's filled rows are interpolated
+        # towards the sample after the gap, which a live source has not sent yet; the window
+        # store fills a gap when that sample arrives, as it does live.
+        real = self.grid[~self.grid["filled"]]
         self.cores = read_cores(self.path)
         self.first, self.last = self.grid["timestamp"].min(), self.grid["timestamp"].max()
         if start is None:
@@ -100,7 +112,8 @@ class ReplaySource(Source):
         start = pd.Timestamp(start)
         start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         self.backfill_span = backfill
-        self._by_time = {t: g.reset_index(drop=True) for t, g in self.grid.groupby("timestamp", sort=True)}
+        self._real = real.reset_index(drop=True)
+        self._by_time = {t: g.reset_index(drop=True) for t, g in self._real.groupby("timestamp", sort=True)}
         self._times = sorted(self._by_time)
         self._epochs = np.array([t.value for t in self._times])
         self.position = 0
@@ -124,12 +137,13 @@ class ReplaySource(Source):
 
     def backfill(self) -> pd.DataFrame:
         t = self._cursor_time()
-        part = self.grid[(self.grid["timestamp"] < t) & (self.grid["timestamp"] >= t - self.backfill_span)]
+        real = self._real
+        part = real[(real["timestamp"] < t) & (real["timestamp"] >= t - self.backfill_span)]
         return part.reset_index(drop=True)
 
     def poll(self) -> Tick:
         if self.position >= len(self._times):
-            return Tick(self.grid.iloc[0:0], finished=True)
+            return Tick(self._real.iloc[0:0], finished=True)
         frame = self._by_time[self._times[self.position]]
         self.position += 1
         return Tick(frame, finished=self.position >= len(self._times))

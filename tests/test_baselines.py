@@ -222,3 +222,24 @@ def test_every_scored_origin_has_two_days_of_history(tmp_path):
     windows = rep.results["heldout"]["cpu_percent"]["seasonal_naive"].windows
     # origins every 2 h from 2 days in, with 8 h of truth after them: 3 days - 2 days - 8 h = 16 h
     assert HISTORY == 576 and windows == 16 // 2 + 1
+
+
+def test_no_origin_scores_a_forecast_whose_history_ends_in_rows_filled_from_its_own_truth():
+    import pandas as pd
+
+    from engine.contract import to_grid
+    from engine.datasplit import origins_for
+    from engine.tft_model import prepare_frame
+    from fleet_fixtures import make_grid
+
+    grid = make_grid(n_servers=1, days=3.0)
+    gap = (grid["timestamp"] > "2026-01-07T11:30Z") & (grid["timestamp"] < "2026-01-07T12:05Z")   # 11:35..12:00
+    prepared = prepare_frame(to_grid(grid[~gap].drop(columns=["filled", "segment"])))
+    assert prepared["filled"].sum() == 6 and prepared["series"].nunique() == 1
+    t = prepared["time_idx"].to_numpy()
+    assert (np.diff(t) == 1).all()                                   # what origins_for relies on
+    start = pd.Series({"srv-00": pd.Timestamp("2026-01-07T00:00Z")})
+    got = set(origins_for(prepared, start, horizon=12, min_history=288, every=1)["origin_idx"])
+    noon = int(pd.Timestamp("2026-01-07T12:00Z").timestamp()) // 300
+    # origins 11:40 .. 12:05 read a filled 11:35 .. 12:00 as their last step; 11:35 and 12:10 do not
+    assert not got & set(range(noon - 4, noon + 2)) and {noon - 5, noon + 2} <= got

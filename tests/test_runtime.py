@@ -249,7 +249,7 @@ def test_predict_at_outside_the_data_is_refused(replay_dir, capsys):
 
 def test_predict_at_reads_a_compact_date_as_a_date(replay_dir, capsys):
     assert main(["predict", "--data", str(replay_dir), "--at", "20200101"]) == 2
-    assert "--at 2020-01-01 00:00:00+00:00 is outside the data" in capsys.readouterr().err   # not 1970
+    assert "--at 2020-01-01T00:00:00Z is outside the data" in capsys.readouterr().err   # not 1970
 
 
 def test_predict_at_takes_epoch_seconds_as_data_files_do(replay_dir, capsys):
@@ -575,3 +575,41 @@ def test_train_says_where_the_model_is_before_evaluating_it_and_that_it_is_now_t
     written = out.index("model written to models/tft_model_")
     assert "(now the default model: the newest under models/)" in out
     assert written < out.index("evaluating it on the held-out data (Ctrl-C skips this; later: tft-top eval --model")
+
+
+def test_a_replay_never_shows_what_a_gap_was_filled_with_before_the_sample_after_it(tmp_path):
+    """The grid fills a short gap by interpolating towards the sample after it. Replayed as
+    data, those rows leaked that future sample (a server silent at 7 % climbed towards the 99 %
+    it would send 30 min later). Live, nothing is known until that sample arrives."""
+    grid = make_grid(n_servers=2, days=2.0)
+    srv = grid["server_name"] == "srv-01"
+    gap = srv & (grid["timestamp"] >= "2026-01-06T03:00Z") & (grid["timestamp"] < "2026-01-06T03:30Z")
+    grid.loc[srv & (grid["timestamp"] == "2026-01-06T03:30Z"), "cpu_percent"] = 99.0
+    write_fleet(tmp_path / "d", grid[~gap], heldout_from="2026-01-06T02:00:00Z")
+    before = float(grid.loc[srv & (grid["timestamp"] == "2026-01-06T02:55Z"), "cpu_percent"].iloc[0])
+    engine = Engine(ReplaySource(tmp_path / "d"), None, device="cpu")
+    engine.start()
+    snap = engine.tick(advance=False)
+    while snap.data_time < "2026-01-06T03:25:00Z":
+        snap = engine.tick()
+        s1 = next(s for s in snap.servers if s.server_name == "srv-01")
+        if snap.data_time >= "2026-01-06T03:00:00Z":          # inside the gap: its last real sample
+            assert s1.last_seen == "2026-01-06T02:55:00Z"
+            assert s1.metrics["cpu_percent"].current == pytest.approx(before, abs=1e-3)
+    snap = engine.tick()                                      # 03:30 arrives: now the gap is filled
+    s1 = next(s for s in snap.servers if s.server_name == "srv-01")
+    assert s1.last_seen == "2026-01-06T03:30:00Z" and s1.metrics["cpu_percent"].current == pytest.approx(99.0)
+    w = engine.store.windows(["srv-01"])
+    assert int(w.filled[0]) == 6                              # the store filled and marked the 6 steps
+
+
+def test_predict_at_leaves_out_a_sample_stamped_after_it_in_the_same_step(tmp_path):
+    grid = make_grid(n_servers=1, days=1.0)
+    grid.loc[grid.index[-1], "timestamp"] += pd.Timedelta(minutes=4)    # 23:59, in the 23:55 step
+    grid.loc[grid.index[-1], "cpu_percent"] = 99.0
+    write_fleet(tmp_path / "d", grid)
+    at_step = predict_at(tmp_path / "d", None, at=pd.Timestamp("2026-01-05T23:55:00Z"))
+    assert at_step.data_time == "2026-01-05T23:50:00Z"       # 23:59 was not known at 23:55:00
+    assert at_step.servers[0].metrics["cpu_percent"].current != pytest.approx(99.0)
+    later = predict_at(tmp_path / "d", None, at=pd.Timestamp("2026-01-05T23:59:30Z"))
+    assert later.data_time == "2026-01-05T23:55:00Z" and later.servers[0].metrics["cpu_percent"].current == 99.0

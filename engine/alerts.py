@@ -139,6 +139,7 @@ class AlertManager:
         self._next_id = 1
         self.alerts: tuple[Alert, ...] = ()
         self._last_now: pd.Timestamp | None = None
+        self._last_seen: dict[str, str] = {}     # server -> its newest sample at the last update
 
     def ongoing(self) -> tuple[Alert, ...]:
         """Open alerts, newest first."""
@@ -154,7 +155,14 @@ class AlertManager:
             return self.alerts
         self._last_now = now
         stamp = _iso(now)
-        conditions = self._conditions(servers)
+        # A server whose newest sample is the one it had at the last update sent nothing new:
+        # its forecast is the same one, so its conditions neither count towards opening or
+        # clearing nor refresh a lead (read from the fleet's time, the old crossing would creep
+        # to "now").  It is shown as it was until it reports again or goes silent.
+        quiet = {s.server_name for s in servers
+                 if s.last_seen and self._last_seen.get(s.server_name) == s.last_seen}   # ("": not known)
+        self._last_seen = {s.server_name: s.last_seen for s in servers}
+        conditions = self._conditions([s for s in servers if s.server_name not in quiet])
         present = {s.server_name for s in servers}
         for key, cond in conditions.items():
             track = self._tracks.get(key)
@@ -168,13 +176,18 @@ class AlertManager:
                 track.clear = 0
                 self._refresh(track, cond, now, stamp)
         for key in [k for k in self._tracks if k not in conditions]:
+            if key[0] in quiet:
+                continue
             track = self._tracks[key]
             if track.alert is None:                 # a pending condition broke off
                 del self._tracks[key]
                 continue
+            if key[0] not in present:               # left out as silent (engine.runtime): not recovered
+                self._resolve(key, track, now, stamp, "silent")
+                continue
             track.clear += 1
-            if key[0] not in present or track.clear >= self.resolve_after:
-                self._resolve(key, track, now, stamp)
+            if track.clear >= self.resolve_after:
+                self._resolve(key, track, now, stamp, "cleared")
             else:
                 track.alert = replace(track.alert, duration_minutes=_minutes(now - track.opened),
                                       clear_minutes=_minutes(now - track.last_condition))
@@ -205,10 +218,11 @@ class AlertManager:
                               predicted_crossing=crossing, lead_minutes=lead,
                               duration_minutes=_minutes(now - track.opened), clear_minutes=0.0)
 
-    def _resolve(self, key: tuple[str, str], track: _Track, now: pd.Timestamp, stamp: str) -> None:
+    def _resolve(self, key: tuple[str, str], track: _Track, now: pd.Timestamp, stamp: str,
+                 resolution: str) -> None:
         # updated_at stays the last tick with the condition, the one predicted_crossing and the
         # lead were read on; clear_minutes says how long it had been absent
-        self._resolved.append(replace(track.alert, state=RESOLVED, resolved_at=stamp,
+        self._resolved.append(replace(track.alert, state=RESOLVED, resolved_at=stamp, resolution=resolution,
                                       duration_minutes=_minutes(now - track.opened),
                                       clear_minutes=_minutes(now - track.last_condition)))
         while len(self._resolved) > self.max_resolved:

@@ -85,6 +85,7 @@ def alert_from_json(d: dict) -> Alert:
         lead_minutes=None if d.get("lead_time_minutes") is None else float(d["lead_time_minutes"]),
         state=str(d.get("state", "ongoing")), resolved_at=d.get("resolved_at"),
         duration_minutes=_f(d.get("duration_minutes"), 0.0), clear_minutes=_f(d.get("clear_minutes"), 0.0),
+        resolution=None if d.get("resolution") is None else str(d["resolution"]),
     )
 
 

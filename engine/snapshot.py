@@ -98,6 +98,8 @@ class Alert:
     resolved_at: str | None = None
     duration_minutes: float = 0.0    # opened -> now (ongoing) or -> resolved_at
     clear_minutes: float = 0.0       # time since its condition last held (0: it holds now); resolved: at resolved_at
+    resolution: str | None = None    # resolved: "cleared" (an hour without the condition) or "silent"
+                                     # (the server stopped reporting: nothing says it recovered)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,7 +107,7 @@ class Alert:
             "message": self.message, "opened_at": self.opened_at, "updated_at": self.updated_at,
             "predicted_crossing": self.predicted_crossing, "lead_time_minutes": _r(self.lead_minutes, 1),
             "state": self.state, "resolved_at": self.resolved_at, "duration_minutes": _r(self.duration_minutes, 1),
-            "clear_minutes": _r(self.clear_minutes, 1),
+            "clear_minutes": _r(self.clear_minutes, 1), "resolution": self.resolution,
         }
 
 

@@ -70,4 +70,9 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
         lines += [f"  [{a.severity}] {a.server_name}: {a.message}"
                   + (f" (as of {_minutes(a.clear_minutes)} ago; clear since)" if a.clear_minutes > 0 else "")
                   for a in ongoing[:top]]
+    silent = [a for a in snap.alerts if a.state != "ongoing" and a.resolution == "silent"]
+    if silent:
+        named = ", ".join(f"{a.server_name} ({a.metric}, {a.severity})" for a in silent[:top])
+        lines.append(f"{len(silent)} alert{'' if len(silent) == 1 else 's'} closed because the server went silent, "
+                     f"not because it recovered: {named}" + (" …" if len(silent) > top else ""))
     return "\n".join(lines)

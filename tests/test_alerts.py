@@ -275,13 +275,40 @@ def test_resolved_alerts_are_capped():
     assert [(a.server_name, a.state) for a in alerts] == [("s3", "resolved"), ("s2", "resolved")]
 
 
-def test_a_server_that_leaves_the_fleet_is_resolved_at_once():
+def test_a_server_that_leaves_the_fleet_is_closed_as_silent_not_as_recovered():
     am = AlertManager()
     fleet = [server("web", load_average="now"), server("db")]
     am.update(fleet, tick(0))
     assert len(am.update(fleet, tick(1))) == 1
     r = am.update([server("db")], tick(2))[0]
-    assert (r.server_name, r.state, r.duration_minutes) == ("web", "resolved", 5.0)
+    assert (r.server_name, r.state, r.duration_minutes, r.resolution) == ("web", "resolved", 5.0, "silent")
+    assert r.to_json()["resolution"] == "silent"
+
+
+def test_a_server_that_sends_nothing_new_keeps_its_alert_as_it_was():
+    """Between its last sample and being left out as silent (35 min), a quiet server's
+    forecast is the same one: its alert must not count clear ticks, refresh its lead towards
+    'now' or resolve as cleared."""
+    from dataclasses import replace
+
+    def at(k, **kw):
+        return replace(server("web", **kw), last_seen=tick(k).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    am = AlertManager(resolve_after=3)
+    am.update([at(0, memory_percent="critical@10")], tick(0))
+    a = am.update([at(1, memory_percent="critical@10")], tick(1))[0]
+    for k in range(2, 8):                                 # six ticks, no new sample from web
+        b = am.update([at(1, memory_percent="critical@10")], tick(k))[0]
+        assert b == a                                     # not refreshed, not counted clear
+    c = am.update([at(8)], tick(8))[0]                    # a new sample without the condition
+    assert c.state == "ongoing" and c.clear_minutes == pytest.approx(35.0)
+    for k in (9, 10):
+        c = am.update([at(k)], tick(k))[0]
+    assert (c.state, c.resolution) == ("resolved", "cleared")
+    # a pending condition of a quiet server does not open: one fresh tick, then quiet ones
+    am = AlertManager()
+    am.update([at(0, cpu_percent="now")], tick(0))
+    assert am.update([at(0, cpu_percent="now")], tick(1)) == ()
 
 
 def test_a_server_under_an_hour_old_raises_no_warning_but_its_critical_conditions_stand():

@@ -436,6 +436,12 @@ def test_alert_log_marks_a_stale_lead_of_an_alert_whose_condition_cleared():
     assert holding[2] == "● ongoing 10m" and holding[5] == "in 5m"
     assert cleared[2] == "● ongoing 40m" and cleared[5] == "clear 30m"
     assert [c.plain for c in alert_cells(Alert(**base, clear_minutes=30.0), compact=True)][1] == "◌ 10m"
+    # resolved: how long the condition held (not the hour it waited clear), or that the server went silent
+    done = dict(base, state="resolved", resolved_at="2024-03-01T13:10:00Z")
+    cleared = alert_cells(Alert(**done, duration_minutes=70.0, clear_minutes=60.0, resolution="cleared"))
+    silent = alert_cells(Alert(**done, duration_minutes=45.0, clear_minutes=35.0, resolution="silent"))
+    assert cleared[2].plain == "✓ resolved, held 10m" and silent[2].plain == "? server silent after 45m"
+    assert alert_cells(Alert(**done, duration_minutes=45.0, resolution="silent"), compact=True)[1].plain == "? silent"
 
 
 def test_minutes_format():

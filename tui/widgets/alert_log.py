@@ -34,8 +34,11 @@ def alert_duration(a) -> float:
 def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text]:
     sev = Text(f" {a.severity[:4].upper()} ", style=SEVERITY_STYLE.get(a.severity, "bold"))
     dur = fmt_minutes(alert_duration(a))
+    silent = a.state != "ongoing" and getattr(a, "resolution", None) == "silent"
     if compact:
-        if a.state != "ongoing":
+        if silent:
+            state = Text("? silent", style="yellow")
+        elif a.state != "ongoing":
             state = Text(f"✓ {dur}", style="dim")
         elif getattr(a, "clear_minutes", 0.0) > 0:
             state = Text(f"◌ {dur}", style="")       # open, its condition absent for clear_minutes
@@ -45,8 +48,12 @@ def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text
                 Text(a.message, style="" if a.state == "ongoing" else "dim")]
     if a.state == "ongoing":
         state = Text(f"● ongoing {dur}", style="bold")
+    elif silent:           # the server stopped reporting: nothing says it recovered
+        state = Text(f"? server silent after {dur}", style="yellow")
     else:
-        state = Text(f"✓ resolved after {dur}", style="dim")
+        # how long the condition held, not the hour of quiet an alert waits before it resolves
+        held = max(a.duration_minutes - getattr(a, "clear_minutes", 0.0), 0.0)
+        state = Text(f"✓ resolved, held {fmt_minutes(held) if held >= 5 else '<5m'}", style="dim")
     clearing = a.state == "ongoing" and getattr(a, "clear_minutes", 0.0) > 0
     if a.lead_minutes is None or a.state != "ongoing":
         lead = ""

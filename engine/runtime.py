@@ -28,9 +28,9 @@ from engine.store import WindowStore
 from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds, describe_thresholds
 
 HISTORY_STEPS = 288  # the drill-down shows the last 24 h
-ALERT_STATES_KEPT = 64
+ALERT_STATES_KEPT = 64       # replay positions whose alert state is kept, so stepping back keeps the log
 STALE_EXAMPLES = 10          # stale servers named in a snapshot's metadata (all are counted)
-STALE_AFTER_SECONDS = (MAX_FILL_STEPS + 1) * STEP_SECONDS  # replay positions whose alert state is kept, so stepping back keeps the log
+STALE_AFTER_SECONDS = (MAX_FILL_STEPS + 1) * STEP_SECONDS   # silent longer than this: left out
 
 
 def iso(epoch_seconds: int | float) -> str:
@@ -82,6 +82,7 @@ class Engine:
         self.last_snapshot: Snapshot | None = None
         # replay position -> alert state after the forecast at that position
         self._alert_states: OrderedDict[int, AlertManager] = OrderedDict()
+        self._alerts_since: str | None = None    # the alert log starts here (None: with the replay)
         self._alerted_epoch = -1   # data time of the last alert update
         self.last_problem_at: float | None = None    # wall clock of the newest problem
         self._cores_seen: dict[str, int] = {}
@@ -149,11 +150,24 @@ class Engine:
         self._reset_store()
         # the alert state as it was just before the forecast at the target position
         before = self._alert_states.get(target - 1)
-        self.alerts = copy.deepcopy(before) if before is not None else AlertManager(self.thresholds)
+        if before is not None:
+            self.alerts = copy.deepcopy(before)
+        else:
+            # further back than the states kept: the log starts again here, and says so; ids
+            # go on from the newest given (an id never names two alerts)
+            fresh = AlertManager(self.thresholds)
+            fresh._next_id = self.alerts._next_id          # noqa: SLF001
+            self.alerts = fresh
+            self._alerts_since = "at the next forecast"    # its data time, set there
         self._alerted_epoch = -1
         for pos in [p for p in self._alert_states if p >= target]:
             del self._alert_states[pos]
         return self.forecast(t0)
+
+    def _alerts_since_now(self, data_time: str | None) -> str | None:
+        if self._alerts_since == "at the next forecast":
+            self._alerts_since = data_time
+        return self._alerts_since
 
     # -- forecasting ---------------------------------------------------------------
     def forecast(self, t0: float | None = None) -> Snapshot:
@@ -208,6 +222,7 @@ class Engine:
                 "step_seconds": STEP_SECONDS,
                 "quantiles": list(self.forecaster.quantiles),
                 "thresholds": describe_thresholds(self.thresholds),   # tft-top --thresholds' syntax
+                "alerts_since": self._alerts_since_now(None if now_epoch is None else iso(now_epoch)),
                 "tick_latency_ms": round(latency_ms, 1),
                 "generated_at": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "source": self.source.name,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.contract import STEP, DataError, LoadResult, load_path, to_grid, validate_records
+from engine.contract import MAX_FILL_STEPS, STEP, DataError, LoadResult, load_path, to_grid, validate_records
 from engine.datasplit import read_split
 
 DEFAULT_BACKFILL = pd.Timedelta(hours=24)
@@ -133,7 +133,9 @@ class ReplaySource(Source):
         return self._times[self.position] if self.position < len(self._times) else self.last + STEP
 
     def want_history(self, steps: int) -> None:
-        self.backfill_span = max(self.backfill_span, int(steps) * STEP)
+        # + the longest silence a server may be in and still be shown (35 min): stepped back
+        # into that silence, its window must reach as far back as it did played forward
+        self.backfill_span = max(self.backfill_span, (int(steps) + MAX_FILL_STEPS + 1) * STEP)
 
     def backfill(self) -> pd.DataFrame:
         t = self._cursor_time()

@@ -613,3 +613,42 @@ def test_predict_at_leaves_out_a_sample_stamped_after_it_in_the_same_step(tmp_pa
     assert at_step.servers[0].metrics["cpu_percent"].current != pytest.approx(99.0)
     later = predict_at(tmp_path / "d", None, at=pd.Timestamp("2026-01-05T23:59:30Z"))
     assert later.data_time == "2026-01-05T23:55:00Z" and later.servers[0].metrics["cpu_percent"].current == 99.0
+
+
+def test_stepping_back_past_the_kept_alert_states_says_where_the_log_restarts_and_reuses_no_id(replay_dir):
+    import engine.runtime as rt
+
+    engine = Engine(ReplaySource(replay_dir), None, device="cpu")
+    engine.start()
+    snap = engine.tick(advance=False)
+    for _ in range(rt.ALERT_STATES_KEPT + 12):
+        snap = engine.tick()
+    assert snap.metadata["alerts_since"] is None
+    newest = engine.alerts._next_id                         # noqa: SLF001
+    back = engine.seek_back(rt.ALERT_STATES_KEPT + 6)
+    assert back.metadata["alerts_since"] == back.data_time
+    assert engine.alerts._next_id == newest                 # noqa: SLF001
+    for _ in range(3):
+        engine.tick()
+    within = engine.seek_back(1)                            # within the kept states: the log as it was
+    assert within.metadata["alerts_since"] == back.metadata["alerts_since"]
+
+
+def test_a_server_in_a_short_silence_is_forecast_the_same_after_stepping_back(tmp_path):
+    grid = make_grid(n_servers=2, days=4.0)        # more than the store holds: its span binds
+    quiet = (grid["server_name"] == "srv-01") & (grid["timestamp"] > "2026-01-08T02:55Z") & \
+        (grid["timestamp"] < "2026-01-08T03:35Z")
+    write_fleet(tmp_path / "d", grid[~quiet], heldout_from="2026-01-08T02:00:00Z")
+    engine = Engine(ReplaySource(tmp_path / "d"), None, device="cpu")
+    engine.start()
+    snap, seen = engine.tick(advance=False), {}
+    for _ in range(30):
+        snap = engine.tick()
+        seen[snap.data_time] = next(s for s in snap.servers if s.server_name == "srv-01")
+    assert "2026-01-08T03:20:00Z" in seen
+    while snap.data_time != "2026-01-08T03:20:00Z":
+        snap = engine.seek_back(1)
+    again = next(s for s in snap.servers if s.server_name == "srv-01")
+    first = seen["2026-01-08T03:20:00Z"]
+    assert again.history_len == first.history_len
+    np.testing.assert_allclose(again.metrics["cpu_percent"].p50, first.metrics["cpu_percent"].p50)

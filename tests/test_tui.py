@@ -440,7 +440,7 @@ def test_alert_log_marks_a_stale_lead_of_an_alert_whose_condition_cleared():
     done = dict(base, state="resolved", resolved_at="2024-03-01T13:10:00Z")
     cleared = alert_cells(Alert(**done, duration_minutes=70.0, clear_minutes=60.0, resolution="cleared"))
     silent = alert_cells(Alert(**done, duration_minutes=45.0, clear_minutes=35.0, resolution="silent"))
-    assert cleared[2].plain == "✓ resolved, held 10m" and silent[2].plain == "? server silent after 45m"
+    assert cleared[2].plain == "✓ resolved, held 10m" and silent[2].plain == "? silent after 45m"
     assert alert_cells(Alert(**done, duration_minutes=45.0, resolution="silent"), compact=True)[1].plain == "? silent"
 
 

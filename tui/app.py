@@ -134,7 +134,7 @@ class TftTopApp(App):
     def _apply_main(self, snapshot) -> None:
         self._main_stale = False
         self.table.apply(snapshot)
-        self.main.query_one("#alerts", AlertLog).apply(snapshot.alerts)
+        self.main.query_one("#alerts", AlertLog).apply(snapshot.alerts, snapshot.metadata.get("alerts_since"))
 
     def on_history_ready(self, message: HistoryReady) -> None:
         if self._shutting_down():

@@ -49,7 +49,7 @@ def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text
     if a.state == "ongoing":
         state = Text(f"● ongoing {dur}", style="bold")
     elif silent:           # the server stopped reporting: nothing says it recovered
-        state = Text(f"? server silent after {dur}", style="yellow")
+        state = Text(f"? silent after {dur}", style="yellow")
     else:
         # how long the condition held, not the hour of quiet an alert waits before it resolves
         held = max(a.duration_minutes - getattr(a, "clear_minutes", 0.0), 0.0)
@@ -97,14 +97,15 @@ class AlertLog(DataTable):
             self.add_column(label, key=label, width=width)
         self.border_title = "alerts"
 
-    def apply(self, alerts) -> None:
+    def apply(self, alerts, since: str | None = None) -> None:
         """Rows are keyed by alert id: the table is rebuilt only when alerts open, resolve or
         leave the log; otherwise only the cells that changed (durations, leads, messages)."""
         # ongoing first (newest first), then resolved: the log's few visible rows must never
         # hide an ongoing alert below resolved ones
         alerts = tuple(sorted(alerts, key=lambda a: (a.state != "ongoing", -a.id)))[: self.cap]
         ongoing = sum(1 for a in alerts if a.state == "ongoing")
-        self.border_title = f"alerts: {ongoing} ongoing, {len(alerts) - ongoing} resolved"
+        self.border_title = f"alerts: {ongoing} ongoing, {len(alerts) - ongoing} resolved" + (
+            f" (log since {fmt_time(since)})" if since else "")     # e.g. restarted by a long step back
         sig = tuple((a.id, a.state) for a in alerts)
         cells = {str(a.id): alert_cells(a, self.with_server, self.compact) for a in alerts}
         if sig != self._signature:

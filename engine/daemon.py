@@ -58,7 +58,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, LoadResult, validate_records
-from engine.runtime import Engine, iso
+from engine.runtime import STALE_AFTER_SECONDS, Engine, iso
 from engine.forecaster import default_torch_threads
 from engine.snapshot import Snapshot
 from engine.sources import Source, Tick
@@ -435,6 +435,9 @@ class Daemon:
                     seq = self._take_seq()
             except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
                 self._fail(exc, starting=False)
+                if dirty:
+                    with self.lock:
+                        self._dirty = True      # the records still wait: try again next interval
                 continue
             self.error = None
             self._publish(snap, seq)
@@ -516,6 +519,16 @@ class Daemon:
             stored = len(refused) < len(frame)
             if stored:
                 self._dirty = True
+                # a server whose newest sample is far behind the fleet's is stored but left out
+                # of the forecasts as silent: the answer says so rather than promise a seq
+                newest = store.newest_epoch()
+                last = {str(n): store.last_epoch(str(n)) for n in set(names.tolist())}
+                behind = sorted(n for n, e in last.items()
+                                if newest is not None and e is not None and e < newest - STALE_AFTER_SECONDS)
+                for name in behind[:10]:
+                    result.notes.append(f"{name}: its newest sample is over {STALE_AFTER_SECONDS // 60} min older "
+                                        f"than the fleet's ({iso(newest)}): stored, but not forecast until it "
+                                        "catches up")
             next_seq = self._next_seq if stored else None
         problems.sort(key=lambda p: (p["row"] is None, p["row"] or 0))
         return Ingested(sorted(accepted), len(records) - (len(frame) - len(refused)), problems, result.notes,

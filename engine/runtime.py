@@ -311,7 +311,7 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
     except DataError as exc:
         raise DataError(f"--at {exc}" if at is not None and "outside the data" in str(exc) else str(exc)) from None
     if at is not None and at > source.data_last.floor(f"{STEP_SECONDS}s") + pd.Timedelta(seconds=STEP_SECONDS):
-        raise DataError(f"--at {at} is outside the data ({source.data_first:%Y-%m-%dT%H:%MZ} .. "
+        raise DataError(f"--at {at:%Y-%m-%dT%H:%M:%SZ} is outside the data ({source.data_first:%Y-%m-%dT%H:%MZ} .. "
                         f"{source.data_last:%Y-%m-%dT%H:%MZ})")
     end = source.last if at is None else min(at.floor(f"{STEP_SECONDS}s"), source.last)
     since = end - pd.Timedelta(seconds=STEP_SECONDS * (warmup_steps - 1))

@@ -507,7 +507,8 @@ def save_model_dir(model, config: ModelConfig, metadata: dict[str, Any], out_roo
             continue
         break
     else:
-        raise FileExistsError(f"{out} exists already")
+        taken = out if out.exists() else partial      # (a hidden one left by an earlier run)
+        raise FileExistsError(f"{taken} exists already")
     try:
         save_model(model, str(partial / WEIGHTS_FILE), metadata={FINGERPRINT_KEY: config_fingerprint(config)})
         stamp_fingerprint(partial, config)          # + the tensors' checksum, over what was stored
@@ -615,12 +616,22 @@ def write_config(model_dir: Path, config: ModelConfig) -> None:
 def replace_file(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all (a temporary file beside it, then a rename): a
     rewrite interrupted by Ctrl-C or a full disk leaves the old file as it was."""
+    import os
+    import stat
+
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         tmp.write_text(text)
+        if path.exists():           # the file keeps its permissions
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
         tmp.replace(path)
+    except OSError as exc:          # name the file being rewritten, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def read_config(model_dir: Path) -> ModelConfig:

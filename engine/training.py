@@ -10,6 +10,7 @@ the weights of the epoch with the lowest validation loss.
 """
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
 import time
@@ -421,14 +422,24 @@ def train(opts: TrainOptions) -> Path:
     val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, **loader)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _fit_interruptible(trainer, model, train_dl, val_dl)
+        try:
+            with ctrl_c_passes_through():
+                trainer.fit(model, train_dl, val_dl)
+        except KeyboardInterrupt:
+            print("tft-top: training interrupted: no model written", file=sys.stderr, flush=True)
+            raise
     fit_seconds = time.time() - t0
     if trainer.global_rank != 0:
         raise SystemExit(0)
 
     model = model.cpu().eval()
     loaded = LoadedModel(model=model, config=config, model_dir=Path("."), metadata={})
-    config.calibration = _calibrate(loaded, frame, calib_origins, sources)
+    try:
+        with ctrl_c_passes_through():
+            config.calibration = _calibrate(loaded, frame, calib_origins, sources)
+    except KeyboardInterrupt:
+        print("tft-top: interrupted while calibrating: no model written", file=sys.stderr, flush=True)
+        raise
     callback_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     servers = sorted(frame["server_name"].unique())
     metadata: dict[str, Any] = {
@@ -487,7 +498,8 @@ def train(opts: TrainOptions) -> Path:
         print(f"evaluating it on the held-out data (Ctrl-C skips this; later: {later})", flush=True)
         try:
             loaded = load_model_dir(out)
-            reports = [evaluate_frame(loaded, s.grid, read_split(s.path), s.path, set(servers)) for s in sources]
+            with ctrl_c_passes_through():
+                reports = [evaluate_frame(loaded, s.grid, read_split(s.path), s.path, set(servers)) for s in sources]
         except KeyboardInterrupt:
             print(f"evaluation interrupted: the model is saved without it; to evaluate it: {later}", flush=True)
             return out
@@ -508,22 +520,36 @@ def _default_note(out: Path) -> str:
     return ""
 
 
-def _fit_interruptible(trainer, model, train_dl, val_dl) -> None:
-    """``trainer.fit``, with a Ctrl-C coming out as KeyboardInterrupt (the CLI: one line, exit 130).
+@contextlib.contextmanager
+def ctrl_c_passes_through():
+    """Let a Ctrl-C inside Lightning come out as KeyboardInterrupt (the CLI: exit 130).
 
-    Lightning catches the interrupt itself, ignores SIGINT from then on and calls
-    ``sys.exit(1)``: the run would end as a plain failure, and a later Ctrl-C in this
-    process would do nothing."""
+    Lightning (fit, and the predict that pytorch-forecasting's ``predict`` runs) catches the
+    interrupt itself, tears down and calls ``sys.exit(1)``: the run would end as a plain
+    failure, with nothing to say what was or was not written.  A handler of ours notes that
+    the signal came; a ``SystemExit(1)`` after it is turned back into the interrupt."""
     import signal
+    import threading
 
+    if threading.current_thread() is not threading.main_thread():
+        yield                  # signals reach the main thread only
+        return
+    came: list[bool] = []
+
+    def handler(signum, frame):
+        came.append(True)
+        raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, handler)
     try:
-        trainer.fit(model, train_dl, val_dl)
+        yield
     except SystemExit as exc:
-        if exc.code == 1 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            print("tft-top: training interrupted: no model written", file=sys.stderr, flush=True)
+        if exc.code == 1 and came:
             raise KeyboardInterrupt from None
         raise
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def warm_start_partial(model, source) -> tuple[int, list[str]]:

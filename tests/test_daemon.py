@@ -567,3 +567,12 @@ def test_serves_a_tiny_trained_model(tiny_model_dir):
     assert all(p["_meta"]["source"] == "tft" for p in snap["predictions"].values())
     assert all(p["_meta"].get("importance") for p in snap["predictions"].values())
     assert all(len(p["cpu_percent"]["p50"]) == 12 for p in snap["predictions"].values())
+
+
+def test_a_post_for_a_server_far_behind_the_fleet_says_it_will_not_be_forecast_yet(srv):
+    with client(srv) as c:
+        data_time = pd.Timestamp(c.get("/predictions/current").json()["data_time"])
+        old = (data_time - pd.Timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        r = c.post("/metrics", json=[record("behind-1", old, cpu=10)])
+        assert r.status_code == 202
+        assert any("behind-1: its newest sample is over 35 min older than the fleet's" in n for n in r.json()["notes"])

@@ -613,29 +613,55 @@ def test_eval_record_prints_first_and_a_failed_write_is_one_line(trained, tmp_pa
     assert "cannot tell which split" in capsys.readouterr().err
 
 
-def test_ctrl_c_during_fit_comes_out_as_keyboard_interrupt_and_ctrl_c_works_again(capsys):
-    """Lightning catches a Ctrl-C in fit, ignores SIGINT from then on and exits 1."""
+def test_ctrl_c_inside_a_real_lightning_fit_comes_out_as_keyboard_interrupt():
+    """Lightning catches a Ctrl-C in fit, tears down and exits 1; the wrapper hands the
+    interrupt back (the CLI: exit 130), with the signal handler as it was."""
+    import os
     import signal
-    import sys
 
-    from engine.training import _fit_interruptible
+    import lightning.pytorch as pl
+    import torch
 
-    class LightningLike:
-        def fit(self, *_):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            sys.exit(1)
+    from engine.training import ctrl_c_passes_through
 
-    class Failing:
-        def fit(self, *_):
-            sys.exit(1)
+    class Interrupted(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(1, 1)
 
+        def training_step(self, batch, _):
+            os.kill(os.getpid(), signal.SIGINT)            # what Ctrl-C sends
+            return self.w(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)), batch_size=2)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
     before = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            _fit_interruptible(LightningLike(), None, None, None)
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        assert "training interrupted: no model written" in capsys.readouterr().err
-        with pytest.raises(SystemExit):           # any other exit is left alone
-            _fit_interruptible(Failing(), None, None, None)
-    finally:
-        signal.signal(signal.SIGINT, before)
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_passes_through():
+            trainer.fit(Interrupted(), data)
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(SystemExit):           # an exit 1 without a Ctrl-C is left alone
+        with ctrl_c_passes_through():
+            raise SystemExit(1)
+
+
+def test_a_failed_rewrite_names_the_file_and_keeps_it_and_its_mode(tmp_path):
+    import os
+    import stat
+
+    from engine.tft_model import write_metadata
+
+    (tmp_path / METADATA_FILE).write_text('{"a": 1}\n')
+    os.chmod(tmp_path / METADATA_FILE, 0o640)
+    write_metadata(tmp_path, {"a": 2})
+    assert json.loads((tmp_path / METADATA_FILE).read_text()) == {"a": 2}
+    assert stat.S_IMODE((tmp_path / METADATA_FILE).stat().st_mode) == 0o640
+    (tmp_path / f".{METADATA_FILE}.tmp").mkdir()          # the temporary file cannot be written
+    with pytest.raises(OSError) as info:
+        write_metadata(tmp_path, {"a": 3})
+    assert info.value.filename == str(tmp_path / METADATA_FILE)
+    assert json.loads((tmp_path / METADATA_FILE).read_text()) == {"a": 2}

@@ -109,6 +109,11 @@ def test_thresholds_option_moves_risk_and_alerts_and_is_refused_when_bad(replay_
     assert err.count("\n") == 1 and "need 0 < warning < critical" in err
     assert main(["--connect", "http://127.0.0.1:9", "--thresholds", "cpu=1:2"]) == 2
     assert "the daemon's thresholds apply" in capsys.readouterr().err
+    # before the subcommand it counts too; where it does not apply it is refused, not ignored
+    assert main(["--thresholds", "cpu=1:2"] + base) == 0
+    assert json.loads(capsys.readouterr().out)["metadata"]["thresholds"].startswith("cpu=1:2,")
+    assert main(["--thresholds", "cpu=1:2", "eval", "--data", str(replay_dir)]) == 2
+    assert "does not apply to `tft-top eval`" in capsys.readouterr().err
 
 
 def test_serve_builds_its_engine_with_the_thresholds_given():

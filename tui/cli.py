@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--at", default=None, metavar="TIMESTAMP", help="forecast as of this time (ISO 8601 or epoch seconds)")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pr.add_argument("--json", action="store_true", help="print the snapshot JSON")
-    pr.add_argument("--thresholds", default=None, metavar="SPEC", help=THRESHOLDS_HELP)
+    pr.add_argument("--thresholds", default=argparse.SUPPRESS, metavar="SPEC", help=THRESHOLDS_HELP)
 
     sv = sub.add_parser("serve", help="run the forecasting daemon: REST + WebSocket API (docs at /docs)")
     sv.add_argument("--host", default="127.0.0.1",
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body", type=_counted(1), default=1_000_000, metavar="BYTES",
                     help="largest request body accepted (default 1000000; larger: 413)")
     sv.add_argument("--quiet", action="store_true", help="no access log")
-    sv.add_argument("--thresholds", default=None, metavar="SPEC", help=THRESHOLDS_HELP)
+    sv.add_argument("--thresholds", default=argparse.SUPPRESS, metavar="SPEC", help=THRESHOLDS_HELP)
     return parser
 
 
@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     # pytorch-forecasting wraps read-only numpy arrays in tensors it only reads: torch's
     # warning about it is noise in every train / eval / calibrate run
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+    if args.command in ("train", "eval", "calibrate") and args.thresholds:
+        # (eval scores alerts against incidents labelled at the default critical levels)
+        return _fail(f"--thresholds does not apply to `tft-top {args.command}`: it is for the app, predict and serve")
     if args.command is not None and args.command != "serve":
         try:
             return _command(args)
@@ -261,8 +264,13 @@ def _train(args) -> int:
                         day_ago=args.day_ago)
     import tempfile
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        return _fail(f"--out {args.out}: not a directory")
     try:       # before the training, not after it: a run's work must not be lost to a bad --out
         Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"--out {args.out}: cannot create the directory ({exc.strerror or exc})")
+    try:
         Path(tempfile.mkdtemp(prefix=".tft-top-write-test-", dir=args.out)).rmdir()   # really try
     except OSError as exc:
         return _fail(f"--out {args.out}: cannot write there ({exc.strerror or exc})")

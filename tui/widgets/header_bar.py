@@ -181,9 +181,9 @@ class HeaderBar(Widget):
         # an open alert whose condition has cleared (it resolves after an hour clear) is not a
         # live one: counted apart from the critical ones, or a calm fleet reads as "2 critical"
         # for that hour
-        cleared = [a for a in ongoing if getattr(a, "clear_minutes", 0.0) > 0]
-        crit = sum(1 for a in ongoing if a.severity == "critical" and a not in cleared)
-        clearing, ongoing = len(cleared), len(ongoing)
+        clearing = sum(1 for a in ongoing if getattr(a, "clear_minutes", 0.0) > 0)
+        crit = sum(1 for a in ongoing if a.severity == "critical" and not getattr(a, "clear_minutes", 0.0) > 0)
+        ongoing = len(ongoing)
         line2.append(f"   alerts {ongoing} ongoing")
         parts = [(f"{crit} critical", "bold red")] if crit else []
         parts += [(f"{clearing} clearing", "dim")] if clearing else []

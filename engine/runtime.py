@@ -33,6 +33,12 @@ STALE_EXAMPLES = 10          # stale servers named in a snapshot's metadata (all
 STALE_AFTER_SECONDS = (MAX_FILL_STEPS + 1) * STEP_SECONDS   # silent longer than this: left out
 
 
+def _changed_thresholds(t: Thresholds) -> str | None:
+    default = set(describe_thresholds(DEFAULT_THRESHOLDS).split(","))
+    changed = [p for p in describe_thresholds(t).split(",") if p not in default]
+    return ",".join(changed) or None
+
+
 def iso(epoch_seconds: int | float) -> str:
     return _iso(int(epoch_seconds))
 
@@ -222,6 +228,7 @@ class Engine:
                 "step_seconds": STEP_SECONDS,
                 "quantiles": list(self.forecaster.quantiles),
                 "thresholds": describe_thresholds(self.thresholds),   # tft-top --thresholds' syntax
+                "thresholds_changed": _changed_thresholds(self.thresholds),  # the pairs not at their default
                 "alerts_since": self._alerts_since_now(None if now_epoch is None else iso(now_epoch)),
                 "tick_latency_ms": round(latency_ms, 1),
                 "generated_at": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),

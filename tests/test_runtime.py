@@ -100,6 +100,7 @@ def test_thresholds_option_moves_risk_and_alerts_and_is_refused_when_bad(replay_
     assert main(base + ["--thresholds", "cpu=1:2"]) == 0        # every server is over a 2 % CPU critical level
     low = json.loads(capsys.readouterr().out)
     assert low["metadata"]["thresholds"].startswith("cpu=1:2,memory=85:95")
+    assert low["metadata"]["thresholds_changed"] == "cpu=1:2" and default["metadata"]["thresholds_changed"] is None
     for server in low["predictions"].values():
         assert server["cpu_percent"]["thresholds"] == {"warning": 1.0, "critical": 2.0}
     assert low["environment"]["high_risk_servers"] == low["environment"]["total_servers"]

@@ -586,6 +586,11 @@ async def test_header_says_when_the_asked_speed_is_not_reached():
         assert "▶ 64× (≈9× reached)" in app.header.render().plain
         app.header.set_play(PlayState(speed=4.0))
         assert "reached" not in app.header.render().plain
+        # thresholds changed with --thresholds are on the screen
+        assert "thresholds" not in app.header.render().plain
+        app.snapshot.metadata["thresholds_changed"] = "cpu=60:90"
+        app.header.set_snapshot(app.snapshot)
+        assert "thresholds cpu=60:90" in app.header.render().plain
 
 
 def test_readme_names_every_key_of_the_registry():

@@ -142,6 +142,9 @@ class HeaderBar(Widget):
             rest.append(f"  filter: {p.filter} ({shown} of {len(snap.servers)})",
                         "bold cyan" if shown else "bold red")      # a blank table says why
         rest.append(f"  sort: {p.sort}", "cyan")
+        changed = md.get("thresholds_changed")   # --thresholds: an operator reading the screen must know
+        if changed:
+            rest.append(f"  thresholds {changed}", "bold magenta")
         lat = md.get("tick_latency_ms")
         if lat is not None:
             rest.append(f"  tick {lat:.0f} ms")

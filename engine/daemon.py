@@ -62,6 +62,7 @@ from engine.runtime import STALE_AFTER_SECONDS, Engine, iso
 from engine.forecaster import default_torch_threads
 from engine.snapshot import Snapshot
 from engine.sources import Source, Tick
+from engine.thresholds import DEFAULT_THRESHOLDS
 
 log = logging.getLogger("tft_top.daemon")
 
@@ -882,8 +883,7 @@ def build_daemon(*, model: Path | str | None = None, replay: Path | str | None =
     """A daemon for the CLI's options (the engine is not started yet).  DaemonError / DataError."""
     source = make_source(replay=replay, simulate=simulate, seed=seed)
     every = tick_interval(isinstance(source, PushSource), speed=speed, interval=interval)
-    engine = Engine(source, model, device=device) if thresholds is None else \
-        Engine(source, model, device=device, thresholds=thresholds)
+    engine = Engine(source, model, device=device, thresholds=thresholds or DEFAULT_THRESHOLDS)
     return Daemon(engine, interval=every, api_key=api_key, max_body=max_body,
                   torch_threads=default_torch_threads())
 

@@ -80,6 +80,9 @@ class Engine:
         self.source = source
         self.forecaster = Forecaster(model_dir, device=device, batch_size=batch_size)
         self.thresholds = thresholds
+        # (fixed for the engine's life: described once, not on every tick)
+        self._thresholds_meta = {"thresholds": describe_thresholds(thresholds),   # --thresholds' syntax
+                                 "thresholds_changed": _changed_thresholds(thresholds)}  # pairs not at their default
         self.store = WindowStore(capacity=HISTORY_STEPS)
         self.alerts = AlertManager(thresholds)
         self.problems: list[str] = []       # refused records, newest last (capped)
@@ -89,6 +92,7 @@ class Engine:
         # replay position -> alert state after the forecast at that position
         self._alert_states: OrderedDict[int, AlertManager] = OrderedDict()
         self._alerts_since: str | None = None    # the alert log starts here (None: with the replay)
+        self._alerts_restarted = False           # set by a long step back: the next forecast's time
         self._alerted_epoch = -1   # data time of the last alert update
         self.last_problem_at: float | None = None    # wall clock of the newest problem
         self._cores_seen: dict[str, int] = {}
@@ -164,15 +168,15 @@ class Engine:
             fresh = AlertManager(self.thresholds)
             fresh._next_id = self.alerts._next_id          # noqa: SLF001
             self.alerts = fresh
-            self._alerts_since = "at the next forecast"    # its data time, set there
+            self._alerts_restarted = True                  # its data time: set by the next forecast
         self._alerted_epoch = -1
         for pos in [p for p in self._alert_states if p >= target]:
             del self._alert_states[pos]
         return self.forecast(t0)
 
     def _alerts_since_now(self, data_time: str | None) -> str | None:
-        if self._alerts_since == "at the next forecast":
-            self._alerts_since = data_time
+        if self._alerts_restarted:
+            self._alerts_since, self._alerts_restarted = data_time, False
         return self._alerts_since
 
     # -- forecasting ---------------------------------------------------------------
@@ -227,8 +231,7 @@ class Engine:
                 "horizon_steps": self.forecaster.horizon,
                 "step_seconds": STEP_SECONDS,
                 "quantiles": list(self.forecaster.quantiles),
-                "thresholds": describe_thresholds(self.thresholds),   # tft-top --thresholds' syntax
-                "thresholds_changed": _changed_thresholds(self.thresholds),  # the pairs not at their default
+                **self._thresholds_meta,
                 "alerts_since": self._alerts_since_now(None if now_epoch is None else iso(now_epoch)),
                 "tick_latency_ms": round(latency_ms, 1),
                 "generated_at": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -513,7 +513,7 @@ def save_model_dir(model, config: ModelConfig, metadata: dict[str, Any], out_roo
         save_model(model, str(partial / WEIGHTS_FILE), metadata={FINGERPRINT_KEY: config_fingerprint(config)})
         stamp_fingerprint(partial, config)          # + the tensors' checksum, over what was stored
         write_config(partial, config)
-        (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False, default=str) + "\n")
+        write_metadata(partial, metadata)
         if out.exists():
             raise FileExistsError(f"{out} exists already")
         partial.rename(out)

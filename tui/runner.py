@@ -224,8 +224,8 @@ def make_engine_factory(model: Path | None = None, replay: Path | None = None, s
             from engine.tft_model import find_latest_model
 
             model_dir = find_latest_model(models_root)
-        if thresholds is None:
-            return Engine(source, model_dir, device=device)
-        return Engine(source, model_dir, device=device, thresholds=thresholds)
+        from engine.thresholds import DEFAULT_THRESHOLDS
+
+        return Engine(source, model_dir, device=device, thresholds=thresholds or DEFAULT_THRESHOLDS)
 
     return factory

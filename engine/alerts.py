@@ -24,11 +24,18 @@ reaches the warning level added 30 alerts to 135 and one early-caught incident t
 
 Debounce: an alert opens only once a condition (either severity) has held for
 ``open_after`` (2) consecutive ticks, and resolves once it has been absent for
-``resolve_after`` (12: an hour of 5-minute steps; see RESOLVE_AFTER) consecutive ticks (a condition that comes back inside that window keeps
-the alert open).  While open, each tick with a condition updates the same alert (same id):
+``resolve_after`` 5-minute steps of data time (12: an hour; see RESOLVE_AFTER): its first
+clear sample and the one that resolves it lie ``resolve_after - 1`` steps apart (a condition
+that comes back inside that window keeps the alert open; for a server sampled every 5 min
+that is 12 clear ticks, for one sampled every 15 min 5, not 12).  Only ticks that bring a
+new sample from the server count, either way: a stretch with no sample is no evidence.  While open, each tick with a condition updates the same alert (same id):
 ``updated_at``, ``predicted_crossing``, ``lead_minutes``, message, and severity, which may
 escalate warning -> critical but never drops while the alert is open (only resolving
-ends it).  At most one open alert per (server, metric).  Alerts of a server that has left
+ends it), except when the critical threshold it was judged against moves (a load alert
+raised against the fallback 8 before the server's core count was known): then the
+severity is the new judgement's, and an alert with no condition under the new threshold
+resolves at once (``resolution: "threshold"``, its message saying how the threshold
+moved).  At most one open alert per (server, metric).  Alerts of a server that has left
 the fleet resolve at once; a metric missing from a present server counts as a clear tick.
 
 An open alert's ``duration_minutes`` grows every tick (opened -> now); while its condition
@@ -54,7 +61,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from engine.risk import crossing_probability_batch
+from engine.risk import STEP_MINUTES, crossing_probability_batch
 from engine.snapshot import Alert, MetricForecast, ServerForecast
 from engine.thresholds import Thresholds
 
@@ -106,6 +113,7 @@ class _Condition:
     severity: str
     minutes: float             # to the critical threshold (0: already there)
     message: str
+    critical: float            # the critical threshold it was judged against
 
 
 @dataclass
@@ -115,6 +123,8 @@ class _Track:
     alert: Alert | None = None
     opened: pd.Timestamp | None = None
     last_condition: pd.Timestamp | None = None
+    critical: float | None = None   # the threshold the open alert was last judged against
+    first_clear: pd.Timestamp | None = None   # the first tick of the current clear stretch
 
 
 class AlertManager:
@@ -162,7 +172,7 @@ class AlertManager:
         quiet = {s.server_name for s in servers
                  if s.last_seen and self._last_seen.get(s.server_name) == s.last_seen}   # ("": not known)
         self._last_seen = {s.server_name: s.last_seen for s in servers}
-        conditions = self._conditions([s for s in servers if s.server_name not in quiet])
+        conditions, criticals = self._conditions([s for s in servers if s.server_name not in quiet])
         present = {s.server_name for s in servers}
         for key, cond in conditions.items():
             track = self._tracks.get(key)
@@ -185,8 +195,22 @@ class AlertManager:
             if key[0] not in present:               # left out as silent (engine.runtime): not recovered
                 self._resolve(key, track, now, stamp, "silent")
                 continue
+            moved = criticals.get(key)
+            if moved is not None and track.critical is not None and moved != track.critical:
+                # its threshold moved (a load alert raised against the fallback 8 before the
+                # server's core count was known): judged against the new one there is no
+                # condition, so it was never this alert's to hold open for an hour
+                self._resolve(key, track, now, stamp, "threshold",
+                              note=f"critical moved from {_num(track.critical)} to {_num(moved)}")
+                continue
+            if track.clear == 0:
+                track.first_clear = now
             track.clear += 1
-            if track.clear >= self.resolve_after:
+            # absent for an hour of data time, from the first sample without it to this one
+            # (11 steps: the 12th clear sample of a server sampled every 5 min), not for 12
+            # ticks: a server sampled every 15 min would hold its alerts 3 h; a stretch with
+            # no sample at all is no evidence either way and does not count
+            if _minutes(now - track.first_clear) >= (self.resolve_after - 1) * STEP_MINUTES - 1e-9:
                 self._resolve(key, track, now, stamp, "cleared")
             else:
                 track.alert = replace(track.alert, duration_minutes=_minutes(now - track.opened),
@@ -206,23 +230,33 @@ class AlertManager:
         )
         track.opened = track.last_condition = now
         track.pending = track.clear = 0
+        track.critical = cond.critical
         self._next_id += 1
 
     def _refresh(self, track: _Track, cond: _Condition, now: pd.Timestamp, stamp: str) -> None:
         old = track.alert
-        severity = cond.severity if _RANK[cond.severity] > _RANK[old.severity] else old.severity
-        message = cond.message if severity == cond.severity else f"{cond.message}; {severity} until it resolves"
+        if track.critical is not None and cond.critical != track.critical:
+            # judged against a threshold that has moved since (e.g. the load's, once the
+            # server's cores are known): the severity is the new judgement's, not the old one's
+            severity = cond.severity
+            message = f"{cond.message}; critical moved from {_num(track.critical)} to {_num(cond.critical)}"
+        else:
+            severity = cond.severity if _RANK[cond.severity] > _RANK[old.severity] else old.severity
+            message = cond.message if severity == cond.severity else f"{cond.message}; {severity} until it resolves"
         crossing, lead = _crossing(now, cond.minutes)
         track.last_condition = now
+        track.critical = cond.critical
         track.alert = replace(old, severity=severity, message=message, updated_at=stamp,
                               predicted_crossing=crossing, lead_minutes=lead,
                               duration_minutes=_minutes(now - track.opened), clear_minutes=0.0)
 
     def _resolve(self, key: tuple[str, str], track: _Track, now: pd.Timestamp, stamp: str,
-                 resolution: str) -> None:
+                 resolution: str, note: str | None = None) -> None:
         # updated_at stays the last tick with the condition, the one predicted_crossing and the
         # lead were read on; clear_minutes says how long it had been absent
+        message = track.alert.message if note is None else f"{track.alert.message}; {note}"
         self._resolved.append(replace(track.alert, state=RESOLVED, resolved_at=stamp, resolution=resolution,
+                                      message=message,
                                       duration_minutes=_minutes(now - track.opened),
                                       clear_minutes=_minutes(now - track.last_condition)))
         while len(self._resolved) > self.max_resolved:
@@ -231,8 +265,11 @@ class AlertManager:
 
     # ------------------------------------------------------------------ conditions
 
-    def _conditions(self, servers: Sequence[ServerForecast]) -> dict[tuple[str, str], _Condition]:
-        """The (server, metric) pairs with a condition this tick, vectorised over the fleet."""
+    def _conditions(self, servers: Sequence[ServerForecast]
+                    ) -> tuple[dict[tuple[str, str], _Condition], dict[tuple[str, str], float]]:
+        """The (server, metric) pairs with a condition this tick, vectorised over the fleet;
+        and every pair's critical threshold this tick."""
+        criticals: dict[tuple[str, str], float] = {}
         keys: list[tuple[str, str]] = []
         forecasts: list[MetricForecast] = []
         crit: list[float] = []
@@ -240,6 +277,7 @@ class AlertManager:
         for s in servers:
             for m, f in s.metrics.items():
                 c = f.critical if self.thresholds is None else self.thresholds.for_metric(m, s.cores)[1]
+                criticals[(s.server_name, m)] = float(c)
                 if c == f.critical and f.minutes_to_breach is None:
                     # engine.risk found no crossing of this very threshold by now, p50 or p90
                     # (the same comparisons _evaluate makes): no condition, nothing to stack
@@ -249,7 +287,7 @@ class AlertManager:
                 crit.append(c)
                 young.append(s.history_len < MIN_WARN_HISTORY)
         if not keys:
-            return {}
+            return {}, criticals
         lengths = {len(f.p50) for f in forecasts}
         # a bar above 1 is never reached: no p90-only warning for a server under an hour old
         bars = np.where(young, 2.0, [self.warn_probability[k[1]] for k in keys])
@@ -269,8 +307,9 @@ class AlertManager:
         out = {}
         for k, severity, basis, minutes in found:
             out[keys[k]] = _Condition(severity, minutes,
-                                      _message(keys[k][1], basis, minutes, forecasts[k].current, crit[k]))
-        return out
+                                      _message(keys[k][1], basis, minutes, forecasts[k].current, crit[k]),
+                                      float(crit[k]))
+        return out, criticals
 
 
 def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, critical: np.ndarray,

@@ -98,8 +98,10 @@ class Alert:
     resolved_at: str | None = None
     duration_minutes: float = 0.0    # opened -> now (ongoing) or -> resolved_at
     clear_minutes: float = 0.0       # time since its condition last held (0: it holds now); resolved: at resolved_at
-    resolution: str | None = None    # resolved: "cleared" (an hour without the condition) or "silent"
-                                     # (the server stopped reporting: nothing says it recovered)
+    resolution: str | None = None    # resolved: "cleared" (an hour without the condition), "silent"
+                                     # (the server stopped reporting: nothing says it recovered) or
+                                     # "threshold" (its critical threshold moved, and under the new
+                                     # one there is no condition)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -354,3 +354,54 @@ def test_a_repeated_or_older_tick_changes_nothing():
     assert am.update([server()], tick(0)) == (a,)                               # older: ignored
     later = am.update([server(memory_percent="critical@10")], tick(3))[0]
     assert later.id == a.id and later.duration_minutes == 10.0
+
+
+def test_a_server_sampled_every_15_minutes_resolves_after_an_hour_not_after_12_samples():
+    from dataclasses import replace
+
+    def at(k, **kw):
+        return replace(server("web", **kw), last_seen=tick(k).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    am = AlertManager()
+    for k in (0, 3):
+        am.update([at(k, memory_percent="critical@10")], tick(k))
+    assert am.alerts[0].state == "ongoing"
+    for k in (6, 9, 12, 15):                  # clear samples at +30 .. +75 min
+        assert am.update([at(k)], tick(k))[0].state == "ongoing"
+    a = am.update([at(18)], tick(18))[0]      # 55 min after the first clear sample
+    assert (a.state, a.resolution, a.clear_minutes) == ("resolved", "cleared", 75.0)
+    # every 5 minutes: still the 12th clear tick, an hour after the condition
+    am = AlertManager()
+    for k in (0, 1):
+        am.update([server(memory_percent="critical@10")], tick(k))
+    states = [am.update([server()], tick(k))[0].state for k in range(2, 14)]
+    assert states == ["ongoing"] * 11 + ["resolved"]
+
+
+def test_an_alert_judged_against_a_threshold_that_moved_is_judged_again():
+    """A load alert raised against the fallback critical 8 (cores unknown) must not stay
+    critical for an hour once the server's 8 cores make critical 16."""
+    def loaded(cores, load):
+        s = server("c", cores=cores)
+        q = np.stack([np.full(H, load - 1), np.full(H, load), np.full(H, load + 1)], axis=1)
+        return build_server_forecast("c", {**QUIET, "load_average": load},
+                                     {m: (q if m == "load_average" else
+                                          np.stack([s.metrics[m].p10, s.metrics[m].p50, s.metrics[m].p90], 1))
+                                      for m in METRICS}, cores=cores, history_len=288)
+    am = AlertManager(open_after=1, warn_probability=0.0)
+    a = am.update([loaded(None, 10.0)], tick(0))[0]
+    assert (a.severity, a.metric) == ("critical", "load_average")
+    # under the new threshold there is no condition: resolved at once, saying why
+    r = am.update([loaded(8, 10.0)], tick(1))[0]
+    assert (r.id, r.state, r.resolution) == (a.id, "resolved", "threshold")
+    assert "critical moved from 8 to 16" in r.message
+    # with a condition under the new threshold, the severity is the new one's (it drops)
+    am = AlertManager(open_after=1, warn_probability=0.0)
+    a = am.update([loaded(None, 15.0)], tick(0))[0]
+    b = am.update([loaded(8, 15.0)], tick(1))[0]
+    assert (b.id, b.state, b.severity) == (a.id, "ongoing", "warning")
+    assert "critical moved from 8 to 16" in b.message
+    # the same threshold next tick: the usual rule again (escalates, never drops)
+    c = am.update([loaded(8, 17.0)], tick(2))[0]
+    d = am.update([loaded(8, 15.0)], tick(3))[0]
+    assert (c.severity, d.severity, d.id) == ("critical", "critical", a.id)

@@ -442,6 +442,8 @@ def test_alert_log_marks_a_stale_lead_of_an_alert_whose_condition_cleared():
     silent = alert_cells(Alert(**done, duration_minutes=45.0, clear_minutes=35.0, resolution="silent"))
     assert cleared[2].plain == "✓ resolved, held 10m" and silent[2].plain == "? silent after 45m"
     assert alert_cells(Alert(**done, duration_minutes=45.0, resolution="silent"), compact=True)[1].plain == "? silent"
+    moved = alert_cells(Alert(**done, duration_minutes=15.0, resolution="threshold"))
+    assert moved[2].plain == "✓ threshold moved"
 
 
 def test_minutes_format():

@@ -50,6 +50,8 @@ def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text
         state = Text(f"● ongoing {dur}", style="bold")
     elif silent:           # the server stopped reporting: nothing says it recovered
         state = Text(f"? silent after {dur}", style="yellow")
+    elif getattr(a, "resolution", None) == "threshold":   # re-judged against a moved threshold
+        state = Text("✓ threshold moved", style="dim")
     else:
         # how long the condition held, not the hour of quiet an alert waits before it resolves
         held = max(a.duration_minutes - getattr(a, "clear_minutes", 0.0), 0.0)

@@ -187,6 +187,10 @@ class AlertManager:
                 self._refresh(track, cond, now, stamp)
         for key in [k for k in self._tracks if k not in conditions]:
             if key[0] in quiet:
+                track = self._tracks[key]
+                if track.alert is not None:     # open all the while: its duration grows; the rest
+                    # (lead, clear_minutes, message) stays as of its last sample, its updated_at
+                    track.alert = replace(track.alert, duration_minutes=_minutes(now - track.opened))
                 continue
             track = self._tracks[key]
             if track.alert is None:                 # a pending condition broke off

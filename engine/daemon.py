@@ -110,6 +110,9 @@ def check_bind(host: str, api_key: str | None) -> None:
     """Refuse (DaemonError) to listen beyond this machine without an API key."""
     if api_key is not None and (not api_key.strip() or any(c.isspace() for c in api_key)):
         raise DaemonError("the API key must be non-empty and must not contain spaces")
+    if api_key is not None and not api_key.isascii():
+        # HTTP headers arrive as bytes (read as latin-1): a non-ASCII key could never match
+        raise DaemonError("the API key must be ASCII (HTTP headers cannot carry other characters reliably)")
     if not is_loopback(host) and not api_key:
         raise DaemonError(f"refusing to listen on {host} without an API key: pass --api-key KEY or set "
                           f"{API_KEY_ENV} (or listen on 127.0.0.1)")
@@ -205,6 +208,8 @@ class Published:
     @classmethod
     def build(cls, seq: int, snap: Snapshot, boot: str = "") -> Published:
         data = snapshot_json(snap)
+        # the daemon's tick number, so a client can match a POST's forecast_in_seq
+        data["metadata"] = {**data["metadata"], "seq": seq}
         body = _dumps(data)
         return cls(seq=seq, snapshot=snap, body=body, gzip_body=gzip.compress(body, _GZIP_LEVEL),
                    text=body.decode(), servers=data["predictions"], published_at=time.time(), boot=boot)
@@ -213,6 +218,31 @@ class Published:
     def etag(self) -> str:
         # with the daemon's start id: a restarted daemon's tick 20 is not the old one's
         return f'"{self.boot}-{self.seq}"'
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """If-None-Match: '*', or a list of tags, weak (W/) or strong, compared weakly (RFC 9110)."""
+    if not header:
+        return False
+    tags = [t.strip() for t in header.split(",")]
+    return "*" in tags or any((t[2:] if t.startswith("W/") else t) == etag for t in tags)
+
+
+def _accepts_gzip(header: str) -> bool:
+    """Accept-Encoding names gzip (or *) with a q-value above 0."""
+    for part in header.lower().split(","):
+        name, *params = (p.strip() for p in part.split(";"))
+        if name not in ("gzip", "*"):
+            continue
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        return q > 0
+    return False
 
 
 # ----------------------------------------------------------------------------- ASGI guard
@@ -441,7 +471,10 @@ class Daemon:
                         self._dirty = True      # the records still wait: try again next interval
                 continue
             self.error = None
-            self._publish(snap, seq)
+            try:
+                self._publish(snap, seq)
+            except Exception as exc:  # noqa: BLE001 - a snapshot that cannot be encoded must not end the loop
+                self._fail(exc, starting=False)
 
     def _take_seq(self) -> int:          # under self.lock, with the tick it numbers
         seq, self._next_seq = self._next_seq, self._next_seq + 1
@@ -583,14 +616,19 @@ class Daemon:
             "tick_latency_ms": meta.get("tick_latency_ms"),
             "tick_interval_s": self.interval,
             "ticks": self.ticks,
+            "seq": pub.seq if pub else None,
             "finished": bool(meta.get("finished", False)),
-            "refused_records": len(self.engine.problems),
+            "refused_records": self.engine.refused_total,
             "recent_problems": list(self.engine.problems[-5:]),
             "uptime_s": round(time.time() - self.started_at, 1),
             "websocket_clients": len(self._clients),
             "auth": self.api_key is not None,
             "max_body_bytes": self.max_body,
         }
+
+    def last_epoch(self, name: str) -> int | None:
+        with self.lock:
+            return self.engine.store.last_epoch(name)
 
     def history(self, name: str) -> dict[str, Any] | None:
         with self.lock:
@@ -654,9 +692,9 @@ class Daemon:
             if pub is None:
                 return daemon._not_ready()
             headers = {"ETag": pub.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
-            if request.headers.get("if-none-match") == pub.etag:
+            if _etag_matches(request.headers.get("if-none-match"), pub.etag):
                 return Response(status_code=304, headers=headers)
-            if "gzip" in request.headers.get("accept-encoding", "").lower():
+            if _accepts_gzip(request.headers.get("accept-encoding", "")):
                 headers["Content-Encoding"] = "gzip"
                 return Response(pub.gzip_body, media_type="application/json", headers=headers)
             return Response(pub.body, media_type="application/json", headers=headers)
@@ -691,6 +729,20 @@ class Daemon:
                 return daemon._not_ready()
             fc = pub.servers.get(name)
             if fc is None:
+                last = await run_in_threadpool(daemon.last_epoch, name)
+                if last is not None:
+                    # known to the store but not in this snapshot: left out as silent, or arrived
+                    # after it was made; say which, with its alerts
+                    mine = [a.to_json() for a in pub.snapshot.alerts if a.server_name == name]
+                    newest = pub.snapshot.data_time
+                    newest_epoch = pd.Timestamp(newest).timestamp() if newest else None
+                    silent = newest_epoch is not None and newest_epoch - last > STALE_AFTER_SECONDS
+                    why = (f"is left out of the forecasts as silent: its newest sample is {iso(int(last))}"
+                           if silent else f"has samples up to {iso(int(last))} that this snapshot does not "
+                                          f"include yet (the next tick will)")
+                    return JSONResponse({"detail": f"server {name!r} {why}", "server": name,
+                                         "last_seen": iso(int(last)), "silent": silent, "alerts": mine},
+                                        status_code=404)
                 return JSONResponse({"detail": f"unknown server {name!r}: the fleet has {len(pub.servers)} "
                                                f"servers (see /predictions/current)"}, status_code=404)
             mine = [a.to_json() for a in pub.snapshot.alerts if a.server_name == name]
@@ -912,6 +964,7 @@ def serve(daemon: Daemon, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, lo
 
     check_bind(host, daemon.api_key)
     sock = _bind(host, port)
+    port = sock.getsockname()[1]          # the one the system chose for --port 0
     daemon.loopback_only = is_loopback(host)
     shown = f"[{host}]" if ":" in host else host
     auth = "API key required" if daemon.api_key else "no API key: loopback only"

@@ -31,6 +31,9 @@ HISTORY_STEPS = 288  # the drill-down shows the last 24 h
 ALERT_STATES_KEPT = 64       # replay positions whose alert state is kept, so stepping back keeps the log
 STALE_EXAMPLES = 10          # stale servers named in a snapshot's metadata (all are counted)
 STALE_AFTER_SECONDS = (MAX_FILL_STEPS + 1) * STEP_SECONDS   # silent longer than this: left out
+# silent longer than this: forgotten, history and all (checked once an hour of data time); a
+# fleet whose host names churn would otherwise grow without bound
+FORGET_AFTER_SECONDS = 24 * 3600
 
 
 def _changed_thresholds(t: Thresholds) -> str | None:
@@ -86,6 +89,7 @@ class Engine:
         self.store = WindowStore(capacity=HISTORY_STEPS)
         self.alerts = AlertManager(thresholds)
         self.problems: list[str] = []       # refused records, newest last (capped)
+        self.refused_total = 0                # problem lines ever noted (the list above keeps 200)
         self.finished = False
         self.started = False
         self.last_snapshot: Snapshot | None = None
@@ -96,6 +100,8 @@ class Engine:
         self._alerted_epoch = -1   # data time of the last alert update
         self.last_problem_at: float | None = None    # wall clock of the newest problem
         self._cores_seen: dict[str, int] = {}
+        self._forget_checked = -(1 << 62)   # data time of the last check for servers to forget
+        self.forgotten = 0                  # servers forgotten after a day of silence
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -115,6 +121,7 @@ class Engine:
         if want_history is not None:        # the model's whole history, where the source has it
             want_history(capacity)
         self.store = WindowStore(capacity=capacity)
+        self._forget_checked = -(1 << 62)
         for name, cores in self.source.cores.items():
             self.store.set_cores(name, cores)
         self._cores_seen = dict(self.source.cores)
@@ -125,6 +132,7 @@ class Engine:
             # one line each, of a readable length (an HTTP error page can be kilobytes of lines)
             lines = [_one_line(p) for p in problems]
             self.problems = (self.problems + lines)[-200:]
+            self.refused_total += len(lines)
             self.last_problem_at = time.time()
 
     def ingest(self, tick: Tick) -> None:
@@ -183,6 +191,9 @@ class Engine:
     def forecast(self, t0: float | None = None) -> Snapshot:
         t0 = time.perf_counter() if t0 is None else t0
         newest = self.store.newest_epoch()
+        if newest is not None and newest - self._forget_checked >= 3600:
+            self._forget_checked = newest
+            self.forgotten += len(self.store.forget(newest - FORGET_AFTER_SECONDS))
         # A server silent for longer than a fillable gap is stale: its forecast would
         # start in the past, so it leaves the snapshot (its alerts resolve) until it reports.
         fresh_after = None if newest is None else newest - STALE_AFTER_SECONDS
@@ -237,12 +248,13 @@ class Engine:
                 "generated_at": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "source": self.source.name,
                 "finished": self.finished,
-                "refused_records": len(self.problems),
+                "refused_records": self.refused_total,
                 "last_problem": self.problems[-1] if self.problems else None,
                 "last_problem_at": None if self.last_problem_at is None else
                 pd.Timestamp(self.last_problem_at, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "source_status": _status_line(self.source),
                 "stale_servers": len(stale),
+                "forgotten_servers": self.forgotten,     # silent a day: dropped, history and all
                 "stale_after_minutes": STALE_AFTER_SECONDS / 60,   # silent longer than this: left out
                 # a few of them, the most recently seen first, with their newest sample's time
                 "stale_examples": [{"server": name, "last_seen": iso(e)} for name, e in stale[:STALE_EXAMPLES]],

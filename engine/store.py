@@ -57,6 +57,7 @@ class WindowStore:
         self._filled = np.zeros((0, capacity), dtype=bool)
         self._profiles: list[str] = []
         self._cores: list[int | None] = []
+        self._forgotten_cores: dict[str, int] = {}    # known core counts of forgotten servers
 
     # -- servers -----------------------------------------------------------------
     def __len__(self) -> int:
@@ -83,8 +84,31 @@ class WindowStore:
             self._buf, self._head, self._len = grow(self._buf), grow(self._head), grow(self._len)
             self._last, self._count, self._filled = grow(self._last, -1), grow(self._count), grow(self._filled)
         self._profiles.append(UNKNOWN_PROFILE)
-        self._cores.append(None)
+        self._cores.append(self._forgotten_cores.pop(name, None))
         return slot
+
+    def forget(self, silent_before: int) -> list[str]:
+        """Drop the servers whose newest sample is older than ``silent_before`` (epoch s), and
+        their history; returns their names.  Without this a fleet whose host names churn
+        (a POST-fed daemon, autoscaled instances) grows without bound.  Their known core
+        counts are kept, should they report again."""
+        n = len(self._names)
+        gone = (self._len[:n] > 0) & (self._last[:n] < silent_before)
+        if not gone.any():
+            return []
+        keep = np.flatnonzero(~gone)
+        names = [self._names[i] for i in np.flatnonzero(gone).tolist()]
+        for i in np.flatnonzero(gone).tolist():
+            if self._cores[i] is not None:
+                self._forgotten_cores[self._names[i]] = self._cores[i]
+        self._buf, self._filled = self._buf[keep], self._filled[keep]
+        self._head, self._len = self._head[keep], self._len[keep]
+        self._last, self._count = self._last[keep], self._count[keep]
+        self._names = [self._names[i] for i in keep.tolist()]
+        self._profiles = [self._profiles[i] for i in keep.tolist()]
+        self._cores = [self._cores[i] for i in keep.tolist()]
+        self._index = {name: k for k, name in enumerate(self._names)}
+        return names
 
     def set_cores(self, name: str, cores: int | None) -> None:
         self._cores[self._slot(name)] = cores

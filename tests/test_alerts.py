@@ -299,7 +299,8 @@ def test_a_server_that_sends_nothing_new_keeps_its_alert_as_it_was():
     a = am.update([at(1, memory_percent="critical@10")], tick(1))[0]
     for k in range(2, 8):                                 # six ticks, no new sample from web
         b = am.update([at(1, memory_percent="critical@10")], tick(k))[0]
-        assert b == a                                     # not refreshed, not counted clear
+        # not refreshed, not counted clear; only its duration (open all the while) grows
+        assert b == replace(a, duration_minutes=5.0 * (k - 1))          # opened at tick 1
     c = am.update([at(8)], tick(8))[0]                    # a new sample without the condition
     assert c.state == "ongoing" and c.clear_minutes == pytest.approx(35.0)
     for k in (9, 10):

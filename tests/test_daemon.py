@@ -118,7 +118,9 @@ def test_predictions_current_is_the_snapshot_json(srv):
     assert plain.json()["predictions"].keys() == d["predictions"].keys()
     assert same.status_code in (200, 304)    # 304 unless a tick landed in between
     published = srv.daemon.latest
-    assert json.loads(published.body) == snapshot_json(published.snapshot)
+    expected = snapshot_json(published.snapshot)
+    expected["metadata"] = {**expected["metadata"], "seq": published.seq}    # the daemon numbers its ticks
+    assert json.loads(published.body) == expected
 
 
 def test_alerts_active_are_ongoing(srv):
@@ -277,6 +279,8 @@ def test_refuses_non_loopback_without_key():
         check_bind("::", None)
     with pytest.raises(DaemonError):
         check_bind("127.0.0.1", "has space")
+    with pytest.raises(DaemonError, match="ASCII"):     # a header could never carry it: no key would match
+        check_bind("127.0.0.1", "clé")
     assert is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.2")
     assert not is_loopback("10.0.0.1") and not is_loopback("example.org")
 
@@ -576,3 +580,37 @@ def test_a_post_for_a_server_far_behind_the_fleet_says_it_will_not_be_forecast_y
         r = c.post("/metrics", json=[record("behind-1", old, cpu=10)])
         assert r.status_code == 202
         assert any("behind-1: its newest sample is over 35 min older than the fleet's" in n for n in r.json()["notes"])
+        # known, but not forecast: the server route says so (with its alerts), not "unknown"
+        gone = c.get("/servers/behind-1")
+        assert gone.status_code == 404 and gone.json()["silent"] is True
+        assert "left out of the forecasts as silent: its newest sample is" in gone.json()["detail"]
+        assert gone.json()["last_seen"] == old and gone.json()["alerts"] == []
+
+
+def test_conditional_and_compressed_answers_follow_the_headers():
+    from engine.daemon import _accepts_gzip, _etag_matches
+
+    assert _accepts_gzip("gzip, deflate") and _accepts_gzip("br;q=1.0, GZIP;q=0.5") and _accepts_gzip("*")
+    assert not _accepts_gzip("identity, gzip;q=0") and not _accepts_gzip("") and not _accepts_gzip("identity")
+    assert not _accepts_gzip("gzip;q=bogus")
+    tag = '"boot-7"'
+    assert _etag_matches(tag, tag) and _etag_matches('W/"boot-7"', tag) and _etag_matches('"x", "boot-7"', tag)
+    assert _etag_matches("*", tag)
+    assert not _etag_matches('"boot-6"', tag) and not _etag_matches(None, tag) and not _etag_matches("", tag)
+
+
+def test_the_snapshots_seq_is_in_the_json_and_status(srv):
+    with client(srv) as c:
+        r = c.get("/predictions/current", headers={"Accept-Encoding": "identity"})
+        st = c.get("/status").json()
+    seq = r.json()["metadata"]["seq"]
+    assert r.headers["etag"].strip('"').endswith(f"-{seq}")
+    assert isinstance(st["seq"], int) and st["seq"] >= seq
+
+
+def test_refused_records_count_every_problem_not_the_200_kept():
+    engine = Engine(SimulatorSource(2, seed=3), None, device="cpu")
+    engine.start()
+    engine._note([f"post: row {k}, column cpu_percent: 500 is above 100" for k in range(300)])
+    snap = engine.tick()
+    assert len(engine.problems) == 200 and snap.metadata["refused_records"] == 300

@@ -658,3 +658,23 @@ def test_a_server_in_a_short_silence_is_forecast_the_same_after_stepping_back(tm
     first = seen["2026-01-08T03:20:00Z"]
     assert again.history_len == first.history_len
     np.testing.assert_allclose(again.metrics["cpu_percent"].p50, first.metrics["cpu_percent"].p50)
+
+
+def test_a_server_silent_for_a_day_is_forgotten(tmp_path):
+    """A fleet whose host names churn must not grow without bound: after a day of silence a
+    server leaves the store (and the stale count), and the snapshot counts it as forgotten."""
+    from engine.runtime import FORGET_AFTER_SECONDS
+
+    frame = make_grid(n_servers=2, days=3.0)
+    end = frame["timestamp"].max()
+    gone = end - pd.Timedelta(seconds=FORGET_AFTER_SECONDS) - pd.Timedelta(hours=2)
+    frame = frame[~((frame["server_name"] == "srv-01") & (frame["timestamp"] > gone))]
+    write_fleet(tmp_path / "d", frame)
+    engine = Engine(ReplaySource(tmp_path / "d", start=gone - pd.Timedelta(hours=1)), model_dir=None)
+    engine.start()
+    snap = engine.tick()
+    while not engine.finished:
+        snap = engine.tick()
+    assert [s.server_name for s in snap.servers] == ["srv-00"]
+    assert engine.store.last_epoch("srv-01") is None
+    assert (snap.metadata["stale_servers"], snap.metadata["forgotten_servers"]) == (0, 1)

@@ -166,3 +166,27 @@ def test_a_sample_without_a_profile_keeps_the_known_one_and_an_unsorted_frame_lo
     assert fresh.extend_frame(frame) == []
     w = fresh.windows()
     assert w.lengths[0] == 5 and list(w.values[0, -5:, 0]) == [1, 2, 3, 4, 5]
+
+
+def test_forget_drops_only_the_long_silent_servers_and_keeps_the_rest_intact():
+    store = WindowStore(capacity=12)
+    store.set_cores("b", 8)
+    for k in range(20):
+        for name in ("a", "b", "c"):
+            if name == "b" and k >= 5:          # b goes silent after five samples
+                continue
+            store.append(name, T0 + 300 * k, [k, k + 1, k + 2, k + 3] if name == "a" else [50, 50, 50, 1])
+    before = store.windows(names=["a", "c"])
+    assert store.forget(T0 + 300 * 5) == ["b"]
+    assert store.names == ["a", "c"] and store.last_epoch("b") is None
+    after = store.windows()
+    assert after.names == ["a", "c"]
+    np.testing.assert_array_equal(after.values, before.values)
+    np.testing.assert_array_equal(after.lengths, before.lengths)
+    assert store.forget(T0 + 300 * 5) == []
+    # the kept servers go on as before; the forgotten one starts afresh, its cores still known
+    assert store.append("a", T0 + 300 * 20, [1, 2, 3, 4]) is None
+    assert store.windows(names=["a"]).values[0, -1].tolist() == [1, 2, 3, 4]
+    assert store.append("b", T0 + 300 * 21, [10, 20, 30, 1]) is None
+    w = store.windows(names=["b"])
+    assert (w.lengths[0], w.cores[0]) == (1, 8)

@@ -65,6 +65,8 @@ def auc(pred: np.ndarray, event: np.ndarray) -> float:
 
 def skill(pred: np.ndarray, event: np.ndarray) -> str:
     """Brier against the base rate's (always saying the observed frequency), and AUC."""
+    if not len(event) or not event.any():
+        return f"  skill: no crossings in {len(event)} windows: nothing to score"
     base = np.mean((event.mean() - event) ** 2) if len(event) else float("nan")
     brier = np.mean((pred - event) ** 2) if len(event) else float("nan")
     return (f"  skill: Brier {brier:.4f} vs {base:.4f} for the base rate alone "

@@ -69,6 +69,7 @@ log = logging.getLogger("tft_top.daemon")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_PUSH_INTERVAL_S = 5.0        # a POST-fed fleet forecasts at most this often
+PUSH_IDLE_TICK_S = 60.0              # ... and at least this often, records or not (its clock moves)
 MAX_BODY_BYTES = 1_000_000           # request bodies over this are refused with 413
 API_KEY_ENV = "TFT_TOP_API_KEY"
 POST_SOURCE = "POST /metrics"        # how refused records name where they came from
@@ -139,6 +140,9 @@ class PushSource(Source):
 
     def __init__(self) -> None:
         self.cores: dict[str, int] = {}
+
+    def wall_time(self) -> float:
+        return time.time()
 
     def backfill(self) -> pd.DataFrame:
         return validate_records([], self.name).frame   # the canonical empty frame
@@ -402,6 +406,7 @@ class Daemon:
         self.started_at = time.time()
         self.boot = f"{time.time_ns():x}"        # in every ETag: unique across restarts and daemons
         self._dirty = False                   # POSTed records wait for the next tick
+        self._last_tick = time.monotonic()    # of the last tick that ran
         # the seq the next tick's snapshot will carry, taken under ``lock`` with the tick itself:
         # a record stored under the lock is in every snapshot from this seq on, even when the
         # tick before it is still encoding its snapshot when the POST is answered
@@ -458,7 +463,9 @@ class Daemon:
             with self.lock:
                 dirty, self._dirty = self._dirty, False
             idle = (self.push or self.engine.finished) and not dirty
-            if idle:
+            # a POST-fed fleet's time is the wall clock: without records, a tick a minute
+            # still moves it, so servers whose senders stopped show as silent
+            if idle and not (self.push and time.monotonic() - self._last_tick >= PUSH_IDLE_TICK_S):
                 continue
             try:
                 with self.lock:
@@ -471,6 +478,7 @@ class Daemon:
                         self._dirty = True      # the records still wait: try again next interval
                 continue
             self.error = None
+            self._last_tick = time.monotonic()
             try:
                 self._publish(snap, seq)
             except Exception as exc:  # noqa: BLE001 - a snapshot that cannot be encoded must not end the loop
@@ -555,7 +563,7 @@ class Daemon:
                 self._dirty = True
                 # a server whose newest sample is far behind the fleet's is stored but left out
                 # of the forecasts as silent: the answer says so rather than promise a seq
-                newest = store.newest_epoch()
+                newest = self.engine.fleet_clock()
                 last = {str(n): store.last_epoch(str(n)) for n in set(names.tolist())}
                 behind = sorted(n for n, e in last.items()
                                 if newest is not None and e is not None and e < newest - STALE_AFTER_SECONDS)
@@ -626,9 +634,10 @@ class Daemon:
             "max_body_bytes": self.max_body,
         }
 
-    def last_epoch(self, name: str) -> int | None:
+    def last_epoch(self, name: str) -> tuple[int | None, int | None]:
+        """(the server's newest sample, the fleet's clock), epoch s."""
         with self.lock:
-            return self.engine.store.last_epoch(name)
+            return self.engine.store.last_epoch(name), self.engine.fleet_clock()
 
     def history(self, name: str) -> dict[str, Any] | None:
         with self.lock:
@@ -729,14 +738,12 @@ class Daemon:
                 return daemon._not_ready()
             fc = pub.servers.get(name)
             if fc is None:
-                last = await run_in_threadpool(daemon.last_epoch, name)
+                last, clock = await run_in_threadpool(daemon.last_epoch, name)
                 if last is not None:
                     # known to the store but not in this snapshot: left out as silent, or arrived
                     # after it was made; say which, with its alerts
                     mine = [a.to_json() for a in pub.snapshot.alerts if a.server_name == name]
-                    newest = pub.snapshot.data_time
-                    newest_epoch = pd.Timestamp(newest).timestamp() if newest else None
-                    silent = newest_epoch is not None and newest_epoch - last > STALE_AFTER_SECONDS
+                    silent = clock is not None and clock - last > STALE_AFTER_SECONDS
                     why = (f"is left out of the forecasts as silent: its newest sample is {iso(int(last))}"
                            if silent else f"has samples up to {iso(int(last))} that this snapshot does not "
                                           f"include yet (the next tick will)")

@@ -107,6 +107,9 @@ class LocalSource(Source):
         self.last_sample_at: float | None = None
         self._cpu_last = psutil.cpu_times()
 
+    def wall_time(self) -> float:
+        return float(self.clock())
+
     def backfill(self) -> pd.DataFrame:
         return self._empty
 
@@ -308,6 +311,9 @@ class PrometheusSource(Source):
 
     def want_history(self, steps: int) -> None:
         self.backfill_hours = max(self.backfill_hours, int(steps) * STEP_SECONDS / 3600.0)
+
+    def wall_time(self) -> float:
+        return float(self.clock())
 
     def backfill(self) -> pd.DataFrame:
         """The last ``backfill_hours`` (an empty frame if Prometheus cannot be reached now)."""

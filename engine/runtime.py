@@ -188,6 +188,16 @@ class Engine:
         return self._alerts_since
 
     # -- forecasting ---------------------------------------------------------------
+    def fleet_clock(self, newest: int | None = None) -> int | None:
+        """The fleet's time, epoch s: its newest sample (``newest``, or the store's), or for a
+        live source the wall clock on the 5-minute grid when that is later."""
+        newest = self.store.newest_epoch() if newest is None else newest
+        wall = getattr(self.source, "wall_time", lambda: None)()
+        if newest is None or wall is None:
+            return newest
+        return max(newest, int(wall) // STEP_SECONDS * STEP_SECONDS)
+
+    # -- forecasting ---------------------------------------------------------------
     def forecast(self, t0: float | None = None) -> Snapshot:
         t0 = time.perf_counter() if t0 is None else t0
         newest = self.store.newest_epoch()
@@ -196,7 +206,11 @@ class Engine:
             self.forgotten += len(self.store.forget(newest - FORGET_AFTER_SECONDS))
         # A server silent for longer than a fillable gap is stale: its forecast would
         # start in the past, so it leaves the snapshot (its alerts resolve) until it reports.
-        fresh_after = None if newest is None else newest - STALE_AFTER_SECONDS
+        # The fleet's time is its newest sample, or for a live source the wall clock, when
+        # later: a feed that stops altogether leaves every server silent, not a frozen
+        # snapshot that reads as current.
+        clock = self.fleet_clock(newest)
+        fresh_after = None if clock is None else clock - STALE_AFTER_SECONDS
         windows = self.store.windows(fresh_after=fresh_after)
         stale = [] if fresh_after is None else self.store.stale(fresh_after)
         fc = self.forecaster.forecast(windows, with_importance=True)
@@ -210,12 +224,15 @@ class Engine:
         # the data's time: the newest fresh sample (the server holding the store's newest sample
         # is always fresh, so this is None only while the store is empty: then no alert update)
         now_epoch = int(windows.last_epoch.max()) if len(windows.names) else newest
-        if now_epoch is None:
+        # alerts advance with the data; with every server silent by the wall clock, with it
+        # (their alerts then close as silent)
+        alert_epoch = now_epoch if len(windows.names) or clock is None else clock
+        if alert_epoch is None:
             alerts = self.alerts.alerts
-        elif now_epoch > self._alerted_epoch:   # debounce counts new data, not redraws
-            now = pd.Timestamp(now_epoch, unit="s", tz="UTC")
+        elif alert_epoch > self._alerted_epoch:   # debounce counts new data, not redraws
+            now = pd.Timestamp(alert_epoch, unit="s", tz="UTC")
             alerts = self.alerts.update(servers, now)
-            self._alerted_epoch = now_epoch
+            self._alerted_epoch = alert_epoch
         else:
             alerts = self.alerts.alerts
         position = getattr(self.source, "position", None)

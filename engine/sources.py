@@ -42,6 +42,13 @@ class Source:
     def poll(self) -> Tick:
         raise NotImplementedError
 
+    def wall_time(self) -> float | None:
+        """Now, in epoch seconds, for a live fleet (this host, Prometheus, POSTs): the engine
+        judges silence against it, so a feed that stops altogether shows its servers as
+        silent rather than its last snapshot as current.  None (replays, the simulator): the
+        data's own newest sample is the fleet's time."""
+        return None
+
     def want_history(self, steps: int) -> None:
         """Make ``backfill`` reach at least ``steps`` 5-minute steps back, where the source
         has history to give (a model that reads the same time yesterday needs two days)."""
@@ -132,6 +139,13 @@ class ReplaySource(Source):
     def _cursor_time(self) -> pd.Timestamp:
         return self._times[self.position] if self.position < len(self._times) else self.last + STEP
 
+    def wall_time(self) -> float | None:
+        """Now, in epoch seconds, for a live fleet (this host, Prometheus, POSTs): the engine
+        judges silence against it, so a feed that stops altogether shows its servers as
+        silent rather than its last snapshot as current.  None (replays, the simulator): the
+        data's own newest sample is the fleet's time."""
+        return None
+
     def want_history(self, steps: int) -> None:
         # + the longest silence a server may be in and still be shown (35 min): stepped back
         # into that silence, its window must reach as far back as it did played forward
@@ -162,6 +176,13 @@ class SimulatorSource(Source):
         self.cores = {r.server_name: int(r.cores) for r in self.sim.servers().itertuples()}
         self._backfill_steps = int(backfill / STEP)
         self._stream = self.sim.stream()
+
+    def wall_time(self) -> float | None:
+        """Now, in epoch seconds, for a live fleet (this host, Prometheus, POSTs): the engine
+        judges silence against it, so a feed that stops altogether shows its servers as
+        silent rather than its last snapshot as current.  None (replays, the simulator): the
+        data's own newest sample is the fleet's time."""
+        return None
 
     def want_history(self, steps: int) -> None:
         self._backfill_steps = max(self._backfill_steps, int(steps))

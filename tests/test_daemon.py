@@ -322,8 +322,15 @@ def test_post_rejects_bad_payloads(push_srv):
         assert r.status_code == 422 and "column 'cpu_percent' is missing" in r.json()["detail"]
 
 
+def recent(minutes_ago: float) -> str:
+    """A time that many minutes before now, on the 5-minute grid: a POST-fed fleet's clock is
+    the wall clock, and a server more than 35 min behind it is silent."""
+    now = pd.Timestamp.now(tz="UTC").floor("5min")
+    return (now - pd.Timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_post_mixed_batch_keeps_the_good_records(push_srv):
-    ts = [f"2026-01-05T00:{m:02d}:00Z" for m in (0, 5, 10)]   # close enough that no server is stale
+    ts = [recent(m) for m in (25, 20, 15)]   # close enough to now that no server is stale
     batch = [record("p-good", ts[0]), record("p-good", ts[1], cpu=150), record("p-good", ts[1], cpu=60),
              "not a record", record("p-other", ts[2], profile="web")]
     with client(push_srv) as c:
@@ -341,13 +348,13 @@ def test_post_mixed_batch_keeps_the_good_records(push_srv):
         assert snap["predictions"]["p-other"]["_meta"]["profile"] == "web"
         assert c.get("/servers/p-good/history").json()["metrics"]["cpu_percent"][-1] == 60.0
         # a sample older than the server's newest is refused by the store, and says which row
-        r = c.post("/metrics", json=[record("p-good", ts[0], cpu=10), record("p-good", "2026-01-05T03:00:00Z")])
+        r = c.post("/metrics", json=[record("p-good", ts[0], cpu=10), record("p-good", recent(10))])
         d = r.json()
         assert r.status_code == 422 and d["accepted_indices"] == [1] and d["refused_indices"] == [0]
         assert "row 1, column timestamp" in d["problems"][0]["text"] and "older than" in d["problems"][0]["text"]
-        r = c.post("/metrics", json=[record("p-good", "2026-01-05T03:05:00Z"),
-                                     record("rack1/web", "2026-01-05T03:05:00Z", cpu=33.0),
-                                     record("rack2/history", "2026-01-05T03:05:00Z", cpu=44.0)])
+        r = c.post("/metrics", json=[record("p-good", recent(5)),
+                                     record("rack1/web", recent(5), cpu=33.0),
+                                     record("rack2/history", recent(5), cpu=44.0)])
         assert r.status_code == 202 and r.json()["accepted"] == 3 and r.json()["problems"] == []
         assert c.get("/status").json()["refused_records"] >= 3
         # a name with '/' (sent as %2F) can be looked up like any other
@@ -396,13 +403,13 @@ def test_a_post_answered_while_a_tick_is_publishing_is_in_the_snapshot_it_names(
     s = serve(make_daemon(push=True, interval=0.1))
     try:
         with client(s) as c:
-            t0 = "2026-01-05T03:00:00Z"
+            t0 = recent(10)
             assert c.post("/metrics", json=[record("a", t0)]).status_code == 202
             assert s.daemon.wait_for_seq(2, 30)
             monkeypatch.setattr(daemon_mod.Published, "build", classmethod(slow_build))
-            assert c.post("/metrics", json=[record("a", "2026-01-05T03:05:00Z")]).status_code == 202
+            assert c.post("/metrics", json=[record("a", recent(5))]).status_code == 202
             assert building.wait(10)                      # seq 3 (without "late") is being encoded
-            r = c.post("/metrics", json=[record("late", "2026-01-05T03:05:00Z")])
+            r = c.post("/metrics", json=[record("late", recent(5))])
             release.set()
             assert r.status_code == 202 and r.json()["forecast_in_seq"] == 4
             assert s.daemon.wait_for_seq(4, 30) and s.daemon.latest.boot == s.daemon.boot
@@ -614,3 +621,42 @@ def test_refused_records_count_every_problem_not_the_200_kept():
     engine._note([f"post: row {k}, column cpu_percent: 500 is above 100" for k in range(300)])
     snap = engine.tick()
     assert len(engine.problems) == 200 and snap.metadata["refused_records"] == 300
+
+
+def test_a_live_feed_that_stops_shows_its_servers_silent_not_a_frozen_snapshot():
+    """A POST-fed (or other live) fleet's clock is the wall clock: when every sender stops, its
+    servers leave the snapshot as silent and their alerts close as silent, instead of the last
+    snapshot reading as current forever."""
+    from engine.contract import validate_records
+    from engine.sources import Tick
+
+    src = PushSource()
+    t0 = pd.Timestamp("2026-03-02T12:00:00Z")
+    wall = [t0.timestamp()]
+    src.wall_time = lambda: wall[0]
+    engine = Engine(src, None, device="cpu")
+    engine.start()
+    for k in range(13):
+        at = t0 + pd.Timedelta(minutes=5 * k)
+        wall[0] = at.timestamp()
+        recs = [record(n, at.strftime("%Y-%m-%dT%H:%M:%SZ"), cpu=99.0) for n in ("a", "b")]
+        engine.ingest(Tick(validate_records(recs, "test").frame))
+        snap = engine.tick(advance=False)
+    assert {s.server_name for s in snap.servers} == {"a", "b"}
+    assert {(a.server_name, a.state) for a in snap.alerts if a.metric == "cpu_percent"} == {("a", "ongoing"), ("b", "ongoing")}
+    wall[0] += 40 * 60                                   # nothing for 40 minutes
+    snap = engine.tick(advance=False)
+    assert snap.servers == () and snap.metadata["stale_servers"] == 2
+    assert {(a.state, a.resolution) for a in snap.alerts} == {("resolved", "silent")}
+
+
+def test_a_post_fed_daemon_ticks_without_records_so_its_clock_moves(monkeypatch):
+    from engine import daemon as daemon_mod
+
+    monkeypatch.setattr(daemon_mod, "PUSH_IDLE_TICK_S", 0.5)
+    s = serve(make_daemon(push=True, interval=0.1))
+    try:
+        seq = s.daemon.latest.seq
+        assert s.daemon.wait_for_seq(seq + 2, 30)       # no POST at all
+    finally:
+        s.stop()

@@ -486,13 +486,19 @@ def _check_server_names(raw: pd.Series) -> tuple[pd.Series, np.ndarray, _Describ
     and lists (a POSTed record's name: str() would make "{'x': 1}" a server)."""
     nested = np.zeros(len(raw), dtype=bool)
     if raw.dtype == object:
-        nested = np.fromiter((isinstance(v, (dict, list, tuple, set)) for v in raw.to_numpy()),
+        # (a JSON true would otherwise be the server "True")
+        nested = np.fromiter((isinstance(v, (dict, list, tuple, set, bool, np.bool_)) for v in raw.to_numpy()),
                              dtype=bool, count=len(raw))
     names = _as_str(raw).str.strip()
-    bad = (names.isna() | (names == "")).to_numpy() | nested
+    missing = (names.isna() | (names == "")).to_numpy()
+    # an escape sequence or a newline in a name would reach the operator's terminal (a name
+    # holding "\x1b[2J" cleared predict's screen; one holding a newline forged a line)
+    control = names.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(dtype=bool) & ~missing
+    bad = missing | nested | control
 
     def describe(idx: np.ndarray) -> list[str]:
-        return [f"{_show(raw.iloc[i])} is not text" if nested[i] else "missing value" for i in idx]
+        return [f"{_show(raw.iloc[i])} is not text" if nested[i] else
+                f"{_show(raw.iloc[i])} holds a control character" if control[i] else "missing value" for i in idx]
 
     return names, bad, describe
 
@@ -558,7 +564,7 @@ def _check_metric(raw: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray, 
 
 def _profiles(raw: pd.Series) -> pd.Series:
     """Profiles as stripped strings, UNKNOWN_PROFILE where missing or empty."""
-    profiles = _as_str(raw).str.strip()
+    profiles = _as_str(raw).str.replace(_CONTROL, " ", regex=True).str.strip()     # (shown in the table)
     return profiles.mask(profiles.isna() | (profiles == ""), UNKNOWN_PROFILE)
 
 
@@ -682,10 +688,18 @@ def _to_float(raw: pd.Series) -> np.ndarray:
     return values
 
 
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+
+
 def _as_str(raw: pd.Series) -> pd.Series:
-    """``raw`` as the pandas string dtype, missing values kept missing."""
+    """``raw`` as the pandas string dtype, missing values kept missing; a whole number held as
+    a float reads as the whole number (JSON names 13 and null in one batch make a float
+    column: "13", not "13.0", the name 13 posted alone gets)."""
     if isinstance(raw.dtype, pd.CategoricalDtype):
         raw = raw.astype(object)
+    if raw.dtype.kind == "f" or raw.dtype == object:
+        whole = lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else v  # noqa: E731
+        raw = raw.astype(object).map(whole)
     return raw.astype("str")
 
 

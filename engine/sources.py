@@ -54,30 +54,44 @@ class Source:
         has history to give (a model that reads the same time yesterday needs two days)."""
 
 
+MAX_CORES = 65_536     # beyond any machine's: a larger count is a broken file
+
+
 def read_cores(path: Path) -> dict[str, int]:
     """Core counts from a ``servers.csv`` beside the data (server_name, cores), if any."""
     servers = (path if path.is_dir() else path.parent) / "servers.csv"
     if not servers.is_file():
         return {}
     try:
-        table = pd.read_csv(servers, dtype={"server_name": str})
+        # all text: pandas' type guessing read "true" as 1 core
+        table = pd.read_csv(servers, dtype=str, keep_default_na=False)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{servers}: not a readable CSV table ({' '.join(str(exc).split())[:120]})") from None
+    table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in ("server_name", "cores") if c not in table.columns]
     if missing:
         raise DataError(f"{servers}: column '{missing[0]}' is missing")
     cores: dict[str, int] = {}
+    rows: dict[str, int] = {}
     for row, (name, value) in enumerate(zip(table["server_name"], table["cores"]), start=1):
-        if pd.isna(value):              # unknown: the load thresholds use the configured default
-            continue
+        name, value = str(name).strip(), str(value).strip()      # as the metrics' names are read
+        if not name:
+            raise DataError(f"{servers}: row {row}, column server_name: missing value")
+        if name in rows:
+            raise DataError(f"{servers}: row {row}, column server_name: {name!r} is listed again "
+                            f"(first on row {rows[name]})")
+        rows[name] = row
+        if value == "" or value.lower() in ("nan", "na", "null", "none"):
+            continue                    # unknown: the load thresholds use the configured default
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except ValueError:
             number = math.nan
-        if not (math.isfinite(number) and number >= 1 and number == int(number)):
+        if not (math.isfinite(number) and 1 <= number <= MAX_CORES and number == int(number)):
             # (a wrong core count silently moves the load thresholds: 2.5 cores would read as 2)
-            raise DataError(f"{servers}: row {row}, column cores: {value!r} is not a whole number of cores >= 1")
-        cores[str(name)] = int(number)
+            raise DataError(f"{servers}: row {row}, column cores: {value!r} is not a whole number of cores "
+                            f"from 1 to {MAX_CORES}")
+        cores[name] = int(number)
     return cores
 
 

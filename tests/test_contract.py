@@ -856,3 +856,21 @@ def test_a_directory_of_sidecars_only_says_so_and_a_broken_link_is_noted(tmp_pat
     result = load_path(tmp_path / "d")
     assert result.problems == [] and len(result.frame) == 1
     assert f"{tmp_path / 'd'}: skipped broken links: b.csv" in result.notes
+
+
+def test_posted_names_are_text_whole_numbers_read_alike_and_control_characters_refused():
+    from engine.contract import validate_records
+
+    def rec(name, **kw):
+        return {"server_name": name, "timestamp": 0, "cpu_percent": 1, "memory_percent": 1,
+                "disk_percent": 1, "load_average": 1, **kw}
+
+    # 13 beside a null (a float column) is the server "13", as 13 posted alone is
+    mixed = validate_records([rec(13), rec(None)], "post")
+    alone = validate_records([rec(13)], "post")
+    assert mixed.frame["server_name"].tolist() == alone.frame["server_name"].tolist() == ["13"]
+    bad = validate_records([rec(True), rec("a\x1b[2Jb"), rec("line1\nFAKE"), rec("ok", profile="w\x1beb")], "post")
+    assert [(p.row, p.column) for p in bad.problems] == [(1, "server_name"), (2, "server_name"), (3, "server_name")]
+    assert "True is not text" in bad.problems[0].message
+    assert "holds a control character" in bad.problems[1].message
+    assert bad.frame["server_name"].tolist() == ["ok"] and bad.frame["profile"].tolist() == ["w eb"]

@@ -264,6 +264,10 @@ def test_predict_at_takes_epoch_seconds_as_data_files_do(replay_dir, capsys):
     assert main(["predict", "--data", str(replay_dir), "--at", str(epoch), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["data_time"] == pd.Timestamp(epoch, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    # milliseconds (year 58010) used to end in a traceback formatting the refusal
+    assert main(["predict", "--data", str(replay_dir), "--at", str(epoch * 1000)]) == 2
+    err = capsys.readouterr().err
+    assert "is the year 5" in err and "epoch milliseconds? give seconds" in err and err.count("\n") == 1
 
 
 def test_a_model_failing_at_run_time_falls_back_with_the_reason(replay_dir, tiny_model_dir):
@@ -404,9 +408,21 @@ def test_core_counts_a_source_learns_later_reach_the_thresholds_and_problems_are
 def test_a_bad_core_count_in_servers_csv_is_one_line(replay_dir, capsys):
     (replay_dir / "servers.csv").write_text("server_name,profile,cores\nsrv-00,web,4\nsrv-01,web,2.5\n")
     assert main(["predict", "--data", str(replay_dir)]) == 2
-    assert "servers.csv: row 2, column cores: 2.5 is not a whole number of cores >= 1" in capsys.readouterr().err
+    assert "servers.csv: row 2, column cores: '2.5' is not a whole number of cores from 1 to 65536" \
+        in capsys.readouterr().err
     (replay_dir / "servers.csv").write_text("server_name,profile,cores\nsrv-00,web,4\nsrv-01,web,\n")
     assert ReplaySource(replay_dir).cores == {"srv-00": 4}      # an empty count is unknown
+    # names are stripped as the metrics' are; type guessing no longer reads "true" as 1 core
+    (replay_dir / "servers.csv").write_text("server_name,cores\n srv-00 ,4\n")
+    assert ReplaySource(replay_dir).cores == {"srv-00": 4}
+    for body, message in [("srv-00,true", "row 1, column cores: 'true' is not a whole number"),
+                          ("srv-00,99999999999999999999999", "row 1, column cores: '99999999999999999999999' is not"),
+                          (",4", "row 1, column server_name: missing value"),
+                          ("srv-00,4\nsrv-00,8", "row 2, column server_name: 'srv-00' is listed again (first on row 1)")]:
+        (replay_dir / "servers.csv").write_text("server_name,cores\n" + body + "\n")
+        assert main(["predict", "--data", str(replay_dir)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
 
 
 def test_without_a_model_the_store_keeps_the_two_days_the_heuristic_reads(tmp_path):

@@ -365,6 +365,9 @@ def _predict(args) -> int:
             at = pd.NaT
         if pd.isna(at):
             return _fail(f"--at {args.at!r} is not an ISO 8601 time or epoch seconds")
+        if not (1970 <= at.year <= 2200):
+            hint = " (epoch milliseconds? give seconds)" if re.fullmatch(r"\d{12,}(\.\d*)?", text) else ""
+            return _fail(f"--at {args.at!r} is the year {at.year}: not a time of any data{hint}")
         at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
     thresholds = _thresholds(args)
     if thresholds is None:

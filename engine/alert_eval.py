@@ -90,40 +90,62 @@ class AlertEvaluation:
 
 
 def read_incidents(path: Path | str) -> pd.DataFrame | None:
+    """The labelled incidents beside the data (``incidents.csv``), checked: every cell read as
+    text (names stripped, as the metrics' are), a row with more or fewer fields than the
+    header, a repeated column, a missing value, an unknown metric, a time that is neither ISO
+    8601 nor epoch seconds (as the metrics take them), times out of order and an incident
+    listed twice (it would be scored twice) are each refused with their row and column."""
+    import csv
+
     path = Path(path)
     file = (path if path.is_dir() else path.parent) / INCIDENTS_FILE
     if not file.is_file():
         return None
-    from engine.contract import METRICS, DataError
-
-    try:
-        # names as text, as the data contract reads them ("007" stays "007")
-        table = pd.read_csv(file, dtype={"server_name": str, "metric": str})
-        missing = [c for c in ("server_name", "metric", "start", "crossing", "end") if c not in table]
-        if missing:
-            raise ValueError(f"column {missing[0]!r} is missing")
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{file}: not a valid incidents table ({str(exc).splitlines()[0]})") from None
+    from engine.contract import METRICS, DataError, _check_timestamps
 
     def bad(row: int, column: str, what: str) -> DataError:   # row: the n-th data row, as for metrics
         return DataError(f"{file}: row {row + 1}, column {column}: {what}")
 
-    names = table["server_name"]
-    for i in np.flatnonzero(names.isna().to_numpy() | (names.astype(str).str.strip() == "").to_numpy()):
-        raise bad(i, "server_name", "missing value")
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as f:
+            lines = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{file}: not a valid incidents table ({' '.join(str(exc).split())[:120]})") from None
+    lines = [r for r in lines if any(c.strip() for c in r)]        # blank lines are nothing
+    if not lines:
+        raise DataError(f"{file}: not a valid incidents table (the file is empty)")
+    header = [c.strip() for c in lines[0]]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{file}: column '{repeated[0]}' appears more than once")
+    missing = [c for c in ("server_name", "metric", "start", "crossing", "end") if c not in header]
+    if missing:
+        raise DataError(f"{file}: not a valid incidents table (column {missing[0]!r} is missing)")
+    for i, r in enumerate(lines[1:]):
+        if len(r) != len(header):
+            raise DataError(f"{file}: row {i + 1}: {len(r)} fields, the header has {len(header)}")
+    table = pd.DataFrame([[c.strip() for c in r] for r in lines[1:]], columns=header, dtype=object)
+    for col in ("server_name", "metric", "start", "crossing", "end"):
+        for i in np.flatnonzero((table[col] == "").to_numpy()):
+            raise bad(i, col, "missing value")
     known = table["metric"].isin(METRICS).to_numpy()
     for i in np.flatnonzero(~known):
         raise bad(i, "metric", f"{table['metric'].iloc[i]!r} is not one of {', '.join(METRICS)}")
     for col in ("start", "crossing", "end"):
-        parsed = pd.to_datetime(table[col], utc=True, format="ISO8601", errors="coerce")
-        for i in np.flatnonzero(parsed.isna().to_numpy()):
-            value = table[col].iloc[i]
-            raise bad(i, col, "missing value" if pd.isna(value) else f"{value!r} is not an ISO 8601 time")
-        table[col] = parsed
+        ns, wrong, describe = _check_timestamps(table[col])
+        for i in np.flatnonzero(wrong):
+            raise bad(i, col, describe(np.array([i]))[0])
+        table[col] = pd.to_datetime(ns, unit="ns", utc=True)
     for i in np.flatnonzero((table["start"] > table["crossing"]).to_numpy() | (table["crossing"] > table["end"]).to_numpy()):
         r = table.iloc[i]
         raise bad(i, "crossing", f"start {r['start']:%Y-%m-%dT%H:%MZ}, crossing {r['crossing']:%Y-%m-%dT%H:%MZ} "
                                  f"and end {r['end']:%Y-%m-%dT%H:%MZ} are not in that order")
+    key = table[["server_name", "metric", "crossing"]]
+    for i in np.flatnonzero(key.duplicated().to_numpy()):
+        first = int(np.flatnonzero((key == key.iloc[i]).all(axis=1).to_numpy())[0])
+        raise bad(i, "crossing", f"the incident of {table['server_name'].iloc[i]!r} ({table['metric'].iloc[i]}, "
+                                 f"crossing {table['crossing'].iloc[i]:%Y-%m-%dT%H:%MZ}) is listed again "
+                                 f"(first on row {first + 1})")
     return table
 
 

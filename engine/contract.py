@@ -494,11 +494,14 @@ def _check_server_names(raw: pd.Series) -> tuple[pd.Series, np.ndarray, _Describ
     # an escape sequence or a newline in a name would reach the operator's terminal (a name
     # holding "\x1b[2J" cleared predict's screen; one holding a newline forged a line)
     control = names.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(dtype=bool) & ~missing
-    bad = missing | nested | control
+    long = (names.str.len().fillna(0).to_numpy() > MAX_NAME_LENGTH) & ~control
+    bad = missing | nested | control | long
 
     def describe(idx: np.ndarray) -> list[str]:
         return [f"{_show(raw.iloc[i])} is not text" if nested[i] else
-                f"{_show(raw.iloc[i])} holds a control character" if control[i] else "missing value" for i in idx]
+                f"{_show(raw.iloc[i])} holds a control character" if control[i] else
+                f"a name of {len(names.iloc[i])} characters is longer than {MAX_NAME_LENGTH}" if long[i] else
+                "missing value" for i in idx]
 
     return names, bad, describe
 
@@ -689,6 +692,7 @@ def _to_float(raw: pd.Series) -> np.ndarray:
 
 
 _CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+MAX_NAME_LENGTH = 256    # a server name longer than a DNS name is not one (it would fill every screen)
 
 
 def _as_str(raw: pd.Series) -> pd.Series:

@@ -54,6 +54,7 @@ class WindowStore:
         self._len = np.zeros(0, dtype=np.int64)
         self._last = np.zeros(0, dtype=np.int64)      # epoch seconds of the newest step
         self._count = np.zeros(0, dtype=np.int64)     # samples averaged into the newest step
+        self._exact = np.zeros(0, dtype=np.int64)     # epoch seconds of the newest sample itself
         self._filled = np.zeros((0, capacity), dtype=bool)
         self._profiles: list[str] = []
         self._cores: list[int | None] = []
@@ -83,6 +84,7 @@ class WindowStore:
             grow = lambda a, fill=0: np.concatenate([a, np.full((extra, *a.shape[1:]), fill, dtype=a.dtype)])  # noqa: E731
             self._buf, self._head, self._len = grow(self._buf), grow(self._head), grow(self._len)
             self._last, self._count, self._filled = grow(self._last, -1), grow(self._count), grow(self._filled)
+            self._exact = grow(self._exact, -1)
         self._profiles.append(UNKNOWN_PROFILE)
         self._cores.append(self._forgotten_cores.pop(name, None))
         return slot
@@ -104,6 +106,7 @@ class WindowStore:
         self._buf, self._filled = self._buf[keep], self._filled[keep]
         self._head, self._len = self._head[keep], self._len[keep]
         self._last, self._count = self._last[keep], self._count[keep]
+        self._exact = self._exact[keep]
         self._names = [self._names[i] for i in keep.tolist()]
         self._profiles = [self._profiles[i] for i in keep.tolist()]
         self._cores = [self._cores[i] for i in keep.tolist()]
@@ -145,16 +148,24 @@ class WindowStore:
         slot = self._slot(name)
         if profile and profile != UNKNOWN_PROFILE:      # a sample without a profile keeps the known one
             self._profiles[slot] = profile
-        step = (int(epoch_seconds) // STEP_SECONDS) * STEP_SECONDS
+        exact = int(epoch_seconds)
+        step = (exact // STEP_SECONDS) * STEP_SECONDS
         vals = np.asarray(values, dtype=np.float32)
         if self._len[slot] == 0:
             self._push(slot, vals, False)
-            self._last[slot], self._count[slot] = step, 1
+            self._last[slot], self._count[slot], self._exact[slot] = step, 1, exact
             return None
         last = int(self._last[slot])
         if step < last:
             return (f"{name}: sample at {pd.Timestamp(step, unit='s', tz='UTC').isoformat()} is older than "
                     f"the newest accepted ({pd.Timestamp(last, unit='s', tz='UTC').isoformat()}); refused")
+        if step == last and exact <= int(self._exact[slot]):
+            # the same sample again (a retried POST) or an older one inside the step: averaging
+            # it in would count it twice
+            return (f"{name}: sample at {pd.Timestamp(exact, unit='s', tz='UTC').isoformat()} is not newer than "
+                    f"the newest accepted ({pd.Timestamp(int(self._exact[slot]), unit='s', tz='UTC').isoformat()});"
+                    f" refused")
+        self._exact[slot] = exact
         if step == last:  # several samples in one step: running mean
             c = self._count[slot]
             h = (self._head[slot] - 1) % self.capacity
@@ -222,6 +233,7 @@ class WindowStore:
             self._filled[slot, :k] = False
             self._head[slot], self._len[slot] = k % cap, k
             self._last[slot], self._count[slot] = int(steps[b - 1]), 1
+            self._exact[slot] = int(epochs[rows[b - 1]])
             if profiles is not None:
                 named = [p for p in profiles[rows[a:b]] if p and p != UNKNOWN_PROFILE]
                 if named:

@@ -299,7 +299,16 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions) -> dict:
         raise DataError(f"{', '.join(map(str, opts.data))}: too little data to calibrate on: no forecast origin in "
                         f"the validation days with {loaded.config.max_encoder_length} steps of history before it "
                         f"and {loaded.config.max_prediction_length} after")
-    loaded.config.calibration = _calibrate(loaded, frame, calib_origins, sources)
+    new = _calibrate(loaded, frame, calib_origins, sources)
+    old = loaded.config.calibration or {}
+    lost = [m for m in loaded.config.targets
+            if m in (old.get("lower") or {}) and m not in ((new or {}).get("lower") or {})]
+    if lost:
+        # (flat columns in every calibration window give nothing to fit: writing the result
+        # would silently drop the calibration the model has for them)
+        raise DataError(f"{', '.join(map(str, opts.data))}: no calibration window where {', '.join(lost)} "
+                        f"moves: the model's calibration is left as it was")
+    loaded.config.calibration = new
     write_config(Path(model_dir), loaded.config)
     meta["recalibrated"] = {"utc": pd.Timestamp.now(tz="UTC").isoformat(), "data": list(opts.data),
                             "windows": int(len(calib_origins)),
@@ -407,7 +416,7 @@ def train(opts: TrainOptions) -> Path:
         unknown = sorted(set(opts.ramp_kinds or {}) - set(ramps["kind"]))
         if unknown:
             raise DataError(f"--ramp-kinds: no labelled incident of kind {', '.join(map(repr, unknown))} in the "
-                            f"data's incidents.csv (kinds there: {', '.join(sorted(set(ramps['kind']))) or 'none'})")
+                            f"data's incidents.csv (kinds there: {', '.join(sorted(k for k in set(ramps['kind']) if k)) or 'none'})")
         weights, ramp_windows = ramp_sample_weights(train_ds, fit_rows, ramps, opts.ramp_share, opts.ramp_kinds,
                                                     base=weights)
         if ramp_windows == 0:

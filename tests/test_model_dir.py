@@ -412,6 +412,33 @@ def test_calibrate_rewrites_the_bands_of_a_copy(trained, tmp_path, capsys):
     assert meta["recalibrated"]["split"] == "odd origins of the alternation it was trained with"
 
 
+def test_calibrate_refuses_data_that_would_drop_a_metrics_calibration(trained, tmp_path, capsys):
+    """A disk column flat in every calibration window gives nothing to fit: writing the result
+    would silently wipe the disk calibration the model has."""
+    import pandas as pd
+
+    from tui.cli import main
+
+    model_dir, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    before = (copy / CONFIG_FILE).read_text()
+    data = model_dir.parent.parent / "data"
+    flat = tmp_path / "flat"
+    shutil.copytree(data, flat)
+    files = [f for f in flat.iterdir() if f.name.endswith((".csv", ".csv.gz")) and f.name not in
+             ("servers.csv", "incidents.csv")]
+    assert files
+    for f in files:
+        frame = pd.read_csv(f)
+        frame["disk_percent"] = 42.0
+        frame.to_csv(f, index=False)
+    assert main(["calibrate", "--model", str(copy), "--data", str(flat)]) == 2
+    err = capsys.readouterr().err
+    assert "no calibration window where disk_percent moves: the model's calibration is left as it was" in err
+    assert (copy / CONFIG_FILE).read_text() == before
+
+
 def _edited(model_dir, tmp_path, name, edit):
     """A copy of model_dir whose config.json went through edit(cfg)."""
     copy = tmp_path / name

@@ -517,12 +517,31 @@ def test_the_engine_counts_only_silent_servers_as_stale(tmp_path):
                                                 "last_seen": f"{end - pd.Timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"}]
 
 
+def test_incidents_read_as_the_metrics_are(tmp_path):
+    from engine.alert_eval import read_incidents
+    from engine.contract import DataError
+
+    (tmp_path / "incidents.csv").write_text("server_name,metric,start,crossing,end,kind\n"
+                                            " srv-01 ,memory_percent,1767603600,2026-01-05T11:00Z,2026-01-05T12:00Z,\n")
+    t = read_incidents(tmp_path)
+    assert t["server_name"].tolist() == ["srv-01"] and t["kind"].tolist() == [""]   # stripped; no NaN kind
+    assert t["start"].iloc[0] == pd.Timestamp("2026-01-05T09:00Z")                    # epoch seconds, as metrics
+    (tmp_path / "incidents.csv").write_text("server_name,metric,metric,start,crossing,end\n")
+    with pytest.raises(DataError, match="column 'metric' appears more than once"):
+        read_incidents(tmp_path)
+
+
 @pytest.mark.parametrize("row, message", [
     ("srv-00,cpu,2026-01-05T10:00Z,2026-01-05T11:00Z,2026-01-05T12:00Z",
      "row 2, column metric: 'cpu' is not one of cpu_percent, memory_percent, disk_percent, load_average"),
     ("srv-00,cpu_percent,2026-01-05T10:00Z,,2026-01-05T12:00Z", "row 2, column crossing: missing value"),
     ("srv-00,cpu_percent,garbage,2026-01-05T11:00Z,2026-01-05T12:00Z",
-     "row 2, column start: 'garbage' is not an ISO 8601 time"),
+     "row 2, column start: 'garbage' is not an ISO 8601 time or epoch seconds"),
+    ("srv-00,cpu_percent,2026-01-05T10:00Z,2026-01-05T11:00Z,2026-01-05T12:00Z,extra",
+     "row 2: 6 fields, the header has 5"),
+    ("srv-01,memory_percent,2026-01-05T10:00Z,2026-01-05T11:00Z,2026-01-05T12:00Z",
+     "row 2, column crossing: the incident of 'srv-01' (memory_percent, crossing 2026-01-05T11:00Z) is listed "
+     "again (first on row 1)"),
     ("srv-00,cpu_percent,2026-01-05T12:00Z,2026-01-05T11:00Z,2026-01-05T13:00Z",
      "row 2, column crossing: start 2026-01-05T12:00Z, crossing 2026-01-05T11:00Z and end 2026-01-05T13:00Z "
      "are not in that order"),
@@ -694,3 +713,16 @@ def test_a_server_silent_for_a_day_is_forgotten(tmp_path):
     assert [s.server_name for s in snap.servers] == ["srv-00"]
     assert engine.store.last_epoch("srv-01") is None
     assert (snap.metadata["stale_servers"], snap.metadata["forgotten_servers"]) == (0, 1)
+
+
+def test_eval_refuses_a_bad_incidents_row_before_evaluating(replay_dir, tiny_model_dir, capsys, monkeypatch):
+    import engine.evaluation
+
+    def never(*a, **k):
+        raise AssertionError("evaluated before reading incidents.csv")
+
+    monkeypatch.setattr(engine.evaluation, "evaluate_paths", never)
+    (replay_dir / "incidents.csv").write_text("server_name,metric,start,crossing,end\n"
+                                              "srv-00,load,2026-01-05T10:00Z,2026-01-05T11:00Z,2026-01-05T12:00Z\n")
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(replay_dir)]) == 2
+    assert "incidents.csv: row 1, column metric: 'load' is not one of" in capsys.readouterr().err

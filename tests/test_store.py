@@ -190,3 +190,21 @@ def test_forget_drops_only_the_long_silent_servers_and_keeps_the_rest_intact():
     assert store.append("b", T0 + 300 * 21, [10, 20, 30, 1]) is None
     w = store.windows(names=["b"])
     assert (w.lengths[0], w.cores[0]) == (1, 8)
+
+
+def test_the_same_sample_again_is_refused_not_averaged_in_twice():
+    """A retried POST repeats its samples: averaging them in again would skew the step."""
+    store = WindowStore(capacity=12)
+    assert store.append("a", T0 + 60, [10, 10, 10, 1]) is None
+    again = store.append("a", T0 + 60, [90, 90, 90, 1])
+    assert again is not None and "is not newer than the newest accepted" in again
+    assert store.append("a", T0 + 30, [90, 90, 90, 1]) is not None          # older, inside the step
+    assert store.append("a", T0 + 120, [30, 30, 30, 1]) is None             # newer: averaged
+    assert store.windows().values[0, -1, 0] == 20.0
+    # the bulk load remembers the exact time too
+    bulk = WindowStore(capacity=12)
+    bulk.extend_frame(pd.DataFrame({"server_name": ["b"] * 3,
+                                    "timestamp": pd.to_datetime([T0, T0 + 300, T0 + 600], unit="s", utc=True),
+                                    "cpu_percent": [1.0, 2, 3], "memory_percent": [1.0, 2, 3],
+                                    "disk_percent": [1.0, 2, 3], "load_average": [1.0, 2, 3]}))
+    assert bulk.append("b", T0 + 600, [9, 9, 9, 9]) is not None

@@ -309,6 +309,11 @@ def _eval(args) -> int:
     try:
         model_dir = _resolve_model(args.model)
         loaded = load_model_dir(model_dir)
+        if not args.no_alerts:
+            from engine.alert_eval import read_incidents
+
+            for path in args.data:      # a bad incidents row is refused before minutes of evaluation
+                read_incidents(path)
         reports = evaluate_paths(loaded, args.data, every=args.every)
         alerts = {} if args.no_alerts else {
             path: ev for path in args.data

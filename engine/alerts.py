@@ -246,7 +246,8 @@ class AlertManager:
             message = f"{cond.message}; critical moved from {_num(track.critical)} to {_num(cond.critical)}"
         else:
             severity = cond.severity if _RANK[cond.severity] > _RANK[old.severity] else old.severity
-            message = cond.message if severity == cond.severity else f"{cond.message}; {severity} until it resolves"
+            # the sticky severity first: a narrow log cuts the end of a message
+            message = cond.message if severity == cond.severity else f"{severity} until it resolves: {cond.message}"
         crossing, lead = _crossing(now, cond.minutes)
         track.last_condition = now
         track.critical = cond.critical

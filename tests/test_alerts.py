@@ -110,7 +110,7 @@ def test_warning_escalates_to_critical_and_never_drops_while_open():
     back = am.update([server(memory_percent="warning@8")], tick(3))[0]
     assert (back.id, back.severity, back.state) == (w.id, "critical", "ongoing")
     # the message says what the forecast shows now, and why the alert still reads critical
-    assert back.message == "memory_percent may reach 95 in 45 min (p90); critical until it resolves"
+    assert back.message == "critical until it resolves: memory_percent may reach 95 in 45 min (p90)"
 
 
 def test_a_forecast_at_the_warning_level_alone_is_no_alert():

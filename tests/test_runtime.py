@@ -726,3 +726,8 @@ def test_eval_refuses_a_bad_incidents_row_before_evaluating(replay_dir, tiny_mod
                                               "srv-00,load,2026-01-05T10:00Z,2026-01-05T11:00Z,2026-01-05T12:00Z\n")
     assert main(["eval", "--model", str(tiny_model_dir), "--data", str(replay_dir)]) == 2
     assert "incidents.csv: row 1, column metric: 'load' is not one of" in capsys.readouterr().err
+
+
+def test_local_interval_without_local_is_refused_not_ignored(capsys):
+    assert main(["--local-interval", "5"]) == 2
+    assert "--local-interval goes with --local" in capsys.readouterr().err

@@ -195,7 +195,7 @@ async def test_drill_down_shows_charts_importance_and_alerts_then_esc_goes_back(
         # the fleet table, not updated while hidden, caught up with the newest snapshot on return
         from tui.widgets.fleet_table import row_spec
         assert not app._main_stale  # noqa: SLF001
-        assert all(app.table.specs[s.server_name] == row_spec(s) for s in app.snapshot.servers)
+        assert all(app.table.specs[s.server_name] == row_spec(s, app.table.data_epoch) for s in app.snapshot.servers)
 
 
 async def test_drill_down_of_a_heuristic_server_names_the_reason_instead_of_importance():
@@ -489,6 +489,21 @@ def test_breach_time_says_when_only_the_p90_forecast_crosses():
     breach = COLUMN_KEYS.index("breach")
     assert row_spec(expected)[breach][0].endswith("m cpu") and "?" not in row_spec(expected)[breach][0]
     assert row_spec(possible)[breach][0].endswith("? cpu")
+    # the time-to-breach sort puts an expected breach before a possible one, whatever the minutes
+    from tui.widgets.fleet_table import sort_key
+
+    sooner = _breaching_server(80.0, 130.0)                    # p90 only, hours before the other's p50
+    assert sooner.breach_basis == "p90" and sooner.minutes_to_breach < expected.minutes_to_breach
+    ranked = sorted([sooner, expected], key=sort_key("time to breach"))
+    assert [s.breach_basis for s in ranked] == ["p50", "p90"]
+    # a server that stopped reporting shows how long ago, in place of its source
+    from dataclasses import replace as _replace
+
+    src = COLUMN_KEYS.index("src")
+    quiet = _replace(expected, last_seen="2024-03-01T11:45:00Z")
+    now = 1709294400.0                                    # 2024-03-01T12:00:00Z
+    assert row_spec(quiet, now)[src][0] == "-15m"
+    assert row_spec(_replace(expected, last_seen="2024-03-01T11:55:00Z"), now)[src][0] in ("TFT", "heur")
     snap = Snapshot(data_time="2024-03-01T12:00:00Z", servers=(possible,), alerts=(),
                     environment=Environment(0.0, possible.risk_8h, 0, 1, 100.0), metadata={"model_type": "TFT"})
     text = format_summary(snap)
@@ -545,7 +560,7 @@ async def test_header_keeps_its_second_line_on_a_narrow_terminal_with_a_long_rea
         await pilot.pause()
         lines = [s.text for s in app.header.render_lines(app.header.region.reset_offset)]
         assert lines[0].startswith(" tft-top  HEURISTIC (model.safetens") and "…)" in lines[0]
-        assert "data " in lines[0] and lines[1].strip().startswith("fleet health")
+        assert "data " in lines[0] and lines[1].strip().startswith("health")
 
 
 async def test_header_says_how_many_silent_servers_the_table_leaves_out_before_it_can_be_cut():
@@ -558,7 +573,7 @@ async def test_header_says_how_many_silent_servers_the_table_leaves_out_before_i
         await pilot.pause()
         line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
         # on 100 columns: the silent count and the alerts come before the incident probabilities
-        assert "3 silent >35 min, not shown" in line and "alerts " in line
+        assert "3 silent" in line and "alerts " in line
         # alerts whose condition cleared (they resolve after an hour) are counted apart
         from dataclasses import replace
 
@@ -572,8 +587,11 @@ async def test_header_says_how_many_silent_servers_the_table_leaves_out_before_i
         # the cleared one is not counted as critical, whatever its severity
         crit = sum(1 for a in ongoing if a.severity == "critical" and a.id != cleared.id)
         assert crit >= 1
-        want = f"({crit} critical, 1 clearing)"
-        assert f"alerts {len(ongoing)} ongoing {want}" in text, text
+        want = f"({crit} crit, 1 clearing)"                      # (100 columns: the short labels)
+        assert f"alerts {len(ongoing)} {want}" in text, text
+        app.header.styles.width = 160
+        await pilot.pause()
+        assert f"alerts {len(ongoing)} ongoing ({crit} critical, 1 clearing)" in app.header.render().plain
 
 
 async def test_header_says_when_the_asked_speed_is_not_reached():
@@ -633,3 +651,20 @@ def test_a_refusal_from_something_else_is_one_line():
             raise ValueError
 
     assert _detail(Answer()) == "an HTML page: this URL is not a tft-top daemon"
+
+
+async def test_header_on_120_columns_shows_a_dead_feed_as_stale_names_silent_servers_and_keeps_8h():
+    app = fake_app(4)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        md = app.snapshot.metadata
+        md.update(source_status="remote STALE: cannot connect to http://127.0.0.1:8765: connection refused",
+                  stale_servers=2, stale_after_minutes=35.0,
+                  stale_examples=[{"server": "batch-03", "last_seen": "2026-01-16T00:25:00Z"},
+                                  {"server": "web-09", "last_seen": "2026-01-16T00:20:00Z"}])
+        app.header.set_snapshot(app.snapshot)
+        await pilot.pause()
+        lines = [s.text for s in app.header.render_lines(app.header.region.reset_offset)]
+        assert "✖ STALE" in lines[0] and "▶" not in lines[0]
+        assert "2 silent: batch-03 since" in lines[1]
+        assert "· 8h " in lines[1] and lines[1].rstrip().endswith("%"), lines[1]          # not cut

@@ -445,6 +445,8 @@ def _tui(args) -> int:
                                     ("--local", args.local), ("--prometheus", args.prometheus is not None)) if on]
     if len(chosen) > 1:
         return _fail(f"{' and '.join(chosen)} exclude each other: pick one fleet")
+    if args.local_interval is not None and not args.local:
+        return _fail("--local-interval goes with --local (it sets how often this host is sampled)")
     thresholds = _thresholds(args)
     if thresholds is None:
         return 2

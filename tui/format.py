@@ -4,12 +4,24 @@ Nothing here computes a forecast; it only turns snapshot values into text.
 """
 from __future__ import annotations
 
+import calendar
 import math
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 from rich.text import Text
+
+
+def iso_epoch(iso: str | None) -> float | None:
+    """Epoch seconds of an ISO 8601 UTC time as the snapshots write them (None if absent or bad)."""
+    if not iso:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(str(iso)[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return None
 
 METRIC_SHORT = {"cpu_percent": "cpu", "memory_percent": "mem", "disk_percent": "disk", "load_average": "load"}
 METRIC_LABEL = {"cpu_percent": "CPU %", "memory_percent": "Memory %", "disk_percent": "Disk %",

@@ -16,13 +16,16 @@ ABOUT = ("tft-top forecasts every server's CPU, memory, disk and load over the n
          "(p10–p90 bands from a Temporal Fusion Transformer; a heuristic where the model cannot answer).")
 
 
-ALERTS = ("Alerts: WARN — the p90 forecast reaches the critical threshold and the chance of "
-          "crossing (risk 8h) is high enough (possible); "
+ALERTS = ("Alerts: WARN — the p90 forecast reaches the critical threshold and that metric's chance "
+          "of crossing within 8 h is high enough (possible; CPU never warns on p90 alone); "
           "CRIT — the p50 forecast reaches it, or the value is there now (expected). "
+          "An alert keeps its highest severity until it resolves ('critical until it resolves: …'). "
           "'in 2h' in the lead column is when; 'clear 25m' means the condition has been absent "
-          "for 25 minutes and the alert resolves if it stays away.")
+          "for 25 minutes and the alert resolves after an hour clear.")
 BREACH = ("Breach in: when the p50 forecast reaches the critical threshold ('now': it is there); "
-          "'2h?' when only the p90 forecast does — possible, not expected (its chance is risk 8h).")
+          "'2h?' when only the p90 forecast does — possible, not expected. "
+          "src: TFT or heur(istic); '-15m' in its place: no sample from that server for 15 min "
+          "(its row repeats the last one; after 35 min it leaves the table as silent).")
 
 
 def help_renderable() -> Table:

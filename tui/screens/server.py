@@ -1,16 +1,14 @@
 """The drill-down: one server's four charts, forecast source, alerts and variable importance."""
 from __future__ import annotations
 
-import calendar
-import time
-
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tui.format import METRIC_SHORT, fmt_breach, fmt_prob, fmt_time, prob_style
+from tui.format import METRIC_SHORT, fmt_breach, fmt_prob, fmt_time, iso_epoch, prob_style
 from tui.widgets.alert_log import AlertLog
 from tui.widgets.charts import ImportanceBars, MetricChart
 from tui.widgets.header_bar import HeaderBar
@@ -18,17 +16,11 @@ from tui.widgets.header_bar import HeaderBar
 METRICS = ("cpu_percent", "memory_percent", "disk_percent", "load_average")
 
 
-def iso_epoch(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    try:
-        return float(calendar.timegm(time.strptime(str(iso)[:19], "%Y-%m-%dT%H:%M:%S")))
-    except ValueError:
-        return None
-
-
 class ServerScreen(Screen):
     """Pushed by Enter; Esc (the app's ``back`` action) pops it."""
+
+    # Esc leaves, and the footer says so here (on the fleet screen it clears the filter, unlisted)
+    BINDINGS = [Binding("escape", "app.back", "Back to the fleet", key_display="Esc")]
 
     DEFAULT_CSS = """
     ServerScreen #server-title { height: 2; padding: 0 1; background: $boost; text-wrap: nowrap;

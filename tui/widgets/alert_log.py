@@ -1,25 +1,13 @@
 """The alert log: newest first, severity coloured, ongoing vs resolved with durations."""
 from __future__ import annotations
 
-import calendar
-import time
-
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.format import METRIC_SHORT, fmt_minutes, fmt_time
+from tui.format import METRIC_SHORT, fmt_minutes, fmt_time, iso_epoch as _epoch
 
 MAX_ALERTS = 100
 SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow"}
-
-
-def _epoch(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    try:
-        return calendar.timegm(time.strptime(str(iso)[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
 
 
 def alert_duration(a) -> float:
@@ -91,10 +79,10 @@ class AlertLog(DataTable):
         if self.compact:
             cols = [("sev", 6), ("state", 9), ("metric", 6), ("message", None)]
         else:
-            cols = [("opened", 11), ("sev", 6), ("state", 22)]
+            cols = [("opened", 11), ("sev", 6), ("state", 24)]          # "✓ resolved, held 11h50m"
             if self.with_server:
                 cols.append(("server", 16))
-            cols += [("metric", 6), ("lead", 11), ("message", None)]   # "clear 1h05m"
+            cols += [("metric", 6), ("lead", 12), ("message", None)]   # "clear 1h05m"
         for label, width in cols:
             self.add_column(label, key=label, width=width)
         self.border_title = "alerts"

@@ -14,7 +14,7 @@ import numpy as np
 
 from textual.widgets import DataTable
 
-from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, fmt_breach, fmt_prob, fmt_value,
+from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, fmt_breach, fmt_prob, fmt_value, iso_epoch,
                         level_style, metric_bounds, prob_style, sparkline_spec, spec_text)
 
 SPARK_WIDTH = 16
@@ -56,10 +56,19 @@ def worst_metric(server) -> str | None:
     return max(server.metrics, key=key)
 
 
-def row_spec(server) -> tuple:
-    """Hashable cell specs for one server, in COLUMNS order."""
+LAG_SHOWN_S = 600     # a server this far behind the fleet's data time shows its lag in src
+
+
+def row_spec(server, now: float | None = None) -> tuple:
+    """Hashable cell specs for one server, in COLUMNS order; ``now``: the snapshot's data time
+    (epoch s), against which a server that has stopped reporting shows how long ago its last
+    sample was, in place of its source, until it is left out as silent (35 min)."""
     cells: dict = {"server": server.server_name, "profile": (server.profile, "", "left"),
                    "src": ("TFT", "green", "left") if server.source == "tft" else ("heur", "yellow", "left")}
+    seen = iso_epoch(getattr(server, "last_seen", None))
+    if now is not None and seen is not None and now - seen >= LAG_SHOWN_S:
+        # its row repeats its last values: say so (the drill-down names its source)
+        cells["src"] = (f"-{int((now - seen) // 60)}m", "bold yellow", "left")
     for m in ("cpu_percent", "memory_percent", "disk_percent", "load_average"):
         f = server.metrics.get(m)
         cells[m] = ("—", DIM) if f is None else (fmt_value(m, f.current), level_style(f.current, f.warning, f.critical))
@@ -99,7 +108,9 @@ def sort_key(sort: str):
                   "load/crit": "load_average"}[sort]
         return lambda s: (-_ratio(s, metric), s.server_name)
     if sort == "time to breach":
-        return lambda s: (s.minutes_to_breach is None, s.minutes_to_breach or 0.0, -s.risk_8h, s.server_name)
+        # expected breaches (now, p50) before possible ones (p90 only), as engine.risk ranks them
+        return lambda s: (s.minutes_to_breach is None, s.breach_basis == "p90", s.minutes_to_breach or 0.0,
+                          -s.risk_8h, s.server_name)
     return lambda s: (-s.risk_8h, -s.risk_30m,
                       _INF if s.minutes_to_breach is None else s.minutes_to_breach, s.server_name)
 
@@ -126,6 +137,7 @@ class FleetTable(DataTable):
         self.cells_updated = 0                # for tests / the benchmark
 
     _batching = False
+    data_epoch: float | None = None      # the snapshot's data time
     user_moved = False     # the operator has moved the cursor: from then on it follows that server
 
     def watch_cursor_coordinate(self, old, new) -> None:
@@ -164,6 +176,7 @@ class FleetTable(DataTable):
     # -- applying snapshots ---------------------------------------------------------
     def apply(self, snapshot) -> None:
         self.servers = {s.server_name: s for s in snapshot.servers}
+        self.data_epoch = iso_epoch(snapshot.data_time)
         self._sync()
 
     def set_filter(self, text: str) -> None:
@@ -193,7 +206,7 @@ class FleetTable(DataTable):
             del self.specs[name]
         added = False
         for s in visible:
-            spec = row_spec(s)
+            spec = row_spec(s, self.data_epoch)
             old = self.specs.get(s.server_name)
             if old is None:
                 self.add_row(*(spec_text(c) for c in spec), key=s.server_name)

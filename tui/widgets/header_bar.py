@@ -124,7 +124,13 @@ class HeaderBar(Widget):
         rest.append(fmt_time(snap.data_time), "bold")
         if snap.data_time:
             rest.append(" UTC")
-        if md.get("finished"):
+        status = md.get("source_status")         # a live source's own state, e.g. "prometheus STALE: …"
+        stale = bool(status) and "STALE" in status
+        if stale:
+            # next to the data time, where "▶ live" would be: an operator must not read a dead
+            # feed's last snapshot as current (the details follow at the end of the line)
+            rest.append("  ✖ STALE", "bold white on red")
+        elif md.get("finished"):
             rest.append("  ■ replay finished", "bold magenta")
         elif p.paused:
             rest.append("  ❚❚ paused", "bold yellow")
@@ -148,9 +154,8 @@ class HeaderBar(Widget):
         lat = md.get("tick_latency_ms")
         if lat is not None:
             rest.append(f"  tick {lat:.0f} ms")
-        status = md.get("source_status")         # a live source's own state, e.g. "prometheus STALE: …"
         if status:
-            rest.append(f"  {status}", "bold red" if "STALE" in status else "dim")
+            rest.append(f"  {status}", "bold red" if stale else "dim")
         elif md.get("source"):
             rest.append(f"  {md['source']}", "dim")
         # a long fallback reason is cut so that the data time and play state stay on the line
@@ -163,6 +168,8 @@ class HeaderBar(Widget):
         line1.append_text(rest)
 
         env = snap.environment
+        # narrower terminals get shorter labels, so the incident probabilities stay on the line
+        compact, tight = width < 148, width < 96          # (content width: the terminal less 2)
         line2 = Text(no_wrap=True, overflow="ellipsis")
         if env.total_servers == 0:      # no fleet is not a healthy fleet: no green 100 %
             line2.append("no servers reporting yet", "dim")
@@ -171,14 +178,21 @@ class HeaderBar(Widget):
                 line2.append(f"   ⚠ {problem}", "yellow")
             return line1 + Text("\n") + line2
         health_style = "bold green" if env.fleet_health >= 95 else ("bold yellow" if env.fleet_health >= 80 else "bold red")
-        line2.append("fleet health ")
+        line2.append("health " if compact else "fleet health ")
         line2.append(f"{env.fleet_health:.1f}%", health_style)
-        line2.append(f" ({env.high_risk_servers} of {env.total_servers} high-risk)")
+        line2.append(f" ({env.high_risk_servers}/{env.total_servers} high-risk)" if compact else
+                     f" ({env.high_risk_servers} of {env.total_servers} high-risk)")
         silent = int(md.get("stale_servers") or 0)
         if silent:      # left out of the table and every figure: the fleet shown is not all of it
             after = md.get("stale_after_minutes")
             over = f" >{after:g} min" if isinstance(after, (int, float)) else ""
-            line2.append(f" · {silent} silent{over}, not shown", "bold yellow")
+            line2.append(f" · {silent} silent" if compact else f" · {silent} silent{over}, not shown", "bold yellow")
+            # which ones (the most recently seen first): a server that went quiet is often the
+            # most urgent news, and its row has left the table
+            examples = [e for e in (md.get("stale_examples") or []) if isinstance(e, dict)][:1 if compact else 2]
+            if examples and not tight:
+                named = ", ".join(f"{e.get('server')} since {fmt_time(e.get('last_seen'))}" for e in examples)
+                line2.append(f": {named}{' …' if silent > len(examples) else ''}", "yellow")
         # (most important first: a narrow terminal cuts the end of the line)
         ongoing = [a for a in snap.alerts if a.state == "ongoing"]
         # an open alert whose condition has cleared (it resolves after an hour clear) is not a
@@ -187,17 +201,21 @@ class HeaderBar(Widget):
         clearing = sum(1 for a in ongoing if getattr(a, "clear_minutes", 0.0) > 0)
         crit = sum(1 for a in ongoing if a.severity == "critical" and not getattr(a, "clear_minutes", 0.0) > 0)
         ongoing = len(ongoing)
-        line2.append(f"   alerts {ongoing} ongoing")
-        parts = [(f"{crit} critical", "bold red")] if crit else []
+        line2.append(f"   alerts {ongoing}" if compact else f"   alerts {ongoing} ongoing")
+        parts = [(f"{crit} crit" if compact else f"{crit} critical", "bold red")] if crit else []
         parts += [(f"{clearing} clearing", "dim")] if clearing else []
         for i, (words, style) in enumerate(parts):     # "(2 critical, 1 clearing)"
             line2.append(" (" if i == 0 else ", ")
             line2.append(words, style)
         if parts:
             line2.append(")")
-        line2.append("   incident probability 30 min ")
+        since = md.get("alerts_since")
+        if since and not tight:
+            # after a long step back the log starts again: "0 ongoing" is not "no alerts"
+            line2.append(f" since {fmt_time(since)}", "dim")
+        line2.append("   incident 30m " if compact else "   incident probability 30 min ")
         line2.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
-        line2.append(" · 8 h ")
+        line2.append(" · 8h " if compact else " · 8 h ")
         line2.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")
         problem = md.get("last_problem")
         if problem:

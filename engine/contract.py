@@ -529,11 +529,20 @@ def _check_timestamps(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, _Describe
             if _is_missing(v)
             else f"{_show(v)} is outside the supported years 1677–2262"
             if far
-            else f"{_show(v)} is not an ISO 8601 time or epoch seconds"
+            else f"{_show(v)} is not an ISO 8601 time or epoch seconds{_millis_hint(v)}"
             for v, far in zip(values, too_far[idx], strict=True)
         ]
 
     return ns, ~ok, describe
+
+
+def _millis_hint(value) -> str:
+    """' (epoch milliseconds? …)' for a number that would be a time of this era in ms."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return " (epoch milliseconds? give seconds)" if 1e11 <= abs(x) < 1e14 else ""
 
 
 def _check_metric(raw: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray, _Describe]:

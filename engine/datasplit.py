@@ -68,6 +68,9 @@ def read_split(path: Path | str) -> SplitSpec:
         data = json.loads(split_file.read_text())
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
+        unknown = sorted(set(data) - {"heldout_from", "heldout_days", "heldout_servers"})
+        if unknown:     # a misspelt key would silently fall back to the default
+            raise ValueError(f"unknown key {unknown[0]!r} (the keys are heldout_from, heldout_days, heldout_servers)")
         start = data.get("heldout_from")
         servers = data.get("heldout_servers")
         days = data.get("heldout_days", DEFAULT_HELDOUT_DAYS)

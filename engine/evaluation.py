@@ -308,7 +308,8 @@ def format_targets(cells: list[dict[str, Any]]) -> str:
 
 NOTHING_TO_SCORE = ("nothing to score: no server has a forecast origin in the held-out period with "
                     f"{HISTORY // 288} days of history before it and the whole horizon (8 h) after it "
-                    "(the held-out period must start 2 days into a server's data and last at least 8 h)")
+                    "(the held-out period must start 2 days into a server's data and last at least 8 h; "
+                    "samples come every 5 min, and a gap over 35 min breaks a series)")
 
 
 def format_reports(reports: list[DatasetReport]) -> str:

@@ -43,6 +43,11 @@ def right_aligned(values: np.ndarray, width: int) -> np.ndarray:
     return np.concatenate([pad, values], axis=1)
 
 
+def _iso(epoch: int) -> str:
+    """As every other time tft-top writes: 2026-01-05T10:00:00Z."""
+    return pd.Timestamp(epoch, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class WindowStore:
     def __init__(self, capacity: int = 288, max_fill_steps: int = MAX_FILL_STEPS):
         self.capacity = capacity
@@ -157,13 +162,13 @@ class WindowStore:
             return None
         last = int(self._last[slot])
         if step < last:
-            return (f"{name}: sample at {pd.Timestamp(step, unit='s', tz='UTC').isoformat()} is older than "
-                    f"the newest accepted ({pd.Timestamp(last, unit='s', tz='UTC').isoformat()}); refused")
+            return (f"{name}: sample at {_iso(step)} is older than "
+                    f"the newest accepted ({_iso(last)}); refused")
         if step == last and exact <= int(self._exact[slot]):
             # the same sample again (a retried POST) or an older one inside the step: averaging
             # it in would count it twice
-            return (f"{name}: sample at {pd.Timestamp(exact, unit='s', tz='UTC').isoformat()} is not newer than "
-                    f"the newest accepted ({pd.Timestamp(int(self._exact[slot]), unit='s', tz='UTC').isoformat()});"
+            return (f"{name}: sample at {_iso(exact)} is not newer than "
+                    f"the newest accepted ({_iso(int(self._exact[slot]))});"
                     f" refused")
         self._exact[slot] = exact
         if step == last:  # several samples in one step: running mean

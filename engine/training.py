@@ -356,7 +356,8 @@ def train(opts: TrainOptions) -> Path:
     if (fit_rows.groupby("series").size().max() if len(fit_rows) else 0) < need:
         raise DataError(f"{', '.join(map(str, opts.data))}: too little data to train on: no server has "
                         f"{need} steps ({need * STEP_SECONDS / 3600:g} h) before its validation days (the "
-                        f"last {opts.val_days:g} days before the held-out period)")
+                        f"last {opts.val_days:g} days before the held-out period; samples come every 5 min, and a "
+                        f"gap over 35 min breaks a series)")
     train_ds = build_dataset(config, fit_rows, weighted=True)
 
     stop_origins, calib_origins = _validation_origins(frame, val_start_all, config, opts.calib_every)

@@ -255,7 +255,7 @@ def test_load_path_on_a_file(tmp_path: Path) -> None:
         ("web-01,yesterday,1,2,3,0.1", "timestamp", "'yesterday' is not an ISO 8601 time or epoch seconds"),
         ("web-01,,1,2,3,0.1", "timestamp", "missing value"),
         # epoch milliseconds are not epoch seconds
-        ("web-01,1704067200000,1,2,3,0.1", "timestamp", "'1704067200000' is not an ISO 8601 time or epoch seconds"),
+        ("web-01,1704067200000,1,2,3,0.1", "timestamp", "'1704067200000' is not an ISO 8601 time or epoch seconds (epoch milliseconds? give seconds)"),
         (
             "web-01,2300-01-01T00:00:00Z,1,2,3,0.1",
             "timestamp",
@@ -876,3 +876,11 @@ def test_posted_names_are_text_whole_numbers_read_alike_and_control_characters_r
     assert bad.frame["server_name"].tolist() == ["ok"] and bad.frame["profile"].tolist() == ["w eb"]
     long = validate_records([rec("x" * 257), rec("y" * 256)], "post")
     assert [p.row for p in long.problems] == [1] and "257 characters is longer than 256" in long.problems[0].message
+
+
+def test_a_time_in_epoch_milliseconds_gets_a_hint():
+    from engine.contract import validate_records
+
+    r = validate_records([{"server_name": "a", "timestamp": 1768478400000, "cpu_percent": 1, "memory_percent": 1,
+                           "disk_percent": 1, "load_average": 1}], "post")
+    assert r.problems[0].message.endswith("(epoch milliseconds? give seconds)")

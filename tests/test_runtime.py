@@ -349,7 +349,8 @@ def test_split_file_values_are_checked(replay_dir):
                       ('{"heldout_from": 12}', "heldout_from must be an ISO 8601 time"),
                       ('{"heldout_days": -3}', "heldout_days must be a number of days > 0"),
                       ('{"heldout_days": 1e400}', "heldout_days must be a number of days > 0"),
-                      ('["x"]', "expected a JSON object")):
+                      ('["x"]', "expected a JSON object"),
+                      ('{"heldout_dayz": 2}', "unknown key 'heldout_dayz'")):
         (replay_dir / "split.json").write_text(body)
         with pytest.raises(DataError, match=why):
             read_split(replay_dir)
@@ -731,3 +732,10 @@ def test_eval_refuses_a_bad_incidents_row_before_evaluating(replay_dir, tiny_mod
 def test_local_interval_without_local_is_refused_not_ignored(capsys):
     assert main(["--local-interval", "5"]) == 2
     assert "--local-interval goes with --local" in capsys.readouterr().err
+
+
+def test_data_given_twice_or_two_data_for_predict_are_refused(replay_dir, capsys):
+    assert main(["eval", "--data", str(replay_dir), "--data", str(replay_dir) + "/"]) == 2
+    assert "is given twice" in capsys.readouterr().err
+    assert main(["predict", "--data", str(replay_dir), "--data", str(replay_dir)]) == 2
+    assert "predict reads one --data" in capsys.readouterr().err

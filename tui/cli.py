@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="forecast the fleet as of the end of the data (or --at)")
     pr.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
-    pr.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data file or directory (default: demo_data/)")
+    pr.add_argument("--data", type=Path, action="append", default=None,
+                    help="data file or directory (default: demo_data/; one)")
     pr.add_argument("--at", default=None, metavar="TIMESTAMP", help="forecast as of this time (ISO 8601 or epoch seconds)")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pr.add_argument("--json", action="store_true", help="print the snapshot JSON")
@@ -165,6 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("train", "eval", "calibrate") and args.thresholds:
         # (eval scores alerts against incidents labelled at the default critical levels)
         return _fail(f"--thresholds does not apply to `tft-top {args.command}`: it is for the app, predict and serve")
+    if args.command == "predict":
+        if args.data and len(args.data) > 1:     # (it used to keep the last one, silently)
+            return _fail("predict reads one --data (a file or a directory of files)")
+        args.data = args.data[0] if args.data else DEFAULT_DATA
+    data = getattr(args, "data", None)
+    if isinstance(data, list):
+        seen = set()
+        for d in data:
+            key = Path(d).resolve()
+            if key in seen:      # eval would score it twice, train weigh it twice
+                return _fail(f"--data {d} is given twice")
+            seen.add(key)
     if args.command is not None and args.command != "serve":
         try:
             return _command(args)

@@ -131,12 +131,18 @@ def validate_records(records: Sequence[object], source: str) -> LoadResult:
         return LoadResult(_empty_frame(), problems or [Problem(source, None, None, "no records")])
     rows = np.array([i for i, r in enumerate(records, start=1) if isinstance(r, dict)], dtype=np.int64)
     df = pd.DataFrame.from_records(dicts)
+    notes = []
     for alias, name in COLUMN_ALIASES.items():  # each record may use either key
         if alias in df.columns and name in df.columns:
+            both = df[name].notna() & df[alias].notna()
+            if both.any():      # as for files: say that the alias was not read
+                notes.append(f"{source}: ignored {alias} in {int(both.sum())} record(s) that also have {name}")
             df[name] = df[name].fillna(df.pop(alias))
     checked = _check(df, source, rows, empty_message=None)
     checked.problems = sorted(problems + checked.problems, key=_problem_order)
-    return _finish(checked)
+    result = _finish(checked)
+    result.notes = notes + result.notes
+    return result
 
 
 def load_file(path: str | Path) -> LoadResult:

@@ -884,3 +884,12 @@ def test_a_time_in_epoch_milliseconds_gets_a_hint():
     r = validate_records([{"server_name": "a", "timestamp": 1768478400000, "cpu_percent": 1, "memory_percent": 1,
                            "disk_percent": 1, "load_average": 1}], "post")
     assert r.problems[0].message.endswith("(epoch milliseconds? give seconds)")
+
+
+def test_a_record_with_both_server_name_and_server_id_says_which_was_read():
+    from engine.contract import validate_records
+
+    r = validate_records([{"server_name": "a", "server_id": "b", "timestamp": 0, "cpu_percent": 1,
+                           "memory_percent": 1, "disk_percent": 1, "load_average": 1}], "post")
+    assert r.frame["server_name"].tolist() == ["a"]
+    assert r.notes == ["post: ignored server_id in 1 record(s) that also have server_name"]

@@ -236,6 +236,8 @@ def score_by_kind(alerts: list[AlertRecord], incidents: pd.DataFrame, replay_sta
         return {}
     out = {}
     for kind, part in incidents.groupby("kind", sort=True):
+        if not str(kind).strip():       # an incident with no kind is scored, just not by kind
+            continue
         n, early, *_ = score_alerts(alerts, part, replay_start, lead_minutes)
         if n:
             out[str(kind)] = (n, early)

@@ -33,9 +33,9 @@ new sample from the server count, either way: a stretch with no sample is no evi
 escalate warning -> critical but never drops while the alert is open (only resolving
 ends it), except when the critical threshold it was judged against moves (a load alert
 raised against the fallback 8 before the server's core count was known): then the
-severity is the new judgement's, and an alert with no condition under the new threshold
+severity is the new judgement's, and an alert with no condition under a raised threshold
 resolves at once (``resolution: "threshold"``, its message saying how the threshold
-moved).  At most one open alert per (server, metric).  Alerts of a server that has left
+moved; under a lowered one it clears as usual).  At most one open alert per (server, metric).  Alerts of a server that has left
 the fleet resolve at once; a metric missing from a present server counts as a clear tick.
 
 An open alert's ``duration_minutes`` grows every tick (opened -> now); while its condition
@@ -200,7 +200,7 @@ class AlertManager:
                 self._resolve(key, track, now, stamp, "silent")
                 continue
             moved = criticals.get(key)
-            if moved is not None and track.critical is not None and moved != track.critical:
+            if moved is not None and track.critical is not None and moved > track.critical:
                 # its threshold moved (a load alert raised against the fallback 8 before the
                 # server's core count was known): judged against the new one there is no
                 # condition, so it was never this alert's to hold open for an hour
@@ -212,8 +212,9 @@ class AlertManager:
             track.clear += 1
             # absent for an hour of data time, from the first sample without it to this one
             # (11 steps: the 12th clear sample of a server sampled every 5 min), not for 12
-            # ticks: a server sampled every 15 min would hold its alerts 3 h; a stretch with
-            # no sample at all is no evidence either way and does not count
+            # ticks: a server sampled every 15 min would hold its alerts 3 h.  The stretch
+            # between the last sample with the condition and the first without it is no
+            # evidence either way and does not count; later gaps between clear samples do.
             if _minutes(now - track.first_clear) >= (self.resolve_after - 1) * STEP_MINUTES - 1e-9:
                 self._resolve(key, track, now, stamp, "cleared")
             else:

@@ -22,6 +22,7 @@ import codecs
 import csv
 import datetime
 import gzip
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -488,20 +489,26 @@ def _normalise_columns(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, lis
 
 
 def _check_server_names(raw: pd.Series) -> tuple[pd.Series, np.ndarray, _Describe]:
-    """Server names as stripped strings; empty or missing ones are bad, and so are JSON objects
-    and lists (a POSTed record's name: str() would make "{'x': 1}" a server)."""
-    nested = np.zeros(len(raw), dtype=bool)
-    if raw.dtype == object:
-        # (a JSON true would otherwise be the server "True")
-        nested = np.fromiter((isinstance(v, (dict, list, tuple, set, bool, np.bool_)) for v in raw.to_numpy()),
-                             dtype=bool, count=len(raw))
-    names = _as_str(raw).str.strip()
-    missing = (names.isna() | (names == "")).to_numpy()
-    # an escape sequence or a newline in a name would reach the operator's terminal (a name
-    # holding "\x1b[2J" cleared predict's screen; one holding a newline forged a line)
-    control = names.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(dtype=bool) & ~missing
-    long = (names.str.len().fillna(0).to_numpy() > MAX_NAME_LENGTH) & ~control
-    bad = missing | nested | control | long
+    """Server names as stripped strings; empty or missing ones are bad, and so are JSON objects,
+    lists and booleans (a POSTed name: str() would make "{'x': 1}" or "True" a server), names
+    holding a control character (an escape sequence or newline would reach the operator's
+    terminal: one cleared predict's screen, another forged a line) and names longer than
+    MAX_NAME_LENGTH.  Each distinct name is checked once (a file repeats it on every row)."""
+    try:
+        codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+        distinct = pd.Series([*np.asarray(uniques, dtype=object), None], dtype=object)
+        codes = np.where(codes >= 0, codes, len(distinct) - 1)
+    except TypeError:           # unhashable values (a JSON object posted as a name): row by row
+        distinct, codes = raw.astype(object).reset_index(drop=True), np.arange(len(raw))
+    nested_d = np.fromiter((isinstance(v, (dict, list, tuple, set, bool, np.bool_)) for v in distinct),
+                           dtype=bool, count=len(distinct))
+    names_d = _as_str(distinct).str.strip()
+    missing_d = (names_d.isna() | (names_d == "")).to_numpy()
+    control_d = names_d.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(dtype=bool) & ~missing_d
+    long_d = (names_d.str.len().fillna(0).to_numpy() > MAX_NAME_LENGTH) & ~control_d
+    names = pd.Series(names_d.array.take(codes), index=raw.index)
+    nested, control, long = nested_d[codes], control_d[codes], long_d[codes]
+    bad = (missing_d | nested_d | control_d | long_d)[codes]
 
     def describe(idx: np.ndarray) -> list[str]:
         return [f"{_show(raw.iloc[i])} is not text" if nested[i] else
@@ -582,8 +589,11 @@ def _check_metric(raw: pd.Series, metric: str) -> tuple[np.ndarray, np.ndarray, 
 
 def _profiles(raw: pd.Series) -> pd.Series:
     """Profiles as stripped strings, UNKNOWN_PROFILE where missing or empty."""
-    profiles = _as_str(raw).str.replace(_CONTROL, " ", regex=True).str.strip()     # (shown in the table)
-    return profiles.mask(profiles.isna() | (profiles == ""), UNKNOWN_PROFILE)
+    def clean(u: pd.Series) -> pd.Series:
+        p = _as_str(u).str.replace(_CONTROL, " ", regex=True).str.strip()     # (shown in the table)
+        return p.mask(p.isna() | (p == ""), UNKNOWN_PROFILE)
+
+    return _per_distinct(raw, clean)
 
 
 def _ordering_problems(
@@ -707,19 +717,39 @@ def _to_float(raw: pd.Series) -> np.ndarray:
 
 
 _CONTROL = r"[\x00-\x1f\x7f-\x9f]"
-MAX_NAME_LENGTH = 256    # a server name longer than a DNS name is not one (it would fill every screen)
+MAX_NAME_LENGTH = 300    # a DNS name (253) and a :port fit; longer is not a server name (it would fill every screen)
+
+
+def _per_distinct(values: pd.Series, fn) -> pd.Series:
+    """``fn`` (Series -> Series) run once over the distinct values of ``values`` (missing
+    included) and spread back to its rows: names and profiles repeat across millions of rows,
+    and per-row Python or regex work on them cost seconds per file."""
+    try:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:           # unhashable values (a JSON object posted as a name): row by row
+        return fn(values)
+    distinct = pd.Series([*np.asarray(uniques, dtype=object), None], dtype=object)
+    done = fn(distinct)
+    take = np.where(codes >= 0, codes, len(distinct) - 1)
+    return pd.Series(done.array.take(take), index=values.index)
 
 
 def _as_str(raw: pd.Series) -> pd.Series:
     """``raw`` as the pandas string dtype, missing values kept missing; a whole number held as
     a float reads as the whole number (JSON names 13 and null in one batch make a float
     column: "13", not "13.0", the name 13 posted alone gets)."""
-    if isinstance(raw.dtype, pd.CategoricalDtype):
-        raw = raw.astype(object)
-    if raw.dtype.kind == "f" or raw.dtype == object:
-        whole = lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else v  # noqa: E731
-        raw = raw.astype(object).map(whole)
+    if isinstance(raw.dtype, pd.CategoricalDtype) or raw.dtype.kind == "f" or raw.dtype == object:
+        return _per_distinct(raw, lambda u: pd.Series([_text(v) for v in u], index=u.index, dtype="str"))
     return raw.astype("str")
+
+
+def _text(v):
+    """One value as text: None when missing; a whole number held as a float without '.0'."""
+    if isinstance(v, float):
+        return None if math.isnan(v) else (str(int(v)) if v.is_integer() else str(v))
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    return v if isinstance(v, str) else str(v)
 
 
 def _datetimes_ns(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -233,11 +233,10 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 def _accepts_gzip(header: str) -> bool:
-    """Accept-Encoding names gzip (or *) with a q-value above 0."""
+    """Accept-Encoding names gzip with a q-value above 0, or, not naming gzip, * does."""
+    qs: dict[str, float] = {}
     for part in header.lower().split(","):
         name, *params = (p.strip() for p in part.split(";"))
-        if name not in ("gzip", "*"):
-            continue
         q = 1.0
         for p in params:
             if p.startswith("q="):
@@ -245,8 +244,9 @@ def _accepts_gzip(header: str) -> bool:
                     q = float(p[2:])
                 except ValueError:
                     q = 0.0
-        return q > 0
-    return False
+        qs.setdefault(name, q)
+    q = qs.get("gzip", qs.get("*", 0.0))      # an explicit gzip outranks *
+    return q > 0
 
 
 # ----------------------------------------------------------------------------- ASGI guard

@@ -95,8 +95,8 @@ class LocalSource(Source):
 
         self._psutil = psutil
         self.interval = float(demo_interval if demo_interval else interval_seconds)
-        if self.interval <= 0:
-            raise ValueError(f"sampling interval must be positive, got {self.interval:g} s")
+        if not self.interval >= 1:      # (samples are told apart to the second)
+            raise ValueError(f"sampling interval must be at least 1 s, got {self.interval:g} s")
         self.disk_path = disk_path
         self.clock = clock
         self.host = socket.gethostname() or "localhost"

@@ -31,7 +31,7 @@ HISTORY_STEPS = 288  # the drill-down shows the last 24 h
 ALERT_STATES_KEPT = 64       # replay positions whose alert state is kept, so stepping back keeps the log
 STALE_EXAMPLES = 10          # stale servers named in a snapshot's metadata (all are counted)
 STALE_AFTER_SECONDS = (MAX_FILL_STEPS + 1) * STEP_SECONDS   # silent longer than this: left out
-# silent longer than this: forgotten, history and all (checked once an hour of data time); a
+# silent longer than this: forgotten, history and all (checked every forecast); a
 # fleet whose host names churn would otherwise grow without bound
 FORGET_AFTER_SECONDS = 24 * 3600
 
@@ -100,7 +100,6 @@ class Engine:
         self._alerted_epoch = -1   # data time of the last alert update
         self.last_problem_at: float | None = None    # wall clock of the newest problem
         self._cores_seen: dict[str, int] = {}
-        self._forget_checked = -(1 << 62)   # data time of the last check for servers to forget
         self.forgotten = 0                  # servers forgotten after a day of silence
 
     # -- lifecycle -----------------------------------------------------------------
@@ -121,7 +120,7 @@ class Engine:
         if want_history is not None:        # the model's whole history, where the source has it
             want_history(capacity)
         self.store = WindowStore(capacity=capacity)
-        self._forget_checked = -(1 << 62)
+        self.forgotten = 0          # of this store: a step back rebuilds it and forgets again
         for name, cores in self.source.cores.items():
             self.store.set_cores(name, cores)
         self._cores_seen = dict(self.source.cores)
@@ -201,8 +200,7 @@ class Engine:
     def forecast(self, t0: float | None = None) -> Snapshot:
         t0 = time.perf_counter() if t0 is None else t0
         newest = self.store.newest_epoch()
-        if newest is not None and newest - self._forget_checked >= 3600:
-            self._forget_checked = newest
+        if newest is not None:       # (one numpy compare over the fleet; a copy only when one goes)
             self.forgotten += len(self.store.forget(newest - FORGET_AFTER_SECONDS))
         # A server silent for longer than a fillable gap is stale: its forecast would
         # start in the past, so it leaves the snapshot (its alerts resolve) until it reports.

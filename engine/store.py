@@ -164,6 +164,9 @@ class WindowStore:
         if step < last:
             return (f"{name}: sample at {_iso(step)} is older than "
                     f"the newest accepted ({_iso(last)}); refused")
+        if (step == last and exact == int(self._exact[slot]) and self._count[slot] == 1
+                and np.array_equal(self._buf[slot, (self._head[slot] - 1) % self.capacity], vals)):
+            return None     # the very same sample again (a retried POST): nothing to add
         if step == last and exact <= int(self._exact[slot]):
             # the same sample again (a retried POST) or an older one inside the step: averaging
             # it in would count it twice

@@ -600,6 +600,7 @@ def test_conditional_and_compressed_answers_follow_the_headers():
     assert _accepts_gzip("gzip, deflate") and _accepts_gzip("br;q=1.0, GZIP;q=0.5") and _accepts_gzip("*")
     assert not _accepts_gzip("identity, gzip;q=0") and not _accepts_gzip("") and not _accepts_gzip("identity")
     assert not _accepts_gzip("gzip;q=bogus")
+    assert not _accepts_gzip("*;q=0.5, gzip;q=0") and _accepts_gzip("identity;q=0, *;q=0.5")
     tag = '"boot-7"'
     assert _etag_matches(tag, tag) and _etag_matches('W/"boot-7"', tag) and _etag_matches('"x", "boot-7"', tag)
     assert _etag_matches("*", tag)

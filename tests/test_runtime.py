@@ -714,6 +714,10 @@ def test_a_server_silent_for_a_day_is_forgotten(tmp_path):
     assert [s.server_name for s in snap.servers] == ["srv-00"]
     assert engine.store.last_epoch("srv-01") is None
     assert (snap.metadata["stale_servers"], snap.metadata["forgotten_servers"]) == (0, 1)
+    # a step back rebuilds the store: it forgets the same server again, not one more
+    for _ in range(3):
+        snap = engine.seek_back(1)
+    assert (snap.metadata["stale_servers"], snap.metadata["forgotten_servers"]) == (0, 1)
 
 
 def test_eval_refuses_a_bad_incidents_row_before_evaluating(replay_dir, tiny_model_dir, capsys, monkeypatch):

@@ -500,10 +500,10 @@ def test_breach_time_says_when_only_the_p90_forecast_crosses():
     from dataclasses import replace as _replace
 
     src = COLUMN_KEYS.index("src")
-    quiet = _replace(expected, last_seen="2024-03-01T11:45:00Z")
+    quiet = _replace(expected, last_seen="2024-03-01T11:35:00Z")
     now = 1709294400.0                                    # 2024-03-01T12:00:00Z
-    assert row_spec(quiet, now)[src][0] == "-15m"
-    assert row_spec(_replace(expected, last_seen="2024-03-01T11:55:00Z"), now)[src][0] in ("TFT", "heur")
+    assert row_spec(quiet, now)[src][0] == "-25m"
+    assert row_spec(_replace(expected, last_seen="2024-03-01T11:45:00Z"), now)[src][0] in ("TFT", "heur")
     snap = Snapshot(data_time="2024-03-01T12:00:00Z", servers=(possible,), alerts=(),
                     environment=Environment(0.0, possible.risk_8h, 0, 1, 100.0), metadata={"model_type": "TFT"})
     text = format_summary(snap)
@@ -666,5 +666,21 @@ async def test_header_on_120_columns_shows_a_dead_feed_as_stale_names_silent_ser
         await pilot.pause()
         lines = [s.text for s in app.header.render_lines(app.header.region.reset_offset)]
         assert "✖ STALE" in lines[0] and "▶" not in lines[0]
-        assert "2 silent: batch-03 since" in lines[1]
-        assert "· 8h " in lines[1] and lines[1].rstrip().endswith("%"), lines[1]          # not cut
+        assert "· 2 silent" in lines[1] and "silent: batch-03 since" in lines[1]
+        # the figures come before the names, which are cut first (a long EC2 name, a restarted log)
+        md["stale_examples"][0]["server"] = "ip-10-20-30-40.eu-west-1.compute.internal"
+        md["alerts_since"] = "2026-01-15T21:50:00Z"
+        app.header.set_snapshot(app.snapshot)
+        await pilot.pause()
+        line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
+        assert "· 8h " in line and line.index("· 8h ") < line.index("silent: "), line
+        # every server silent: said as such, not "no servers reporting yet"
+        from dataclasses import replace
+
+        from engine.snapshot import Environment
+
+        app.header.set_snapshot(replace(app.snapshot, servers=(), alerts=(),
+                                        environment=Environment(0.0, 0.0, 0, 0, 100.0)))
+        await pilot.pause()
+        lines = [s.text for s in app.header.render_lines(app.header.region.reset_offset)]
+        assert "✖ STALE" in lines[0] and lines[1].strip().startswith("all 2 servers silent"), lines

@@ -460,6 +460,8 @@ def _tui(args) -> int:
         return _fail(f"{' and '.join(chosen)} exclude each other: pick one fleet")
     if args.local_interval is not None and not args.local:
         return _fail("--local-interval goes with --local (it sets how often this host is sampled)")
+    if args.local_interval is not None and not args.local_interval >= 1:
+        return _fail(f"--local-interval must be at least 1 second, not {args.local_interval:g}")
     thresholds = _thresholds(args)
     if thresholds is None:
         return 2

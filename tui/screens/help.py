@@ -24,7 +24,7 @@ ALERTS = ("Alerts: WARN — the p90 forecast reaches the critical threshold and 
           "for 25 minutes and the alert resolves after an hour clear.")
 BREACH = ("Breach in: when the p50 forecast reaches the critical threshold ('now': it is there); "
           "'2h?' when only the p90 forecast does — possible, not expected. "
-          "src: TFT or heur(istic); '-15m' in its place: no sample from that server for 15 min "
+          "src: TFT or heur(istic); '-25m' in its place: no sample from that server for 25 min (shown from 20) "
           "(its row repeats the last one; after 35 min it leaves the table as silent).")
 
 

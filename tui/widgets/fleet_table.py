@@ -56,7 +56,8 @@ def worst_metric(server) -> str | None:
     return max(server.metrics, key=key)
 
 
-LAG_SHOWN_S = 600     # a server this far behind the fleet's data time shows its lag in src
+LAG_SHOWN_S = 1200    # a server this far behind the fleet's data time shows its lag in src
+# (20 min: past a 15-minute sampling cadence, which would otherwise flicker one tick in three)
 
 
 def row_spec(server, now: float | None = None) -> tuple:

@@ -45,6 +45,18 @@ def model_badge(metadata: dict | None, servers=()) -> tuple[str, str]:
 _PATH = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/?(?:[^\s/:()'\"]*[A-Za-z_][^\s/:()'\"]*/)+([^\s/:()'\"]+)")
 
 
+def _silent_names(md: dict, n: int) -> Text:
+    """'batch-03 since 01-16 00:25, … ' for the first n of the snapshot's stale_examples."""
+    examples = [e for e in (md.get("stale_examples") or []) if isinstance(e, dict)][:n]
+    text = ", ".join(f"{_short(str(e.get('server')), 24)} since {fmt_time(e.get('last_seen'))}" for e in examples)
+    more = int(md.get("stale_servers") or 0) > len(examples)
+    return Text(f"{text}{', …' if more else ''}", style="yellow")
+
+
+def _short(name: str, width: int) -> str:
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
 @dataclass
 class PlayState:
     speed: float = 1.0
@@ -126,6 +138,8 @@ class HeaderBar(Widget):
             rest.append(" UTC")
         status = md.get("source_status")         # a live source's own state, e.g. "prometheus STALE: …"
         stale = bool(status) and "STALE" in status
+        # every server silent (the feed stopped): nothing on the screen is current either
+        stale = stale or (not snap.servers and int(md.get("stale_servers") or 0) > 0)
         if stale:
             # next to the data time, where "▶ live" would be: an operator must not read a dead
             # feed's last snapshot as current (the details follow at the end of the line)
@@ -155,7 +169,7 @@ class HeaderBar(Widget):
         if lat is not None:
             rest.append(f"  tick {lat:.0f} ms")
         if status:
-            rest.append(f"  {status}", "bold red" if stale else "dim")
+            rest.append(f"  {status}", "bold red" if "STALE" in status else "dim")
         elif md.get("source"):
             rest.append(f"  {md['source']}", "dim")
         # a long fallback reason is cut so that the data time and play state stay on the line
@@ -171,7 +185,12 @@ class HeaderBar(Widget):
         # narrower terminals get shorter labels, so the incident probabilities stay on the line
         compact, tight = width < 148, width < 96          # (content width: the terminal less 2)
         line2 = Text(no_wrap=True, overflow="ellipsis")
-        if env.total_servers == 0:      # no fleet is not a healthy fleet: no green 100 %
+        silent = int(md.get("stale_servers") or 0)
+        if env.total_servers == 0 and silent:
+            # every server is silent (a feed that stopped): that is the news, not "not yet"
+            line2.append(f"all {silent} server{'s' if silent != 1 else ''} silent", "bold yellow")
+            line2.append_text(_silent_names(md, 3))
+        elif env.total_servers == 0:      # no fleet is not a healthy fleet: no green 100 %
             line2.append("no servers reporting yet", "dim")
             problem = md.get("last_problem")
             if problem:
@@ -182,17 +201,10 @@ class HeaderBar(Widget):
         line2.append(f"{env.fleet_health:.1f}%", health_style)
         line2.append(f" ({env.high_risk_servers}/{env.total_servers} high-risk)" if compact else
                      f" ({env.high_risk_servers} of {env.total_servers} high-risk)")
-        silent = int(md.get("stale_servers") or 0)
         if silent:      # left out of the table and every figure: the fleet shown is not all of it
             after = md.get("stale_after_minutes")
             over = f" >{after:g} min" if isinstance(after, (int, float)) else ""
             line2.append(f" · {silent} silent" if compact else f" · {silent} silent{over}, not shown", "bold yellow")
-            # which ones (the most recently seen first): a server that went quiet is often the
-            # most urgent news, and its row has left the table
-            examples = [e for e in (md.get("stale_examples") or []) if isinstance(e, dict)][:1 if compact else 2]
-            if examples and not tight:
-                named = ", ".join(f"{e.get('server')} since {fmt_time(e.get('last_seen'))}" for e in examples)
-                line2.append(f": {named}{' …' if silent > len(examples) else ''}", "yellow")
         # (most important first: a narrow terminal cuts the end of the line)
         ongoing = [a for a in snap.alerts if a.state == "ongoing"]
         # an open alert whose condition has cleared (it resolves after an hour clear) is not a
@@ -217,6 +229,11 @@ class HeaderBar(Widget):
         line2.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
         line2.append(" · 8h " if compact else " · 8 h ")
         line2.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")
+        if silent and not tight:
+            # which ones went quiet (the most recently seen first): often the most urgent news,
+            # and their rows have left the table; after the figures, which must stay on the line
+            line2.append("   silent: ", "yellow")
+            line2.append_text(_silent_names(md, 1 if compact else 2))
         problem = md.get("last_problem")
         if problem:
             n = int(md.get("refused_records") or 1)

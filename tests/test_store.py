@@ -196,6 +196,8 @@ def test_the_same_sample_again_is_refused_not_averaged_in_twice():
     """A retried POST repeats its samples: averaging them in again would skew the step."""
     store = WindowStore(capacity=12)
     assert store.append("a", T0 + 60, [10, 10, 10, 1]) is None
+    assert store.append("a", T0 + 60, [10, 10, 10, 1]) is None              # a retry: a no-op
+    assert store.windows().values[0, -1, 0] == 10.0 and store._count[0] == 1
     again = store.append("a", T0 + 60, [90, 90, 90, 1])
     assert again is not None and "is not newer than the newest accepted" in again
     assert store.append("a", T0 + 30, [90, 90, 90, 1]) is not None          # older, inside the step

@@ -233,6 +233,9 @@ class ModelConfig:
 
 
 MAX_LENGTH = 10_000     # steps: a longer encoder or horizon is a broken file, not a model (memory grows with it)
+MAX_ENCODER_LENGTH = 8_640    # a month of 5-minute steps
+MAX_HORIZON = 288             # a day (the product forecasts 8 h)
+MAX_VOCABULARY = 10_000       # profile names, calibration groups
 
 
 def _check_values(config: "ModelConfig", lengths: dict, hp: dict, data: dict) -> None:
@@ -254,20 +257,24 @@ def _check_values(config: "ModelConfig", lengths: dict, hp: dict, data: dict) ->
         raise ValueError(f"targets {targets!r} must be distinct names from {list(METRICS)}")
     if [float(q) for q in data["quantiles"]] != list(QUANTILES):
         raise ValueError(f"quantiles {data['quantiles']!r} must be {list(QUANTILES)}")
-    whole(lengths["max_encoder_length"], "lengths.max_encoder_length", 1, MAX_LENGTH)
-    whole(lengths["min_encoder_length"], "lengths.min_encoder_length", 1, lengths["max_encoder_length"])
-    whole(lengths["max_prediction_length"], "lengths.max_prediction_length", 1, MAX_LENGTH)
+    # an encoder of one step has no spread to normalise by; one over a month or a horizon
+    # over a day is not a model of this project (and costs minutes and gigabytes per tick)
+    whole(lengths["max_encoder_length"], "lengths.max_encoder_length", 2, MAX_ENCODER_LENGTH)
+    whole(lengths["min_encoder_length"], "lengths.min_encoder_length", 2, lengths["max_encoder_length"])
+    whole(lengths["max_prediction_length"], "lengths.max_prediction_length", 1, MAX_HORIZON)
     whole(lengths["step_seconds"], "lengths.step_seconds", STEP_SECONDS, STEP_SECONDS)
     vocab = data["categorical_vocabularies"]["profile"]
-    if not isinstance(vocab, list) or not vocab or len(set(vocab)) != len(vocab) \
+    if not isinstance(vocab, list) or not vocab or len(vocab) > MAX_VOCABULARY or len(set(vocab)) != len(vocab) \
             or not all(isinstance(v, str) and v for v in vocab):
-        raise ValueError("categorical_vocabularies.profile must be a list of distinct non-empty names")
+        raise ValueError(f"categorical_vocabularies.profile must be a list of at most {MAX_VOCABULARY} distinct "
+                         "non-empty names")
     if config.normalizer_method != "standard":
         raise ValueError(f"normalizer.method {config.normalizer_method!r} is not 'standard'")
     for m in config.targets:
         finite(data["normalizer"]["min_scale"].get(m), f"normalizer.min_scale.{m}", positive=True)
-    for name in ("hidden_size", "attention_head_size", "hidden_continuous_size", "lstm_layers"):
-        whole(hp[name], f"hyperparameters.{name}", 1, 4096)
+    for name, most in (("hidden_size", 1024), ("attention_head_size", 64), ("hidden_continuous_size", 1024),
+                       ("lstm_layers", 16)):       # (the shipped model: 32, 2, 16, 1)
+        whole(hp[name], f"hyperparameters.{name}", 1, most)
     finite(hp["dropout"], "hyperparameters.dropout", 0.0)
     if not hp["dropout"] < 1:
         raise ValueError(f"hyperparameters.dropout {hp['dropout']!r} is not below 1")
@@ -276,7 +283,7 @@ def _check_values(config: "ModelConfig", lengths: dict, hp: dict, data: dict) ->
         raise ValueError(f"hyperparameters.loss_weights must list one weight per target")
     for w in weights:
         finite(w, "hyperparameters.loss_weights", 0.0)
-    _check_calibration(config.calibration, config.targets, whole, finite)
+    _check_calibration(config.calibration, config.targets, whole, finite, lengths["max_prediction_length"])
 
 
 # A calibration adjustment moves a band edge by this many window standard deviations at
@@ -286,13 +293,17 @@ def _check_values(config: "ModelConfig", lengths: dict, hp: dict, data: dict) ->
 MAX_CALIBRATION_STD = 100.0
 
 
-def _check_calibration(cal: Any, targets, whole, finite) -> None:
+def _check_calibration(cal: Any, targets, whole, finite, horizon: int) -> None:
     """engine.calibration's tables: per target, one finite adjustment per horizon bucket."""
     if cal is None:
         return
     if not isinstance(cal, dict):
         raise ValueError("calibration must be an object or null")
-    whole(cal.get("bucket_steps"), "calibration.bucket_steps", 1, MAX_LENGTH)
+    whole(cal.get("bucket_steps"), "calibration.bucket_steps", 1, horizon)
+    buckets = -(-horizon // cal["bucket_steps"])
+    groups = cal.get("groups") or {}
+    if not isinstance(groups, dict) or len(groups) > MAX_VOCABULARY:
+        raise ValueError(f"calibration.groups must be an object of at most {MAX_VOCABULARY} groups")
 
     def tables(part: Any, where: str) -> None:
         if not isinstance(part, dict):
@@ -304,8 +315,10 @@ def _check_calibration(cal: Any, targets, whole, finite) -> None:
             if m not in targets:
                 raise ValueError(f"{where}: {m!r} is not a target")
             lo, hi = lower[m], upper[m]
-            if not isinstance(lo, list) or not isinstance(hi, list) or not lo or len(lo) != len(hi):
-                raise ValueError(f"{where}.{m}: lower and upper must be lists of one length")
+            if not isinstance(lo, list) or not isinstance(hi, list) or len(lo) != buckets or len(hi) != buckets:
+                # (a shorter table crashed every tick with an IndexError)
+                raise ValueError(f"{where}.{m}: lower and upper must each list {buckets} values, one per "
+                                 f"{cal['bucket_steps']}-step bucket of the horizon")
             for v in lo + hi:
                 finite(v, f"{where}.{m}")
                 if abs(v) > MAX_CALIBRATION_STD:
@@ -313,9 +326,6 @@ def _check_calibration(cal: Any, targets, whole, finite) -> None:
                                      f"{MAX_CALIBRATION_STD:g} window standard deviations")
 
     tables(cal, "calibration")
-    groups = cal.get("groups") or {}
-    if not isinstance(groups, dict):
-        raise ValueError("calibration.groups must be an object")
     for g, part in groups.items():
         tables(part, f"calibration.groups.{g}")
 
@@ -638,13 +648,29 @@ def read_config(model_dir: Path) -> ModelConfig:
     path = Path(model_dir) / CONFIG_FILE
     if not path.is_file():
         raise ModelLoadError(f"{path}: {'not a file' if path.exists() else 'missing'}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path}: not valid JSON ({exc})") from None
+    data = _read_json(path, ModelLoadError)
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: not a JSON object")
     return ModelConfig.from_json(data)
+
+
+MAX_JSON_BYTES = 16 << 20   # config.json and training_metadata.json are kilobytes; more is not ours
+
+
+def _read_json(path: Path, error: type[Exception]) -> Any:
+    """A model directory's JSON file, refused (``error``, one line) when it is too big to be
+    ours, unreadable, invalid or nested too deeply, before it can take the memory or the stack."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise error(f"{path}: {size:,} bytes is too big for this file (at most {MAX_JSON_BYTES:,})")
+        return json.loads(path.read_text())
+    except error:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # (ValueError: invalid JSON, or an integer of over 4,300 digits)
+        why = "nested too deeply" if isinstance(exc, RecursionError) else _one_line(exc)
+        raise error(f"{path}: not valid JSON ({why})") from None
 
 
 @dataclass
@@ -734,8 +760,8 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
     meta_path = model_dir / METADATA_FILE
     if meta_path.is_file():       # optional: what the training saw (eval's seen / never-seen split)
         try:
-            metadata = json.loads(meta_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            metadata = _read_json(meta_path, ValueError)
+        except ValueError as exc:
             metadata, problem = {}, f"{meta_path}: unreadable ({_one_line(exc)})"
         if not isinstance(metadata, dict):
             metadata, problem = {}, f"{meta_path}: not a JSON object"

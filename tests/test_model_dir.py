@@ -497,17 +497,45 @@ def test_config_values_that_would_load_and_forecast_garbage_are_refused(trained,
         "bucket0": (lambda c: c.__setitem__("calibration", {"bucket_steps": 0, "lower": {}, "upper": {}}),
                     "bucket_steps 0"),
         "cal_short": (lambda c: c.__setitem__("calibration", {"bucket_steps": 12, "lower": {"cpu_percent": [0.1]},
-                                                              "upper": {"cpu_percent": []}}), "one length"),
+                                                              "upper": {"cpu_percent": []}}), "must each list"),
         "cal_huge": (lambda c: c["calibration"]["upper"]["cpu_percent"].__setitem__(0, 1e6),
                      "calibration.cpu_percent: 1000000.0 moves the band by more than 100"),
         "features_list": (lambda c: c.__setitem__("features", []), "invalid field"),
         "version_true": (lambda c: c.__setitem__("format_version", True), "format_version"),
         "huge": (lambda c: c["lengths"].__setitem__("max_encoder_length", 1e400), "invalid field"),
+        # sizes that build a network of gigabytes, or forecast for minutes, before any weight is read
+        "enc1": (lambda c: c["lengths"].update(max_encoder_length=1, min_encoder_length=1), "max_encoder_length 1"),
+        "horizon": (lambda c: c["lengths"].__setitem__("max_prediction_length", 10000), "max_prediction_length 10000"),
+        "wide": (lambda c: c["hyperparameters"].__setitem__("hidden_size", 4096), "hidden_size 4096"),
+        "layers": (lambda c: c["hyperparameters"].__setitem__("lstm_layers", 4096), "lstm_layers 4096"),
     }
     for name, (edit, why) in cases.items():
         with pytest.raises(ModelLoadError, match=why) as info:
             load_model_dir(_edited(model_dir, tmp_path, name, edit))
         assert "\n" not in str(info.value), name
+
+
+def test_json_files_too_big_or_nested_too_deeply_are_one_line(trained, tmp_path):
+    import engine.tft_model as tm
+
+    model_dir, _ = trained
+    nested = tmp_path / "nested"
+    shutil.copytree(model_dir, nested)
+    (nested / CONFIG_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelLoadError, match="not valid JSON \\(nested too deeply\\)"):
+        load_model_dir(nested)
+    big = tmp_path / "big"
+    shutil.copytree(model_dir, big)
+    with open(big / CONFIG_FILE, "r+b") as f:
+        f.truncate(tm.MAX_JSON_BYTES + 1)            # sparse: costs no disk
+    with pytest.raises(ModelLoadError, match="is too big for this file"):
+        load_model_dir(big)
+    # a huge or broken metadata file is a note, not a refusal of the model
+    meta = tmp_path / "meta"
+    shutil.copytree(model_dir, meta)
+    (meta / METADATA_FILE).write_text("{\"a\": [" + "[" * 100_000 + "]" * 100_000 + "]}")
+    loaded = load_model_dir(meta)
+    assert loaded.metadata == {} and "nested too deeply" in loaded.metadata_problem
 
 
 def test_weights_with_nan_or_another_dtype_are_refused_and_metadata_may_be_anything(trained, tmp_path):

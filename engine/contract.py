@@ -494,12 +494,7 @@ def _check_server_names(raw: pd.Series) -> tuple[pd.Series, np.ndarray, _Describ
     holding a control character (an escape sequence or newline would reach the operator's
     terminal: one cleared predict's screen, another forged a line) and names longer than
     MAX_NAME_LENGTH.  Each distinct name is checked once (a file repeats it on every row)."""
-    try:
-        codes, uniques = pd.factorize(raw, use_na_sentinel=True)
-        distinct = pd.Series([*np.asarray(uniques, dtype=object), None], dtype=object)
-        codes = np.where(codes >= 0, codes, len(distinct) - 1)
-    except TypeError:           # unhashable values (a JSON object posted as a name): row by row
-        distinct, codes = raw.astype(object).reset_index(drop=True), np.arange(len(raw))
+    distinct, codes = _distinct(raw)
     nested_d = np.fromiter((isinstance(v, (dict, list, tuple, set, bool, np.bool_)) for v in distinct),
                            dtype=bool, count=len(distinct))
     names_d = _as_str(distinct).str.strip()
@@ -724,14 +719,19 @@ def _per_distinct(values: pd.Series, fn) -> pd.Series:
     """``fn`` (Series -> Series) run once over the distinct values of ``values`` (missing
     included) and spread back to its rows: names and profiles repeat across millions of rows,
     and per-row Python or regex work on them cost seconds per file."""
+    distinct, codes = _distinct(values)
+    return pd.Series(fn(distinct).array.take(codes), index=values.index)
+
+
+def _distinct(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(distinct values, missing as the last one; each row's position in them); row by row
+    when the values cannot be hashed (a JSON object posted as a name)."""
     try:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    except TypeError:           # unhashable values (a JSON object posted as a name): row by row
-        return fn(values)
+    except TypeError:
+        return values.astype(object).reset_index(drop=True), np.arange(len(values))
     distinct = pd.Series([*np.asarray(uniques, dtype=object), None], dtype=object)
-    done = fn(distinct)
-    take = np.where(codes >= 0, codes, len(distinct) - 1)
-    return pd.Series(done.array.take(take), index=values.index)
+    return distinct, np.where(codes >= 0, codes, len(distinct) - 1)
 
 
 def _as_str(raw: pd.Series) -> pd.Series:

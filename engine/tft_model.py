@@ -232,7 +232,6 @@ class ModelConfig:
             raise ModelLoadError(f"config.json: missing or invalid field ({type(exc).__name__}: {exc})") from None
 
 
-MAX_LENGTH = 10_000     # steps: a longer encoder or horizon is a broken file, not a model (memory grows with it)
 MAX_ENCODER_LENGTH = 8_640    # a month of 5-minute steps
 MAX_HORIZON = 288             # a day (the product forecasts 8 h)
 MAX_VOCABULARY = 10_000       # profile names, calibration groups

@@ -323,22 +323,25 @@ def test_a_server_under_an_hour_old_raises_no_warning_but_its_critical_condition
         assert a.severity == "critical"
 
 
+def loaded_server(cores, load):
+    """Server "c" with quiet metrics and a load forecast of p10/p50/p90 = load -1/0/+1."""
+    s = server("c", cores=cores)
+    q = np.stack([np.full(H, load - 1), np.full(H, load), np.full(H, load + 1)], axis=1)
+    return build_server_forecast("c", {**QUIET, "load_average": load},
+                                 {m: (q if m == "load_average" else
+                                      np.stack([s.metrics[m].p10, s.metrics[m].p50, s.metrics[m].p90], 1))
+                                  for m in METRICS}, cores=cores, history_len=288)
+
+
 def test_load_uses_core_scaled_thresholds():
-    def loaded(cores, load):
-        s = server("c", cores=cores)
-        q = np.stack([np.full(H, load - 1), np.full(H, load), np.full(H, load + 1)], axis=1)
-        return build_server_forecast("c", {**QUIET, "load_average": load},
-                                     {m: (q if m == "load_average" else
-                                          np.stack([s.metrics[m].p10, s.metrics[m].p50, s.metrics[m].p90], 1))
-                                      for m in METRICS}, cores=cores, history_len=288)
     am = AlertManager(open_after=1, warn_probability=0.0)
-    assert am.update([loaded(8, 15.0)], tick(0))[0].severity == "warning"    # p50 15 < 16 <= p90 on 8 cores
-    assert AlertManager(open_after=1, warn_probability=0.0).update([loaded(8, 10.0)], tick(0)) == ()  # p90 11 < 16
+    assert am.update([loaded_server(8, 15.0)], tick(0))[0].severity == "warning"    # p50 15 < 16 <= p90 on 8 cores
+    assert AlertManager(open_after=1, warn_probability=0.0).update([loaded_server(8, 10.0)], tick(0)) == ()  # p90 11 < 16
     am2 = AlertManager(open_after=1)
-    assert am2.update([loaded(None, 10.0)], tick(0))[0].severity == "critical"   # >= 8 absolute
+    assert am2.update([loaded_server(None, 10.0)], tick(0))[0].severity == "critical"   # >= 8 absolute
     # the override recomputes thresholds from the server's cores
     am3 = AlertManager(Thresholds(load_per_core=(0.5, 1.0)), open_after=1)
-    assert am3.update([loaded(8, 10.0)], tick(0))[0].severity == "critical"      # >= 8 = 1.0 x 8
+    assert am3.update([loaded_server(8, 10.0)], tick(0))[0].severity == "critical"      # >= 8 = 1.0 x 8
 
 
 def test_argument_checks():
@@ -382,27 +385,20 @@ def test_a_server_sampled_every_15_minutes_resolves_after_an_hour_not_after_12_s
 def test_an_alert_judged_against_a_threshold_that_moved_is_judged_again():
     """A load alert raised against the fallback critical 8 (cores unknown) must not stay
     critical for an hour once the server's 8 cores make critical 16."""
-    def loaded(cores, load):
-        s = server("c", cores=cores)
-        q = np.stack([np.full(H, load - 1), np.full(H, load), np.full(H, load + 1)], axis=1)
-        return build_server_forecast("c", {**QUIET, "load_average": load},
-                                     {m: (q if m == "load_average" else
-                                          np.stack([s.metrics[m].p10, s.metrics[m].p50, s.metrics[m].p90], 1))
-                                      for m in METRICS}, cores=cores, history_len=288)
     am = AlertManager(open_after=1, warn_probability=0.0)
-    a = am.update([loaded(None, 10.0)], tick(0))[0]
+    a = am.update([loaded_server(None, 10.0)], tick(0))[0]
     assert (a.severity, a.metric) == ("critical", "load_average")
     # under the new threshold there is no condition: resolved at once, saying why
-    r = am.update([loaded(8, 10.0)], tick(1))[0]
+    r = am.update([loaded_server(8, 10.0)], tick(1))[0]
     assert (r.id, r.state, r.resolution) == (a.id, "resolved", "threshold")
     assert "critical moved from 8 to 16" in r.message
     # with a condition under the new threshold, the severity is the new one's (it drops)
     am = AlertManager(open_after=1, warn_probability=0.0)
-    a = am.update([loaded(None, 15.0)], tick(0))[0]
-    b = am.update([loaded(8, 15.0)], tick(1))[0]
+    a = am.update([loaded_server(None, 15.0)], tick(0))[0]
+    b = am.update([loaded_server(8, 15.0)], tick(1))[0]
     assert (b.id, b.state, b.severity) == (a.id, "ongoing", "warning")
     assert "critical moved from 8 to 16" in b.message
     # the same threshold next tick: the usual rule again (escalates, never drops)
-    c = am.update([loaded(8, 17.0)], tick(2))[0]
-    d = am.update([loaded(8, 15.0)], tick(3))[0]
+    c = am.update([loaded_server(8, 17.0)], tick(2))[0]
+    d = am.update([loaded_server(8, 15.0)], tick(3))[0]
     assert (c.severity, d.severity, d.id) == ("critical", "critical", a.id)

@@ -7,7 +7,10 @@
 # 1. benchmarks/gpu_check.py: parity on the GPU, the interpolation swap, 10,000 servers per batch size;
 # 2. benchmarks/bench_inference.py at 1,000 and 10,000 servers, ours and the stock path (the
 #    10,000-server stock path once);
-# 3. with TRAIN_DATA_DIR (holding bitbrains_rnd.csv.gz, smd.csv.gz and, optionally,
+# 3. an end-to-end CUDA training run on the demo data (a few batches: does `tft-top train
+#    --device cuda` write a model directory that loads?), then `tft-top predict --device cuda`
+#    with that model and with the shipped one;
+# 4. with TRAIN_DATA_DIR (holding bitbrains_rnd.csv.gz, smd.csv.gz and, optionally,
 #    training_fleet/ from benchmarks/make_training_fleet.py): a warm-started `tft-top train
 #    --device cuda` for whatever time is left, its whole log kept.
 # Each step's output goes to $OUT/<step>.txt; a step that runs out of time is cut, the others still run.
@@ -33,6 +36,11 @@ step() {   # step NAME SECONDS COMMAND...
 } > "$OUT/env.txt" 2>&1; cat "$OUT/env.txt"
 step gpu_check 200 python3 benchmarks/gpu_check.py --servers 10000 --runs 5
 step bench 240 python3 benchmarks/bench_inference.py --runs 5 --sizes 25 100 1000 10000 --stock-max 10000
+step train_e2e 150 python3 -m tui.cli train --data demo_data --device cuda --epochs 2 --batches-per-epoch 40 \
+  --workers 4 --no-eval --out "$OUT/e2e"
+E2E=$(ls -d "$OUT"/e2e/tft_model_* 2>/dev/null | tail -1)
+[ -n "$E2E" ] && step predict_e2e 60 python3 -m tui.cli predict --model "$E2E" --data demo_data --device cuda
+step predict_shipped 60 python3 -m tui.cli predict --data demo_data --device cuda
 DATA=${1:-}
 if [ -n "$DATA" ]; then
   MODEL=$(ls -d models/tft_model_* | sort | tail -1)

@@ -2,7 +2,7 @@
 # Everything this project measures on a GPU, in one run that ends within a time budget
 # (a lent GPU machine is short-lived).  Usage, from the repository root on the GPU machine:
 #
-#   OUT=results/ BUDGET=560 bash benchmarks/gpu_session.sh [TRAIN_DATA_DIR]
+#   OUT=results/ BUDGET=560 [STOCK_MAX=1000] bash benchmarks/gpu_session.sh [TRAIN_DATA_DIR]
 #
 # 1. benchmarks/gpu_check.py: parity on the GPU, the interpolation swap, 10,000 servers per batch size;
 # 2. benchmarks/bench_inference.py at 1,000 and 10,000 servers, ours and the stock path (the
@@ -35,7 +35,7 @@ step() {   # step NAME SECONDS COMMAND...
   python3 -c "import sys, torch, pandas, pytorch_forecasting as pf; print(sys.version.split()[0], torch.__version__, pandas.__version__, pf.__version__)"
 } > "$OUT/env.txt" 2>&1; cat "$OUT/env.txt"
 step gpu_check 200 python3 benchmarks/gpu_check.py --servers 10000 --runs 5
-step bench 240 python3 benchmarks/bench_inference.py --runs 5 --sizes 25 100 1000 10000 --stock-max 10000
+step bench 240 python3 benchmarks/bench_inference.py --runs 5 --sizes 25 100 1000 10000 --stock-max "${STOCK_MAX:-10000}"
 step train_e2e 150 python3 -m tui.cli train --data demo_data --device cuda --epochs 2 --batches-per-epoch 40 \
   --workers 4 --no-eval --out "$OUT/e2e"
 E2E=$(ls -d "$OUT"/e2e/tft_model_* 2>/dev/null | tail -1)

@@ -34,9 +34,9 @@ LayerNorm) up to float32 rounding.
 (``pack_padded_sequence(enforce_sorted=False)``: a sort, an ``index_select`` of the whole
 (batch, steps, hidden) input, then the reverse to unpack), even when every sequence fills
 the tensor, which is the usual case at inference: full 24-hour encoders, 96-step decoders.
-``FastLSTM`` runs such a batch as a plain ``nn.LSTM`` over the padded tensor (the same
-kernel, the same output and final state, bit for bit) and hands anything else to the
-library's own forward.
+``FastLSTM`` runs such a batch on the CPU as a plain ``nn.LSTM`` over the padded tensor (the
+same kernel, the same output and final state, bit for bit) and hands anything else, and
+everything on CUDA, to the library's own forward.
 
 Dropout is the identity in eval mode, the only mode these modules support.
 """
@@ -202,8 +202,15 @@ class FastLSTM(nn.Module):
             raise ValueError("FastLSTM wraps a batch-first LSTM")
         self.lstm = lstm
 
+    # Only on the CPU, where it is bit for bit the packed result.  On CUDA an unpacked
+    # float32 batch may take cuDNN's persistent LSTM kernel (RNN_blockPersist_fp_LSTM), which
+    # put an H200's forecasts 2.4e-4 relative away from the CPU's, against 4.6e-5 packed
+    # (benchmarks/gpu_parity_parts.py, benchmarks/results/h200-2026-11-28/).
+    unpack_on_cuda = False
+
     def forward(self, x, hx=None, lengths=None, enforce_sorted=True):
         if (lengths is not None and isinstance(x, torch.Tensor) and x.dim() == 3 and x.size(1) > 0
+                and (x.device.type == "cpu" or self.unpack_on_cuda)
                 and bool((lengths == x.size(1)).all())):
             return nn.LSTM.forward(self.lstm, x, hx)
         return self.lstm(x, hx, lengths=lengths, enforce_sorted=enforce_sorted)

@@ -15,6 +15,7 @@ import torch
 from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS
 from engine.evaluation import stock_predict
+from pytorch_forecasting.models.nn.rnn import LSTM as PFLSTM
 from engine.fast_blocks import FastGRN, FastLSTM, FusedAttention, fuse_attention, fuse_grns, wrap_lstms
 from engine.device_inputs import batch_inputs
 from engine.fast_tft import (CPU_BATCH, FastTFT, even_batches, MatmulInterpolation, interpolation_matrix, keep_freed_memory,
@@ -322,6 +323,23 @@ def test_fused_blocks_change_nothing_but_the_code(weighted, windows):
                 out_lib, (h_lib, c_lib) = lib(x, hx, lengths=lens, enforce_sorted=False)
             for a, b in ((out_mod, out_lib), (h_mod, h_lib), (c_mod, c_lib)):
                 assert torch.equal(a, b), (name, lens.tolist())
+
+
+def test_fast_lstm_unpacks_only_on_the_cpu(monkeypatch):
+    """An unpacked float32 batch on CUDA may take cuDNN's persistent LSTM kernel, measured
+    2.4e-4 relative away from the CPU's forecasts on an H200 (benchmarks/results/h200-2026-11-28/);
+    off the CPU FastLSTM hands every batch to the library's packed path."""
+    lstm = PFLSTM(input_size=4, hidden_size=4, batch_first=True)
+    mod = FastLSTM(lstm)
+    monkeypatch.setattr(torch.nn.LSTM, "forward", lambda *a, **k: "unpacked")
+    monkeypatch.setattr(lstm, "forward", lambda *a, **k: "library")
+    full = torch.full((2,), 5)
+    assert mod(torch.zeros(2, 5, 4), None, lengths=full) == "unpacked"
+    # a tensor off the CPU (the meta device stands in for CUDA here): the library's path,
+    # decided before any length is read
+    meta = torch.zeros(2, 5, 4, device="meta")
+    assert mod(meta, None, lengths=full.to("meta")) == "library"
+    assert mod(torch.zeros(2, 5, 4), None, lengths=torch.tensor([5, 3])) == "library"
 
 
 def test_keep_freed_memory():

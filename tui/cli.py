@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", type=Path, help="model directory (default: newest under models/)")
     parser.add_argument("--replay", type=Path, help="replay a recorded fleet (default: demo_data/)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where the model runs (default auto: CUDA when present)")
     parser.add_argument("--simulate", type=int, default=None, metavar="N",
                         help="watch a live synthetic fleet of N servers instead of a replay")
     parser.add_argument("--speed", type=float, default=1.0, metavar="X",
@@ -78,13 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a TFT and write a new model directory")
     tr.add_argument("--data", action="append", required=True, help="data file or directory (repeatable)")
     tr.add_argument("--out", default="models", help="where the model directory is written (default: models/)")
-    tr.add_argument("--epochs", type=_counted(1), default=20)
+    tr.add_argument("--epochs", type=_counted(1), default=20, help="at most this many epochs (default 20)")
     tr.add_argument("--max-time", type=_positive, default=None, metavar="MIN", help="stop training after MIN minutes")
-    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    tr.add_argument("--batches-per-epoch", type=_counted(1), default=200)
-    tr.add_argument("--batch-size", type=_counted(1), default=64)
-    tr.add_argument("--hidden-size", type=_counted(1), default=None)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="where to train (default auto: CUDA when present; several GPUs: Lightning's DDP)")
+    tr.add_argument("--batches-per-epoch", type=_counted(1), default=200,
+                    help="training batches per epoch (default 200)")
+    tr.add_argument("--batch-size", type=_counted(1), default=64, help="windows per batch (default 64)")
+    tr.add_argument("--hidden-size", type=_counted(1), default=None,
+                    help="the TFT's hidden size for a new model (default 32)")
+    tr.add_argument("--seed", type=int, default=0, help="random seed of the run (default 0)")
     tr.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     tr.add_argument("--init-from", default=None, metavar="DIR",
                     help="warm start: continue from this model directory's weights (same architecture; "
@@ -127,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--data", type=Path, action="append", default=None,
                     help="data file or directory (default: demo_data/; one)")
     pr.add_argument("--at", default=None, metavar="TIMESTAMP", help="forecast as of this time (ISO 8601 or epoch seconds)")
-    pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="where the model runs (default auto: CUDA when present)")
     pr.add_argument("--json", action="store_true", help="print the snapshot JSON")
     pr.add_argument("--thresholds", default=argparse.SUPPRESS, metavar="SPEC", help=THRESHOLDS_HELP)
 
@@ -147,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--api-key", default=None, metavar="KEY",
                     help="require this key on every route but /health, as 'Authorization: Bearer KEY' or "
                          "'X-API-Key: KEY' (default: $TFT_TOP_API_KEY, which keeps it out of `ps`)")
-    sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="where the model runs (default auto: CUDA when present)")
     sv.add_argument("--seed", type=int, default=0, help="--simulate: the synthetic fleet's seed (default 0)")
     sv.add_argument("--max-body", type=_counted(1), default=1_000_000, metavar="BYTES",
                     help="largest request body accepted (default 1000000; larger: 413)")

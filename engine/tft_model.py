@@ -594,10 +594,27 @@ def stamp_fingerprint(model_dir: Path | str, config: ModelConfig | None = None) 
 
 
 def _recorded(weights_path: Path) -> dict:
+    return _header(weights_path)[0]
+
+
+# torch dtype -> the name a safetensors header gives it
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                       torch.uint8: "U8", torch.bool: "BOOL"}
+_TORCH_DTYPE_NAMES = {v: str(k) for k, v in _SAFETENSORS_DTYPES.items()}
+
+
+def _header(weights_path: Path) -> tuple[dict, dict[str, tuple[str, tuple[int, ...]]]]:
+    """A safetensors file's metadata and, per tensor, its dtype name and shape: read from
+    the header alone (the tensors stay on disk)."""
     from safetensors import safe_open
 
     with safe_open(str(weights_path), framework="pt") as f:
-        return dict(f.metadata() or {})
+        stored = {}
+        for key in f.keys():
+            part = f.get_slice(key)
+            stored[key] = (str(part.get_dtype()), tuple(int(n) for n in part.get_shape()))
+        return dict(f.metadata() or {}), stored
 
 
 def one_window_per_origin(index: pd.DataFrame, wanted: set | None = None) -> np.ndarray:
@@ -708,19 +725,21 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
             pass
     except OSError as exc:
         raise ModelLoadError(f"{weights_path}: cannot read ({exc.strerror or reason_line(exc)})") from None
+    # The header first (names, dtypes, shapes, the stamps): nothing is read or built for a
+    # file that cannot be this config's weights.
     try:
-        state = load_file(str(weights_path), device="cpu")
+        meta, stored = _header(weights_path)
     except PermissionError as exc:
         raise ModelLoadError(f"{weights_path}: cannot read ({reason_line(exc)})") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{weights_path}: corrupt weights file ({reason_line(exc)})") from None
-    meta = _recorded(weights_path)
-    digest = meta.get(TENSORS_KEY)
-    if digest is not None and digest != tensors_digest(state):
-        raise ModelLoadError(f"{weights_path}: corrupt weights file (its tensors do not match the checksum "
-                             "stored with them)")
-    recorded = meta.get(FINGERPRINT_KEY)
-    if recorded is not None and recorded != config_fingerprint(config):
+    recorded, digest = meta.get(FINGERPRINT_KEY), meta.get(TENSORS_KEY)
+    if recorded is None or digest is None:
+        # every directory tft-top writes carries both (save_model_dir); without them a changed
+        # config or a flipped byte in the tensors would load and forecast quietly wrong
+        raise ModelLoadError(f"{weights_path}: not written by tft-top train: it carries no "
+                             f"{'config fingerprint' if recorded is None else 'tensor checksum'}")
+    if recorded != config_fingerprint(config):
         raise ModelLoadError(f"{model_dir}: config.json does not match the weights: its model fields (targets, "
                              "quantiles, lengths, vocabulary, normaliser, sizes) differ from those the weights "
                              "were trained with")
@@ -732,8 +751,8 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
     # safetensors' save_model keeps one name of tensors that share storage: a name is
     # present when any name sharing its storage is.
     groups = _storage_groups(model)
-    missing = sorted(k for k in expected if not any(alias in state for alias in groups[k]))
-    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(k for k in expected if not any(alias in stored for alias in groups[k]))
+    unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
         parts = []
         if missing:
@@ -741,14 +760,26 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         raise ModelLoadError(f"{model_dir}: config.json does not match the weights: {', '.join(parts)}")
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
+    for key, (dtype, shape) in stored.items():
+        if shape != tuple(expected[key].shape):
             raise ModelLoadError(
-                f"{model_dir}: config.json does not match the weights: {key} is {tuple(tensor.shape)} in the file, "
+                f"{model_dir}: config.json does not match the weights: {key} is {shape} in the file, "
                 f"{tuple(expected[key].shape)} in the model"
             )
-        if tensor.dtype != expected[key].dtype:     # load_model would cast (an int tensor truncated)
-            raise ModelLoadError(f"{weights_path}: {key} is {tensor.dtype} in the file, {expected[key].dtype} in the model")
+        want = _SAFETENSORS_DTYPES.get(expected[key].dtype)
+        if dtype != want:     # load_model would cast (an int tensor truncated)
+            raise ModelLoadError(f"{weights_path}: {key} is {_TORCH_DTYPE_NAMES.get(dtype, dtype)} in the file, "
+                                 f"{expected[key].dtype} in the model")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except PermissionError as exc:
+        raise ModelLoadError(f"{weights_path}: cannot read ({reason_line(exc)})") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{weights_path}: corrupt weights file ({reason_line(exc)})") from None
+    if digest != tensors_digest(state):
+        raise ModelLoadError(f"{weights_path}: corrupt weights file (its tensors do not match the checksum "
+                             "stored with them)")
+    for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelLoadError(f"{weights_path}: {key} holds NaN or infinite values")
     from safetensors.torch import load_model

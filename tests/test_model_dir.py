@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.tft_model import (CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, ModelLoadError,
-                              build_dataset, find_latest_model, load_model_dir, prepare_frame)
+                              build_dataset, find_latest_model, load_model_dir, prepare_frame, stamp_fingerprint)
 from fleet_fixtures import make_grid
 
 
@@ -369,10 +369,16 @@ def test_normaliser_centre_round_trips_and_an_unknown_one_is_refused(trained, tm
             # the weights were trained centred on the last value: the fingerprint refuses the edit...
             with pytest.raises(ModelLoadError, match="does not match the weights"):
                 load_model_dir(other)
-            # ...which a directory written before fingerprints cannot: it loads what its config says
+            # ...and a weights file without the stamps (not written by tft-top) is refused
+            # before a tensor is read, whatever its config says
             from safetensors.torch import load_file, save_file
 
             save_file(load_file(str(other / WEIGHTS_FILE)), str(other / WEIGHTS_FILE))
+            with pytest.raises(ModelLoadError, match="not written by tft-top train: it carries no config fingerprint"):
+                load_model_dir(other)
+            # stamped for the edited config (stamp_fingerprint: what the config says is taken
+            # as the truth), it loads what its config says
+            stamp_fingerprint(other)
             assert load_model_dir(other).config.normalizer_center == (value or "mean")
         else:
             with pytest.raises(ModelLoadError, match="normalizer.center 'median'"):
@@ -550,6 +556,9 @@ def test_weights_with_nan_or_another_dtype_are_refused_and_metadata_may_be_anyth
         key = next(k for k, t in state.items() if t.is_floating_point())
         state[key] = change(state[key].clone())
         save_file(state, str(copy / WEIGHTS_FILE))
+        with pytest.raises(ModelLoadError, match="not written by tft-top train"):
+            load_model_dir(copy)
+        stamp_fingerprint(copy)      # stamped as written (a NaN from training itself, say)
         with pytest.raises(ModelLoadError, match=why):
             load_model_dir(copy)
     copy = tmp_path / "meta"
@@ -720,3 +729,31 @@ def test_a_failed_rewrite_names_the_file_and_keeps_it_and_its_mode(tmp_path):
         write_metadata(tmp_path, {"a": 3})
     assert info.value.filename == str(tmp_path / METADATA_FILE)
     assert json.loads((tmp_path / METADATA_FILE).read_text()) == {"a": 2}
+
+
+def test_names_shapes_and_dtypes_are_checked_from_the_header_before_any_tensor_is_read(trained, tmp_path, monkeypatch):
+    """A weights file that cannot be this config's is refused from its header: the tensors
+    (which a hostile or broken file may make huge) are never read."""
+    import safetensors.torch as st
+
+    model_dir, _ = trained
+    cases = (("extra", lambda s: s.update(extra=torch.zeros(3)), "1 unexpected \\(e.g. extra\\)"),
+             ("shape", None, r"is \(2, 2\) in the file"),
+             ("dtype", None, "is torch.int64 in the file"))
+    for name, change, why in cases:
+        copy = tmp_path / name
+        shutil.copytree(model_dir, copy)
+        state = st.load_file(str(copy / WEIGHTS_FILE))
+        key = next(k for k, t in state.items() if t.is_floating_point())
+        if name == "extra":
+            change(state)
+        elif name == "shape":
+            state[key] = torch.zeros(2, 2)
+        else:
+            state[key] = state[key].long()
+        st.save_file(state, str(copy / WEIGHTS_FILE))
+        stamp_fingerprint(copy)
+        with monkeypatch.context() as m:
+            m.setattr(st, "load_file", lambda *a, **k: pytest.fail("tensors read before the header was checked"))
+            with pytest.raises(ModelLoadError, match=why):
+                load_model_dir(copy)

@@ -131,7 +131,13 @@ def validate_records(records: Sequence[object], source: str) -> LoadResult:
     if not dicts:
         return LoadResult(_empty_frame(), problems or [Problem(source, None, None, "no records")])
     rows = np.array([i for i, r in enumerate(records, start=1) if isinstance(r, dict)], dtype=np.int64)
-    df = pd.DataFrame.from_records(dicts)
+    try:
+        df = pd.DataFrame.from_records(dicts)
+    except OverflowError:
+        # a JSON integer beyond any float (1 followed by 310 zeros) fails the whole frame:
+        # as its digits it is refused in its own row and column, and the other rows are kept
+        dicts = [{k: str(v) if _huge_int(v) else v for k, v in r.items()} for r in dicts]
+        df = pd.DataFrame.from_records(dicts)
     notes = []
     for alias, name in COLUMN_ALIASES.items():  # each record may use either key
         if alias in df.columns and name in df.columns:
@@ -144,6 +150,13 @@ def validate_records(records: Sequence[object], source: str) -> LoadResult:
     result = _finish(checked)
     result.notes = notes + result.notes
     return result
+
+
+def _huge_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_FLOAT_INT
+
+
+_MAX_FLOAT_INT = 2 ** 1023
 
 
 def load_file(path: str | Path) -> LoadResult:
@@ -526,6 +539,10 @@ def _check_timestamps(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, _Describe
         parsed = raw if is_datetime else pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce")
         ns, ok = _datetimes_ns(parsed)
         too_far = ~ok & parsed.notna().to_numpy()
+        if not is_datetime:     # pandas reads these two words as the wall clock's time
+            words = raw.isin(_CLOCK_WORDS).to_numpy(dtype=bool)
+            ok &= ~words
+            too_far &= ~words
         retry = np.flatnonzero(~ok & ~too_far & raw.notna().to_numpy())
         if len(retry):
             ns[retry], ok[retry] = _epoch_ns(_to_float(raw.iloc[retry]))
@@ -542,6 +559,9 @@ def _check_timestamps(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, _Describe
         ]
 
     return ns, ~ok, describe
+
+
+_CLOCK_WORDS = ("now", "today")
 
 
 def _millis_hint(value) -> str:

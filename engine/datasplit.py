@@ -83,6 +83,8 @@ def read_split(path: Path | str) -> SplitSpec:
         if start is not None:
             if not isinstance(start, str):
                 raise ValueError(f"heldout_from must be an ISO 8601 time, not {start!r}")
+            if not start.strip()[:1].isdigit():     # pd.Timestamp reads "now" and "today" as the clock's
+                raise ValueError(f"heldout_from {start!r} is not an ISO 8601 time")
             when = pd.Timestamp(start)
             if pd.isna(when):
                 raise ValueError(f"heldout_from {start!r} is not a time")

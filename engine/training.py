@@ -114,6 +114,11 @@ class Source:
 def _prepare_source(path: str, opts: TrainOptions) -> Source:
     grid = load_grid(path)
     spec = read_split(path)
+    if spec.heldout_servers:    # a misspelt name would train on the server meant to be held out
+        absent = sorted(spec.heldout_servers - set(grid["server_name"].unique()))
+        if absent:
+            raise DataError(f"{spec.origin}: heldout_servers names {len(absent)} server(s) not in {path}: "
+                            f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
     part = training_part(grid, spec)
     if part.empty:
         held = (f"from {spec.heldout_from:%Y-%m-%dT%H:%MZ}" if spec.heldout_from is not None

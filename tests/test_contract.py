@@ -893,3 +893,34 @@ def test_a_record_with_both_server_name_and_server_id_says_which_was_read():
                            "memory_percent": 1, "disk_percent": 1, "load_average": 1}], "post")
     assert r.frame["server_name"].tolist() == ["a"]
     assert r.notes == ["post: ignored server_id in 1 record(s) that also have server_name"]
+
+
+def test_an_integer_beyond_any_float_is_refused_in_its_row_and_the_others_kept() -> None:
+    """A JSON integer of 311 digits made pandas raise OverflowError for the whole request
+    (the daemon answered 500 and dropped the good records sent with it)."""
+    big = 10 ** 310
+    good = {"server_name": "p", "timestamp": 1_700_000_000, "cpu_percent": 1, "memory_percent": 2,
+            "disk_percent": 3, "load_average": 0.5}
+    records = [good, {**good, "server_name": "p2", "load_average": big}, {**good, "server_name": "p3", "timestamp": big},
+               {**good, "server_name": big}, {**good, "server_name": "p5", "junk": big}]
+    result = validate_records(records, "POST")
+    assert sorted(result.frame["server_name"]) == ["p", "p5"]
+    where = [(p.row, p.column) for p in result.problems]
+    assert where == [(2, "load_average"), (3, "timestamp"), (4, "server_name")]
+
+
+@pytest.mark.parametrize("word", ["now", "today"])
+def test_now_and_today_are_not_timestamps(tmp_path, word) -> None:
+    """pandas reads 'now' and 'today' as the wall clock's time: a sample from January
+    became a sample from today."""
+    path = tmp_path / "m.csv"
+    path.write_text("server_name,timestamp,cpu_percent,memory_percent,disk_percent,load_average\n"
+                    "a,2026-01-05T00:00:00Z,1,2,3,0.5\n"
+                    f"a,{word},1,2,3,0.5\n")
+    result = load_file(path)
+    assert len(result.frame) == 1
+    assert [(p.row, p.column) for p in result.problems] == [(2, "timestamp")]
+    assert f"'{word}' is not an ISO 8601 time" in str(result.problems[0])
+    posted = validate_records([{"server_name": "a", "timestamp": word, "cpu_percent": 1, "memory_percent": 2,
+                                "disk_percent": 3, "load_average": 0.5}], "POST")
+    assert posted.frame.empty and posted.problems[0].column == "timestamp"

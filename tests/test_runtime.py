@@ -350,13 +350,25 @@ def test_split_file_values_are_checked(replay_dir):
                       ('{"heldout_days": -3}', "heldout_days must be a number of days > 0"),
                       ('{"heldout_days": 1e400}', "heldout_days must be a number of days > 0"),
                       ('["x"]', "expected a JSON object"),
-                      ('{"heldout_dayz": 2}', "unknown key 'heldout_dayz'")):
+                      ('{"heldout_dayz": 2}', "unknown key 'heldout_dayz'"),
+                      ('{"heldout_from": "now"}', "heldout_from 'now' is not an ISO 8601 time"),
+                      ('{"heldout_from": "today"}', "heldout_from 'today' is not an ISO 8601 time")):
         (replay_dir / "split.json").write_text(body)
         with pytest.raises(DataError, match=why):
             read_split(replay_dir)
     (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-01", 101], "heldout_days": 0.5}')
     spec = read_split(replay_dir)
     assert spec.heldout_servers == {"srv-01", "101"} and spec.heldout_days == 0.5     # 101: a VM id
+
+
+def test_training_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
+    """A misspelt held-out name would train on the server meant to be held out."""
+    from engine.contract import DataError
+    from engine.training import TrainOptions, _prepare_source
+
+    (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-1"]}')
+    with pytest.raises(DataError, match="heldout_servers names 1 server\\(s\\) not in .*: srv-1"):
+        _prepare_source(str(replay_dir), TrainOptions(data=[str(replay_dir)]))
 
 
 def test_cli_refuses_numbers_that_make_no_sense(capsys):

@@ -446,6 +446,9 @@ def _check(df: pd.DataFrame, source: str, rows: np.ndarray, empty_message: str |
     for metric in METRICS:
         metric_values[metric], bad, describe = _check_metric(df[metric], metric)
         checks.append((metric, bad, describe))
+    if "profile" in df:
+        bad, describe = _check_profiles(df["profile"])
+        checks.append(("profile", bad, describe))
 
     reported = np.zeros(n, dtype=bool)
     for column, bad, describe in checks:
@@ -508,8 +511,7 @@ def _check_server_names(raw: pd.Series) -> tuple[pd.Series, np.ndarray, _Describ
     terminal: one cleared predict's screen, another forged a line) and names longer than
     MAX_NAME_LENGTH.  Each distinct name is checked once (a file repeats it on every row)."""
     distinct, codes = _distinct(raw)
-    nested_d = np.fromiter((isinstance(v, (dict, list, tuple, set, bool, np.bool_)) for v in distinct),
-                           dtype=bool, count=len(distinct))
+    nested_d = np.fromiter((_not_text(v) for v in distinct), dtype=bool, count=len(distinct))
     names_d = _as_str(distinct).str.strip()
     missing_d = (names_d.isna() | (names_d == "")).to_numpy()
     control_d = names_d.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(dtype=bool) & ~missing_d
@@ -609,6 +611,22 @@ def _profiles(raw: pd.Series) -> pd.Series:
         return p.mask(p.isna() | (p == ""), UNKNOWN_PROFILE)
 
     return _per_distinct(raw, clean)
+
+
+def _check_profiles(raw: pd.Series) -> tuple[np.ndarray, _Describe]:
+    """Bad rows of an optional profile column: a JSON object, list or boolean, or a Parquet
+    list, would become its Python text (a profile outside every vocabulary); a profile
+    longer than MAX_NAME_LENGTH is not a profile."""
+    distinct, codes = _distinct(raw)
+    nested_d = np.fromiter((_not_text(v) for v in distinct), dtype=bool, count=len(distinct))
+    long_d = (_as_str(distinct).str.strip().str.len().fillna(0).to_numpy() > MAX_NAME_LENGTH) & ~nested_d
+    nested, long = nested_d[codes], long_d[codes]
+
+    def describe(idx: np.ndarray) -> list[str]:
+        return [f"{_show(raw.iloc[i])} is not text" if nested[i] else
+                f"a profile of more than {MAX_NAME_LENGTH} characters" for i in idx]
+
+    return nested | long, describe
 
 
 def _ordering_problems(
@@ -731,7 +749,11 @@ def _to_float(raw: pd.Series) -> np.ndarray:
     return values
 
 
-_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+# control characters, and the invisible or direction-changing ones (Unicode Cf, Zl, Zp): a
+# right-to-left override or a zero-width space in a name shows the operator another name
+# (the Unicode part as the characters themselves: pyarrow's regex engine has no \u escape)
+_CONTROL = (r"[\x00-\x1f\x7f-\x9f"
+            "\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
 MAX_NAME_LENGTH = 300    # a DNS name (253) and a :port fit; longer is not a server name (it would fill every screen)
 
 
@@ -763,8 +785,26 @@ def _as_str(raw: pd.Series) -> pd.Series:
     return raw.astype("str")
 
 
+def _not_text(v) -> bool:
+    """A value that must not become a name by str(): JSON objects, lists and booleans, a
+    Parquet list (a numpy array), bytes that are not UTF-8."""
+    if isinstance(v, (bytes, bytearray)):
+        try:
+            bytes(v).decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        return False
+    return isinstance(v, (dict, list, tuple, set, bool, np.bool_, np.ndarray))
+
+
 def _text(v):
-    """One value as text: None when missing; a whole number held as a float without '.0'."""
+    """One value as text: None when missing; a whole number held as a float without '.0';
+    bytes (Parquet text written without its UTF-8 annotation) decoded."""
+    if isinstance(v, (bytes, bytearray)):
+        try:
+            return bytes(v).decode("utf-8")
+        except UnicodeDecodeError:
+            return str(v)
     if isinstance(v, float):
         return None if math.isnan(v) else (str(int(v)) if v.is_integer() else str(v))
     if v is None or v is pd.NA or v is pd.NaT:

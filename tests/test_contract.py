@@ -924,3 +924,28 @@ def test_now_and_today_are_not_timestamps(tmp_path, word) -> None:
     posted = validate_records([{"server_name": "a", "timestamp": word, "cpu_percent": 1, "memory_percent": 2,
                                 "disk_percent": 3, "load_average": 0.5}], "POST")
     assert posted.frame.empty and posted.problems[0].column == "timestamp"
+
+
+def test_names_as_bytes_arrays_or_invisible_characters() -> None:
+    """Parquet text written without its UTF-8 annotation arrives as bytes (it became the
+    server "b'batch-22'"); a Parquet list arrives as a numpy array; a right-to-left override
+    or a zero-width space shows the operator another name."""
+    base = {"timestamp": 1_700_000_000, "cpu_percent": 1.0, "memory_percent": 2.0, "disk_percent": 3.0,
+            "load_average": 0.5}
+    names = [b"batch-22", b"\xff\xfe", np.array(["a"]), "web\u202e10-bew", "zero\u200bwidth", "line\u2028sep", "ok"]
+    df = pd.DataFrame([{**base, "server_name": n, "profile": b"batch"} for n in names])
+    result = validate_frame(df, "x.parquet")
+    assert list(result.frame["server_name"]) == ["batch-22", "ok"]
+    assert list(result.frame["profile"]) == ["batch", "batch"]
+    assert [p.row for p in result.problems] == [2, 3, 4, 5, 6]
+    assert all(p.column == "server_name" for p in result.problems)
+
+
+def test_a_profile_that_is_not_text_is_refused_in_its_row() -> None:
+    base = {"server_name": "a", "timestamp": 1_700_000_000, "cpu_percent": 1, "memory_percent": 2,
+            "disk_percent": 3, "load_average": 0.5}
+    result = validate_records([{**base, "profile": {"a": 1}}, {**base, "timestamp": 1_700_000_300, "profile": "x" * 301},
+                               {**base, "timestamp": 1_700_000_600, "profile": "web"}], "POST")
+    assert list(result.frame["profile"]) == ["web"]
+    assert [(p.row, p.column) for p in result.problems] == [(1, "profile"), (2, "profile")]
+    assert "is not text" in result.problems[0].message

@@ -23,6 +23,7 @@ import csv
 import datetime
 import gzip
 import math
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -203,9 +204,12 @@ def _load_path(path: Path) -> LoadResult:
             return LoadResult(_empty_frame(), [Problem(source, None, None, "path does not exist")])
         if not path.is_dir():
             return load_file(path)
-        entries = sorted(p for p in path.iterdir() if not p.name.startswith(".") and _kind(p))
+        listed = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+        entries = [p for p in listed if _kind(p)]
         candidates = [p for p in entries if p.is_file()]
         broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
+        # names that look like data in a form not read (b.csv.bz2, c.tsv, d.csv.zip): say so
+        unread = [p.name for p in listed if not _kind(p) and _DATA_LIKE.search(p.name.lower()) and p.is_file()]
     except OSError as exc:      # e.g. a directory without read or search permission
         return LoadResult(_empty_frame(), [Problem(source, None, None,
                                                    f"cannot read the directory ({exc.strerror or exc})")])
@@ -220,7 +224,13 @@ def _load_path(path: Path) -> LoadResult:
         result.notes.append(f"{source}: {_SIDECAR_NOTE}: {', '.join(skipped)}")
     if broken:      # a data file whose link points nowhere: its data is missing, say so
         result.notes.append(f"{source}: skipped broken links: {', '.join(broken)}")
+    if unread:
+        result.notes.append(f"{source}: skipped files that are not .csv, .csv.gz, .parquet or .pq: "
+                            f"{', '.join(unread[:10])}{' …' if len(unread) > 10 else ''}")
     return result
+
+
+_DATA_LIKE = re.compile(r"\.(csv|tsv|parquet|pq)(\.|$)")
 
 
 _SIDECAR_NOTE = "skipped sidecar files (not metrics)"
@@ -376,7 +386,41 @@ def _read_csv(path: Path) -> pd.DataFrame:
         )
         return table.to_pandas()
     except (pa.ArrowException, ValueError, EOFError, OSError, UnicodeError) as exc:
-        raise _Unreadable(f"not a readable CSV table ({reason_line(exc)})") from exc
+        # pyarrow names no row (and may blame its own block size): find it by reading again
+        where = _locate_csv_problem(path, len(header)) if isinstance(exc, (pa.ArrowException, UnicodeError)) else None
+        raise _Unreadable(f"not a readable CSV table ({where or reason_line(exc)})") from exc
+
+
+def _locate_csv_problem(path: Path, expected: int) -> str | None:
+    """The first row that breaks the table (a field count other than the header's, text that
+    is not UTF-8, a field beyond the csv module's limit, as an unclosed quote makes), read
+    with the csv module; rows are counted as everywhere else (the first after the header is
+    1; blank lines, which pyarrow skips, are not counted).  None when it finds nothing."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    row = -1
+
+    def lines(fh):      # decoded one line at a time: a decoding error is the row being read
+        for i, raw in enumerate(fh):
+            yield (raw[3:] if i == 0 and raw.startswith(codecs.BOM_UTF8) else raw).decode("utf-8")
+
+    try:
+        with opener(path, "rb") as fh:
+            try:
+                for fields in csv.reader(lines(fh)):
+                    if not fields:
+                        continue
+                    row += 1
+                    if row and len(fields) != expected:
+                        return f"row {row}: {len(fields)} fields, the header has {expected}"
+            except UnicodeDecodeError:
+                return f"row {row + 1}: not UTF-8 text"
+            except csv.Error as exc:
+                if "field limit" in str(exc):
+                    return f"row {row + 1}: a field of more than {csv.field_size_limit():,} characters (an unclosed quote?)"
+                return f"row {row + 1}: {reason_line(exc)}"
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
 
 
 def _sniff_csv_header(path: Path) -> list[str]:

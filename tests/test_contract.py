@@ -428,7 +428,7 @@ def test_wrong_number_of_fields(tmp_path: Path) -> None:
     )
     text = str(only_problem(load_file(path)))
     assert text.startswith(f"{path}: not a readable CSV table (")
-    assert "Expected 6 columns, got 8" in text
+    assert "(row 2: 8 fields, the header has 6)" in text
     assert "\n" not in text
 
 
@@ -949,3 +949,37 @@ def test_a_profile_that_is_not_text_is_refused_in_its_row() -> None:
     assert list(result.frame["profile"]) == ["web"]
     assert [(p.row, p.column) for p in result.problems] == [(1, "profile"), (2, "profile")]
     assert "is not text" in result.problems[0].message
+
+
+def test_files_that_look_like_data_in_a_form_not_read_are_noted(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    csv_file(tmp_path / "d", "web-01,2024-01-01T00:00:00Z,10,20,30,0.5", name="a.csv")
+    for name in ("b.csv.bz2", "c.tsv", "d.csv.zip", "README.md", "split.json"):
+        (tmp_path / "d" / name).write_bytes(b"x")
+    result = load_path(tmp_path / "d")
+    assert result.problems == [] and len(result.frame) == 1
+    assert result.notes == [f"{tmp_path / 'd'}: skipped files that are not .csv, .csv.gz, .parquet or .pq: "
+                            "b.csv.bz2, c.tsv, d.csv.zip"]
+
+
+def test_csv_parse_errors_name_their_row(tmp_path: Path) -> None:
+    """pyarrow's parse errors name no row (and blame its block size for a long line): the
+    file is read again to find it, rows counted as everywhere else."""
+    header = "server_name,timestamp,cpu_percent,memory_percent,disk_percent,load_average\n"
+    rows = [f"a,{1_700_000_000 + 300 * i},1,2,3,0.5\n" for i in range(6000)]
+    cases = {
+        "extra.csv": (lambda r: r.__setitem__(2000, r[2000].rstrip("\n") + ",x\n"), "row 2001: 7 fields, the header has 6"),
+        "quote.csv": (lambda r: r.__setitem__(1500, 'a,"1700000000,1,2,3,0.5\n' + "x" * 140_000 + "\n"),
+                      "row 1501: a field of more than 131,072 characters (an unclosed quote?)"),
+    }
+    for name, (change, why) in cases.items():
+        r = rows.copy()
+        change(r)
+        (tmp_path / name).write_text(header + "".join(r))
+        assert only_problem(load_file(tmp_path / name)).message == f"not a readable CSV table ({why})"
+    data = (header + "".join(rows)).encode()
+    cut = data.index(b"\n", 70_000) + 1        # past the header sniff
+    (tmp_path / "utf.csv").write_bytes(data[:cut] + b"a,\xff\xfe,1,2,3,0.5\n" + data[cut:])
+    expected_row = data[:cut].count(b"\n")     # header line + rows before = the new row's number
+    assert only_problem(load_file(tmp_path / "utf.csv")).message == \
+        f"not a readable CSV table (row {expected_row}: not UTF-8 text)"

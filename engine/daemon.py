@@ -122,14 +122,18 @@ def check_bind(host: str, api_key: str | None) -> None:
 def tick_interval(push: bool, speed: float = 1.0, interval: float | None = None) -> float:
     """Seconds between ticks: ``interval`` if given; else 1/speed (replay, simulator) or 5 s (POST-fed)."""
     if interval is not None:
-        if not (interval > 0 and math.isfinite(interval)):
-            raise DaemonError("--interval must be a number of seconds > 0")
+        if not (0 < interval <= MAX_TICK_INTERVAL_S):
+            raise DaemonError(f"--interval must be a number of seconds > 0 and at most {MAX_TICK_INTERVAL_S:,} (a day)")
         return float(interval)
     if push:
         return DEFAULT_PUSH_INTERVAL_S
-    if not (speed > 0 and math.isfinite(speed)):
-        raise DaemonError("--speed must be > 0")
+    if not (speed > 0 and math.isfinite(speed)) or 1.0 / speed > MAX_TICK_INTERVAL_S:
+        raise DaemonError(f"--speed must be > 0, at least one tick a day (1/{MAX_TICK_INTERVAL_S:,})")
     return 1.0 / float(speed)
+
+
+# (a longer wait overflowed the tick thread's timer: it died and the daemon kept saying "ok")
+MAX_TICK_INTERVAL_S = 86_400
 
 
 class PushSource(Source):

@@ -275,6 +275,7 @@ def _check_values(config: "ModelConfig", lengths: dict, hp: dict, data: dict) ->
                        ("lstm_layers", 16)):       # (the shipped model: 32, 2, 16, 1)
         whole(hp[name], f"hyperparameters.{name}", 1, most)
     finite(hp["dropout"], "hyperparameters.dropout", 0.0)
+    finite(hp["learning_rate"], "hyperparameters.learning_rate", positive=True)   # (a warm start trains with it)
     if not hp["dropout"] < 1:
         raise ValueError(f"hyperparameters.dropout {hp['dropout']!r} is not below 1")
     weights = hp["loss_weights"]
@@ -795,10 +796,32 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
             metadata, problem = {}, f"{meta_path}: unreadable ({_one_line(exc)})"
         if not isinstance(metadata, dict):
             metadata, problem = {}, f"{meta_path}: not a JSON object"
+        elif (wrong := _metadata_type_problem(metadata)) is not None:
+            metadata, problem = {}, f"{meta_path}: {wrong}"
     model.eval()
     model.to(device)
     return LoadedModel(model=model, config=config, model_dir=model_dir, metadata=metadata,
                        metadata_problem=problem)
+
+
+def _metadata_type_problem(metadata: dict) -> str | None:
+    """What is wrong with the fields of training_metadata.json that commands read (eval the
+    training servers, calibrate the validation split's settings), or None."""
+    servers = metadata.get("servers", [])
+    if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
+        return "servers is not a list of server names"
+    days = metadata.get("val_days", 1)
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= 3650:
+        return f"val_days is not a number of days in (0, 3650]: {_show_value(days)}"
+    every = metadata.get("calib_every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= 100_000:
+        return f"calib_every is not a whole number of steps from 1 to 100,000: {_show_value(every)}"
+    return None
+
+
+def _show_value(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _one_line(exc: BaseException) -> str:

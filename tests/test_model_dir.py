@@ -3,6 +3,7 @@ directories are refused with a one-line reason."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -500,6 +501,8 @@ def test_config_values_that_would_load_and_forecast_garbage_are_refused(trained,
         "float_size": (lambda c: c["hyperparameters"].__setitem__("hidden_size", 32.9), "hidden_size 32.9"),
         "min_neg": (lambda c: c["lengths"].__setitem__("min_encoder_length", -1), "min_encoder_length -1"),
         "scale_inf": (lambda c: c["normalizer"]["min_scale"].__setitem__("cpu_percent", float("inf")), "min_scale"),
+        "lr_nan": (lambda c: c["hyperparameters"].__setitem__("learning_rate", float("nan")), "learning_rate nan"),
+        "lr_zero": (lambda c: c["hyperparameters"].__setitem__("learning_rate", 0), "learning_rate 0"),
         "bucket0": (lambda c: c.__setitem__("calibration", {"bucket_steps": 0, "lower": {}, "upper": {}}),
                     "bucket_steps 0"),
         "cal_short": (lambda c: c.__setitem__("calibration", {"bucket_steps": 12, "lower": {"cpu_percent": [0.1]},
@@ -542,6 +545,18 @@ def test_json_files_too_big_or_nested_too_deeply_are_one_line(trained, tmp_path)
     (meta / METADATA_FILE).write_text("{\"a\": [" + "[" * 100_000 + "]" * 100_000 + "]}")
     loaded = load_model_dir(meta)
     assert loaded.metadata == {} and "nested too deeply" in loaded.metadata_problem
+    # fields that commands read, of the wrong type: a note (eval) or a refusal (calibrate), not a traceback
+    for field, value, why in (("servers", 5, "servers is not a list of server names"),
+                              ("servers", "batch-03", "servers is not a list"),
+                              ("servers", [{"a": 1}], "servers is not a list"),
+                              ("val_days", "two", 'val_days is not a number of days in \\(0, 3650\\]: "two"'),
+                              ("val_days", 1e9, "val_days is not a number"),
+                              ("calib_every", 0, "calib_every is not a whole number of steps from 1 to 100,000: 0"),
+                              ("calib_every", None, "calib_every is not a whole number")):
+        (meta / METADATA_FILE).write_text(json.dumps({"servers": ["a"], field: value}))
+        loaded = load_model_dir(meta)
+        assert loaded.metadata == {}
+        assert re.search(why, loaded.metadata_problem), (field, value, loaded.metadata_problem)
 
 
 def test_weights_with_nan_or_another_dtype_are_refused_and_metadata_may_be_anything(trained, tmp_path):

@@ -376,11 +376,27 @@ def test_cli_refuses_numbers_that_make_no_sense(capsys):
                        (["train", "--data", "x", "--max-time", "-1"], "--max-time"),
                        (["train", "--data", "x", "--batch-size", "x"], "--batch-size"),
                        (["eval", "--data", "x", "--every", "0"], "--every"),
-                       (["serve", "--port", "99999"], "--port")):
+                       (["serve", "--port", "99999"], "--port"),
+                       (["--speed", "nan"], "--speed"),       # (never ticked, and +/- could not mend it)
+                       (["--speed", "inf"], "--speed"),
+                       (["serve", "--speed", "0"], "--speed")):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
         assert f"argument {flag}:" in capsys.readouterr().err
+    # a warm start keeps its model's size: a new one asked for too is refused, not ignored
+    assert main(["train", "--data", "x", "--init-from", "m", "--hidden-size", "64"]) == 2
+    assert "--hidden-size sizes a new model" in capsys.readouterr().err
+
+
+def test_a_tick_interval_beyond_a_day_is_refused():
+    """--interval 1e10 overflowed the tick thread's timer: it died while /status said ok."""
+    from engine.daemon import DaemonError, tick_interval
+
+    assert tick_interval(False, interval=86_400) == 86_400
+    for kwargs in (dict(interval=1e10), dict(interval=float("nan")), dict(speed=1e-10), dict(speed=float("nan"))):
+        with pytest.raises(DaemonError):
+            tick_interval(False, **kwargs)
 
 
 def test_train_and_eval_on_too_little_data_say_so(tmp_path, capsys, tiny_model_dir):

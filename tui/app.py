@@ -6,6 +6,7 @@ the badge "loading model…".
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -288,8 +289,8 @@ def run_app(model: Path | None = None, replay: Path | None = None, device: str =
     is restored: tearing down torch / pandas at interpreter exit takes a second or more,
     and an abandoned engine call (a forecast in flight) must not hold up ``q``.
     """
-    if speed <= 0:
-        print("tft-top: --speed must be > 0", file=sys.stderr)
+    if not (speed > 0 and math.isfinite(speed)):
+        print("tft-top: --speed must be a number > 0", file=sys.stderr)
         return 2
     if simulate is not None and simulate <= 0:
         print("tft-top: --simulate needs a number of servers > 0", file=sys.stderr)

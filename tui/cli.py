@@ -34,6 +34,18 @@ def _counted(minimum: int, maximum: int | None = None):
     return parse
 
 
+def _speed(text: str) -> float:
+    """An argparse type: ticks per second, a finite number from 0.001 to 1000 (1/0.001 s: a
+    tick every 17 minutes; NaN would never tick, and the app could not change it)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.001 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text}: give a number of ticks per second from 0.001 to 1000")
+    return value
+
+
 def _positive(text: str) -> float:
     """An argparse type: a finite number > 0."""
     try:
@@ -58,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the model runs (default auto: CUDA when present)")
     parser.add_argument("--simulate", type=int, default=None, metavar="N",
                         help="watch a live synthetic fleet of N servers instead of a replay")
-    parser.add_argument("--speed", type=float, default=1.0, metavar="X",
+    parser.add_argument("--speed", type=_speed, default=1.0, metavar="X",
                         help="ticks (5-minute steps) per second (default 1; +/- change it in the app)")
     parser.add_argument("--local", action="store_true",
                         help="watch this host (CPU, memory, disk of /, 1-minute load), sampled every 5 min")
@@ -145,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--replay", type=Path, default=None, metavar="DIR", help="replay a recorded fleet")
     feed.add_argument("--simulate", type=int, default=None, metavar="N",
                       help="a live synthetic fleet of N servers (neither: a fleet fed only by POST /metrics)")
-    sv.add_argument("--speed", type=float, default=1.0, metavar="X",
+    sv.add_argument("--speed", type=_speed, default=1.0, metavar="X",
                     help="--replay/--simulate: ticks (5-minute steps) per second (default 1)")
     sv.add_argument("--interval", type=float, default=None, metavar="S",
                     help="seconds between ticks (default 1/speed; 5 for a fleet fed only by POST /metrics)")
@@ -250,6 +262,8 @@ def _train(args) -> int:
     from engine.tft_model import ModelConfig
     from engine.training import TrainOptions, train
 
+    if args.hidden_size and args.init_from is not None:
+        return _fail("--hidden-size sizes a new model; --init-from continues one of its own size (leave one out)")
     config = ModelConfig(hidden_size=args.hidden_size) if args.hidden_size else None
     weights = None
     if args.loss_weights is not None:

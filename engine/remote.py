@@ -90,7 +90,15 @@ def alert_from_json(d: dict) -> Alert:
 
 
 def snapshot_from_json(d: dict) -> Snapshot:
-    """The Snapshot that ``Snapshot.to_json()`` (or the daemon) wrote; raises ValueError if malformed."""
+    """The Snapshot that ``Snapshot.to_json()`` (or the daemon) wrote; raises ValueError if malformed.
+
+    The four top-level parts must be there, with the types they have: any other JSON object
+    (``{}``, ``{"status": "ok"}`` from another service) read as a healthy, empty fleet."""
+    if not isinstance(d, dict):
+        raise ValueError(f"not a tft-top snapshot: a JSON {type(d).__name__}, not an object")
+    for key, kind in (("predictions", dict), ("alerts", list), ("environment", dict), ("metadata", dict)):
+        if not isinstance(d.get(key), kind):
+            raise ValueError(f"not a tft-top snapshot: no {key!r} {'object' if kind is dict else 'list'}")
     try:
         env = d.get("environment") or {}
         return Snapshot(
@@ -106,7 +114,7 @@ def snapshot_from_json(d: dict) -> Snapshot:
             ),
             metadata=dict(d.get("metadata") or {}),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ValueError(f"not a tft-top snapshot: {type(exc).__name__}: {exc}") from None
 
 

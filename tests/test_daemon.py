@@ -489,6 +489,15 @@ def test_snapshot_from_json_round_trip():
     assert back.server(s.server_name) is s and len(back.alerts) == len(snap.alerts)
     with pytest.raises(ValueError, match="not a tft-top snapshot"):
         snapshot_from_json({"predictions": {"x": {"cpu_percent": {"p50": ["a"]}}}})
+    # another service's JSON read as a healthy, empty fleet; a number beyond any float was
+    # reported as "cannot reach" the daemon
+    for other in ({}, {"status": "ok"}, [1, 2], {**d, "alerts": {}}):
+        with pytest.raises(ValueError, match="not a tft-top snapshot"):
+            snapshot_from_json(other)
+    huge = json.loads(json.dumps(d))
+    huge["environment"]["fleet_health"] = 10 ** 400
+    with pytest.raises(ValueError, match="not a tft-top snapshot: OverflowError"):
+        snapshot_from_json(huge)
     # every alert field survives the trip (--connect showed a clearing alert as a live one)
     from engine.remote import alert_from_json
     from engine.snapshot import Alert

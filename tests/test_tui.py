@@ -640,6 +640,28 @@ async def test_an_empty_fleet_is_not_shown_as_healthy():
         assert "no servers reporting yet" in text and "100.0%" not in text
 
 
+async def test_a_paused_app_waiting_for_a_daemon_says_it_is_paused():
+    """--connect: ']' or 'p' before the first snapshot paused the app, which then read no
+    snapshot and looked stuck on "CONNECTING … connection refused" with nothing saying why."""
+    from dataclasses import replace
+
+    from engine.snapshot import Environment
+
+    app = fake_app(3, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        waiting = replace(app.snapshot, servers=(), alerts=(), environment=Environment(0.0, 0.0, 0, 0, 100.0),
+                          metadata={"model_type": "unknown", "model_reason": "waiting for http://x: refused"})
+        app.header.set_snapshot(waiting)
+        await pilot.pause()
+        text = app.header.render().plain
+        assert "CONNECTING" in text and "❚❚ paused" in text
+        app.header.set_play(replace(app.header.play, paused=False))
+        await pilot.pause()
+        text = app.header.render().plain
+        assert "no servers reporting yet" in text and "paused" not in text
+
+
 def test_a_refusal_from_something_else_is_one_line():
     from engine.remote import _detail
 

@@ -131,6 +131,9 @@ class HeaderBar(Widget):
             line1.append(f" {badge} ", style)
             line1.append_text(rest)
             line2 = Text("no servers reporting yet", style="dim", no_wrap=True)
+            if p.paused:    # a paused app reads no new snapshot: say so, or it looks stuck connecting
+                line2 = Text("❚❚ paused: the screen shows no new snapshot until p resumes", style="bold yellow",
+                             no_wrap=True)
             return line1 + Text("\n") + line2
         rest.append("  data ")
         rest.append(fmt_time(snap.data_time), "bold")

@@ -411,3 +411,18 @@ def _erfc(x: np.ndarray) -> np.ndarray:
             -0.82215223 + t * 0.17087277))))))))
     r = t * np.exp(-z * z + poly)
     return np.where(x >= 0, r, 2.0 - r)
+
+
+def format_probability(p: float | None) -> str:
+    """A probability as an operator reads it, the same in the app and `predict`: "0%" only
+    for zero, "<1%" for a small chance (rounded it would read as none), ">99%" short of
+    certain, else whole percents; "—" when unknown."""
+    if p is None or not math.isfinite(p):
+        return "—"
+    if p <= 0:
+        return "0%"
+    if p < 0.01:
+        return "<1%"
+    if p > 0.99 and p < 1:
+        return ">99%"
+    return f"{p * 100:.0f}%"

@@ -17,6 +17,14 @@ SOURCE_TFT = "tft"
 SOURCE_HEURISTIC = "heuristic"
 
 
+def _p(x: float | None) -> float | None:
+    """A probability to 4 significant digits: rounded to 4 decimals a small chance (3e-05)
+    read 0.0, and a client showed "0%" where the app showed "<1%"."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return float(f"{float(x):.4g}")
+
+
 def _r(x: float | None, nd: int = 3) -> float | None:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return None
@@ -44,7 +52,7 @@ class MetricForecast:
             "current": _r(self.current), "p10": [_r(v) for v in self.p10], "p50": [_r(v) for v in self.p50],
             "p90": [_r(v) for v in self.p90], "trend": self.trend,
             "thresholds": {"warning": _r(self.warning), "critical": _r(self.critical)},
-            "probability_30m": _r(self.prob_30m, 4), "probability_8h": _r(self.prob_8h, 4),
+            "probability_30m": _p(self.prob_30m), "probability_8h": _p(self.prob_8h),
             "minutes_to_breach": _r(self.minutes_to_breach, 1), "breach_basis": self.breach_basis,
         }
 
@@ -76,7 +84,7 @@ class ServerForecast:
         out = {m: f.to_json() for m, f in self.metrics.items()}
         out["_meta"] = {
             "profile": self.profile, "cores": self.cores, "source": self.source, "reason": self.reason,
-            "risk_30m": _r(self.risk_30m, 4), "risk_8h": _r(self.risk_8h, 4),
+            "risk_30m": _p(self.risk_30m), "risk_8h": _p(self.risk_8h),
             "minutes_to_breach": _r(self.minutes_to_breach, 1), "breach_metric": self.breach_metric,
             "last_seen": self.last_seen, "history_len": self.history_len,
         }
@@ -123,8 +131,8 @@ class Environment:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "incident_probability_30m": _r(self.incident_probability_30m, 4),
-            "incident_probability_8h": _r(self.incident_probability_8h, 4),
+            "incident_probability_30m": _p(self.incident_probability_30m),
+            "incident_probability_8h": _p(self.incident_probability_8h),
             "high_risk_servers": self.high_risk_servers, "total_servers": self.total_servers,
             "fleet_health": _r(self.fleet_health, 1),
         }

@@ -1,6 +1,7 @@
 """A short plain-text summary of a snapshot, for `tft-top predict`."""
 from __future__ import annotations
 
+from engine.risk import format_probability
 from engine.snapshot import Snapshot
 
 
@@ -32,11 +33,12 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
     lines = [
         f"tft-top forecast as of {snap.data_time or '(no data yet)'} — model: {model_badge(snap)}",
         f"fleet: {env.total_servers} servers, health {env.fleet_health:.0f} %, "
-        f"{env.high_risk_servers} high-risk; P(incident) 30 min {env.incident_probability_30m:.0%}, "
-        f"8 h {env.incident_probability_8h:.0%}",
+        f"{env.high_risk_servers} high-risk; P(incident) 30 min {format_probability(env.incident_probability_30m)}, "
+        f"8 h {format_probability(env.incident_probability_8h)}",
     ]
-    ranked = sorted(snap.servers, key=lambda s: (-s.risk_8h, s.server_name))[:top]
-    ranked = [s for s in ranked if s.risk_8h > 0.01 or s.minutes_to_breach is not None]
+    heading = [s for s in sorted(snap.servers, key=lambda s: (-s.risk_8h, s.server_name))
+               if s.risk_8h > 0.01 or s.minutes_to_breach is not None]
+    ranked = heading[:top]
     if ranked:
         lines.append(f"{'server':<16}{'profile':<10}{'risk 30m':>9}{'risk 8h':>9}  {'breach':<27}{'source'}")
         for s in ranked:
@@ -47,7 +49,10 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
             # the reason is in the header already when it is the model's or the whole fleet's
             shared = s.reason is None or s.reason.startswith("no model") or s.reason in lines[0]
             src = s.source if shared else f"{s.source} ({s.reason})"
-            lines.append(f"{s.server_name:<16}{s.profile:<10}{s.risk_30m:>9.0%}{s.risk_8h:>9.0%}  {breach:<27}{src}")
+            lines.append(f"{s.server_name:<16}{s.profile:<10}{format_probability(s.risk_30m):>9}"
+                         f"{format_probability(s.risk_8h):>9}  {breach:<27}{src}")
+        if len(heading) > top:      # the list is cut: say so (`--json` has every server)
+            lines.append(f"… and {len(heading) - top} more heading for a threshold (--json lists every server)")
         if any(s.breach_basis == "p90" for s in ranked):
             lines.append("breach: when the p50 forecast reaches critical; (p90): only the p90 does (possible)")
     else:
@@ -62,7 +67,10 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
         over = f"over {after:g} min" if isinstance(after, (int, float)) else "too much"
         lines.append(f"{stale} server{'' if stale == 1 else 's'} left out (newest sample {over} older than the "
                      f"fleet's)" + (f": {named}" if named else "") + (f" and {more} more" if named and more > 0 else ""))
-    ongoing = [a for a in snap.alerts if a.state == "ongoing"]
+    # critical first (a list cut at `top` must not drop them for warnings), then the soonest crossing
+    ongoing = sorted((a for a in snap.alerts if a.state == "ongoing"),
+                     key=lambda a: (a.severity != "critical", a.lead_minutes if a.lead_minutes is not None else 1e9,
+                                    a.server_name, a.metric))
     if ongoing:
         since = snap.metadata.get("alerts_since")
         # (predict replays only the hour before its time: an older alert shows as opened then)
@@ -70,6 +78,8 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
         lines += [f"  [{a.severity}] {a.server_name}: {a.message}"
                   + (f" (as of {_minutes(a.clear_minutes)} ago; clear since)" if a.clear_minutes > 0 else "")
                   for a in ongoing[:top]]
+        if len(ongoing) > top:
+            lines.append(f"  … and {len(ongoing) - top} more (--json lists every alert)")
     silent = [a for a in snap.alerts if a.state != "ongoing" and a.resolution == "silent"]
     if silent:
         named = ", ".join(f"{a.server_name} ({a.metric}, {a.severity})" for a in silent[:top])

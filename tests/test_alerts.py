@@ -402,3 +402,32 @@ def test_an_alert_judged_against_a_threshold_that_moved_is_judged_again():
     c = am.update([loaded_server(8, 17.0)], tick(2))[0]
     d = am.update([loaded_server(8, 15.0)], tick(3))[0]
     assert (c.severity, d.severity, d.id) == ("critical", "critical", a.id)
+
+
+def test_predict_summary_lists_critical_alerts_first_and_says_what_it_cut():
+    """Cut at 10, the list dropped critical alerts for warnings and said nothing of the rest."""
+    from engine.snapshot import Alert, Environment, Snapshot
+    from engine.summary import format_summary
+
+    def alert(i, severity):
+        return Alert(id=i, severity=severity, server_name=f"s-{i:02d}", metric="cpu_percent", message=f"m{i}",
+                     opened_at="2024-03-01T12:00:00Z", updated_at="2024-03-01T12:10:00Z", predicted_crossing=None,
+                     lead_minutes=30.0, state="ongoing")
+
+    alerts = tuple(alert(i, "warning") for i in range(10)) + tuple(alert(i, "critical") for i in range(10, 13))
+    snap = Snapshot(data_time="2024-03-01T12:40:00Z", servers=(), alerts=alerts,
+                    environment=Environment(0.0, 0.0, 0, 0, 100.0), metadata={"model_type": "TFT"})
+    lines = format_summary(snap, top=5).splitlines()
+    shown = [ln for ln in lines if ln.startswith("  [")]
+    assert [ln.split("]")[0] for ln in shown[:3]] == ["  [critical"] * 3 and len(shown) == 5
+    assert lines[-1] == "  … and 8 more (--json lists every alert)"
+
+
+def test_a_small_probability_keeps_its_size_in_the_json_and_the_summary():
+    """Rounded to 4 decimals 3e-05 read 0.0: a client showed 0% where the app showed <1%."""
+    from engine.risk import format_probability
+    from engine.snapshot import Environment
+
+    env = Environment(3e-05, 0.123456, 0, 1, 100.0).to_json()
+    assert env["incident_probability_30m"] == 3e-05 and env["incident_probability_8h"] == 0.1235
+    assert [format_probability(p) for p in (0.0, 3e-05, 0.5, 0.995, 1.0)] == ["0%", "<1%", "50%", ">99%", "100%"]

@@ -54,15 +54,10 @@ def fmt_value(metric: str, value: float | None) -> str:
 
 
 def fmt_prob(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "—"
-    if p <= 0:
-        return "0%"
-    if p < 0.01:
-        return "<1%"
-    if p > 0.99 and p < 1:
-        return ">99%"
-    return f"{p * 100:.0f}%"
+    """engine.risk.format_probability: one wording for the app and `tft-top predict`."""
+    from engine.risk import format_probability
+
+    return format_probability(p)
 
 
 def prob_style(p: float | None) -> str:

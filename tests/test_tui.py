@@ -706,3 +706,14 @@ async def test_header_on_120_columns_shows_a_dead_feed_as_stale_names_silent_ser
         await pilot.pause()
         lines = [s.text for s in app.header.render_lines(app.header.region.reset_offset)]
         assert "✖ STALE" in lines[0] and lines[1].strip().startswith("all 2 servers silent"), lines
+
+
+def test_importance_names_stay_distinct_when_narrow():
+    """At 80 columns memory_percent and memory_percent_level both read 'memory_percen'."""
+    from tui.widgets.charts import short_name
+
+    names = ["memory_percent", "memory_percent_level", "cpu_percent", "cpu_percent_level", "load_average",
+             "load_average_level", "relative_time_idx", "encoder_length"]
+    short = [short_name(n, 13) for n in names]
+    assert len(set(short)) == len(names) and all(len(n) <= 13 for n in short)
+    assert short_name("hour_sin", 13) == "hour_sin" and short_name("x" * 20, 10) == "x" * 9 + "…"

@@ -24,13 +24,31 @@ class MetricChart(PlotextPlot):
         self.metric = metric
         self.has_data = False
 
+    # plot rows below which plotext draws no curve and muddles its axis (50 above 100)
+    MIN_PLOT_ROWS = 4
+    _last: tuple | None = None
+
     def show(self, forecast, history_epochs=None, history_values=None, now_epoch: float | None = None) -> None:
         """Redraw from one MetricForecast (and the server's history, when known)."""
+        self._last = (forecast, history_epochs, history_values, now_epoch)
         plt = self.plt
         plt.clear_figure()
         m = self.metric
         if forecast is None:
             self.border_title = f"{METRIC_LABEL.get(m, m)}: no forecast"
+            self.refresh()
+            return
+        rows = self.content_size.height
+        if 0 < rows < self.MIN_PLOT_ROWS:
+            # too short to draw: the border keeps the figures, the plot says why it is blank
+            plt.frame(False)
+            plt.xticks([])
+            plt.yticks([])
+            peak = max(float(v) for v in forecast.p90) if len(forecast.p90) else forecast.current
+            self.border_title = (f"{METRIC_LABEL.get(m, m)} · now {fmt_value(m, forecast.current)} · "
+                                 f"p90 peak {fmt_value(m, peak)}")
+            self.border_subtitle = "too short to draw: a taller terminal shows the chart"
+            self.has_data = True
             self.refresh()
             return
         hist_x: list[float] = []
@@ -71,6 +89,10 @@ class MetricChart(PlotextPlot):
         self.has_data = True
         self.refresh()
 
+    def on_resize(self) -> None:
+        if self._last is not None:      # the axes and the too-short test follow the new size
+            self.show(*self._last)
+
 
 class ImportanceBars(Static):
     """The TFT's variable importance for one server: top variables as bars."""
@@ -101,7 +123,7 @@ class ImportanceBars(Static):
         bar_w = max(3, min(14, width - name_w - 1 - 7))
         t = Text(no_wrap=True)
         for name, w in items:
-            t.append(f"{name[:name_w]:<{name_w}} ", "bold")
+            t.append(f"{short_name(name, name_w):<{name_w}} ", "bold")
             t.append(bar(w / top, bar_w), "green")
             t.append(f" {100 * w / total:4.1f}%\n")
         self.update(t)
@@ -109,3 +131,18 @@ class ImportanceBars(Static):
     def on_resize(self) -> None:
         if self._server is not None:
             self.show(self._server)
+
+
+_SHORTER = (("_percent", "%"), ("load_average", "load"), ("relative_time_idx", "rel_time"),
+            ("encoder_length", "enc_length"))
+
+
+def short_name(name: str, width: int) -> str:
+    """A variable's name in ``width`` characters: whole when it fits, else with its long words
+    shortened (memory_percent_level -> memory%_level: cut, it read as memory_percent's twin),
+    else cut with an ellipsis."""
+    if len(name) <= width:
+        return name
+    for long, short in _SHORTER:
+        name = name.replace(long, short)
+    return name if len(name) <= width else name[:width - 1] + "…"

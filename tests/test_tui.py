@@ -543,6 +543,20 @@ async def test_keys_that_would_do_nothing_are_hidden():
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is not app.main, what="drill-down")
         assert app.check_action("filter", ()) is False
+        # the help marks them and the palette leaves them out (both listed them as working)
+        from tui.actions import ActionsProvider
+        from tui.screens.help import help_renderable
+
+        assert set(app.unavailable_actions()) == {"speed_up", "slow_down", "step_back", "filter"}
+        offered = {a.action for a in ActionsProvider._entries(type("P", (), {"app": app})())}
+        assert not offered & {"speed_up", "slow_down", "step_back", "filter"} and "toggle_pause" in offered
+        from rich.console import Console
+
+        console = Console(width=200, record=True)
+        console.print(help_renderable(app.unavailable_actions()))
+        text = console.export_text()
+        assert "Faster replay (more ticks per second) — not here: a live fleet keeps its own pace" in text
+        assert "Pause / resume the forecast loop" in text and "forecast loop — not here" not in text
     # a replay keeps every key
     app = fake_app(4, paused=True)
     async with app.run_test(size=(80, 24)) as pilot:

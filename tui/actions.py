@@ -78,7 +78,9 @@ class ActionsProvider(Provider):
     """The command palette's commands: the same registry as the keys."""
 
     def _entries(self):
-        return [a for a in ACTIONS if a.palette]
+        # not those that would do nothing here (a live fleet's speed, the drill-down's filter)
+        unavailable = getattr(self.app, "unavailable_actions", dict)()
+        return [a for a in ACTIONS if a.palette and a.action not in unavailable]
 
     async def discover(self) -> Hits:
         for a in self._entries():

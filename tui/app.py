@@ -152,21 +152,29 @@ class TftTopApp(App):
         for screen in self._server_screens():
             screen.query_one("#server-header", HeaderBar).set_play(play)
 
+    def unavailable_actions(self) -> dict[str, str]:
+        """Actions that would do nothing here, with why: hidden from the footer and the
+        palette, marked in the help."""
+        out = {}
+        if not self.paced:        # a wall-clock source (this host, Prometheus, a daemon) sets its own pace
+            out["speed_up"] = out["slow_down"] = "a live fleet keeps its own pace"
+        if self.live:
+            out["step_back"] = "a live fleet cannot step back"
+        if self._server_screens():
+            out["filter"] = "the fleet view only"
+        return out
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Keys that would do nothing here are hidden from the footer (and do nothing)."""
-        if action in ("speed_up", "slow_down") and not self.paced:
-            return False          # a wall-clock source (this host, Prometheus, a daemon) sets its own pace
-        if action == "step_back" and self.live:
-            return False
         if action == "filter" and len(self.screen_stack) > 1:
-            return False
-        return True
+            return False          # (help, palette or drill-down on top: no table to filter)
+        return action not in self.unavailable_actions()
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
         else:
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.unavailable_actions()))
 
     def action_back(self) -> None:
         if len(self.screen_stack) > 1:

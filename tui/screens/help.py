@@ -28,12 +28,18 @@ BREACH = ("Breach in: when the p50 forecast reaches the critical threshold ('now
           "(its row repeats the last one; after 35 min it leaves the table as silent).")
 
 
-def help_renderable() -> Table:
+def help_renderable(unavailable: dict[str, str] | None = None) -> Table:
+    """Every key; those that do nothing here (``unavailable``: action -> why) dimmed, with why."""
+    unavailable = unavailable or {}
     table = Table(box=None, show_header=True, header_style="bold", padding=(0, 2), expand=False)
     table.add_column("key", style="bold cyan", no_wrap=True)
     table.add_column("action")
     for a in ACTIONS:
-        table.add_row(a.key_label, a.description)
+        why = unavailable.get(a.action)
+        if why:
+            table.add_row(Text(a.key_label, style="dim"), Text(f"{a.description} — not here: {why}", style="dim"))
+        else:
+            table.add_row(a.key_label, a.description)
     return table
 
 
@@ -57,11 +63,15 @@ class HelpScreen(ModalScreen):
                                   background: $surface; padding: 1 2; }
     """
 
+    def __init__(self, unavailable: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.unavailable = unavailable or {}
+
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static(Text("tft-top — keys", style="bold"))
             yield Static(Text(ABOUT, style="dim"))
-            yield Static(help_renderable(), id="help-keys")
+            yield Static(help_renderable(self.unavailable), id="help-keys")
             yield Static(Text.assemble(("sort orders (s): ", "bold"), ", ".join(SORTS)))
             yield Static(Text(BREACH), id="help-breach")
             yield Static(Text(ALERTS), id="help-alerts")

@@ -341,6 +341,14 @@ def train(opts: TrainOptions) -> Path:
 
         init = load_model_dir(opts.init_from)
         base = init.config
+        # a warm start keeps its model's profile embedding: data with fewer profiles trains in
+        # it; a profile it has no row for cannot be learned into it
+        extra = sorted(set(vocab) - set(init.config.profile_vocab))
+        if extra:
+            raise DataError(f"--init-from {opts.init_from}: this data's profile(s) {extra} are not in its "
+                            f"vocabulary {list(init.config.profile_vocab)} (train a new model, or give them "
+                            f"as one of those)")
+        vocab = list(init.config.profile_vocab)
     else:
         base = opts.config or ModelConfig()
     overrides = {"profile_vocab": tuple(vocab), "calibration": None}
@@ -378,9 +386,6 @@ def train(opts: TrainOptions) -> Path:
 
     model = build_model(config, train_ds)
     if init is not None:
-        if tuple(init.config.profile_vocab) != tuple(vocab):
-            raise SystemExit(f"tft-top: --init-from {opts.init_from}: its profile vocabulary "
-                             f"{list(init.config.profile_vocab)} differs from this data's {vocab}")
         if init.config.day_ago == config.day_ago:
             model.load_state_dict(init.model.state_dict(), strict=True)
         else:

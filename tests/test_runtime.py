@@ -341,6 +341,27 @@ def test_warm_start_continues_from_the_weights_with_its_own_learning_rate(tiny_m
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_warm_start_on_fewer_profiles_keeps_the_models_vocabulary_and_a_new_one_is_refused(tiny_model_dir, tmp_path):
+    """Data with only some of the model's profiles could not warm-start it (exit 1 from a
+    SystemExit); a profile the model has no embedding for is a one-line data error."""
+    from engine.contract import DataError
+    from engine.tft_model import load_model_dir
+    from engine.training import TrainOptions, train
+
+    grid = make_grid(n_servers=4, days=2.0)
+    base = load_model_dir(tiny_model_dir)
+    for name, frame in (("fewer", grid.assign(profile="web")), ("novel", grid.assign(profile="quantum"))):
+        write_fleet(tmp_path / name, frame, "2026-01-06T16:00:00Z", ["srv-03"])
+        opts = TrainOptions(data=[str(tmp_path / name)], out=str(tmp_path / "models"), epochs=1,
+                            batches_per_epoch=1, batch_size=16, val_days=0.25, calib_every=6, progress=False,
+                            evaluate=False, init_from=str(tiny_model_dir))
+        if name == "fewer":
+            assert load_model_dir(train(opts)).config.profile_vocab == base.config.profile_vocab
+        else:
+            with pytest.raises(DataError, match=r"profile\(s\) \['quantum'\] are not in its vocabulary"):
+                train(opts)
+
+
 def test_split_file_values_are_checked(replay_dir):
     from engine.contract import DataError
     from engine.datasplit import read_split

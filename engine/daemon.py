@@ -712,6 +712,22 @@ class Daemon:
                 return Response(pub.gzip_body, media_type="application/json", headers=headers)
             return Response(pub.body, media_type="application/json", headers=headers)
 
+        @app.head("/predictions/current", include_in_schema=False)
+        async def predictions_head(request: Request) -> Response:
+            # a cheap "has it changed?" probe: the GET's status and headers, no body
+            pub = daemon.latest
+            if pub is None:
+                return Response(status_code=503)
+            headers = {"ETag": pub.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache",
+                       "Content-Type": "application/json"}
+            if _etag_matches(request.headers.get("if-none-match"), pub.etag):
+                return Response(status_code=304, headers=headers)
+            gz = _accepts_gzip(request.headers.get("accept-encoding", ""))
+            if gz:
+                headers["Content-Encoding"] = "gzip"
+            headers["Content-Length"] = str(len(pub.gzip_body if gz else pub.body))
+            return Response(status_code=200, headers=headers)
+
         @app.get("/alerts/active", tags=["forecasts"], summary="Ongoing alerts, newest first")
         async def alerts() -> Response:
             pub = daemon.latest

@@ -123,6 +123,19 @@ def test_predictions_current_is_the_snapshot_json(srv):
     assert json.loads(published.body) == expected
 
 
+def test_head_of_the_snapshot_gives_its_headers_without_a_body(srv):
+    """HEAD /predictions/current answered 405: a "has it changed?" probe had to fetch it."""
+    with client(srv) as c:
+        head = c.head("/predictions/current", headers={"Accept-Encoding": "identity"})
+        get = c.get("/predictions/current", headers={"Accept-Encoding": "identity"})
+        again = c.head("/predictions/current", headers={"If-None-Match": get.headers["etag"]})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == "application/json"
+    if head.headers["etag"] == get.headers["etag"]:        # (a tick may land in between)
+        assert int(head.headers["content-length"]) == len(get.content)
+        assert again.status_code == 304
+
+
 def test_alerts_active_are_ongoing(srv):
     with client(srv) as c:
         d = c.get("/alerts/active").json()

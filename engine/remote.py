@@ -455,6 +455,10 @@ def _detail(r) -> str:
 
 
 def _quote(name: str) -> str:
+    """A server's name as one path segment.  A name of dots alone ("." or "..") is encoded
+    too: as it is, the client resolves it as a path step (/servers/../history is /history)."""
     from urllib.parse import quote
 
+    if name and set(name) == {"."}:
+        return "%2E" * len(name)
     return quote(name, safe="")

@@ -367,8 +367,9 @@ def test_post_mixed_batch_keeps_the_good_records(push_srv):
         assert "row 1, column timestamp" in d["problems"][0]["text"] and "older than" in d["problems"][0]["text"]
         r = c.post("/metrics", json=[record("p-good", recent(5)),
                                      record("rack1/web", recent(5), cpu=33.0),
-                                     record("rack2/history", recent(5), cpu=44.0)])
-        assert r.status_code == 202 and r.json()["accepted"] == 3 and r.json()["problems"] == []
+                                     record("rack2/history", recent(5), cpu=44.0),
+                                     record("..", recent(5), cpu=55.0)])
+        assert r.status_code == 202 and r.json()["accepted"] == 4 and r.json()["problems"] == []
         assert c.get("/status").json()["refused_records"] >= 3
         # a name with '/' (sent as %2F) can be looked up like any other
         assert push_srv.daemon.wait_for_seq(r.json()["forecast_in_seq"], 30)
@@ -380,6 +381,11 @@ def test_post_mixed_batch_keeps_the_good_records(push_srv):
         one = c.get("/servers/rack2%2Fhistory")
         assert one.status_code == 200 and one.json()["server"] == "rack2/history"
         assert c.get("/servers/rack2%2Fhistory/history").json()["metrics"]["cpu_percent"][-1] == 44.0
+        # a name of dots, as --connect sends it (as it is, /servers/../history is /history)
+        from engine.remote import _quote
+
+        assert _quote("..") == "%2E%2E" and _quote("a.b") == "a.b"
+        assert c.get(f"/servers/{_quote('..')}/history").json()["metrics"]["cpu_percent"][-1] == 55.0
 
 
 def test_post_into_a_simulated_fleet_shows_at_next_tick(srv):

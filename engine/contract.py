@@ -387,6 +387,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return table.to_pandas()
     except (pa.ArrowException, ValueError, EOFError, OSError, UnicodeError) as exc:
         # pyarrow names no row (and may blame its own block size): find it by reading again
+        if "Empty CSV file" in str(exc):        # a header without a newline after it
+            raise _Unreadable("file has no rows") from exc
         where = _locate_csv_problem(path, len(header)) if isinstance(exc, (pa.ArrowException, UnicodeError)) else None
         raise _Unreadable(f"not a readable CSV table ({where or reason_line(exc)})") from exc
 
@@ -450,9 +452,13 @@ def _sniff_csv_header(path: Path) -> list[str]:
 def _read_parquet(path: Path) -> pd.DataFrame:
     """Read a Parquet file into a frame."""
     try:
-        return pd.read_parquet(path)
+        df = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many unrelated types for corrupt files
         raise _Unreadable(f"not a readable Parquet file ({reason_line(exc)})") from exc
+    # a frame written with its time (or server) as the pandas index: those are columns here
+    if any(name in (*CANONICAL_COLUMNS, *COLUMN_ALIASES) for name in df.index.names if name):
+        df = df.reset_index()
+    return df
 
 
 def reason_line(exc: BaseException) -> str:
@@ -543,7 +549,7 @@ def _normalise_columns(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, lis
         return df, problems, notes
     extra = list(dict.fromkeys(c for c in df.columns if c not in CANONICAL_COLUMNS))
     if extra:
-        notes.append(f"{source}: ignored extra columns: {', '.join(extra)}")
+        notes.append(f"{source}: ignored extra columns: {', '.join(c or '(unnamed)' for c in extra)}")
         df = df.drop(columns=extra)
     return df, [], notes
 

@@ -983,3 +983,16 @@ def test_csv_parse_errors_name_their_row(tmp_path: Path) -> None:
     expected_row = data[:cut].count(b"\n")     # header line + rows before = the new row's number
     assert only_problem(load_file(tmp_path / "utf.csv")).message == \
         f"not a readable CSV table (row {expected_row}: not UTF-8 text)"
+
+
+def test_a_header_alone_without_a_newline_has_no_rows_and_a_parquet_index_is_a_column(tmp_path: Path) -> None:
+    (tmp_path / "h.csv").write_text("server_name,timestamp,cpu_percent,memory_percent,disk_percent,load_average")
+    assert only_problem(load_file(tmp_path / "h.csv")).message == "file has no rows"
+    frame = pd.DataFrame({"server_name": ["a", "a"], "timestamp": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:05"], utc=True),
+                          "cpu_percent": [1.0, 2.0], "memory_percent": [1.0, 2.0], "disk_percent": [1.0, 2.0],
+                          "load_average": [0.1, 0.2]})
+    frame.set_index("timestamp").to_parquet(tmp_path / "i.parquet")      # the time as the pandas index
+    result = load_file(tmp_path / "i.parquet")
+    assert result.problems == [] and len(result.frame) == 2
+    frame.to_csv(tmp_path / "x.csv")                                      # the index written as a nameless column
+    assert load_path(tmp_path / "x.csv").notes == [f"{tmp_path / 'x.csv'}: ignored extra columns: (unnamed)"]

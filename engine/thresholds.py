@@ -62,6 +62,9 @@ THRESHOLDS_HELP = ("warning:critical pairs, e.g. 'cpu=85:97,memory=90:98,load_pe
                    "Defaults: cpu 80:95, memory 85:95, disk 85:95, load_per_core 1:2, load 4:8")
 
 
+MIN_LEVEL = 0.01
+
+
 def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) -> Thresholds:
     """``base`` with the pairs in ``spec`` ("cpu=85:97,load_per_core=1.5:3") replaced.
 
@@ -82,11 +85,15 @@ def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) ->
             raise ValueError(f"--thresholds {part!r}: {name.strip()} is given twice")
         seen.add(key)
         try:
+            if "_" in pair:         # float() reads 1_0 as 10
+                raise ValueError
             warn, crit = (float(x) for x in pair.split(":"))
         except ValueError:
             raise ValueError(f"--thresholds {part!r}: give two numbers, WARNING:CRITICAL") from None
         if not (0 < warn < crit < float("inf")):
             raise ValueError(f"--thresholds {part!r}: need 0 < warning < critical")
+        if warn < MIN_LEVEL:        # (shown to two decimals: 1e-300 read "critical 0")
+            raise ValueError(f"--thresholds {part!r}: a level below {MIN_LEVEL} is not a threshold")
         if key in percent and crit > 100:
             raise ValueError(f"--thresholds {part!r}: a percentage's critical level is at most 100")
         if key in percent:

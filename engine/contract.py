@@ -132,13 +132,12 @@ def validate_records(records: Sequence[object], source: str) -> LoadResult:
     if not dicts:
         return LoadResult(_empty_frame(), problems or [Problem(source, None, None, "no records")])
     rows = np.array([i for i, r in enumerate(records, start=1) if isinstance(r, dict)], dtype=np.int64)
-    try:
-        df = pd.DataFrame.from_records(dicts)
-    except OverflowError:
-        # a JSON integer beyond any float (1 followed by 310 zeros) fails the whole frame:
-        # as its digits it is refused in its own row and column, and the other rows are kept
+    # a JSON integer beyond any float (1 followed by 310 zeros) failed the whole request, in
+    # building the frame or in converting a column: as its digits it is refused in its own row
+    # and column, and the other rows are kept
+    if any(_huge_int(v) for r in dicts for v in r.values()):
         dicts = [{k: str(v) if _huge_int(v) else v for k, v in r.items()} for r in dicts]
-        df = pd.DataFrame.from_records(dicts)
+    df = pd.DataFrame.from_records(dicts)
     notes = []
     for alias, name in COLUMN_ALIASES.items():  # each record may use either key
         if alias in df.columns and name in df.columns:
@@ -413,7 +412,9 @@ def _locate_csv_problem(path: Path, expected: int) -> str | None:
                         continue
                     row += 1
                     if row and len(fields) != expected:
-                        return f"row {row}: {len(fields)} fields, the header has {expected}"
+                        text = ",".join(fields)
+                        text = text if len(text) <= 60 else text[:59] + "…"
+                        return f"row {row}: {len(fields)} fields, the header has {expected}: {text!r}"
             except UnicodeDecodeError:
                 return f"row {row + 1}: not UTF-8 text"
             except csv.Error as exc:
@@ -456,8 +457,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     except Exception as exc:  # pyarrow raises many unrelated types for corrupt files
         raise _Unreadable(f"not a readable Parquet file ({reason_line(exc)})") from exc
     # a frame written with its time (or server) as the pandas index: those are columns here
-    if any(name in (*CANONICAL_COLUMNS, *COLUMN_ALIASES) for name in df.index.names if name):
-        df = df.reset_index()
+    # (a level that is also a column, as set_index(drop=False) writes, stays an index)
+    levels = [name for name in df.index.names
+              if name in (*CANONICAL_COLUMNS, *COLUMN_ALIASES) and name not in df.columns]
+    if levels:
+        df = df.reset_index(level=levels)
     return df
 
 

@@ -717,7 +717,7 @@ class Daemon:
             # a cheap "has it changed?" probe: the GET's status and headers, no body
             pub = daemon.latest
             if pub is None:
-                return Response(status_code=503)
+                return Response(status_code=503, headers={"Retry-After": "1"})
             headers = {"ETag": pub.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache",
                        "Content-Type": "application/json"}
             if _etag_matches(request.headers.get("if-none-match"), pub.etag):

@@ -18,11 +18,15 @@ SOURCE_HEURISTIC = "heuristic"
 
 
 def _p(x: float | None) -> float | None:
-    """A probability to 4 significant digits: rounded to 4 decimals a small chance (3e-05)
-    read 0.0, and a client showed "0%" where the app showed "<1%"."""
+    """A probability to 4 significant digits of itself or, above one half, of its distance
+    from 1: rounded to 4 decimals a small chance (3e-05) read 0.0 and a near certainty
+    (0.99996) 1.0, and a client showed "0%" or "100%" where the app showed "<1%" or ">99%"."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return None
-    return float(f"{float(x):.4g}")
+    x = float(x)
+    if x > 0.5:
+        return 1.0 - float(f"{1.0 - x:.4g}")
+    return float(f"{x:.4g}")
 
 
 def _r(x: float | None, nd: int = 3) -> float | None:

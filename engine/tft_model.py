@@ -738,8 +738,10 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
     if recorded is None or digest is None:
         # every directory tft-top writes carries both (save_model_dir); without them a changed
         # config or a flipped byte in the tensors would load and forecast quietly wrong
-        raise ModelLoadError(f"{weights_path}: not written by tft-top train: it carries no "
-                             f"{'config fingerprint' if recorded is None else 'tensor checksum'}")
+        what = "config fingerprint" if recorded is None else "tensor checksum"
+        raise ModelLoadError(f"{weights_path}: it carries no {what} (tft-top train writes both since 2026-11-27; "
+                             f"to vouch for an older directory as it is: python -c \"from engine.tft_model import "
+                             f"stamp_fingerprint; stamp_fingerprint('{model_dir}')\")")
     if recorded != config_fingerprint(config):
         raise ModelLoadError(f"{model_dir}: config.json does not match the weights: its model fields (targets, "
                              "quantiles, lengths, vocabulary, normaliser, sizes) differ from those the weights "

@@ -114,11 +114,6 @@ class Source:
 def _prepare_source(path: str, opts: TrainOptions) -> Source:
     grid = load_grid(path)
     spec = read_split(path)
-    if spec.heldout_servers:    # a misspelt name would train on the server meant to be held out
-        absent = sorted(spec.heldout_servers - set(grid["server_name"].unique()))
-        if absent:
-            raise DataError(f"{spec.origin}: heldout_servers names {len(absent)} server(s) not in {path}: "
-                            f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
     part = training_part(grid, spec)
     if part.empty:
         held = (f"from {spec.heldout_from:%Y-%m-%dT%H:%MZ}" if spec.heldout_from is not None
@@ -139,6 +134,7 @@ def _prepare_source(path: str, opts: TrainOptions) -> Source:
 
 def _prepare_sources(opts: TrainOptions) -> tuple[list[Source], pd.DataFrame]:
     sources = [_prepare_source(p, opts) for p in opts.data]
+    _check_heldout_names(sources)
     seen: dict[str, str] = {}
     for s in sources:
         for name in s.grid["server_name"].unique():
@@ -147,6 +143,24 @@ def _prepare_sources(opts: TrainOptions) -> tuple[list[Source], pd.DataFrame]:
                                 "unique across --data sets")
             seen[name] = s.path
     return sources, pd.concat([s.train for s in sources], ignore_index=True)
+
+
+def _check_heldout_names(sources: list[Source]) -> None:
+    """A split.json naming held-out servers that none of the data it governs holds (several
+    files in one directory share it): a misspelt name would train on the server meant to be
+    held out."""
+    by_split: dict[str, tuple[set, set, list]] = {}
+    for s in sources:
+        spec = read_split(s.path)
+        if spec.heldout_servers:
+            wanted, have, paths = by_split.setdefault(spec.origin, (set(spec.heldout_servers), set(), []))
+            have.update(s.grid["server_name"].unique())
+            paths.append(str(s.path))
+    for origin, (wanted, have, paths) in by_split.items():
+        absent = sorted(wanted - have)
+        if absent:
+            raise DataError(f"{origin}: heldout_servers names {len(absent)} server(s) not in {', '.join(paths)}: "
+                            f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
 
 
 def _ramps(sources: list[Source]) -> pd.DataFrame:

@@ -430,4 +430,7 @@ def test_a_small_probability_keeps_its_size_in_the_json_and_the_summary():
 
     env = Environment(3e-05, 0.123456, 0, 1, 100.0).to_json()
     assert env["incident_probability_30m"] == 3e-05 and env["incident_probability_8h"] == 0.1235
+    env = Environment(0.99996, 1.0, 0, 1, 100.0).to_json()
+    assert 0.99995 < env["incident_probability_30m"] < 1.0 and env["incident_probability_8h"] == 1.0
+    assert format_probability(env["incident_probability_30m"]) == ">99%"
     assert [format_probability(p) for p in (0.0, 3e-05, 0.5, 0.995, 1.0)] == ["0%", "<1%", "50%", ">99%", "100%"]

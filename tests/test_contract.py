@@ -428,7 +428,7 @@ def test_wrong_number_of_fields(tmp_path: Path) -> None:
     )
     text = str(only_problem(load_file(path)))
     assert text.startswith(f"{path}: not a readable CSV table (")
-    assert "(row 2: 8 fields, the header has 6)" in text
+    assert "(row 2: 8 fields, the header has 6: 'web-01,2024-01-01T00:05:00Z,1,2,3,0.1,7,8')" in text
     assert "\n" not in text
 
 
@@ -907,6 +907,12 @@ def test_an_integer_beyond_any_float_is_refused_in_its_row_and_the_others_kept()
     assert sorted(result.frame["server_name"]) == ["p", "p5"]
     where = [(p.row, p.column) for p in result.problems]
     assert where == [(2, "load_average"), (3, "timestamp"), (4, "server_name")]
+    # beside text in the same column (ISO times, a number sent as a string)
+    mixed = [{**good, "timestamp": "2024-01-01T00:00:00Z", "cpu_percent": "5"},
+             {**good, "server_name": "q", "timestamp": big}, {**good, "server_name": "r", "cpu_percent": big}]
+    result = validate_records(mixed, "POST")
+    assert list(result.frame["server_name"]) == ["p"]
+    assert [(p.row, p.column) for p in result.problems] == [(2, "timestamp"), (3, "cpu_percent")]
 
 
 @pytest.mark.parametrize("word", ["now", "today"])
@@ -968,7 +974,7 @@ def test_csv_parse_errors_name_their_row(tmp_path: Path) -> None:
     header = "server_name,timestamp,cpu_percent,memory_percent,disk_percent,load_average\n"
     rows = [f"a,{1_700_000_000 + 300 * i},1,2,3,0.5\n" for i in range(6000)]
     cases = {
-        "extra.csv": (lambda r: r.__setitem__(2000, r[2000].rstrip("\n") + ",x\n"), "row 2001: 7 fields, the header has 6"),
+        "extra.csv": (lambda r: r.__setitem__(2000, r[2000].rstrip("\n") + ",x\n"), "row 2001: 7 fields, the header has 6: 'a,1700600000,1,2,3,0.5,x'"),
         "quote.csv": (lambda r: r.__setitem__(1500, 'a,"1700000000,1,2,3,0.5\n' + "x" * 140_000 + "\n"),
                       "row 1501: a field of more than 131,072 characters (an unclosed quote?)"),
     }
@@ -993,6 +999,9 @@ def test_a_header_alone_without_a_newline_has_no_rows_and_a_parquet_index_is_a_c
                           "load_average": [0.1, 0.2]})
     frame.set_index("timestamp").to_parquet(tmp_path / "i.parquet")      # the time as the pandas index
     result = load_file(tmp_path / "i.parquet")
+    assert result.problems == [] and len(result.frame) == 2
+    frame.set_index("timestamp", drop=False).to_parquet(tmp_path / "j.parquet")   # the time both ways
+    result = load_file(tmp_path / "j.parquet")
     assert result.problems == [] and len(result.frame) == 2
     frame.to_csv(tmp_path / "x.csv")                                      # the index written as a nameless column
     assert load_path(tmp_path / "x.csv").notes == [f"{tmp_path / 'x.csv'}: ignored extra columns: (unnamed)"]

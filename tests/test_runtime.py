@@ -385,11 +385,21 @@ def test_split_file_values_are_checked(replay_dir):
 def test_training_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
     """A misspelt held-out name would train on the server meant to be held out."""
     from engine.contract import DataError
-    from engine.training import TrainOptions, _prepare_source
+    from engine.training import TrainOptions, _prepare_sources
 
-    (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-1"]}')
+    (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-1"], "heldout_days": 0.1}')
     with pytest.raises(DataError, match="heldout_servers names 1 server\\(s\\) not in .*: srv-1"):
-        _prepare_source(str(replay_dir), TrainOptions(data=[str(replay_dir)]))
+        _prepare_sources(TrainOptions(data=[str(replay_dir)]))
+    # two files beside one split.json: each holds one of its held-out servers, together both
+    grid = make_grid(n_servers=4, days=1.0)
+    shared = replay_dir.parent / "shared"
+    shared.mkdir()
+    names = sorted(grid["server_name"].unique())
+    grid[grid["server_name"].isin(names[:2])].to_csv(shared / "a.csv", index=False)
+    grid[grid["server_name"].isin(names[2:])].to_csv(shared / "b.csv", index=False)
+    (shared / "split.json").write_text(json.dumps({"heldout_servers": [names[1], names[3]], "heldout_days": 0.1}))
+    sources, _ = _prepare_sources(TrainOptions(data=[str(shared / "a.csv"), str(shared / "b.csv")], val_days=0.25))
+    assert len(sources) == 2
 
 
 def test_cli_refuses_numbers_that_make_no_sense(capsys):

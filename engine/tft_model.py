@@ -592,6 +592,21 @@ def stamp_fingerprint(model_dir: Path | str, config: ModelConfig | None = None) 
     state = load_file(str(model_dir / WEIGHTS_FILE))
     save_file(state, str(model_dir / WEIGHTS_FILE),
               metadata={FINGERPRINT_KEY: config_fingerprint(config), TENSORS_KEY: tensors_digest(state)})
+    _readable_as_umask(model_dir / WEIGHTS_FILE)
+
+
+def _readable_as_umask(path: Path) -> None:
+    """safetensors writes its file for its owner alone (0600), where the JSON beside it
+    follows the umask (0644): a daemon run as another user, or a shared models folder,
+    could read the config and not the weights.  Give it the umask's mode too."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(path, 0o666 & ~umask)
+    except OSError:
+        pass
 
 
 def _recorded(weights_path: Path) -> dict:
@@ -717,6 +732,10 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
 
     if not model_dir.is_dir():
         raise ModelLoadError(f"{model_dir}: no such model directory")
+    if not (model_dir / CONFIG_FILE).exists() and (newest := find_latest_model(model_dir)) is not None:
+        # the models/ folder given for one of its models
+        raise ModelLoadError(f"{model_dir}: holds model directories, it is not one (the newest: {newest.name}); "
+                             "give one of them")
     config = read_config(model_dir)
     weights_path = model_dir / WEIGHTS_FILE
     if not weights_path.is_file():

@@ -26,7 +26,8 @@ from engine.calibration import fit_calibration, window_scale
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
 from engine.datasplit import (extract_windows, informative_columns, origins_for, read_split,
                               training_part)
-from engine.evaluation import evaluate_frame, format_reports, load_grid, stock_predict, window_profiles
+from engine.evaluation import (evaluate_frame, format_reports, load_grid, quiet_lightning, stock_predict,
+                               window_profiles)
 from engine.tft_model import (DeviceError, LoadedModel, ModelConfig, build_dataset, build_model,
                               normalise_profile, one_window_per_origin, prepare_frame, save_model_dir)
 
@@ -143,6 +144,10 @@ def _prepare_sources(opts: TrainOptions) -> tuple[list[Source], pd.DataFrame]:
                                 "unique across --data sets")
             seen[name] = s.path
     return sources, pd.concat([s.train for s in sources], ignore_index=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _check_heldout_names(sources: list[Source]) -> None:
@@ -298,16 +303,23 @@ def _validation_origins(frame: pd.DataFrame, val_start: pd.Series, config: Model
     return stop, calib
 
 
-def recalibrate(model_dir: Path | str, opts: TrainOptions) -> dict:
+def recalibrate(model_dir: Path | str, opts: TrainOptions, force: bool = False) -> dict:
     """Fit the model's band calibration again on the calibration split of ``opts.data``
     (the split the model was trained with: see _validation_origins) and rewrite its
-    config.json; returns the calibration."""
+    config.json; returns the calibration.  Unless ``force``, a fit on under half the windows
+    of the one it replaces, or without per-profile tables the old one has, is refused (on
+    a small or partial data set it would silently replace a better calibration)."""
     from engine.tft_model import ModelLoadError, load_model_dir, write_config, write_metadata
 
     loaded = load_model_dir(model_dir)
     if loaded.metadata_problem:     # it says which split the model was trained with: not guessed
         raise ModelLoadError(f"{loaded.metadata_problem}: cannot tell which split the model was trained with")
     meta = dict(loaded.metadata)
+    if "servers" not in meta:
+        # no record of the training (no training_metadata.json, or one `eval --record` began):
+        # which split it was trained with is not guessed either
+        raise ModelLoadError(f"{model_dir}: training_metadata.json does not record the training: cannot tell which "
+                             "split the model was trained with")
     alternating = "validation_split" not in meta          # trained before the midpoint split
     # the validation days and origin spacing the model was trained with, where recorded
     opts = TrainOptions(**{**opts.__dict__, **{k: meta[k] for k in ("val_days", "calib_every") if k in meta}})
@@ -327,6 +339,13 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions) -> dict:
         # would silently drop the calibration the model has for them)
         raise DataError(f"{', '.join(map(str, opts.data))}: no calibration window where {', '.join(lost)} "
                         f"moves: the model's calibration is left as it was")
+    before, after = int(old.get("fitted_on_windows") or 0), int((new or {}).get("fitted_on_windows") or 0)
+    dropped = sorted(set(old.get("groups") or {}) - set((new or {}).get("groups") or {}))
+    if not force and (after < before / 2 or dropped):
+        why = (f"{after} windows against the {before} it replaces" if after < before / 2 else
+               f"without the per-profile table(s) of {', '.join(dropped)}")
+        raise DataError(f"{', '.join(map(str, opts.data))}: the new calibration would rest on {why}: the model's "
+                        f"calibration is left as it was (--force replaces it anyway)")
     loaded.config.calibration = new
     write_config(Path(model_dir), loaded.config)
     meta["recalibrated"] = {"utc": pd.Timestamp.now(tz="UTC").isoformat(), "data": list(opts.data),
@@ -416,6 +435,7 @@ def train(opts: TrainOptions) -> Path:
     n_params = int(sum(p.numel() for p in model.parameters()))
     early_stopping = EarlyStopping(monitor="val_loss", patience=opts.patience, mode="min")
     best_weights = best_weights_callback()
+    quiet_lightning()      # (its accelerator lines and tips: the run's own summary says the device)
     trainer = pl.Trainer(
         max_epochs=opts.epochs,
         max_time=None if opts.max_time_min is None else {"minutes": opts.max_time_min},
@@ -456,24 +476,16 @@ def train(opts: TrainOptions) -> Path:
     val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, **loader)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            with ctrl_c_passes_through():
-                trainer.fit(model, train_dl, val_dl)
-        except KeyboardInterrupt:
-            print("tft-top: training interrupted: no model written", file=sys.stderr, flush=True)
-            raise
+        with ctrl_c_passes_through():       # (the CLI says what an interrupt left: nothing written)
+            trainer.fit(model, train_dl, val_dl)
     fit_seconds = time.time() - t0
     if trainer.global_rank != 0:
         raise SystemExit(0)
 
     model = model.cpu().eval()
     loaded = LoadedModel(model=model, config=config, model_dir=Path("."), metadata={})
-    try:
-        with ctrl_c_passes_through():
-            config.calibration = _calibrate(loaded, frame, calib_origins, sources)
-    except KeyboardInterrupt:
-        print("tft-top: interrupted while calibrating: no model written", file=sys.stderr, flush=True)
-        raise
+    with ctrl_c_passes_through():
+        config.calibration = _calibrate(loaded, frame, calib_origins, sources)
     callback_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     servers = sorted(frame["server_name"].unique())
     metadata: dict[str, Any] = {
@@ -524,6 +536,14 @@ def train(opts: TrainOptions) -> Path:
         "evaluation": None,
     }
     out = save_model_dir(model, config, metadata, Path(opts.out))
+    # what the run did, in a line (the rest is in training_metadata.json)
+    why = ("stopped early: the validation loss stopped falling" if metadata["early_stopped"] else
+           f"stopped at --max-time {opts.max_time_min:g} min" if opts.max_time_min and metadata["epochs"] < opts.epochs
+           else f"ran its {opts.epochs} epoch(s)")
+    best = metadata["best_val_loss"]
+    print(f"trained {metadata['epochs']} epoch(s) on {metadata['device']} in {_duration(fit_seconds)} ({why}); weights of epoch "
+          f"{(metadata['weights_from_epoch'] or 0) + 1}" + (f", validation loss {best:.4g}" if best is not None else ""),
+          flush=True)
     print(f"model written to {out}{_default_note(out)}", flush=True)
     if opts.evaluate:
         from engine.tft_model import load_model_dir, write_metadata

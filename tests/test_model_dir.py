@@ -419,6 +419,36 @@ def test_calibrate_rewrites_the_bands_of_a_copy(trained, tmp_path, capsys):
     assert meta["recalibrated"]["split"] == "odd origins of the alternation it was trained with"
 
 
+def test_calibrate_will_not_replace_a_calibration_with_a_poorer_one_or_guess_the_split(trained, tmp_path, capsys):
+    """On a few of its servers, calibrate replaced a fit on every training server (and its
+    per-profile tables) without a word; without a record of the training it guessed the
+    split and recorded the guess as fact."""
+    import pandas as pd
+
+    from tui.cli import main
+
+    model_dir, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    before = (copy / CONFIG_FILE).read_text()
+    data = model_dir.parent.parent / "data"
+    few = tmp_path / "few"
+    shutil.copytree(data, few)
+    frame = pd.read_csv(few / "fleet.csv")
+    frame[frame["server_name"].isin(["srv-00", "srv-03"])].to_csv(few / "fleet.csv", index=False)
+    assert main(["calibrate", "--model", str(copy), "--data", str(few)]) == 2
+    err = capsys.readouterr().err
+    assert "the new calibration would rest on" in err and "--force replaces it anyway" in err
+    assert (copy / CONFIG_FILE).read_text() == before
+    assert main(["calibrate", "--model", str(copy), "--data", str(few), "--force"]) == 0
+    assert (copy / CONFIG_FILE).read_text() != before
+    capsys.readouterr()
+    (copy / METADATA_FILE).unlink()
+    assert main(["calibrate", "--model", str(copy), "--data", str(data)]) == 2
+    assert "does not record the training: cannot tell which split" in capsys.readouterr().err
+    assert not (copy / METADATA_FILE).exists()
+
+
 def test_calibrate_refuses_data_that_would_drop_a_metrics_calibration(trained, tmp_path, capsys):
     """A disk column flat in every calibration window gives nothing to fit: writing the result
     would silently wipe the disk calibration the model has."""
@@ -680,6 +710,11 @@ def test_eval_record_prints_first_and_a_failed_write_is_one_line(trained, tmp_pa
     assert err.strip().count("\n") == 0 and "not recorded" in err and "Read-only file system" in err
     assert (copy / METADATA_FILE).read_text() == before
     monkeypatch.undo()
+    # a record says how it was made: a record without alerts must not read as "no incidents"
+    assert main(["eval", "--model", str(copy), "--data", str(data), "--no-alerts", "--record", "--every", "12"]) == 0
+    rec = json.loads((copy / METADATA_FILE).read_text())["evaluation"]
+    assert (rec["every"], rec["alerts_skipped"], rec["data"]) == (12, True, [str(data)]) and rec["recorded_utc"]
+    capsys.readouterr()
     # a corrupt training_metadata.json: eval says every server counts as never seen, and
     # --record does not overwrite what it cannot read
     (copy / METADATA_FILE).write_text('{"servers": ["srv-00", ')
@@ -772,3 +807,16 @@ def test_names_shapes_and_dtypes_are_checked_from_the_header_before_any_tensor_i
             m.setattr(st, "load_file", lambda *a, **k: pytest.fail("tensors read before the header was checked"))
             with pytest.raises(ModelLoadError, match=why):
                 load_model_dir(copy)
+
+
+def test_a_models_folder_given_for_a_model_says_so_and_weights_follow_the_umask(trained, tmp_path):
+    import os
+    import stat
+
+    model_dir, _ = trained
+    with pytest.raises(ModelLoadError, match=f"holds model directories, it is not one \\(the newest: {model_dir.name}\\)"):
+        load_model_dir(model_dir.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE(os.stat(model_dir / WEIGHTS_FILE).st_mode)
+    assert mode == 0o666 & ~umask == stat.S_IMODE(os.stat(model_dir / CONFIG_FILE).st_mode) & 0o666

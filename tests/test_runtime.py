@@ -435,7 +435,8 @@ def test_train_and_eval_on_too_little_data_say_so(tmp_path, capsys, tiny_model_d
     write_fleet(tmp_path / "d", frame)
     assert main(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
-    assert "no rows left to train on" in err and "Traceback" not in err and not any((tmp_path / "m").iterdir())
+    # (nothing written: not even the --out directory it created)
+    assert "no rows left to train on" in err and "Traceback" not in err and not (tmp_path / "m").exists()
     assert main(["eval", "--model", str(tiny_model_dir), "--data", str(tmp_path / "d"), "--no-alerts"]) == 2
     assert "nothing to score" in capsys.readouterr().err
 
@@ -802,3 +803,16 @@ def test_data_given_twice_or_two_data_for_predict_are_refused(replay_dir, capsys
     assert "is given twice" in capsys.readouterr().err
     assert main(["predict", "--data", str(replay_dir), "--data", str(replay_dir)]) == 2
     assert "predict reads one --data" in capsys.readouterr().err
+
+
+def test_an_interrupted_command_says_what_it_left(tiny_model_dir, replay_dir, capsys, monkeypatch):
+    """Ctrl-C in eval or calibrate ended silently (exit 1 from Lightning's predict, or 130
+    with nothing said)."""
+    import engine.evaluation as ev
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "evaluate_paths", interrupted)
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(replay_dir), "--no-alerts"]) == 130
+    assert capsys.readouterr().err.strip() == "tft-top eval: interrupted: nothing was recorded"

@@ -7,6 +7,7 @@ are printed as one line and exit non-zero; no tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     ca = sub.add_parser("calibrate", help="fit a model's p10-p90 band calibration again (rewrites its config.json)")
     ca.add_argument("--model", type=Path, required=True, help="model directory")
     ca.add_argument("--data", action="append", required=True, help="data file or directory (repeatable), as for train")
+    ca.add_argument("--force", action="store_true",
+                    help="replace the calibration even when the new one rests on under half its windows or "
+                         "lacks some of its per-profile tables")
 
     ev = sub.add_parser("eval", help="rolling-origin evaluation against seasonal-naive and linear-trend baselines")
     ev.add_argument("--model", type=Path, default=None, help="model directory (default: newest under models/)")
@@ -211,6 +215,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+_INTERRUPTED = {
+    "train": "nothing was written (a model directory is renamed into place only when complete)",
+    "eval": "nothing was recorded",
+    "calibrate": "the model is as it was unless its calibrated line was printed (config.json is replaced whole)",
+    "predict": "",
+}
+
+
+def _say_interrupted(command: str) -> None:
+    what = _INTERRUPTED.get(command, "")
+    try:
+        print(f"tft-top {command}: interrupted" + (f": {what}" if what else ""), file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
 def _print_notes() -> None:
     """What loading the data noted (ignored columns, skipped sidecar files), once each, on stderr."""
     from engine.contract import drain_notes
@@ -226,14 +246,17 @@ def _command(args) -> int:
     try:
         if args.command == "train":
             return _train(args)
-        if args.command == "eval":
-            return _eval(args)
-        if args.command == "calibrate":
-            return _calibrate(args)
+        if args.command in ("eval", "calibrate"):
+            from engine.training import ctrl_c_passes_through
+
+            # the library's predict runs Lightning, which turns a Ctrl-C into a silent exit 1
+            with ctrl_c_passes_through():
+                return _eval(args) if args.command == "eval" else _calibrate(args)
         if args.command == "predict":
             return _predict(args)
         raise AssertionError(f"unknown command {args.command}")
     except KeyboardInterrupt:
+        _say_interrupted(args.command)
         return 130
     except BrokenPipeError:  # e.g. `tft-top predict --json | head`
         sys.stderr.close()
@@ -299,6 +322,7 @@ def _train(args) -> int:
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
         return _fail(f"--out {args.out}: not a directory")
+    created = not Path(args.out).exists()
     try:       # before the training, not after it: a run's work must not be lost to a bad --out
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -310,6 +334,9 @@ def _train(args) -> int:
     try:
         out = train(opts)
     except _known_errors() as exc:
+        if created:         # a run that wrote nothing leaves no empty --out behind
+            with contextlib.suppress(OSError):
+                Path(args.out).rmdir()
         return _fail(str(exc))
     except OSError as exc:
         name = getattr(exc, "filename", None)
@@ -324,7 +351,7 @@ def _calibrate(args) -> int:
     from engine.training import TrainOptions, recalibrate
 
     try:
-        cal = recalibrate(args.model, TrainOptions(data=args.data))
+        cal = recalibrate(args.model, TrainOptions(data=args.data), force=args.force)
     except _known_errors() as exc:
         return _fail(str(exc))
     except OSError as exc:            # a read-only model directory: nothing was changed
@@ -357,7 +384,9 @@ def _eval(args) -> int:
     if not alerts and not any(r.results for r in reports):
         from engine.evaluation import NOTHING_TO_SCORE
 
-        return _fail(f"{', '.join(map(str, args.data))}: {NOTHING_TO_SCORE}")
+        hint = (f" (or --every {args.every}, {args.every * 5 / 60:g} h between origins, leaves none in it)"
+                if args.every > 24 else "")
+        return _fail(f"{', '.join(map(str, args.data))}: {NOTHING_TO_SCORE}{hint}")
     text = reports_json(reports, {"model_dir": str(model_dir), "alerts": {p: ev.to_json() for p, ev in alerts.items()}})
     if loaded.metadata_problem:   # its list of training servers is lost: every server counts as never seen
         print(f"tft-top: note: {loaded.metadata_problem}: every server is counted as never seen", file=sys.stderr)
@@ -376,7 +405,14 @@ def _eval(args) -> int:
         if loaded.metadata_problem:
             return _fail(f"not recorded: {loaded.metadata_problem} (it is left as it is)")
         meta = dict(loaded.metadata)
-        meta["evaluation"] = json.loads(text)
+        import pandas as pd
+
+        recorded = json.loads(text)
+        # how it was made: a record without alerts must not read as "no incidents.csv"
+        recorded.update({"recorded_utc": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+                         "every": args.every, "data": [str(p) for p in args.data],
+                         "alerts_skipped": bool(args.no_alerts)})
+        meta["evaluation"] = recorded
         try:
             write_metadata(model_dir, meta)
         except OSError as exc:

@@ -24,8 +24,8 @@ def _p(x: float | None) -> float | None:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return None
     x = float(x)
-    if x > 0.5:
-        return 1.0 - float(f"{1.0 - x:.4g}")
+    if x > 0.5:     # (the subtraction's float noise rounded off: 0.57, not 0.5699999999999999)
+        return float(f"{1.0 - float(f'{1.0 - x:.4g}'):.12g}")
     return float(f"{x:.4g}")
 
 

@@ -522,6 +522,7 @@ def save_model_dir(model, config: ModelConfig, metadata: dict[str, Any], out_roo
     try:
         save_model(model, str(partial / WEIGHTS_FILE), metadata={FINGERPRINT_KEY: config_fingerprint(config)})
         stamp_fingerprint(partial, config)          # + the tensors' checksum, over what was stored
+        _readable_as_umask(partial / WEIGHTS_FILE)
         write_config(partial, config)
         write_metadata(partial, metadata)
         if out.exists():
@@ -587,12 +588,16 @@ def stamp_fingerprint(model_dir: Path | str, config: ModelConfig | None = None) 
     checksum of its tensors (for a directory written before them; the tensors are unchanged)."""
     from safetensors.torch import load_file, save_file
 
+    import os
+    import stat
+
     model_dir = Path(model_dir)
     config = read_config(model_dir) if config is None else config
-    state = load_file(str(model_dir / WEIGHTS_FILE))
-    save_file(state, str(model_dir / WEIGHTS_FILE),
-              metadata={FINGERPRINT_KEY: config_fingerprint(config), TENSORS_KEY: tensors_digest(state)})
-    _readable_as_umask(model_dir / WEIGHTS_FILE)
+    path = model_dir / WEIGHTS_FILE
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    state = load_file(str(path))
+    save_file(state, str(path), metadata={FINGERPRINT_KEY: config_fingerprint(config), TENSORS_KEY: tensors_digest(state)})
+    os.chmod(path, mode)        # the mode it had (safetensors writes 0600): neither wider nor narrower
 
 
 def _readable_as_umask(path: Path) -> None:
@@ -760,7 +765,7 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
         what = "config fingerprint" if recorded is None else "tensor checksum"
         raise ModelLoadError(f"{weights_path}: it carries no {what} (tft-top train writes both since 2026-11-27; "
                              f"to vouch for an older directory as it is: python -c \"from engine.tft_model import "
-                             f"stamp_fingerprint; stamp_fingerprint('{model_dir}')\")")
+                             f"stamp_fingerprint; stamp_fingerprint({str(model_dir)!r})\")")
     if recorded != config_fingerprint(config):
         raise ModelLoadError(f"{model_dir}: config.json does not match the weights: its model fields (targets, "
                              "quantiles, lengths, vocabulary, normaliser, sizes) differ from those the weights "

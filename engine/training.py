@@ -158,7 +158,8 @@ def _check_heldout_names(sources: list[Source]) -> None:
     for s in sources:
         spec = read_split(s.path)
         if spec.heldout_servers:
-            wanted, have, paths = by_split.setdefault(spec.origin, (set(spec.heldout_servers), set(), []))
+            key = str(Path(spec.origin).resolve())       # (one split.json, however its files were named)
+            wanted, have, paths = by_split.setdefault(key, (set(spec.heldout_servers), set(), []))
             have.update(s.grid["server_name"].unique())
             paths.append(str(s.path))
     for origin, (wanted, have, paths) in by_split.items():
@@ -540,9 +541,10 @@ def train(opts: TrainOptions) -> Path:
     why = ("stopped early: the validation loss stopped falling" if metadata["early_stopped"] else
            f"stopped at --max-time {opts.max_time_min:g} min" if opts.max_time_min and metadata["epochs"] < opts.epochs
            else f"ran its {opts.epochs} epoch(s)")
-    best = metadata["best_val_loss"]
-    print(f"trained {metadata['epochs']} epoch(s) on {metadata['device']} in {_duration(fit_seconds)} ({why}); weights of epoch "
-          f"{(metadata['weights_from_epoch'] or 0) + 1}" + (f", validation loss {best:.4g}" if best is not None else ""),
+    best, epoch = metadata["best_val_loss"], metadata["weights_from_epoch"]
+    kept = (f"weights of epoch {epoch + 1}, validation loss {best:.4g}" if epoch is not None and best is not None
+            else "the last epoch's weights (no finite validation loss)")
+    print(f"trained {metadata['epochs']} epoch(s) on {metadata['device']} in {_duration(fit_seconds)} ({why}); {kept}",
           flush=True)
     print(f"model written to {out}{_default_note(out)}", flush=True)
     if opts.evaluate:
@@ -585,8 +587,8 @@ def ctrl_c_passes_through():
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        yield                  # signals reach the main thread only
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield                  # signals reach the main thread only; an ignored Ctrl-C stays ignored
         return
     came: list[bool] = []
 

@@ -434,3 +434,13 @@ def test_a_small_probability_keeps_its_size_in_the_json_and_the_summary():
     assert 0.99995 < env["incident_probability_30m"] < 1.0 and env["incident_probability_8h"] == 1.0
     assert format_probability(env["incident_probability_30m"]) == ">99%"
     assert [format_probability(p) for p in (0.0, 3e-05, 0.5, 0.995, 1.0)] == ["0%", "<1%", "50%", ">99%", "100%"]
+
+
+def test_probabilities_in_the_json_carry_no_float_noise():
+    from engine.snapshot import _p
+
+    values = [k / 100 for k in range(0, 101)] + [0.6183689, 0.533, 0.99996, 3e-05]
+    for v in values:
+        text = repr(_p(v))
+        assert len(text) <= 8, (v, text)          # e.g. 0.57, not 0.5699999999999999
+    assert _p(0.6183689) == 0.6184 and _p(0.57) == 0.57 and _p(0.99996) == 0.99996

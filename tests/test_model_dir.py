@@ -820,3 +820,33 @@ def test_a_models_folder_given_for_a_model_says_so_and_weights_follow_the_umask(
     os.umask(umask)
     mode = stat.S_IMODE(os.stat(model_dir / WEIGHTS_FILE).st_mode)
     assert mode == 0o666 & ~umask == stat.S_IMODE(os.stat(model_dir / CONFIG_FILE).st_mode) & 0o666
+
+
+def test_stamping_keeps_the_weights_files_mode(trained, tmp_path):
+    import os
+    import stat
+
+    from engine.tft_model import stamp_fingerprint
+
+    model_dir, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    os.chmod(copy / WEIGHTS_FILE, 0o640)
+    stamp_fingerprint(copy)
+    assert stat.S_IMODE(os.stat(copy / WEIGHTS_FILE).st_mode) == 0o640 and load_model_dir(copy)
+
+
+def test_an_ignored_ctrl_c_stays_ignored_inside_the_wrapper():
+    """A background job inherits SIGINT ignored: the wrapper must not make it interruptible."""
+    import os
+    import signal
+
+    from engine.training import ctrl_c_passes_through
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with ctrl_c_passes_through():
+            os.kill(os.getpid(), signal.SIGINT)     # ignored: nothing happens
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

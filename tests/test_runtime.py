@@ -400,6 +400,16 @@ def test_training_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
     (shared / "split.json").write_text(json.dumps({"heldout_servers": [names[1], names[3]], "heldout_days": 0.1}))
     sources, _ = _prepare_sources(TrainOptions(data=[str(shared / "a.csv"), str(shared / "b.csv")], val_days=0.25))
     assert len(sources) == 2
+    # the same split.json, its files named one relatively and one absolutely
+    import os
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(shared.parent)
+        sources, _ = _prepare_sources(TrainOptions(data=["shared/a.csv", str(shared / "b.csv")], val_days=0.25))
+    finally:
+        os.chdir(cwd)
+    assert len(sources) == 2
 
 
 def test_cli_refuses_numbers_that_make_no_sense(capsys):

@@ -216,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _INTERRUPTED = {
-    "train": "nothing was written (a model directory is renamed into place only when complete)",
+    "train": "no model was written unless 'model written to' was printed above (a model directory is renamed "
+             "into place only when complete)",
     "eval": "nothing was recorded",
-    "calibrate": "the model is as it was unless its calibrated line was printed (config.json is replaced whole)",
+    "calibrate": "the calibration in config.json is the old one or the new one, never part of each (the file is "
+                 "replaced whole)",
     "predict": "",
 }
 
@@ -322,7 +324,9 @@ def _train(args) -> int:
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
         return _fail(f"--out {args.out}: not a directory")
-    created = not Path(args.out).exists()
+    # the directories this run creates for --out (the topmost first missing one and below it):
+    # a run that writes nothing leaves none of them behind
+    made = [d for d in (Path(args.out), *Path(args.out).parents) if not d.exists()]
     try:       # before the training, not after it: a run's work must not be lost to a bad --out
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -331,19 +335,28 @@ def _train(args) -> int:
         Path(tempfile.mkdtemp(prefix=".tft-top-write-test-", dir=args.out)).rmdir()   # really try
     except OSError as exc:
         return _fail(f"--out {args.out}: cannot write there ({exc.strerror or exc})")
+    code = 1
     try:
-        out = train(opts)
+        code = _run_training(train, opts, args.out)
+        return code
+    finally:
+        if code != 0:     # failed or interrupted: deepest first; rmdir leaves any that holds something
+            for d in made:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+
+def _run_training(train, opts, out_arg: str) -> int:
+    try:
+        train(opts)
     except _known_errors() as exc:
-        if created:         # a run that wrote nothing leaves no empty --out behind
-            with contextlib.suppress(OSError):
-                Path(args.out).rmdir()
         return _fail(str(exc))
     except OSError as exc:
         name = getattr(exc, "filename", None)
-        out_dir = Path(args.out).resolve()
+        out_dir = Path(out_arg).resolve()
         if name and out_dir not in (Path(name).resolve(), *Path(name).resolve().parents):
             return _fail(f"{name}: {exc.strerror or exc}")       # not --out's fault: name the file
-        return _fail(f"--out {args.out}: writing the model failed ({exc.strerror or exc})")
+        return _fail(f"--out {out_arg}: writing the model failed ({exc.strerror or exc})")
     return 0
 
 

@@ -334,6 +334,9 @@ def _train(args) -> int:
     try:
         Path(tempfile.mkdtemp(prefix=".tft-top-write-test-", dir=args.out)).rmdir()   # really try
     except OSError as exc:
+        for d in made:       # (created here, deepest first)
+            with contextlib.suppress(OSError):
+                d.rmdir()
         return _fail(f"--out {args.out}: cannot write there ({exc.strerror or exc})")
     code = 1
     try:

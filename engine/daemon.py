@@ -701,32 +701,28 @@ class Daemon:
                  responses={200: {"description": "Snapshot.to_json(): predictions, alerts, environment, metadata"},
                             503: {"description": "no snapshot yet"}})
         async def predictions(request: Request) -> Response:
-            pub = daemon.latest
-            if pub is None:
-                return daemon._not_ready()
-            headers = {"ETag": pub.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
-            if _etag_matches(request.headers.get("if-none-match"), pub.etag):
-                return Response(status_code=304, headers=headers)
-            if _accepts_gzip(request.headers.get("accept-encoding", "")):
-                headers["Content-Encoding"] = "gzip"
-                return Response(pub.gzip_body, media_type="application/json", headers=headers)
-            return Response(pub.body, media_type="application/json", headers=headers)
+            return current(request, head=False)
 
         @app.head("/predictions/current", include_in_schema=False)
         async def predictions_head(request: Request) -> Response:
             # a cheap "has it changed?" probe: the GET's status and headers, no body
+            return current(request, head=True)
+
+        def current(request: Request, head: bool) -> Response:
             pub = daemon.latest
             if pub is None:
-                return Response(status_code=503, headers={"Retry-After": "1"})
-            headers = {"ETag": pub.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache",
-                       "Content-Type": "application/json"}
+                return Response(status_code=503, headers={"Retry-After": "1"}) if head else daemon._not_ready()
+            headers = {"ETag": pub.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
             if _etag_matches(request.headers.get("if-none-match"), pub.etag):
                 return Response(status_code=304, headers=headers)
-            gz = _accepts_gzip(request.headers.get("accept-encoding", ""))
-            if gz:
+            body = pub.body
+            if _accepts_gzip(request.headers.get("accept-encoding", "")):
                 headers["Content-Encoding"] = "gzip"
-            headers["Content-Length"] = str(len(pub.gzip_body if gz else pub.body))
-            return Response(status_code=200, headers=headers)
+                body = pub.gzip_body
+            if head:
+                headers.update({"Content-Type": "application/json", "Content-Length": str(len(body))})
+                return Response(status_code=200, headers=headers)
+            return Response(body, media_type="application/json", headers=headers)
 
         @app.get("/alerts/active", tags=["forecasts"], summary="Ongoing alerts, newest first")
         async def alerts() -> Response:

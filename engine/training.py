@@ -24,7 +24,7 @@ import pandas as pd
 
 from engine.calibration import fit_calibration, window_scale
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
-from engine.datasplit import (extract_windows, informative_columns, origins_for, read_split,
+from engine.datasplit import (SplitSpec, extract_windows, informative_columns, origins_for, read_split,
                               training_part)
 from engine.evaluation import (evaluate_frame, format_reports, load_grid, quiet_lightning, stock_predict,
                                window_profiles)
@@ -110,6 +110,7 @@ class Source:
     train: pd.DataFrame     # prepared training part (features added)
     val_start: pd.Series    # per server: first validation timestamp
     informative: pd.DataFrame  # per server and metric: does its training part move at all?
+    split: SplitSpec        # its split.json (or the defaults)
 
 
 def _prepare_source(path: str, opts: TrainOptions) -> Source:
@@ -130,7 +131,7 @@ def _prepare_source(path: str, opts: TrainOptions) -> Source:
     # (judged on the training part only: the held-out rows must not decide what is learned)
     informative = informative_columns(part).reindex(grid["server_name"].unique(), fill_value=False)
     return Source(path=path, grid=grid, train=prepare_frame(part, disk_informative=informative["disk_percent"]),
-                  val_start=val_start, informative=informative)
+                  val_start=val_start, informative=informative, split=spec)
 
 
 def _prepare_sources(opts: TrainOptions) -> tuple[list[Source], pd.DataFrame]:
@@ -156,7 +157,7 @@ def _check_heldout_names(sources: list[Source]) -> None:
     held out."""
     by_split: dict[str, tuple[set, set, list]] = {}
     for s in sources:
-        spec = read_split(s.path)
+        spec = s.split
         if spec.heldout_servers:
             key = str(Path(spec.origin).resolve())       # (one split.json, however its files were named)
             wanted, have, paths = by_split.setdefault(key, (set(spec.heldout_servers), set(), []))
@@ -497,7 +498,7 @@ def train(opts: TrainOptions) -> Path:
             "trained_servers": int(s.train["server_name"].nunique()),
             "span": [s.grid["timestamp"].min().isoformat(), s.grid["timestamp"].max().isoformat()],
             "training_span": [s.train["timestamp"].min().isoformat(), s.train["timestamp"].max().isoformat()],
-            "split": read_split(s.path).to_json(),
+            "split": s.split.to_json(),
             "disk_masked_servers": int((s.train.groupby("server_name")["disk_weight"].max() == 0).sum()),
         } for s in sources],
         "servers": servers,
@@ -555,7 +556,7 @@ def train(opts: TrainOptions) -> Path:
         try:
             loaded = load_model_dir(out)
             with ctrl_c_passes_through():
-                reports = [evaluate_frame(loaded, s.grid, read_split(s.path), s.path, set(servers)) for s in sources]
+                reports = [evaluate_frame(loaded, s.grid, s.split, s.path, set(servers)) for s in sources]
         except KeyboardInterrupt:
             print(f"evaluation interrupted: the model is saved without it; to evaluate it: {later}", flush=True)
             return out

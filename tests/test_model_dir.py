@@ -419,6 +419,15 @@ def test_calibrate_rewrites_the_bands_of_a_copy(trained, tmp_path, capsys):
     assert meta["recalibrated"]["split"] == "odd origins of the alternation it was trained with"
 
 
+def _copies(model_dir, tmp_path, data_name):
+    """A copy of the model (and its config.json's text) and a copy of its training data, to edit."""
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    data = model_dir.parent.parent / "data"
+    shutil.copytree(data, tmp_path / data_name)
+    return copy, (copy / CONFIG_FILE).read_text(), data, tmp_path / data_name
+
+
 def test_calibrate_will_not_replace_a_calibration_with_a_poorer_one_or_guess_the_split(trained, tmp_path, capsys):
     """On a few of its servers, calibrate replaced a fit on every training server (and its
     per-profile tables) without a word; without a record of the training it guessed the
@@ -428,12 +437,7 @@ def test_calibrate_will_not_replace_a_calibration_with_a_poorer_one_or_guess_the
     from tui.cli import main
 
     model_dir, _ = trained
-    copy = tmp_path / "m"
-    shutil.copytree(model_dir, copy)
-    before = (copy / CONFIG_FILE).read_text()
-    data = model_dir.parent.parent / "data"
-    few = tmp_path / "few"
-    shutil.copytree(data, few)
+    copy, before, data, few = _copies(model_dir, tmp_path, "few")
     frame = pd.read_csv(few / "fleet.csv")
     frame[frame["server_name"].isin(["srv-00", "srv-03"])].to_csv(few / "fleet.csv", index=False)
     assert main(["calibrate", "--model", str(copy), "--data", str(few)]) == 2
@@ -457,12 +461,7 @@ def test_calibrate_refuses_data_that_would_drop_a_metrics_calibration(trained, t
     from tui.cli import main
 
     model_dir, _ = trained
-    copy = tmp_path / "m"
-    shutil.copytree(model_dir, copy)
-    before = (copy / CONFIG_FILE).read_text()
-    data = model_dir.parent.parent / "data"
-    flat = tmp_path / "flat"
-    shutil.copytree(data, flat)
+    copy, before, _, flat = _copies(model_dir, tmp_path, "flat")
     files = [f for f in flat.iterdir() if f.name.endswith((".csv", ".csv.gz")) and f.name not in
              ("servers.csv", "incidents.csv")]
     assert files

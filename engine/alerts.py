@@ -5,8 +5,9 @@ Condition, per (server, metric), each tick:
 - **critical**: the current value is at or above critical, or p50 reaches critical
   anywhere in the horizon;
 - **warning**: otherwise, p90 reaches critical anywhere in the horizon AND the
-  probability of reaching it within the horizon (engine.risk's ``prob_8h``, from the
-  three quantiles) is at least the metric's ``warn_probability`` (see WARN_PROBABILITY:
+  largest per-step probability of reaching it within the horizon (engine.risk's
+  ``peak_probability_batch``, from the three quantiles; the lower bound of the risk 8h
+  shown, which also counts the steps together) is at least the metric's ``warn_probability`` (see WARN_PROBABILITY:
   memory 0.2, load 0.3, disk 0.1, CPU 0.5, i.e. no p90-only CPU warnings);
 - else none.
 
@@ -61,7 +62,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from engine.risk import STEP_MINUTES, crossing_probability_batch
+from engine.risk import STEP_MINUTES, peak_probability_batch
 from engine.snapshot import Alert, MetricForecast, ServerForecast
 from engine.thresholds import Thresholds
 
@@ -80,7 +81,8 @@ OPEN_AFTER = 2
 # hours after its cause cleared tells the operator less.
 RESOLVE_AFTER = 12
 # A p90-only (warning) condition also needs P(reaching critical within 8 h) >= a bar per
-# metric, the probability engine.risk shows as risk 8h.  p90 touching critical alone is a
+# metric: the largest per-step probability (engine.risk.peak_probability_batch; until
+# 2026-11-28 risk 8h was that number, and the bars were measured with it).  p90 touching critical alone is a
 # 10 %-per-step event that hot, noisy servers produce all day.  Each bar is chosen on a fresh
 # simulated fleet (seed 101, with the model shipped: tft_model_20261127T124449Z) as the
 # smallest probability on a 0.05 grid whose alerts on that metric are >= 80 % real (a
@@ -323,9 +325,9 @@ def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, critical: n
               warn_probability: float | np.ndarray = 0.0) -> list[tuple[int, str, str, float]]:
     """(row, severity, basis, minutes) for rows with a condition; basis now|p50|p90
     (minutes to the critical threshold).  With ``warn_probability`` > 0 (and p10), a p90-only
-    condition also needs P(reaching critical within the horizon) >= warn_probability (one
-    bar, or one per row), the probability engine.risk computes from the three quantiles
-    (``prob_8h``)."""
+    condition also needs the largest per-step P(reaching critical) in the horizon >=
+    warn_probability (one bar, or one per row): engine.risk's ``peak_probability_batch``
+    (the lower bound of ``prob_8h``)."""
     p50 = np.nan_to_num(p50, nan=-np.inf)
     p90 = np.nan_to_num(p90, nan=-np.inf)
     already = current >= critical
@@ -340,7 +342,7 @@ def _evaluate(p50: np.ndarray, p90: np.ndarray, current: np.ndarray, critical: n
     bars = np.broadcast_to(np.asarray(warn_probability, dtype=np.float64), critical.shape)
     if p10 is not None and bars[rows].any():
         q = np.stack([np.nan_to_num(p10, nan=-np.inf)[rows], p50[rows], p90[rows]], axis=-1)
-        likely = crossing_probability_batch(q, critical[rows], q.shape[1], current[rows]) >= bars[rows]
+        likely = peak_probability_batch(q, critical[rows], q.shape[1], current[rows]) >= bars[rows]
     out = []
     for k, row in enumerate(rows.tolist()):
         if already[row]:

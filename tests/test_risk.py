@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from engine.contract import METRICS
-from engine.risk import (HIGH_RISK, build_fleet, build_metric_forecast, build_server_forecast,
+from engine.risk import (CORRELATION_STEPS, HIGH_RISK, build_fleet, build_metric_forecast, build_server_forecast,
                          crossing_probability, crossing_probability_batch, environment, minutes_to_breach,
-                         server_from_metrics, trend)
+                         peak_probability_batch, server_from_metrics, step_probability, trend)
 from engine.snapshot import SOURCE_TFT
 from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
@@ -88,12 +88,38 @@ def test_skewed_band_uses_the_side_of_the_threshold():
     q = band(90.0, lower=40.0, upper=1.0)
     assert crossing_probability(*cols(q), 95.0, H) < 1e-6
     # threshold below p50 uses the lower sigma: 1 - Phi(-z), with z = 10 / (40 / 1.2816)
-    p = crossing_probability(*cols(q), 80.0, H)
+    p = crossing_probability(*cols(q), 80.0, 6)
     assert p == pytest.approx(0.5 * (1 + math.erf((10 / (40 / Z90)) / math.sqrt(2))), abs=1e-9)
     assert 0.6 < p < 0.7
 
 
-def test_window_probability_is_the_max_not_the_union():
+def test_a_steady_chance_over_eight_hours_counts_as_independent_looks():
+    # the same 10 % at every one of 96 steps: 96 / 36 independent looks, not one, not 96
+    q = band(np.full(H, 50.0), 10.0, 10.0)
+    q[:, 2] = 95.0                                  # p90 at the threshold at every step
+    expected = 1 - 0.9 ** (H / CORRELATION_STEPS)
+    assert crossing_probability(*cols(q), 95.0, H) == pytest.approx(expected, abs=1e-6)
+    assert 0.24 < expected < 0.25
+    # 30 minutes (6 steps, fewer than CORRELATION_STEPS): the largest step
+    assert crossing_probability(*cols(q), 95.0, 6) == pytest.approx(0.10, abs=1e-6)
+
+
+def test_window_probability_lies_between_the_max_and_the_independent_union():
+    rng = np.random.default_rng(5)
+    n = 200
+    q = np.sort(rng.uniform(0, 100, (n, H, 3)), axis=2)
+    thr = rng.uniform(60, 100, n)
+    for i in range(n):
+        step = [step_probability(*q[i, t], thr[i]) for t in range(H)]
+        p = crossing_probability(*cols(q[i]), thr[i], H)
+        assert max(step) - 1e-12 <= p <= 1 - np.prod(1 - np.array(step)) + 1e-12
+        assert crossing_probability(*cols(q[i]), thr[i], 6) == pytest.approx(max(step[:6]), abs=1e-12)
+    np.testing.assert_allclose(peak_probability_batch(q, thr, H),
+                               [max(step_probability(*q[i, t], thr[i]) for t in range(H)) for i in range(n)],
+                               atol=1e-6)
+
+
+def test_a_few_spikes_of_the_band_count_as_the_largest_not_as_their_union():
     p50 = np.full(H, 50.0)
     p50[[10, 20, 30]] = 85.0                        # three separate steps at 10 % each
     q = band(p50, 10.0, 10.0)
@@ -102,7 +128,7 @@ def test_window_probability_is_the_max_not_the_union():
 
 def test_degenerate_band_is_a_step_function():
     q = np.full((H, 3), 50.0)
-    assert crossing_probability(*cols(q), 50.0, H) == pytest.approx(0.5)
+    assert crossing_probability(*cols(q), 50.0, 6) == pytest.approx(0.5)
     assert crossing_probability(*cols(q), 50.1, H) == 0.0
     assert crossing_probability(*cols(q), 49.9, H) == 1.0
 

@@ -57,6 +57,8 @@ _NS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 _NAT = np.iinfo(np.int64).min
 # Epoch seconds that fit in datetime64[ns] (years 1677..2262), with a little margin.
 _MAX_EPOCH_SECONDS = 9.2e9
+_MIN_TIME_NS = pd.Timestamp("1679-01-01", tz="UTC").value
+_MAX_TIME_NS = pd.Timestamp("2261-01-01", tz="UTC").value - 1
 _NAN_WORDS = frozenset({"", "nan", "-nan", "+nan", "na", "n/a", "null", "none"})
 _SNIFF_BYTES = 64 * 1024
 _MAX_SHOWN_CHARS = 40
@@ -80,11 +82,22 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        """``source: row R, column C: message``; row-less problems name any column in ``message``."""
+        """``source: row R, column C: message``; row-less problems name any column in ``message``.
+        One line: a control character in a file or column name shows escaped."""
         if self.row is None:
-            return f"{self.source}: {self.message}"
+            return printable(f"{self.source}: {self.message}")
         where = f"row {self.row}" if self.column is None else f"row {self.row}, column {self.column}"
-        return f"{self.source}: {where}: {self.message}"
+        return printable(f"{self.source}: {where}: {self.message}")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control and format characters (newline, escape, zero-width, …)
+    written as escapes (``\\n``, ``\\x1b``, ``\\u200b``): a file or column name must not start a
+    new line or move the cursor of the terminal that shows it."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 @dataclass
@@ -128,10 +141,29 @@ def validate_records(records: Sequence[object], source: str) -> LoadResult:
         for i, r in enumerate(records, start=1)
         if not isinstance(r, dict)
     ]
-    dicts = [r for r in records if isinstance(r, dict)]
+    dicts, kept = [], []
+    for i, r in enumerate(records, start=1):
+        if not isinstance(r, dict):
+            continue
+        # keys are stripped, as a file's header is: "cpu_percent " is cpu_percent; a record
+        # with two keys for one column is refused in its own row (it failed the whole batch)
+        clean = {}
+        for k, v in r.items():
+            name = str(k).strip()
+            if name in clean:
+                same = [repr(str(x)) for x in r if str(x).strip() == name]
+                problems.append(Problem(source, i, None, f"keys {' and '.join(same)} name the same column"))
+                break
+            # a whole-number server name stays its digits (beside a missing name the column
+            # became floats: 9007199254740993 was renamed 9007199254740992)
+            clean[name] = str(v) if name in _NAME_KEYS and isinstance(v, int) and not isinstance(v, bool) else v
+        else:
+            dicts.append(clean)
+            kept.append(i)
     if not dicts:
-        return LoadResult(_empty_frame(), problems or [Problem(source, None, None, "no records")])
-    rows = np.array([i for i, r in enumerate(records, start=1) if isinstance(r, dict)], dtype=np.int64)
+        return LoadResult(_empty_frame(), sorted(problems, key=_problem_order)
+                          or [Problem(source, None, None, "no records")])
+    rows = np.array(kept, dtype=np.int64)
     # a JSON integer beyond any float (1 followed by 310 zeros) failed the whole request, in
     # building the frame or in converting a column: as its digits it is refused in its own row
     # and column, and the other rows are kept
@@ -150,6 +182,9 @@ def validate_records(records: Sequence[object], source: str) -> LoadResult:
     result = _finish(checked)
     result.notes = notes + result.notes
     return result
+
+
+_NAME_KEYS = frozenset({"server_name", *(a for a, n in COLUMN_ALIASES.items() if n == "server_name")})
 
 
 def _huge_int(value: object) -> bool:
@@ -207,8 +242,11 @@ def _load_path(path: Path) -> LoadResult:
         entries = [p for p in listed if _kind(p)]
         candidates = [p for p in entries if p.is_file()]
         broken = [p.name for p in entries if p.is_symlink() and not p.exists()]
-        # names that look like data in a form not read (b.csv.bz2, c.tsv, d.csv.zip): say so
-        unread = [p.name for p in listed if not _kind(p) and _DATA_LIKE.search(p.name.lower()) and p.is_file()]
+        # names that look like data in a form not read (b.csv.bz2, c.tsv, d.csv.zip, e.json): say so
+        unread = [p.name for p in listed if not _kind(p) and _DATA_LIKE.search(p.name.lower()) and p.is_file()
+                  and p.name not in _READ_ELSEWHERE]
+        # and folders: only the files directly inside a directory are read
+        folders = [p.name for p in listed if p.is_dir()]
     except OSError as exc:      # e.g. a directory without read or search permission
         return LoadResult(_empty_frame(), [Problem(source, None, None,
                                                    f"cannot read the directory ({exc.strerror or exc})")])
@@ -217,6 +255,10 @@ def _load_path(path: Path) -> LoadResult:
     if not files:
         message = ("directory has no metrics files, only files that travel beside them: " + ", ".join(skipped)
                    if skipped else "directory has no .csv, .csv.gz, .parquet or .pq files")
+        if folders:
+            message += f" (folders inside are not read: {_names(folders)}; name a folder itself to read it)"
+        elif unread:
+            message += f" (not read: {_names(unread)})"
         return LoadResult(_empty_frame(), [Problem(source, None, None, message)])
     result = _finish(_merge([_check_file(p) for p in files]))
     if skipped:
@@ -224,15 +266,23 @@ def _load_path(path: Path) -> LoadResult:
     if broken:      # a data file whose link points nowhere: its data is missing, say so
         result.notes.append(f"{source}: skipped broken links: {', '.join(broken)}")
     if unread:
-        result.notes.append(f"{source}: skipped files that are not .csv, .csv.gz, .parquet or .pq: "
-                            f"{', '.join(unread[:10])}{' …' if len(unread) > 10 else ''}")
+        result.notes.append(f"{source}: skipped files that are not .csv, .csv.gz, .parquet or .pq: {_names(unread)}")
+    if folders:
+        result.notes.append(f"{source}: skipped folders (only the files directly inside a directory are read; "
+                            f"name a folder itself to read it): {_names(folders)}")
     return result
 
 
-_DATA_LIKE = re.compile(r"\.(csv|tsv|parquet|pq)(\.|$)")
+def _names(names: list[str], most: int = 10) -> str:
+    """File names for a one-line message: control characters escaped, at most ``most``."""
+    return ", ".join(printable(n) for n in names[:most]) + (" …" if len(names) > most else "")
+
+
+_DATA_LIKE = re.compile(r"\.(csv|tsv|parquet|pq|json|jsonl|ndjson|txt|xlsx?|ods|dat|log)(\.|$)")
 
 
 _SIDECAR_NOTE = "skipped sidecar files (not metrics)"
+_READ_ELSEWHERE = frozenset({"split.json"})     # engine.datasplit reads it
 
 # Tables that travel beside metrics in a data directory and are not metrics themselves.
 SIDECAR_FILES = ("incidents.csv", "servers.csv")
@@ -436,6 +486,8 @@ def _sniff_csv_header(path: Path) -> list[str]:
         raise _Unreadable(f"not a readable CSV table ({reason_line(exc)})") from exc
     if not head.strip():
         raise _Unreadable("file is empty")
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or head[:4] in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE):
+        raise _Unreadable("not a readable CSV table (UTF-16 or UTF-32 text: save it as UTF-8)")
     if b"\x00" in head:
         raise _Unreadable("not a readable CSV table (binary data)")
     try:
@@ -528,7 +580,38 @@ def _check(df: pd.DataFrame, source: str, rows: np.ndarray, empty_message: str |
         }
     )
     problems.sort(key=_problem_order)
-    return _Checked(source, frame, problems, notes)
+    return _Checked(source, frame, problems, notes + _plausibility_notes(source, frame))
+
+
+_YEAR_2000_NS = 946_684_800 * 1_000_000_000
+
+
+def _plausibility_notes(source: str, frame: pd.DataFrame) -> list[str]:
+    """Notes on valid data that is probably not what its writer meant: percentages written
+    as fractions (a server at 0.99 would never alert), times before 2000 (numbers in another
+    unit than epoch seconds: Excel days, minutes), many samples per 5-minute step (averaged
+    into one: a whole history collapsed into a few steps)."""
+    if len(frame) < 12:
+        return []
+    notes = []
+    with np.errstate(invalid="ignore"):
+        tops = [float(np.nanmax(frame[m].to_numpy(dtype=np.float64))) if frame[m].notna().any() else None
+                for m in PERCENT_METRICS]
+    tops = [t for t in tops if t is not None]
+    if len(tops) >= 2 and max(tops) <= 1.0 and max(tops) > 0:
+        notes.append(f"{source}: every {', '.join(PERCENT_METRICS)} value is between 0 and 1: percentages "
+                     f"written as fractions? (0.5 reads as 0.5 %, not 50 %)")
+    ns = frame["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    first, last = int(ns.min()), int(ns.max())
+    if first < _YEAR_2000_NS:
+        notes.append(f"{source}: timestamps from {_time(first)}, before 2000: numbers are read as Unix epoch "
+                     f"seconds; are they in another unit?")
+    servers = frame["server_name"].nunique()
+    steps = (last - first) // _STEP_NS + 1
+    if len(frame) > 3 * servers * steps:
+        notes.append(f"{source}: {len(frame):,} samples of {servers:,} server(s) within {_time(first)} .. "
+                     f"{_time(last)}: several per 5-minute step, averaged into one")
+    return notes
 
 
 def _normalise_columns(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[Problem], list[str]]:
@@ -549,7 +632,12 @@ def _normalise_columns(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, lis
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         found = ", ".join(df.columns) or "none"
-        problems = [Problem(source, None, c, f"column '{c}' is missing (columns: {found})") for c in missing]
+        hint = ""
+        if len(df.columns) == 1:        # one column that holds the others: another separator
+            sep = next((name for ch, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'"))
+                        if ch in str(df.columns[0])), None)
+            hint = f"; the header is separated by {sep}: tft-top reads comma-separated files" if sep else ""
+        problems = [Problem(source, None, c, f"column '{c}' is missing (columns: {found}{hint})") for c in missing]
         return df, problems, notes
     extra = list(dict.fromkeys(c for c in df.columns if c not in CANONICAL_COLUMNS))
     if extra:
@@ -602,13 +690,19 @@ def _check_timestamps(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, _Describe
         retry = np.flatnonzero(~ok & ~too_far & raw.notna().to_numpy())
         if len(retry):
             ns[retry], ok[retry] = _epoch_ns(_to_float(raw.iloc[retry]))
+    # a day inside what datetime64[ns] holds: a replay and a forecast add hours and days to
+    # the data's times (a sample at 2262-04-11 failed there, with a traceback)
+    outside = ok & ((ns < _MIN_TIME_NS) | (ns > _MAX_TIME_NS))
+    if outside.any():
+        ok &= ~outside
+        too_far = too_far | outside
 
     def describe(idx: np.ndarray) -> list[str]:
         values = raw.iloc[idx].to_numpy(dtype=object)
         return [
             "missing value"
             if _is_missing(v)
-            else f"{_show(v)} is outside the supported years 1677–2262"
+            else f"{_show(v)} is outside the supported years 1679–2260"
             if far
             else f"{_show(v)} is not an ISO 8601 time or epoch seconds{_millis_hint(v)}"
             for v, far in zip(values, too_far[idx], strict=True)

@@ -198,7 +198,8 @@ class Forecaster:
                 elif self.fast is None:
                     reason[i] = f"no model: {self.model_reason}"
                 else:
-                    reason[i] = heuristic_reason(int(windows.lengths[i]), self.min_history)
+                    gap = 0 if windows.gap_before is None else int(windows.gap_before[i])
+                    reason[i] = heuristic_reason(int(windows.lengths[i]), self.min_history, gap)
         quantiles = {m: block[:, j] for j, m in enumerate(METRICS)}
         return FleetForecast(names=list(windows.names), quantiles=quantiles, source=source, reason=reason,
                              importance=importance, block=block)

@@ -48,7 +48,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.contract import METRICS, PERCENT_METRICS, STEP_SECONDS
+from engine.contract import MAX_FILL_STEPS, METRICS, PERCENT_METRICS, STEP_SECONDS
 
 SEASON = 288                 # one day of 5-minute steps
 LEVEL_WINDOW = 3             # samples averaged for the current level
@@ -90,10 +90,26 @@ HISTORY_WIDTH = 2 * SEASON + 1   # the history the heuristic reads (its seasonal
 _WIDTH = HISTORY_WIDTH
 
 
-def heuristic_reason(history_len: int, min_len: int) -> str:
-    """Why the heuristic serves a server with a short history, e.g. "history 2.0 h < 3.0 h the model needs"."""
+def heuristic_reason(history_len: int, min_len: int, gap_seconds: int = 0) -> str:
+    """Why the heuristic serves a server with a short history, e.g. "history 2.0 h < 3.0 h the
+    model needs"; when a long gap restarted the window, that gap (hourly samples are all
+    gaps: without it the reason read as if the server were new)."""
     hours = STEP_SECONDS / 3600.0
-    return f"history {history_len * hours:.1f} h < {min_len * hours:.1f} h the model needs"
+    text = f"history {history_len * hours:.1f} h < {min_len * hours:.1f} h the model needs"
+    if gap_seconds > 0:
+        limit = MAX_FILL_STEPS * STEP_SECONDS // 60
+        text += (f", since two samples {_duration(gap_seconds)} apart: over {limit} min without one "
+                 f"starts the history again")
+    return text
+
+
+def _duration(seconds: int) -> str:
+    minutes = int(seconds) // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h".replace(".0 h", " h")
+    return f"{minutes / 1440:.1f} days".replace(".0 days", " days")
 
 
 def metric_range(metric: str) -> tuple[float, float]:

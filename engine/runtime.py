@@ -362,6 +362,12 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
     # it, and older resolved ones are absent; say where that history starts
     first = max(since, source.first)
     meta = {**snap.metadata, "alerts_since": f"{first:%Y-%m-%dT%H:%M:%SZ}"}
+    if at is not None:
+        meta["requested_at"] = f"{at:%Y-%m-%dT%H:%M:%SZ}"
+        if end < at.floor(f"{STEP_SECONDS}s"):
+            # --at inside a silence of the whole fleet: the forecast is as of its newest data
+            # before it, and must say so rather than pass for the time asked
+            meta["newest_before_requested"] = f"{end:%Y-%m-%dT%H:%M:%SZ}"
     if snap.data_time is not None:
         # every server of the data that the snapshot leaves out: stale in the store, or silent
         # since before the day the replay loaded (a single row far ahead makes the rest so)

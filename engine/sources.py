@@ -8,6 +8,7 @@ implement the same interface.
 """
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -63,14 +64,22 @@ def read_cores(path: Path) -> dict[str, int]:
     if not servers.is_file():
         return {}
     try:
-        # all text: pandas' type guessing read "true" as 1 core
-        table = pd.read_csv(servers, dtype=str, keep_default_na=False)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        # all text, every row as wide as the header (pandas read a first row with one field
+        # too many as an index column and shifted the others silently)
+        with open(servers, newline="", encoding="utf-8-sig") as fh:
+            lines = [r for r in csv.reader(fh) if r]
+    except (ValueError, OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{servers}: not a readable CSV table ({' '.join(str(exc).split())[:120]})") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in ("server_name", "cores") if c not in table.columns]
-    if missing:
-        raise DataError(f"{servers}: column '{missing[0]}' is missing")
+    header = [c.strip() for c in lines[0]] if lines else []
+    for c in ("server_name", "cores"):
+        if c not in header:
+            raise DataError(f"{servers}: column '{c}' is missing")
+        if header.count(c) > 1:
+            raise DataError(f"{servers}: column '{c}' appears more than once")
+    for row, fields in enumerate(lines[1:], start=1):
+        if len(fields) != len(header):
+            raise DataError(f"{servers}: row {row}: {len(fields)} fields, the header has {len(header)}")
+    table = {c: [f[header.index(c)] for f in lines[1:]] for c in ("server_name", "cores")}
     cores: dict[str, int] = {}
     rows: dict[str, int] = {}
     for row, (name, value) in enumerate(zip(table["server_name"], table["cores"]), start=1):

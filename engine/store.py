@@ -30,6 +30,7 @@ class FleetWindows:
     profiles: list[str]
     cores: list[int | None]
     filled: np.ndarray        # (n,) how many of the window's samples were gap-filled
+    gap_before: np.ndarray | None = None   # (n,) seconds of the long gap that started the window (0: none)
 
 
 def right_aligned(values: np.ndarray, width: int) -> np.ndarray:
@@ -60,6 +61,7 @@ class WindowStore:
         self._last = np.zeros(0, dtype=np.int64)      # epoch seconds of the newest step
         self._count = np.zeros(0, dtype=np.int64)     # samples averaged into the newest step
         self._exact = np.zeros(0, dtype=np.int64)     # epoch seconds of the newest sample itself
+        self._gap = np.zeros(0, dtype=np.int64)       # seconds of the gap that broke the window (0: none)
         self._filled = np.zeros((0, capacity), dtype=bool)
         self._profiles: list[str] = []
         self._cores: list[int | None] = []
@@ -90,6 +92,7 @@ class WindowStore:
             self._buf, self._head, self._len = grow(self._buf), grow(self._head), grow(self._len)
             self._last, self._count, self._filled = grow(self._last, -1), grow(self._count), grow(self._filled)
             self._exact = grow(self._exact, -1)
+            self._gap = grow(self._gap)
         self._profiles.append(UNKNOWN_PROFILE)
         self._cores.append(self._forgotten_cores.pop(name, None))
         return slot
@@ -112,6 +115,7 @@ class WindowStore:
         self._head, self._len = self._head[keep], self._len[keep]
         self._last, self._count = self._last[keep], self._count[keep]
         self._exact = self._exact[keep]
+        self._gap = self._gap[keep]
         self._names = [self._names[i] for i in keep.tolist()]
         self._profiles = [self._profiles[i] for i in keep.tolist()]
         self._cores = [self._cores[i] for i in keep.tolist()]
@@ -184,6 +188,7 @@ class WindowStore:
         if missing > self.max_fill_steps:  # a long gap breaks the window
             self._len[slot] = 0
             self._head[slot] = 0
+            self._gap[slot] = step - last
         elif missing > 0:
             prev = self._buf[slot, (self._head[slot] - 1) % self.capacity].copy()
             for k in range(1, missing + 1):
@@ -292,4 +297,5 @@ class WindowStore:
             profiles=[self._profiles[s] for s in slots],
             cores=[self._cores[s] for s in slots],
             filled=(filled_mask & valid).sum(axis=1),
+            gap_before=self._gap[slots].copy(),
         )

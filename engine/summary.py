@@ -36,6 +36,11 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
         f"{env.high_risk_servers} high-risk; P(incident) 30 min {format_probability(env.incident_probability_30m)}, "
         f"8 h {format_probability(env.incident_probability_8h)}",
     ]
+    newest = snap.metadata.get("newest_before_requested")
+    if newest:
+        asked = snap.metadata.get("requested_at", "")
+        lines.insert(1, f"(--at {asked[:16]}Z: no server sent data between {newest[:16]}Z and then; "
+                        f"this is the forecast as of {newest[:16]}Z)")
     heading = [s for s in sorted(snap.servers, key=lambda s: (-s.risk_8h, s.server_name))
                if s.risk_8h > 0.01 or s.minutes_to_breach is not None]
     ranked = heading[:top]

@@ -120,7 +120,8 @@ def _prepare_source(path: str, opts: TrainOptions) -> Source:
     if part.empty:
         held = (f"from {spec.heldout_from:%Y-%m-%dT%H:%MZ}" if spec.heldout_from is not None
                 else f"the last {spec.heldout_days:g} days of each server")
-        raise DataError(f"{path}: no rows left to train on: the held-out period ({held}"
+        raise DataError(f"{path}: no rows before the held-out period (what training and its calibration use): "
+                        f"the held-out period ({held}"
                         f"{', and the held-out servers' if spec.heldout_servers else ''}) covers all of its data")
     last = part.groupby("server_name")["timestamp"].transform("max")
     if opts.max_train_days:
@@ -370,6 +371,12 @@ def train(opts: TrainOptions) -> Path:
     pl.seed_everything(opts.seed, workers=True, verbose=False)
     sources, frame = _prepare_sources(opts)
     vocab = sorted(set(normalise_profile(frame["profile"])) | {UNKNOWN_PROFILE})
+    from engine.tft_model import MAX_VOCABULARY
+
+    if len(vocab) > MAX_VOCABULARY:     # a model with more would be written and never load
+        raise DataError(f"{', '.join(str(s.path) for s in sources)}: column profile: {len(vocab) - 1:,} distinct "
+                        f"profiles, a model holds at most {MAX_VOCABULARY - 1:,} (a profile is a server's role, "
+                        f"such as web or database, not its name)")
     init = None
     if opts.init_from:
         from engine.tft_model import load_model_dir

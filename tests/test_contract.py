@@ -259,7 +259,7 @@ def test_load_path_on_a_file(tmp_path: Path) -> None:
         (
             "web-01,2300-01-01T00:00:00Z,1,2,3,0.1",
             "timestamp",
-            "'2300-01-01T00:00:00Z' is outside the supported years 1677–2262",
+            "'2300-01-01T00:00:00Z' is outside the supported years 1679–2260",
         ),
         (",2024-01-01T00:10:00Z,1,2,3,0.1", "server_name", "missing value"),
         # several problems in one row: the first column's is reported
@@ -509,7 +509,12 @@ def test_directory_without_data_files(tmp_path: Path) -> None:
     write(tmp_path, "notes.txt", "hello")
     (tmp_path / "sub").mkdir()
     result = load_path(tmp_path)
-    assert str(only_problem(result)) == f"{tmp_path}: directory has no .csv, .csv.gz, .parquet or .pq files"
+    assert str(only_problem(result)) == (f"{tmp_path}: directory has no .csv, .csv.gz, .parquet or .pq files "
+                                         f"(folders inside are not read: sub; name a folder itself to read it)")
+    (tmp_path / "sub").rmdir()
+    write(tmp_path, "fleet.json", "[]")
+    assert str(only_problem(load_path(tmp_path))) == (
+        f"{tmp_path}: directory has no .csv, .csv.gz, .parquet or .pq files (not read: fleet.json, notes.txt)")
 
 
 def test_directory_keeps_good_files_next_to_bad_ones(tmp_path: Path) -> None:
@@ -1005,3 +1010,94 @@ def test_a_header_alone_without_a_newline_has_no_rows_and_a_parquet_index_is_a_c
     assert result.problems == [] and len(result.frame) == 2
     frame.to_csv(tmp_path / "x.csv")                                      # the index written as a nameless column
     assert load_path(tmp_path / "x.csv").notes == [f"{tmp_path / 'x.csv'}: ignored extra columns: (unnamed)"]
+
+
+# --------------------------------------------------------------------------- session 17 review
+
+
+def test_file_and_column_names_reach_a_terminal_escaped(tmp_path: Path) -> None:
+    from engine.contract import printable
+
+    path = csv_file(tmp_path, "a,2026-01-01T00:00:00Z,1,2,3,4", name="x\x1b[2J.csv",
+                    header=HEADER.replace("server_name", "host"))
+    text = str(only_problem(load_path(path)))
+    assert "\x1b" not in text and "x\\x1b[2J.csv" in text
+    assert printable("evil\nINJECTED \u200bline") == "evil\\nINJECTED \\u200bline"
+    assert printable("web-01 ok") == "web-01 ok"
+
+
+def test_a_csv_with_another_separator_or_in_utf16_says_so(tmp_path: Path) -> None:
+    semi = csv_file(tmp_path, "a;2026-01-01T00:00:00Z;1;2;3;4", name="semi.csv", header=HEADER.replace(",", ";"))
+    assert "the header is separated by semicolons: tft-top reads comma-separated files" in str(load_path(semi).problems[0])
+    tabs = csv_file(tmp_path, "a\t2026-01-01T00:00:00Z\t1\t2\t3\t4", name="tabs.csv", header=HEADER.replace(",", "\t"))
+    assert "separated by tabs" in str(load_path(tabs).problems[0])
+    u16 = tmp_path / "u16.csv"
+    u16.write_text(HEADER + "\na,2026-01-01T00:00:00Z,1,2,3,4\n", encoding="utf-16")
+    assert str(only_problem(load_path(u16))) == f"{u16}: not a readable CSV table (UTF-16 or UTF-32 text: save it as UTF-8)"
+
+
+def _rows(n: int, cpu: float = 30.0, mem: float = 50.0, disk: float = 40.0, start: str = "2026-01-05T00:00:00Z",
+          step_s: float = 300.0, epoch: bool = False) -> list[str]:
+    t0 = pd.Timestamp(start)
+    out = []
+    for i in range(n):
+        t = t0 + pd.Timedelta(seconds=step_s * i)
+        stamp = f"{t.value / 1e9:.6f}" if epoch else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append(f"a,{stamp},{cpu},{mem},{disk},1.0")
+    return out
+
+
+def test_valid_data_that_is_probably_not_what_was_meant_is_noted(tmp_path: Path) -> None:
+    plain = load_path(csv_file(tmp_path, *_rows(50), name="plain.csv"))
+    assert plain.problems == [] and plain.notes == []
+    frac = load_path(csv_file(tmp_path, *_rows(50, 0.3, 0.5, 0.4), name="frac.csv"))
+    assert len(frac.frame) == 50 and frac.notes == [
+        f"{tmp_path / 'frac.csv'}: every cpu_percent, memory_percent, disk_percent value is between 0 and 1: "
+        f"percentages written as fractions? (0.5 reads as 0.5 %, not 50 %)"]
+    # spreadsheet days read as epoch seconds: 1970, and 50 samples within a minute
+    days = load_path(csv_file(tmp_path, *[f"a,{46027 + i / 288:.6f},30,50,40,1" for i in range(50)], name="days.csv"))
+    assert len(days.notes) == 2
+    assert "timestamps from 1970-01-01T12:47:07Z, before 2000" in days.notes[0]
+    assert days.notes[1].startswith(f"{tmp_path / 'days.csv'}: 50 samples of 1 server(s) within 1970-01-01T12:47:07Z")
+    assert days.notes[1].endswith("several per 5-minute step, averaged into one")
+    # once a minute: noted, as it is averaged; a sample every 5 minutes is not
+    fast = load_path(csv_file(tmp_path, *_rows(50, step_s=60), name="fast.csv"))
+    assert len(fast.notes) == 1 and "averaged into one" in fast.notes[0]
+
+
+def test_folders_and_data_in_other_forms_inside_a_data_directory_are_noted(tmp_path: Path) -> None:
+    csv_file(tmp_path, *_rows(3))
+    write(tmp_path, "b.json", "[]")
+    write(tmp_path, "split.json", "{}")             # read by engine.datasplit: not noted
+    (tmp_path / "day2").mkdir()
+    result = load_path(tmp_path)
+    assert result.notes == [
+        f"{tmp_path}: skipped files that are not .csv, .csv.gz, .parquet or .pq: b.json",
+        f"{tmp_path}: skipped folders (only the files directly inside a directory are read; name a folder "
+        f"itself to read it): day2"]
+
+
+def test_times_a_replay_cannot_add_hours_to_are_refused_in_their_row(tmp_path: Path) -> None:
+    result = load_path(csv_file(tmp_path, "a,2262-04-11T18:00:00Z,1,2,3,4", "a,2260-12-31T00:00:00Z,1,2,3,4"))
+    assert str(only_problem(result)).endswith(
+        "row 1, column timestamp: '2262-04-11T18:00:00Z' is outside the supported years 1679–2260")
+    assert len(result.frame) == 1
+
+
+def test_a_posted_record_with_two_keys_for_one_column_is_refused_alone() -> None:
+    good = [{"server_name": "a", "timestamp": f"2026-01-01T00:{m:02d}:00Z", "cpu_percent": 1, "memory_percent": 2,
+             "disk_percent": 3, "load_average": 1} for m in (0, 5, 10)]
+    bad = {**good[0], "timestamp": "2026-01-01T00:15:00Z", "cpu_percent ": 4}
+    spaced = {" server_name": "b", **{k: v for k, v in good[0].items() if k != "server_name"}}
+    result = validate_records([*good, bad, spaced], "POST")
+    assert [str(p) for p in result.problems] == ["POST: row 4: keys 'cpu_percent' and 'cpu_percent ' name the same column"]
+    assert result.frame["server_name"].tolist() == ["a", "a", "a", "b"]        # " server_name" is server_name
+
+
+def test_posted_whole_number_names_keep_their_digits_beside_a_missing_name() -> None:
+    rec = lambda name: {"server_name": name, "timestamp": "2026-01-01T00:00:00Z", "cpu_percent": 1,  # noqa: E731
+                        "memory_percent": 2, "disk_percent": 3, "load_average": 1}
+    result = validate_records([rec(9007199254740993), rec(9007199254740995), rec(None)], "POST")
+    # (a float column had renamed them 9007199254740992 and 9007199254740996)
+    assert sorted(result.frame["server_name"]) == ["9007199254740993", "9007199254740995"]
+    assert [p.row for p in result.problems] == [3]

@@ -420,7 +420,10 @@ def test_cli_refuses_numbers_that_make_no_sense(capsys):
                        (["serve", "--port", "99999"], "--port"),
                        (["--speed", "nan"], "--speed"),       # (never ticked, and +/- could not mend it)
                        (["--speed", "inf"], "--speed"),
-                       (["serve", "--speed", "0"], "--speed")):
+                       (["serve", "--speed", "0"], "--speed"),
+                       (["train", "--data", "x", "--seed", "-5"], "--seed"),     # (a numpy traceback)
+                       (["train", "--data", "x", "--seed", "99999999999"], "--seed"),
+                       (["serve", "--simulate", "3", "--seed", "-1"], "--seed")):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
@@ -446,7 +449,7 @@ def test_train_and_eval_on_too_little_data_say_so(tmp_path, capsys, tiny_model_d
     assert main(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     # (nothing written: not even the --out directory it created)
-    assert "no rows left to train on" in err and "Traceback" not in err and not (tmp_path / "m").exists()
+    assert "no rows before the held-out period" in err and "Traceback" not in err and not (tmp_path / "m").exists()
     assert main(["eval", "--model", str(tiny_model_dir), "--data", str(tmp_path / "d"), "--no-alerts"]) == 2
     assert "nothing to score" in capsys.readouterr().err
 
@@ -489,11 +492,17 @@ def test_a_bad_core_count_in_servers_csv_is_one_line(replay_dir, capsys):
     for body, message in [("srv-00,true", "row 1, column cores: 'true' is not a whole number"),
                           ("srv-00,99999999999999999999999", "row 1, column cores: '99999999999999999999999' is not"),
                           (",4", "row 1, column server_name: missing value"),
-                          ("srv-00,4\nsrv-00,8", "row 2, column server_name: 'srv-00' is listed again (first on row 1)")]:
+                          ("srv-00,4\nsrv-00,8", "row 2, column server_name: 'srv-00' is listed again (first on row 1)"),
+                          # (pandas read a first row one field too wide as an index: srv-00's 4 cores went to "4")
+                          ("srv-00,4,9\nsrv-01,4", "servers.csv: row 1: 3 fields, the header has 2"),
+                          ("srv-00,4\nsrv-01", "servers.csv: row 2: 1 fields, the header has 2")]:
         (replay_dir / "servers.csv").write_text("server_name,cores\n" + body + "\n")
         assert main(["predict", "--data", str(replay_dir)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+    (replay_dir / "servers.csv").write_text("server_name,cores,cores\nsrv-00,4,8\n")
+    assert main(["predict", "--data", str(replay_dir)]) == 2
+    assert "servers.csv: column 'cores' appears more than once" in capsys.readouterr().err
 
 
 def test_without_a_model_the_store_keeps_the_two_days_the_heuristic_reads(tmp_path):
@@ -826,3 +835,55 @@ def test_an_interrupted_command_says_what_it_left(tiny_model_dir, replay_dir, ca
     monkeypatch.setattr(ev, "evaluate_paths", interrupted)
     assert main(["eval", "--model", str(tiny_model_dir), "--data", str(replay_dir), "--no-alerts"]) == 130
     assert capsys.readouterr().err.strip() == "tft-top eval: interrupted: nothing was recorded"
+
+
+def test_predict_at_takes_iso_8601_only_not_a_date_read_either_way(replay_dir, capsys):
+    # 01/06/2026 is the 6th of January to pandas and the 1st of June to much of the world
+    for text in ("01/06/2026 05:00", "06/01/2026", "Jan 6 2026"):
+        assert main(["predict", "--data", str(replay_dir), "--at", text]) == 2
+        assert "is not an ISO 8601 time or epoch seconds" in capsys.readouterr().err
+
+
+def test_predict_at_inside_a_silence_says_the_forecast_is_older(tmp_path, capsys):
+    frame = make_grid(n_servers=2, days=1.0)
+    t = frame["timestamp"]
+    quiet_from, quiet_to = t.min() + pd.Timedelta(hours=12), t.min() + pd.Timedelta(hours=18)
+    write_fleet(tmp_path / "d", frame[(t < quiet_from) | (t >= quiet_to)])
+    asked = quiet_from + pd.Timedelta(hours=3)
+    snap = predict_at(tmp_path / "d", None, at=asked)
+    newest = quiet_from - pd.Timedelta(minutes=5)
+    assert snap.data_time == f"{newest:%Y-%m-%dT%H:%M:%SZ}"
+    assert snap.metadata["requested_at"] == f"{asked:%Y-%m-%dT%H:%M:%SZ}"
+    assert snap.metadata["newest_before_requested"] == f"{newest:%Y-%m-%dT%H:%M:%SZ}"
+    assert main(["predict", "--data", str(tmp_path / "d"), "--at", f"{asked:%Y-%m-%dT%H:%M:%SZ}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == (f"(--at {asked:%Y-%m-%dT%H:%M}Z: no server sent data between {newest:%Y-%m-%dT%H:%M}Z "
+                      f"and then; this is the forecast as of {newest:%Y-%m-%dT%H:%M}Z)")
+    # a time with data: no such line, no such field
+    snap = predict_at(tmp_path / "d", None, at=quiet_to + pd.Timedelta(hours=1))
+    assert "newest_before_requested" not in snap.metadata
+
+
+def test_a_server_whose_samples_are_hours_apart_is_told_why_its_history_is_short(tmp_path, tiny_model_dir):
+    frame = make_grid(n_servers=1, days=3.0)
+    hourly = frame[frame["timestamp"].dt.minute == 0]          # a sample an hour: every one a gap
+    write_fleet(tmp_path / "d", hourly)
+    snap = predict_at(tmp_path / "d", tiny_model_dir)
+    reason = snap.servers[0].reason
+    assert reason.startswith("history 0.1 h < ") and "since two samples 60 min apart" in reason, reason
+
+
+def test_training_refuses_more_profiles_than_a_model_can_hold(tmp_path, capsys):
+    from engine.tft_model import MAX_VOCABULARY
+
+    frame = make_grid(n_servers=2, days=2.0)
+    t0 = frame["timestamp"].min()
+    many = pd.DataFrame({"server_name": [f"x{i}" for i in range(MAX_VOCABULARY)], "timestamp": t0,
+                         **{m: 1.0 for m in METRICS}, "profile": [f"p{i}" for i in range(MAX_VOCABULARY)]})
+    write_fleet(tmp_path / "d", pd.concat([frame, many], ignore_index=True),
+                heldout_from=f"{t0 + pd.Timedelta(days=1.5):%Y-%m-%dT%H:%M:%SZ}")
+    # (a model with more was written and could never load: every command fell back to the heuristic)
+    assert main(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'd'}: column profile: " in err and f"distinct profiles, a model holds at most {MAX_VOCABULARY - 1:,}" in err, err
+    assert not (tmp_path / "m").exists()

@@ -17,7 +17,9 @@ DEFAULT_DATA = Path("demo_data")
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"tft-top: {message}", file=sys.stderr)
+    from engine.contract import printable
+
+    print(f"tft-top: {printable(message)}", file=sys.stderr)
     return code
 
 
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=_counted(1), default=64, help="windows per batch (default 64)")
     tr.add_argument("--hidden-size", type=_counted(1), default=None,
                     help="the TFT's hidden size for a new model (default 32)")
-    tr.add_argument("--seed", type=int, default=0, help="random seed of the run (default 0)")
+    tr.add_argument("--seed", type=_counted(0, 2**32 - 1), default=0, help="random seed of the run (default 0)")
     tr.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     tr.add_argument("--init-from", default=None, metavar="DIR",
                     help="warm start: continue from this model directory's weights (same architecture; "
@@ -170,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "'X-API-Key: KEY' (default: $TFT_TOP_API_KEY, which keeps it out of `ps`)")
     sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="where the model runs (default auto: CUDA when present)")
-    sv.add_argument("--seed", type=int, default=0, help="--simulate: the synthetic fleet's seed (default 0)")
+    sv.add_argument("--seed", type=_counted(0, 2**32 - 1), default=0, help="--simulate: the synthetic fleet's seed (default 0)")
     sv.add_argument("--max-body", type=_counted(1), default=1_000_000, metavar="BYTES",
                     help="largest request body accepted (default 1000000; larger: 413)")
     sv.add_argument("--quiet", action="store_true", help="no access log")
@@ -235,11 +237,11 @@ def _say_interrupted(command: str) -> None:
 
 def _print_notes() -> None:
     """What loading the data noted (ignored columns, skipped sidecar files), once each, on stderr."""
-    from engine.contract import drain_notes
+    from engine.contract import drain_notes, printable
 
     for note in drain_notes():
         try:
-            print(f"tft-top: note: {note}", file=sys.stderr)
+            print(f"tft-top: note: {printable(note)}", file=sys.stderr)
         except (OSError, ValueError):   # stderr closed (a broken pipe)
             return
 
@@ -450,7 +452,12 @@ def _predict(args) -> int:
             text = args.at.strip()
             # epoch seconds, as the data files accept them
             # (9+ digits: epoch seconds; 20261127 is an ISO 8601 basic date)
-            at = pd.Timestamp(float(text), unit="s") if re.fullmatch(r"\d{9,}(\.\d*)?", text) else pd.Timestamp(text)
+            if re.fullmatch(r"\d{9,}(\.\d*)?", text):
+                at = pd.Timestamp(float(text), unit="s")
+            elif re.fullmatch(r"\d{4}-?\d{2}-?\d{2}([T ]\S.*)?", text):
+                at = pd.Timestamp(text)
+            else:       # 01/06/2026 is the 6th of January to pandas and the 1st of June to many
+                at = pd.NaT
         except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
             at = pd.NaT
         if pd.isna(at):

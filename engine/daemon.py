@@ -49,6 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, LoadResult, validate_records
 from engine.runtime import STALE_AFTER_SECONDS, Engine, iso
@@ -285,6 +287,15 @@ def _host_is_loopback(host_header: str) -> bool:
     return is_loopback(host)
 
 
+def _same_origin(origin: str | None, host: str | None) -> bool:
+    """True for a WebSocket handshake without an Origin (a program: tft-top --connect, curl,
+    websocat) or from a page served by this daemon itself (its Origin names the Host asked)."""
+    if origin is None:
+        return True
+    netloc = urlsplit(origin.strip()).netloc
+    return bool(netloc) and host is not None and netloc.lower() == host.strip().lower()
+
+
 class Guard:
     """Before any route runs: the Host check (a loopback daemon answers only to loopback names, which
     stops DNS rebinding), the API key (HTTP and WebSocket), and the request body cap."""
@@ -315,6 +326,11 @@ class Guard:
                 return
             return await _send_json(send, 400, {"detail": f"refused: Host {host[:80]!r} is not a loopback name "
                                                           "(this daemon listens on loopback only)"})
+        if kind == "websocket" and not _same_origin(_header(scope, b"origin"), host):
+            # a browser sends its page's Origin and lets any page open a WebSocket (no CORS):
+            # without this, a web page the operator visits could read a keyless daemon's fleet
+            await send({"type": "websocket.close", "code": 1008, "reason": "cross-origin WebSocket refused"})
+            return
         if not self.authorized(scope):
             if kind == "websocket":  # a close before accept: the handshake is refused (HTTP 403)
                 await send({"type": "websocket.close", "code": 1008, "reason": "missing or wrong API key"})
@@ -359,9 +375,13 @@ class Ingested:
     problems: list[dict]         # {"row", "index", "column", "message", "text"}; row counts from 1
     notes: list[str]
     forecast_in_seq: int | None = None   # the first snapshot seq whose forecasts include them
+    total: int | None = None     # records in the request (a list); None: not a list
 
     @property
     def refused_indices(self) -> list[int]:
+        if self.total is not None:   # every record not accepted (a missing column refuses them all)
+            taken = set(self.accepted)
+            return [i for i in range(self.total) if i not in taken]
         return sorted({p["index"] for p in self.problems if p["index"] is not None})
 
 
@@ -525,7 +545,8 @@ class Daemon:
         result: LoadResult = validate_records(records, POST_SOURCE)
         problems = [_problem_json(str(p), p.row, p.column, p.message) for p in result.problems]
         if not isinstance(records, list) or any(p.row is None for p in result.problems):
-            return Ingested([], len(records) if isinstance(records, list) else 0, problems, result.notes)
+            n = len(records) if isinstance(records, list) else 0
+            return Ingested([], n, problems, result.notes, total=n if isinstance(records, list) else None)
         bad_rows = {p.row for p in result.problems}
         good = [i for i in range(len(records)) if (i + 1) not in bad_rows]
         frame = result.frame
@@ -536,6 +557,7 @@ class Daemon:
         profiles = frame["profile"].to_numpy()
         accepted: list[int] = []
         refused: list[str] = []
+        kept: set[str] = set()          # the servers of the records that reached the store
         with self.lock:
             store = self.engine.store
             clock = time.time() if isinstance(self.engine.source, PushSource) else store.newest_epoch()
@@ -550,6 +572,7 @@ class Daemon:
                                           None if profile == UNKNOWN_PROFILE else profile)
                 row = None if index_of is None else index_of[k] + 1
                 if reason is None:
+                    kept.add(str(names[k]))
                     if row is not None:
                         accepted.append(row - 1)
                     continue
@@ -575,10 +598,13 @@ class Daemon:
                     result.notes.append(f"{name}: its newest sample is over {STALE_AFTER_SECONDS // 60} min older "
                                         f"than the fleet's ({iso(newest)}): stored, but not forecast until it "
                                         "catches up")
+                # (a seq is promised only when some stored server will be in it)
+                if kept <= set(behind):
+                    stored = False
             next_seq = self._next_seq if stored else None
         problems.sort(key=lambda p: (p["row"] is None, p["row"] or 0))
         return Ingested(sorted(accepted), len(records) - (len(frame) - len(refused)), problems, result.notes,
-                        next_seq)
+                        next_seq, total=len(records))
 
     @staticmethod
     def _frame_indices(records: list, good: list[int], frame: pd.DataFrame) -> list[int] | None:
@@ -684,6 +710,22 @@ class Daemon:
 
         app.add_exception_handler(Exception, internal_error)
 
+        async def http_error(request: Request, exc: HTTPException) -> Response:
+            from fastapi.exception_handlers import http_exception_handler
+
+            response = await http_exception_handler(request, exc)
+            if exc.status_code == 405:      # every method the path answers, HEAD included
+                methods = set()
+                for route in app.routes:
+                    regex, allowed = getattr(route, "path_regex", None), getattr(route, "methods", None)
+                    if regex is not None and allowed and regex.match(request.url.path):
+                        methods |= set(allowed)
+                if methods:
+                    response.headers["Allow"] = ", ".join(sorted(methods))
+            return response
+
+        app.add_exception_handler(HTTPException, http_error)
+
         @app.get("/health", tags=["daemon"], summary="Liveness (no API key needed)",
                  openapi_extra={"security": []})
         async def health() -> dict:
@@ -712,11 +754,14 @@ class Daemon:
             pub = daemon.latest
             if pub is None:
                 return Response(status_code=503, headers={"Retry-After": "1"}) if head else daemon._not_ready()
-            headers = {"ETag": pub.etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
-            if _etag_matches(request.headers.get("if-none-match"), pub.etag):
+            zipped = _accepts_gzip(request.headers.get("accept-encoding", ""))
+            # (the gzip body is other bytes: another strong ETag, RFC 9110 8.8.3)
+            etag = pub.etag[:-1] + '-gzip"' if zipped else pub.etag
+            headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
+            if _etag_matches(request.headers.get("if-none-match"), etag):
                 return Response(status_code=304, headers=headers)
             body = pub.body
-            if _accepts_gzip(request.headers.get("accept-encoding", "")):
+            if zipped:
                 headers["Content-Encoding"] = "gzip"
                 body = pub.gzip_body
             if head:
@@ -802,7 +847,10 @@ class Daemon:
                 # also keeps web pages from posting here: a JSON POST from a page needs a CORS preflight
                 return JSONResponse({"detail": f"send the records as JSON (Content-Type: application/json), "
                                                f"not {media or 'no content type'}"}, status_code=415)
-            body = await request.body()
+            try:
+                body = await request.body()
+            except ClientDisconnect:        # the client left mid-body: no one to answer, nothing to log
+                return Response(status_code=400)
             try:
                 payload = json.loads(body)
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -818,7 +866,8 @@ class Daemon:
                    "forecast_in_seq": result.forecast_in_seq}
             if not result.problems:
                 out["detail"] = (f"accepted {out['accepted']} record(s); they are forecast at the next tick "
-                                 f"(snapshot seq {result.forecast_in_seq} on)")
+                                 f"(snapshot seq {result.forecast_in_seq} on)" if result.forecast_in_seq is not None
+                                 else f"accepted {out['accepted']} record(s); stored, not forecast yet (see notes)")
                 return JSONResponse(out, status_code=202)
             first = result.problems[0]["text"]
             more = len(result.problems) - 1

@@ -341,7 +341,7 @@ class RemoteEngine:
     def _run(self) -> None:
         delay = self.min_backoff
         while not self._stop.is_set():
-            before = self.received
+            before, mode = self.received, self.mode
             try:
                 if self.mode == "ws":
                     self._ws_session()
@@ -354,6 +354,8 @@ class RemoteEngine:
                 error = self._describe(exc)
             if self._stop.is_set():
                 break
+            if self.mode != mode and self.received == before:
+                continue            # the WebSocket was refused: poll at once, and show its reason
             self._set_connected(False, error)
             if self.received > before:      # it was working: retry soon
                 delay = self.min_backoff
@@ -366,11 +368,17 @@ class RemoteEngine:
 
         if isinstance(exc, InvalidStatus):
             code = exc.response.status_code
-            if code in (401, 403):
+            if code == 401:
                 return f"the daemon refused the connection (HTTP {code}): missing or wrong API key"
-            if self.transport == "auto":           # something in between does not pass WebSockets
+            if self.transport == "auto":
+                # something in between does not pass WebSockets, or the daemon refused the
+                # handshake (403 is all a refused handshake says: a wrong key, path or Host
+                # name alike): a plain GET gets its reason, or the snapshot
                 self.mode = "poll"
-                return f"WebSocket refused (HTTP {code}); polling /predictions/current instead"
+                return f"WebSocket refused (HTTP {code}); asking /predictions/current"
+            if code == 403:
+                return (f"the daemon refused the connection (HTTP {code}): a missing or wrong API key, "
+                        f"a wrong path, or a Host name it does not answer to")
             return f"WebSocket refused (HTTP {code})"
         if isinstance(exc, ConnectionClosed):
             rcvd = exc.rcvd
@@ -437,7 +445,7 @@ class RemoteEngine:
                 elif r.status_code == 503:          # warming up: connected, nothing to show yet
                     self._set_connected(True, f"the daemon is not ready: {_detail(r)}")
                 elif r.status_code in (401, 403):
-                    raise _Refused(f"the daemon refused the request (HTTP {r.status_code}): missing or wrong API key")
+                    raise _Refused(f"the daemon refused the request (HTTP {r.status_code}): {_detail(r)}")
                 else:
                     raise _Refused(f"/predictions/current answered HTTP {r.status_code}: {_detail(r)}")
                 self._stop.wait(self.poll_interval)

@@ -128,12 +128,21 @@ def test_head_of_the_snapshot_gives_its_headers_without_a_body(srv):
     with client(srv) as c:
         head = c.head("/predictions/current", headers={"Accept-Encoding": "identity"})
         get = c.get("/predictions/current", headers={"Accept-Encoding": "identity"})
-        again = c.head("/predictions/current", headers={"If-None-Match": get.headers["etag"]})
+        again = c.head("/predictions/current", headers={"If-None-Match": get.headers["etag"],
+                                                        "Accept-Encoding": "identity"})
+        zipped = c.get("/predictions/current", headers={"Accept-Encoding": "gzip"})
+        zipped_again = c.head("/predictions/current", headers={"If-None-Match": zipped.headers["etag"],
+                                                               "Accept-Encoding": "gzip"})
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-type"] == "application/json"
     if head.headers["etag"] == get.headers["etag"]:        # (a tick may land in between)
         assert int(head.headers["content-length"]) == len(get.content)
         assert again.status_code == 304
+    # the gzip body is other bytes: its own strong ETag (RFC 9110), and it validates too
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.headers["etag"].endswith('-gzip"')
+    assert zipped.headers["etag"] != get.headers["etag"]
+    if zipped_again.headers["etag"] == zipped.headers["etag"]:
+        assert zipped_again.status_code == 304
 
 
 def test_alerts_active_are_ongoing(srv):
@@ -333,6 +342,58 @@ def test_post_rejects_bad_payloads(push_srv):
                                          "text": "POST /metrics: row 1, column cpu_percent: 'abc' is not a number"}
         r = c.post("/metrics", json=[{"server_name": "p-1", "timestamp": "2026-01-05T00:00:00Z"}])
         assert r.status_code == 422 and "column 'cpu_percent' is missing" in r.json()["detail"]
+        # (the problems name no row: every record is refused, and the indices say which)
+        assert r.json()["refused"] == 1 and r.json()["refused_indices"] == [0]
+        # a method the path does not take: the answer lists every one it does, HEAD included
+        r = c.put("/predictions/current")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        assert c.post("/health").headers["allow"] == "GET, HEAD"
+
+
+def test_a_web_page_cannot_read_a_keyless_daemon_over_its_websocket(srv):
+    # browsers let any page open a WebSocket (no CORS): the page's Origin tells it apart
+    with pytest.raises(InvalidStatus) as refused:
+        with ws_connect(ws_url(srv), origin="http://evil.example", proxy=None, open_timeout=5):
+            pass
+    assert refused.value.response.status_code == 403
+    with ws_connect(ws_url(srv), origin=srv.url, proxy=None, max_size=None, open_timeout=5) as ws:
+        assert json.loads(ws.recv(timeout=5))["predictions"]      # a page of the daemon itself may
+    with ws_connect(ws_url(srv), proxy=None, max_size=None, open_timeout=5) as ws:
+        assert json.loads(ws.recv(timeout=5))["predictions"]      # a program sends no Origin
+
+
+def test_connect_shows_the_daemons_own_reason_when_the_websocket_is_refused(srv):
+    # a refused handshake says only 403 (a wrong path here, a Host name or a key alike); the
+    # client asks a plain GET, which says why, instead of blaming the key
+    remote = RemoteEngine(srv.url + "/predictions", None, connect_wait=1.0)
+    try:
+        remote.start()
+        assert remote.wait_until(lambda r: r.last_error and "HTTP 404" in r.last_error, 10), remote.last_error
+        assert "API key" not in remote.last_error
+    finally:
+        remote.close()
+
+
+def test_a_post_of_samples_too_old_to_forecast_promises_no_snapshot(push_srv):
+    with client(push_srv) as c:
+        c.post("/metrics", json=[record("p-fresh", recent(5))])
+        r = c.post("/metrics", json=[record("p-old", recent(120))])
+    d = r.json()
+    assert r.status_code == 202 and d["forecast_in_seq"] is None and "not forecast yet" in d["detail"]
+    assert any("p-old: its newest sample is over" in n for n in d["notes"])
+
+
+def test_a_client_that_leaves_mid_body_leaves_no_error_in_the_log(push_srv, caplog):
+    import logging
+
+    with caplog.at_level(logging.ERROR):
+        with socket.create_connection(("127.0.0.1", push_srv.port), timeout=5) as sock:
+            sock.sendall(b"POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000\r\n\r\n[{\"server_name\": ")
+        time.sleep(0.5)
+        with client(push_srv) as c:
+            assert c.get("/health").status_code == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 def recent(minutes_ago: float) -> str:

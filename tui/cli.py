@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="warm start: continue from this model directory's weights (same architecture; "
                          "with --day-ago on a model without it, every weight the new inputs leave unchanged)")
     tr.add_argument("--loss-weights", default=None, metavar="W,W,W,W",
-                    help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5)")
+                    help="per-target loss weights: cpu, memory, disk, load (default 1,1,1,5 for a new model; "
+                         "--init-from keeps its model's)")
     tr.add_argument("--ramp-share", type=float, default=None, metavar="S",
                     help="draw a share S of training windows from labelled incident ramps (incidents.csv)")
     tr.add_argument("--ramp-kinds", default=None, metavar="KIND=W,...",
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "'X-API-Key: KEY' (default: $TFT_TOP_API_KEY, which keeps it out of `ps`)")
     sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="where the model runs (default auto: CUDA when present)")
-    sv.add_argument("--seed", type=_counted(0, 2**32 - 1), default=0, help="--simulate: the synthetic fleet's seed (default 0)")
+    sv.add_argument("--seed", type=_counted(0, 2**32 - 1), default=None, help="--simulate: the synthetic fleet's seed (default 0)")
     sv.add_argument("--max-body", type=_counted(1), default=1_000_000, metavar="BYTES",
                     help="largest request body accepted (default 1000000; larger: 413)")
     sv.add_argument("--quiet", action="store_true", help="no access log")
@@ -497,6 +498,8 @@ def _serve(args) -> int:
     from engine.daemon import DaemonError, api_key_from_env, build_daemon, check_bind, serve
     from engine.tft_model import find_latest_model
 
+    if args.seed is not None and args.simulate is None:     # (it was ignored without a word)
+        return _fail("--seed is the --simulate fleet's seed: give --simulate N too")
     thresholds = _thresholds(args)
     if thresholds is None:
         return 2
@@ -504,7 +507,7 @@ def _serve(args) -> int:
     model = args.model if args.model is not None else find_latest_model(DEFAULT_MODELS)
     try:
         check_bind(args.host, api_key)          # before loading any data
-        daemon = build_daemon(model=model, replay=args.replay, simulate=args.simulate, seed=args.seed,
+        daemon = build_daemon(model=model, replay=args.replay, simulate=args.simulate, seed=args.seed or 0,
                               speed=args.speed, interval=args.interval, api_key=api_key, device=args.device,
                               max_body=args.max_body, thresholds=thresholds)
         _print_notes()

@@ -547,9 +547,10 @@ async def test_keys_that_would_do_nothing_are_hidden():
         from tui.actions import ActionsProvider
         from tui.screens.help import help_renderable
 
-        assert set(app.unavailable_actions()) == {"speed_up", "slow_down", "step_back", "filter"}
+        assert set(app.unavailable_actions()) == {"speed_up", "slow_down", "step_back", "filter", "open_server"}
         offered = {a.action for a in ActionsProvider._entries(type("P", (), {"app": app})())}
-        assert not offered & {"speed_up", "slow_down", "step_back", "filter"} and "toggle_pause" in offered
+        assert not offered & {"speed_up", "slow_down", "step_back", "filter", "open_server"}
+        assert "toggle_pause" in offered
         from rich.console import Console
 
         console = Console(width=200, record=True)
@@ -731,3 +732,37 @@ def test_importance_names_stay_distinct_when_narrow():
     short = [short_name(n, 13) for n in names]
     assert len(set(short)) == len(names) and all(len(n) <= 13 for n in short)
     assert short_name("hour_sin", 13) == "hour_sin" and short_name("x" * 20, 10) == "x" * 9 + "…"
+
+
+async def test_the_help_shows_in_its_footer_only_the_keys_that_work_under_it():
+    # (the help is modal: p, s, + listed in the footer did nothing while it was open)
+    app = fake_app(4)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        assert app.check_action("toggle_pause", ()) is True
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: app.screen is not app.main, what="help")
+        for action in ("toggle_pause", "cycle_sort", "speed_up", "step_back", "filter"):
+            assert app.check_action(action, ()) is False, action
+        assert app.check_action("quit", ()) is not False and app.check_action("back", ()) is not False
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main, what="help closed")
+        assert app.check_action("toggle_pause", ()) is True
+
+
+async def test_long_server_names_are_told_apart_in_the_table_and_the_log():
+    app = fake_app(3)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await ready(pilot, app)
+        snap = app.snapshot
+        from dataclasses import replace as dc_replace
+
+        names = [f"frontend-prod-eu-west-1{c}.example.com:9100" for c in "abc"]
+        servers = tuple(dc_replace(s, server_name=n) for s, n in zip(snap.servers, names))
+        app._apply_main(dc_replace(snap, servers=servers))      # noqa: SLF001
+        await pilot.pause()
+        from textual.widgets.data_table import ColumnKey
+
+        assert app.table.columns[ColumnKey("server")].width == len(names[0])
+        shown = {str(app.table.get_cell(n, "server")) for n in names}
+        assert shown == set(names)

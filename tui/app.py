@@ -19,7 +19,7 @@ from textual.worker import get_current_worker
 from tui.actions import ActionsProvider, bindings
 from tui.messages import EngineFailed, EngineNotice, EngineStatus, HistoryReady, SnapshotReady
 from tui.runner import Controls, EngineFactory, EngineLoop, EngineThread, make_engine_factory, next_speed
-from tui.screens.help import HelpScreen
+from tui.screens.help import HELP_ACTIONS, HelpScreen
 from tui.screens.server import ServerScreen
 from tui.widgets.alert_log import AlertLog
 from tui.widgets.fleet_table import SORTS, FleetTable
@@ -162,12 +162,18 @@ class TftTopApp(App):
             out["step_back"] = "a live fleet cannot step back"
         if self._server_screens():
             out["filter"] = "the fleet view only"
+            out["open_server"] = "the fleet view only"
+        if self.engine_error:      # the engine has stopped: nothing to pace or step
+            for action in ("toggle_pause", "speed_up", "slow_down", "step_back", "step_forward"):
+                out[action] = "the engine has stopped"
         return out
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Keys that would do nothing here are hidden from the footer (and do nothing)."""
         if action == "filter" and len(self.screen_stack) > 1:
             return False          # (help, palette or drill-down on top: no table to filter)
+        if isinstance(self.screen, HelpScreen) and action not in HELP_ACTIONS:
+            return False          # (the help is modal: pause, sort, speed keys would not reach the app)
         return action not in self.unavailable_actions()
 
     def action_help(self) -> None:

@@ -53,10 +53,14 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+HELP_ACTIONS = ("quit", "help", "back", "command_palette")     # the keys that work while the help is open
+
+
 class HelpScreen(ModalScreen):
     # a modal screen hides the app's bindings: re-bind the keys that close it, from the registry
+    # (the app's check_action hides the others from the footer meanwhile)
     BINDINGS = [Binding(a.keys, f"app.{a.action}", a.description, show=False)
-                for a in ACTIONS if a.action in ("quit", "help", "back", "command_palette")]
+                for a in ACTIONS if a.action in HELP_ACTIONS]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll { width: 96; max-width: 100%; height: auto; max-height: 90%; border: thick $primary;

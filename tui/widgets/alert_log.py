@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from tui.format import METRIC_SHORT, fmt_minutes, fmt_time, iso_epoch as _epoch
 
@@ -96,6 +97,17 @@ class AlertLog(DataTable):
         ongoing = sum(1 for a in alerts if a.state == "ongoing")
         self.border_title = f"alerts: {ongoing} ongoing, {len(alerts) - ongoing} resolved" + (
             f" (log since {fmt_time(since)})" if since else "")     # e.g. restarted by a long step back
+        if self.with_server and not self.compact:
+            # as wide as the longest name in the log (16 to 44): names that differ late
+            # (web-1a.example.com:9100, web-1b.…) must not read the same
+            from tui.widgets.fleet_table import SERVER_WIDTH, SERVER_WIDTH_MAX
+
+            want = max(SERVER_WIDTH, min(SERVER_WIDTH_MAX, max((len(a.server_name) for a in alerts), default=0)))
+            column = self.columns.get(ColumnKey("server"))
+            if column is not None and column.width != want:
+                column.width = want
+                self._require_update_dimensions = True
+                self.refresh()
         sig = tuple((a.id, a.state) for a in alerts)
         cells = {str(a.id): alert_cells(a, self.with_server, self.compact) for a in alerts}
         if sig != self._signature:

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, fmt_breach, fmt_prob, fmt_value, iso_epoch,
                         level_style, metric_bounds, prob_style, sparkline_spec, spec_text)
@@ -20,8 +21,9 @@ from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, fmt_breach, fmt_prob,
 SPARK_WIDTH = 16
 # (key, label, width).  What an operator scans for first comes first: a terminal narrower
 # than the table cuts its right-hand columns (at 80 columns: up to disk %).
+SERVER_WIDTH, SERVER_WIDTH_MAX = 16, 44
 COLUMNS = (
-    ("server", "server", 16),
+    ("server", "server", SERVER_WIDTH),
     ("src", "src", 4),
     ("risk_8h", "risk 8h", 7),
     ("risk_30m", "risk 30m", 8),
@@ -157,6 +159,18 @@ class FleetTable(DataTable):
         for key, label, width in COLUMNS:
             self.add_column(label, key=key, width=width)
 
+    def _fit_server_column(self, names: list[str]) -> None:
+        """The server column as wide as the longest name shown, from 16 to SERVER_WIDTH_MAX
+        characters: host names such as web-1a.example.com:9100 and web-1b.example.com:9100
+        differ past the 16th character, and two rows reading the same name hide which server
+        is in trouble.  (Narrow terminals cut the right-hand columns first, as ever.)"""
+        want = max(SERVER_WIDTH, min(SERVER_WIDTH_MAX, max((len(n) for n in names), default=0)))
+        column = self.columns.get(ColumnKey("server"))
+        if column is not None and column.width != want:
+            column.width = want
+            self._require_update_dimensions = True
+            self.refresh()
+
     # -- the selected server --------------------------------------------------------
     @property
     def selected_name(self) -> str | None:
@@ -205,6 +219,7 @@ class FleetTable(DataTable):
         for name in [n for n in self.specs if n not in wanted]:
             self.remove_row(name)
             del self.specs[name]
+        self._fit_server_column(names)
         added = False
         for s in visible:
             spec = row_spec(s, self.data_epoch)

@@ -110,13 +110,14 @@ class HeaderBar(Widget):
         if snap is None and self.status.startswith("connecting"):
             badge = "CONNECTING"         # --connect runs no model here: "loading model…" would mislead
         if snap is None:
-            line1.append(f" {badge} ", style)
-            if self.error:
-                line1.append("  ENGINE STOPPED: ", "bold red")
+            if self.error:          # nothing is loading any more: no "loading model…" beside it
+                line1.append("ENGINE STOPPED: ", "bold red")
                 line1.append(self.error, "red")
+                line2 = Text("no forecast: press q to quit", style="dim", no_wrap=True)
             else:
+                line1.append(f" {badge} ", style)
                 line1.append(f"  {self.status}", "dim")
-            line2 = Text("waiting for the first forecast…", style="dim", no_wrap=True)
+                line2 = Text("waiting for the first forecast…", style="dim", no_wrap=True)
             return line1 + Text("\n") + line2
         md = snap.metadata
         p = self.play

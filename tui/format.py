@@ -45,12 +45,15 @@ def level_style(value: float | None, warning: float, critical: float) -> str:
     return OK
 
 
-def fmt_value(metric: str, value: float | None) -> str:
+def fmt_value(metric: str, value: float | None, below: float | None = None) -> str:
+    """A metric's value as the table shows it; with ``below`` (the critical level), a value
+    under it never rounds up to it (94.96 reads 94.9, not a critical-looking 95.0)."""
     if value is None or not math.isfinite(value):
         return "—"
-    if metric in PERCENT:
-        return f"{value:.1f}"
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+    digits = 1 if metric in PERCENT else (2 if value < 100 else 0)
+    if below is not None and value < below and round(value, digits) >= below:
+        value = math.floor(value * 10 ** digits) / 10 ** digits
+    return f"{value:.{digits}f}"
 
 
 def fmt_prob(p: float | None) -> str:

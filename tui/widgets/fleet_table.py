@@ -74,7 +74,7 @@ def row_spec(server, now: float | None = None) -> tuple:
         cells["src"] = (f"-{int((now - seen) // 60)}m", "bold yellow", "left")
     for m in ("cpu_percent", "memory_percent", "disk_percent", "load_average"):
         f = server.metrics.get(m)
-        cells[m] = ("—", DIM) if f is None else (fmt_value(m, f.current), level_style(f.current, f.warning, f.critical))
+        cells[m] = ("—", DIM) if f is None else (fmt_value(m, f.current, f.critical), level_style(f.current, f.warning, f.critical))
     wm = worst_metric(server)
     if wm is None:
         cells["peak"] = ("—", DIM)
@@ -83,7 +83,7 @@ def row_spec(server, now: float | None = None) -> tuple:
         f = server.metrics[wm]
         peak = float(np.max(f.p90)) if len(f.p90) else f.current
         unit = "%" if wm in PERCENT else ""
-        cells["peak"] = (f"{METRIC_SHORT[wm]} {fmt_value(wm, peak)}{unit}", level_style(peak, f.warning, f.critical))
+        cells["peak"] = (f"{METRIC_SHORT[wm]} {fmt_value(wm, peak, f.critical)}{unit}", level_style(peak, f.warning, f.critical))
         lo, hi = metric_bounds(wm, f.critical)
         cells["spark"] = Spark(f"{METRIC_SHORT[wm]:<5}", *sparkline_spec(f.p50, lo, hi, SPARK_WIDTH, f.warning, f.critical))
     mtb = server.minutes_to_breach

@@ -235,9 +235,14 @@ class HeaderBar(Widget):
         line2.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")
         if silent and not tight:
             # which ones went quiet (the most recently seen first): often the most urgent news,
-            # and their rows have left the table; after the figures, which must stay on the line
-            line2.append("   silent: ", "yellow")
-            line2.append_text(_silent_names(md, 1 if compact else 2))
+            # and their rows have left the table; after the figures, which must stay on the line;
+            # only when the first name fits whole (the line's end may cut its time: a name cut
+            # to one letter, or the label alone, tells nothing)
+            names = _silent_names(md, 1 if compact else 2)
+            first = names.plain.split(" since ")[0]
+            if len(line2.plain) + len("   silent: ") + len(first) <= width:
+                line2.append("   silent: ", "yellow")
+                line2.append_text(names)
         problem = md.get("last_problem")
         if problem:
             n = int(md.get("refused_records") or 1)

@@ -393,11 +393,12 @@ def _problem_json(text: str, row: int | None, column: str | None, message: str) 
 def _contract_names(records: list) -> dict[int, str] | None:
     """Each dict record's server name exactly as validate_records reads it (the same pandas steps:
     a batch with 12 and null names reads 12 as "12.0"); None when that cannot be done."""
-    from engine.contract import COLUMN_ALIASES, _as_str, _normalise_columns
+    from engine.contract import COLUMN_ALIASES, _as_str, _normalise_columns, clean_record
 
-    positions = [i for i, r in enumerate(records) if isinstance(r, dict)]
+    cleaned = {i: clean_record(r) for i, r in enumerate(records) if isinstance(r, dict)}
+    positions = [i for i, (_, duplicate) in cleaned.items() if duplicate is None]
     try:
-        df = pd.DataFrame.from_records([records[i] for i in positions])
+        df = pd.DataFrame.from_records([cleaned[i][0] for i in positions])
         for alias, name in COLUMN_ALIASES.items():
             if alias in df.columns and name in df.columns:
                 df[name] = df[name].fillna(df.pop(alias))

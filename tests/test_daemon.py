@@ -403,6 +403,25 @@ def recent(minutes_ago: float) -> str:
     return (now - pd.Timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def test_post_indices_with_padded_keys_and_number_names(push_srv):
+    # the row indices are tied back the way validate_records reads each record: keys stripped,
+    # a whole-number name as its digits, a record with two keys for one column refused alone
+    # (before, padded keys gave accepted_indices [] and every record listed as refused)
+    t = recent(15)
+    padded = {f" {k} ": v for k, v in record("p-pad", t).items()}
+    number = {**record("x", t), "server_name": 9007199254740993}
+    twice = {**record("p-twice", t), "cpu_percent ": 5}
+    with client(push_srv) as c:
+        assert c.post("/metrics", json=[record("p-ahead", recent(5))]).status_code == 202
+        # (the last record is older than p-ahead's newest: the store refuses it)
+        r = c.post("/metrics", json=[padded, twice, number, record("p-ahead", recent(20))])
+        d = r.json()
+        assert r.status_code == 422 and d["accepted"] == 2
+        assert d["accepted_indices"] == [0, 2] and d["refused_indices"] == [1, 3]
+        assert "name the same column" in d["problems"][0]["text"] and d["problems"][0]["row"] == 2
+        assert d["problems"][1]["row"] == 4 and "older than" in d["problems"][1]["text"]
+
+
 def test_post_mixed_batch_keeps_the_good_records(push_srv):
     ts = [recent(m) for m in (25, 20, 15)]   # close enough to now that no server is stale
     batch = [record("p-good", ts[0]), record("p-good", ts[1], cpu=150), record("p-good", ts[1], cpu=60),

@@ -17,8 +17,9 @@ independent looks, each as likely as the window's steps on average (in the log):
 is the lower bound every union has (perfect correlation); without it, a single spike of
 the band would count for a 36th of itself.  With ``steps <= CORRELATION_STEPS`` the second
 term never exceeds the first, so ``prob_30m`` (the first 6 steps) is the largest per-step
-probability; ``prob_8h`` (the whole horizon, 96 steps) is at least that and at most
-``1 - prod_t (1 - P_t) ** (1/36)``.  Both are against the CRITICAL threshold; a current
+probability; ``prob_8h`` (the whole horizon, 96 steps) is the larger of that and
+``1 - prod_t (1 - P_t) ** (1/36)``.  A step with no usable number (NaN) counts as P_t = 0.
+Both are against the CRITICAL threshold; a current
 value already at or above it gives 1.  CORRELATION_STEPS = 36 (3 h) was chosen on real VMs
 (the Bitbrains servers seen in training, their held-out days) from 12, 18, 24, 36, 48 and the
 plain max, by the Brier score of the 8 h figure, and checked elsewhere:
@@ -97,6 +98,8 @@ def crossing_probability(p10: Sequence[float], p50: Sequence[float], p90: Sequen
     best, log_none = 0.0, 0.0
     for t in range(min(int(steps), len(p50))):
         p = step_probability(float(p10[t]), float(p50[t]), float(p90[t]), threshold)
+        if math.isnan(p):
+            p = 0.0     # no evidence of a crossing, as in standard_scores (a NaN dropped the union)
         best = max(best, p)
         log_none += math.log1p(-p) if p < 1.0 else -math.inf
     return max(best, -math.expm1(log_none / CORRELATION_STEPS))

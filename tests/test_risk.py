@@ -144,6 +144,12 @@ def test_batch_probability_equals_scalar_on_random_inputs():
         scalar = [crossing_probability(*cols(q[i]), thr[i], steps, current[i]) for i in range(n)]
         np.testing.assert_allclose(batch, scalar, atol=1e-6)
     assert (crossing_probability_batch(q, thr, 0) == 0).all()
+    # a step with a NaN counts as no evidence on both paths (the scalar dropped the whole union)
+    q[:, 5, :] = np.nan
+    batch = crossing_probability_batch(q, thr, H)
+    scalar = [crossing_probability(*cols(q[i]), thr[i], H) for i in range(n)]
+    np.testing.assert_allclose(batch, scalar, atol=1e-6)
+    assert not np.isnan(batch).any()
 
 
 # --------------------------------------------------------------------------- trend

@@ -145,18 +145,9 @@ def validate_records(records: Sequence[object], source: str) -> LoadResult:
     for i, r in enumerate(records, start=1):
         if not isinstance(r, dict):
             continue
-        # keys are stripped, as a file's header is: "cpu_percent " is cpu_percent; a record
-        # with two keys for one column is refused in its own row (it failed the whole batch)
-        clean = {}
-        for k, v in r.items():
-            name = str(k).strip()
-            if name in clean:
-                same = [repr(str(x)) for x in r if str(x).strip() == name]
-                problems.append(Problem(source, i, None, f"keys {' and '.join(same)} name the same column"))
-                break
-            # a whole-number server name stays its digits (beside a missing name the column
-            # became floats: 9007199254740993 was renamed 9007199254740992)
-            clean[name] = str(v) if name in _NAME_KEYS and isinstance(v, int) and not isinstance(v, bool) else v
+        clean, duplicate = clean_record(r)
+        if duplicate is not None:
+            problems.append(Problem(source, i, None, duplicate))
         else:
             dicts.append(clean)
             kept.append(i)
@@ -185,6 +176,22 @@ def validate_records(records: Sequence[object], source: str) -> LoadResult:
 
 
 _NAME_KEYS = frozenset({"server_name", *(a for a, n in COLUMN_ALIASES.items() if n == "server_name")})
+
+
+def clean_record(record: dict) -> tuple[dict, str | None]:
+    """One record's keys as validate_records reads them, and the problem when two keys name
+    one column. Keys are stripped, as a file's header is: "cpu_percent " is cpu_percent (a
+    record with two keys for one column is refused in its own row; it failed the whole batch).
+    A whole-number server name stays its digits (beside a missing name the column became
+    floats: 9007199254740993 was renamed 9007199254740992)."""
+    clean: dict = {}
+    for k, v in record.items():
+        name = str(k).strip()
+        if name in clean:
+            same = [repr(str(x)) for x in record if str(x).strip() == name]
+            return clean, f"keys {' and '.join(same)} name the same column"
+        clean[name] = str(v) if name in _NAME_KEYS and isinstance(v, int) and not isinstance(v, bool) else v
+    return clean, None
 
 
 def _huge_int(value: object) -> bool:
@@ -261,6 +268,7 @@ def _load_path(path: Path) -> LoadResult:
             message += f" (not read: {_names(unread)})"
         return LoadResult(_empty_frame(), [Problem(source, None, None, message)])
     result = _finish(_merge([_check_file(p) for p in files]))
+    result.notes = _alike_notes(result.notes, [str(p) for p in files])
     if skipped:
         result.notes.append(f"{source}: {_SIDECAR_NOTE}: {', '.join(skipped)}")
     if broken:      # a data file whose link points nowhere: its data is missing, say so
@@ -271,6 +279,39 @@ def _load_path(path: Path) -> LoadResult:
         result.notes.append(f"{source}: skipped folders (only the files directly inside a directory are read; "
                             f"name a folder itself to read it): {_names(folders)}")
     return result
+
+
+def _alike_notes(notes: list[str], sources: list[str], most: int = 2) -> list[str]:
+    """Per-file notes of a directory, each kind at most ``most`` times: a note that more files
+    share (the same words, other numbers) is given once for the first, with how many more files
+    and which (1,000 per-server files written as fractions gave 1,000 lines)."""
+    prefixes = tuple(f"{s}: " for s in sources)
+    groups: dict[str, list[tuple[str, str]]] = {}      # kind -> [(file, note)]
+    order: list[str | tuple[str]] = []                  # kinds, and notes that are not a file's
+    for note in notes:
+        prefix = next((p for p in prefixes if note.startswith(p)), None)
+        if prefix is None:
+            order.append((note,))
+            continue
+        kind = _NUMBERS.sub("#", note[len(prefix):])
+        if kind not in groups:
+            groups[kind] = []
+            order.append(kind)
+        groups[kind].append((prefix[:-2], note))
+    out = []
+    for kind in order:
+        if isinstance(kind, tuple):
+            out.append(kind[0])
+            continue
+        alike = groups[kind]
+        out.extend(note for _, note in alike[:most])
+        if len(alike) > most:
+            rest = [Path(f).name for f, _ in alike[most:]]
+            out[-1] += f" (and {len(rest):,} more file(s) alike: {_names(rest, 5)})"
+    return out
+
+
+_NUMBERS = re.compile(r"\d[\d,.:TZ+-]*")
 
 
 def _names(names: list[str], most: int = 10) -> str:
@@ -439,7 +480,15 @@ def _read_csv(path: Path) -> pd.DataFrame:
         if "Empty CSV file" in str(exc):        # a header without a newline after it
             raise _Unreadable("file has no rows") from exc
         where = _locate_csv_problem(path, len(header)) if isinstance(exc, (pa.ArrowException, UnicodeError)) else None
-        raise _Unreadable(f"not a readable CSV table ({where or reason_line(exc)})") from exc
+        # (semicolons with decimal commas: the rows have more fields than the one-column header)
+        hint = _separator_hint(header[0]) if len(header) == 1 and where and "fields, the header has" in where else ""
+        raise _Unreadable(f"not a readable CSV table ({where or reason_line(exc)}){hint}") from exc
+
+
+def _separator_hint(header: str) -> str:
+    """For a header read as one column: which other separator it holds, if any."""
+    sep = next((name for ch, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")) if ch in header), None)
+    return f"; the header is separated by {sep}: tft-top reads comma-separated files" if sep else ""
 
 
 def _locate_csv_problem(path: Path, expected: int) -> str | None:
@@ -634,9 +683,7 @@ def _normalise_columns(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, lis
         found = ", ".join(df.columns) or "none"
         hint = ""
         if len(df.columns) == 1:        # one column that holds the others: another separator
-            sep = next((name for ch, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'"))
-                        if ch in str(df.columns[0])), None)
-            hint = f"; the header is separated by {sep}: tft-top reads comma-separated files" if sep else ""
+            hint = _separator_hint(str(df.columns[0]))
         problems = [Problem(source, None, c, f"column '{c}' is missing (columns: {found}{hint})") for c in missing]
         return df, problems, notes
     extra = list(dict.fromkeys(c for c in df.columns if c not in CANONICAL_COLUMNS))

@@ -364,10 +364,12 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
     meta = {**snap.metadata, "alerts_since": f"{first:%Y-%m-%dT%H:%M:%SZ}"}
     if at is not None:
         meta["requested_at"] = f"{at:%Y-%m-%dT%H:%M:%SZ}"
-        if end < at.floor(f"{STEP_SECONDS}s"):
+        newest = source.newest_sample
+        if at - newest > pd.Timedelta(seconds=STEP_SECONDS):
             # --at inside a silence of the whole fleet: the forecast is as of its newest data
-            # before it, and must say so rather than pass for the time asked
-            meta["newest_before_requested"] = f"{end:%Y-%m-%dT%H:%M:%SZ}"
+            # before it, and must say so rather than pass for the time asked (judged by the
+            # sample's own time: samples at :02 and :07 asked at :06 are not a silence)
+            meta["newest_before_requested"] = f"{newest:%Y-%m-%dT%H:%M:%SZ}"
     if snap.data_time is not None:
         # every server of the data that the snapshot leaves out: stale in the store, or silent
         # since before the day the replay loaded (a single row far ahead makes the rest so)

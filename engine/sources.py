@@ -64,10 +64,11 @@ def read_cores(path: Path) -> dict[str, int]:
     if not servers.is_file():
         return {}
     try:
-        # all text, every row as wide as the header (pandas read a first row with one field
-        # too many as an index column and shifted the others silently)
+        # all text, no row wider than the header (pandas read a first row with one field too
+        # many as an index column and shifted the others silently); a shorter row's missing
+        # trailing fields are empty, and blank or whitespace-only lines are skipped
         with open(servers, newline="", encoding="utf-8-sig") as fh:
-            lines = [r for r in csv.reader(fh) if r]
+            lines = [r for r in csv.reader(fh) if any(f.strip() for f in r)]
     except (ValueError, OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{servers}: not a readable CSV table ({' '.join(str(exc).split())[:120]})") from None
     header = [c.strip() for c in lines[0]] if lines else []
@@ -77,8 +78,9 @@ def read_cores(path: Path) -> dict[str, int]:
         if header.count(c) > 1:
             raise DataError(f"{servers}: column '{c}' appears more than once")
     for row, fields in enumerate(lines[1:], start=1):
-        if len(fields) != len(header):
+        if len(fields) > len(header):
             raise DataError(f"{servers}: row {row}: {len(fields)} fields, the header has {len(header)}")
+        fields.extend([""] * (len(header) - len(fields)))
     table = {c: [f[header.index(c)] for f in lines[1:]] for c in ("server_name", "cores")}
     cores: dict[str, int] = {}
     rows: dict[str, int] = {}
@@ -129,6 +131,7 @@ class ReplaySource(Source):
             if frame.empty:
                 raise DataError(f"{until:%Y-%m-%dT%H:%M:%SZ} is outside the data "
                                 f"({self.data_first:%Y-%m-%dT%H:%MZ} .. {self.data_last:%Y-%m-%dT%H:%MZ})")
+        self.newest_sample = frame["timestamp"].max()     # the newest sample's own time (not its step)
         self.grid = to_grid(frame)
         # Replayed and backfilled: the samples only.  The grid's filled rows are interpolated
         # towards the sample after the gap, which a live source has not sent yet; the window

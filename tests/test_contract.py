@@ -1029,6 +1029,11 @@ def test_file_and_column_names_reach_a_terminal_escaped(tmp_path: Path) -> None:
 def test_a_csv_with_another_separator_or_in_utf16_says_so(tmp_path: Path) -> None:
     semi = csv_file(tmp_path, "a;2026-01-01T00:00:00Z;1;2;3;4", name="semi.csv", header=HEADER.replace(",", ";"))
     assert "the header is separated by semicolons: tft-top reads comma-separated files" in str(load_path(semi).problems[0])
+    # the European export: semicolons and decimal commas, so the rows are wider than the header
+    euro = csv_file(tmp_path, "a;2026-01-01T00:00:00Z;1,5;2,5;3;4", name="euro.csv", header=HEADER.replace(",", ";"))
+    assert str(only_problem(load_path(euro))).endswith(
+        "row 1: 3 fields, the header has 1: 'a;2026-01-01T00:00:00Z;1,5;2,5;3;4'); the header is separated by "
+        "semicolons: tft-top reads comma-separated files")
     tabs = csv_file(tmp_path, "a\t2026-01-01T00:00:00Z\t1\t2\t3\t4", name="tabs.csv", header=HEADER.replace(",", "\t"))
     assert "separated by tabs" in str(load_path(tabs).problems[0])
     u16 = tmp_path / "u16.csv"
@@ -1063,6 +1068,25 @@ def test_valid_data_that_is_probably_not_what_was_meant_is_noted(tmp_path: Path)
     # once a minute: noted, as it is averaged; a sample every 5 minutes is not
     fast = load_path(csv_file(tmp_path, *_rows(50, step_s=60), name="fast.csv"))
     assert len(fast.notes) == 1 and "averaged into one" in fast.notes[0]
+
+
+def test_a_note_many_files_share_is_given_once_with_a_count(tmp_path: Path) -> None:
+    # a directory of per-server files, every one written as fractions with a spare column: two
+    # lines of each kind, the second with how many more files (1,000 files gave 2,000 lines)
+    for k in range(40):
+        write(tmp_path, f"s{k:02d}.csv", "server_name,timestamp,cpu_percent,memory_percent,disk_percent,"
+              "load_average,rack\n" + "\n".join(f"s{k}{r[1:]},r{k}" for r in _rows(20, 0.3, 0.5, 0.4)) + "\n")
+    write(tmp_path, "z.csv", "\n".join([HEADER, *_rows(20, start="1990-01-01")]) + "\n")
+    result = load_path(tmp_path)
+    assert not result.problems and len(result.frame) == 41 * 20
+    notes = result.notes
+    fractions = [n for n in notes if "written as fractions" in n]
+    extra = [n for n in notes if "ignored extra columns: rack" in n]
+    assert len(fractions) == 2 and len(extra) == 2, notes
+    assert fractions[0].startswith(f"{tmp_path / 's00.csv'}: ") and fractions[1].startswith(f"{tmp_path / 's01.csv'}: ")
+    assert fractions[1].endswith("(and 38 more file(s) alike: s02.csv, s03.csv, s04.csv, s05.csv, s06.csv …)")
+    assert any(n.startswith(f"{tmp_path / 'z.csv'}: timestamps from 1990") for n in notes)   # another kind: kept
+    assert len(notes) == 5
 
 
 def test_folders_and_data_in_other_forms_inside_a_data_directory_are_noted(tmp_path: Path) -> None:

@@ -494,12 +494,15 @@ def test_a_bad_core_count_in_servers_csv_is_one_line(replay_dir, capsys):
                           (",4", "row 1, column server_name: missing value"),
                           ("srv-00,4\nsrv-00,8", "row 2, column server_name: 'srv-00' is listed again (first on row 1)"),
                           # (pandas read a first row one field too wide as an index: srv-00's 4 cores went to "4")
-                          ("srv-00,4,9\nsrv-01,4", "servers.csv: row 1: 3 fields, the header has 2"),
-                          ("srv-00,4\nsrv-01", "servers.csv: row 2: 1 fields, the header has 2")]:
+                          ("srv-00,4,9\nsrv-01,4", "servers.csv: row 1: 3 fields, the header has 2")]:
         (replay_dir / "servers.csv").write_text("server_name,cores\n" + body + "\n")
         assert main(["predict", "--data", str(replay_dir)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+    # a shorter row's missing trailing fields are empty (a spreadsheet writes "srv-01,web" for an
+    # unknown count), and whitespace-only lines are skipped, as they were before the csv reader
+    (replay_dir / "servers.csv").write_text("server_name,profile,cores,rack\nsrv-00,web,4\n  \nsrv-01,web\n,,\nsrv-02,db,8,r2\n")
+    assert ReplaySource(replay_dir).cores == {"srv-00": 4, "srv-02": 8}
     (replay_dir / "servers.csv").write_text("server_name,cores,cores\nsrv-00,4,8\n")
     assert main(["predict", "--data", str(replay_dir)]) == 2
     assert "servers.csv: column 'cores' appears more than once" in capsys.readouterr().err
@@ -862,6 +865,15 @@ def test_predict_at_inside_a_silence_says_the_forecast_is_older(tmp_path, capsys
     # a time with data: no such line, no such field
     snap = predict_at(tmp_path / "d", None, at=quiet_to + pd.Timedelta(hours=1))
     assert "newest_before_requested" not in snap.metadata
+    # samples off the 5-minute marks (:02, :07, …) asked for at :06 are no silence: the newest
+    # sample is 4 minutes old (the step it falls in was compared before, and said so wrongly)
+    shifted = frame.assign(timestamp=frame["timestamp"] + pd.Timedelta(minutes=2))
+    write_fleet(tmp_path / "e", shifted)
+    asked = t.min() + pd.Timedelta(hours=12, minutes=6)
+    snap = predict_at(tmp_path / "e", None, at=asked)
+    assert "newest_before_requested" not in snap.metadata
+    assert main(["predict", "--data", str(tmp_path / "e"), "--at", f"{asked:%Y-%m-%dT%H:%M:%SZ}"]) == 0
+    assert "no server sent data" not in capsys.readouterr().out
 
 
 def test_a_server_whose_samples_are_hours_apart_is_told_why_its_history_is_short(tmp_path, tiny_model_dir):

@@ -475,7 +475,8 @@ class Daemon:
                 torch.set_num_threads(self.torch_threads)
             with self.lock:
                 self.engine.start()
-                snap = self.engine.tick(advance=False)
+                # a replay plays the tick before its start too: the first snapshot has its alerts
+                snap = self.engine.warm_up() or self.engine.tick(advance=False)
                 seq = self._take_seq()
         except Exception as exc:  # noqa: BLE001 - reported by /status and the 503s
             self._fail(exc, starting=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.alerts import AlertManager
+from engine.alerts import OPEN_AFTER, AlertManager
 from engine.contract import MAX_FILL_STEPS, METRICS, STEP_SECONDS
 from engine.forecaster import Forecaster
 from engine.risk import build_fleet, environment
@@ -108,6 +108,26 @@ class Engine:
         self._reset_store()
         self.started = True
         quiet_collector()
+
+    def warm_up(self, steps: int = OPEN_AFTER - 1) -> Snapshot | None:
+        """A replay only: start ``steps`` ticks earlier and play them, so that the first frame
+        shows the alerts a running engine would (they open after OPEN_AFTER ticks of new data:
+        without it a server already at critical had no alert on the first frame).  The alert
+        log then starts at the warm-up (``alerts_since``).  Returns the last snapshot, or None
+        when the source cannot seek back (a live feed waits for its data)."""
+        position = getattr(self.source, "position", None)
+        if not self.started or not self.source.can_seek or position is None or steps <= 0:
+            return None
+        target = max(position - steps, 1)
+        if target >= position:
+            return None
+        self.source.position = target  # type: ignore[attr-defined]
+        self.finished = False
+        self._reset_store()
+        snap = self.forecast()
+        while self.source.position < position and not self.finished:  # type: ignore[attr-defined]
+            snap = self.tick()
+        return snap
 
     def _reset_store(self) -> None:
         capacity = max(HISTORY_STEPS, getattr(self.forecaster, "capacity", HISTORY_STEPS))

@@ -899,3 +899,29 @@ def test_training_refuses_more_profiles_than_a_model_can_hold(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{tmp_path / 'd'}: column profile: " in err and f"distinct profiles, a model holds at most {MAX_VOCABULARY - 1:,}" in err, err
     assert not (tmp_path / "m").exists()
+
+
+def test_warm_up_gives_the_first_frame_its_alerts(tmp_path):
+    # a server already at critical when the replay starts: alerts open after two ticks of
+    # data, so without the warm-up the first frame (TUI and daemon) showed none
+    frame = make_grid(n_servers=2, days=1.0)
+    start = frame["timestamp"].min() + pd.Timedelta(hours=20)
+    hot = (frame["server_name"] == "srv-01") & (frame["timestamp"] >= start - pd.Timedelta(hours=1))
+    frame.loc[hot, "cpu_percent"] = 99.0
+    write_fleet(tmp_path / "d", frame)
+
+    cold = Engine(ReplaySource(tmp_path / "d", start=start), None)
+    cold.start()
+    assert cold.tick(advance=False).alerts == ()
+
+    engine = Engine(ReplaySource(tmp_path / "d", start=start), None)
+    engine.start()
+    snap = engine.warm_up()
+    assert snap is not None and snap.data_time == cold.last_snapshot.data_time     # the same first frame
+    assert [(a.server_name, a.metric, a.severity) for a in snap.alerts] == [("srv-01", "cpu_percent", "critical")]
+    assert engine.source.position == cold.source.position
+    # then it plays on as before, and a live feed (no seeking back) has no warm-up
+    assert engine.tick().data_time == start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    live = Engine(SimulatorSource(3, seed=1), None)
+    live.start()
+    assert live.warm_up() is None

@@ -143,12 +143,18 @@ async def test_replay_dir_without_a_model_steps_back_and_forward(tmp_path):
     from fleet_fixtures import make_grid, write_fleet
 
     data = tmp_path / "fleet"
-    write_fleet(data, make_grid(n_servers=4, days=1.5), heldout_from="2026-01-06T00:00:00Z")
+    grid = make_grid(n_servers=4, days=1.5)
+    # srv-01 at critical for the hour before the replay starts: its alert is on the first frame
+    # (the replay plays the tick before its start too; alerts open after two ticks)
+    hot = (grid["server_name"] == "srv-01") & (grid["timestamp"] >= "2026-01-05T23:00:00Z")
+    grid.loc[hot, "cpu_percent"] = 99.0
+    write_fleet(data, grid, heldout_from="2026-01-06T00:00:00Z")
     app = TftTopApp(make_engine_factory(model=tmp_path / "no-such-model", replay=data), paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.snapshots_applied >= 1, timeout=30, what="first snapshot")
         assert app.header.badge.startswith("HEURISTIC (")
         assert "replay" in app.snapshot.metadata["source"] and app.table.row_count == 4
+        assert [(a.server_name, a.metric) for a in app.snapshot.alerts] == [("srv-01", "cpu_percent")]
         t0 = app.snapshot.data_time
         await pilot.press("right_square_bracket")
         await ready(pilot, app, 2)
@@ -156,6 +162,7 @@ async def test_replay_dir_without_a_model_steps_back_and_forward(tmp_path):
         await pilot.press("left_square_bracket")
         await ready(pilot, app, 3)
         assert app.snapshot.data_time == t0
+        assert [(a.server_name, a.metric) for a in app.snapshot.alerts] == [("srv-01", "cpu_percent")]
     assert app.engine_error is None
 
 

@@ -158,7 +158,10 @@ class EngineLoop:
         self.post(EngineStatus(f"connecting to {remote}…" if remote else "importing torch, loading the model…"))
         self.call(self.engine.start)
         self.post(EngineStatus("first forecast…"))
-        self.publish(self.call(self.engine.tick, False))
+        # a replay plays the tick before its start too, so that the first frame has its alerts
+        warm_up = getattr(self.engine, "warm_up", None)
+        first = self.call(warm_up) if warm_up is not None else None
+        self.publish(first if first is not None else self.call(self.engine.tick, False))
         last_tick = time.monotonic()
         while True:
             if self.is_cancelled():

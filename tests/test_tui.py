@@ -784,3 +784,38 @@ def test_a_value_just_under_critical_never_reads_as_critical():
     assert fmt_value("cpu_percent", 94.96, 95.0) == "94.9"
     assert fmt_value("cpu_percent", 95.0, 95.0) == "95.0" and fmt_value("cpu_percent", 94.96) == "95.0"
     assert fmt_value("load_average", 7.999, 8.0) == "7.99" and fmt_value("cpu_percent", 12.34, 95.0) == "12.3"
+
+
+async def test_a_long_alert_message_wraps_in_the_log_instead_of_running_off_its_edge():
+    # at 110 columns a sticky load alert showed "critical until it resolves: load_average may"
+    from dataclasses import replace
+
+    from textual.app import App
+
+    from engine.snapshot import Alert
+    from tui.widgets.alert_log import AlertLog
+
+    long = Alert(id=2, severity="critical", server_name="web-46", metric="load_average",
+                 message="critical until it resolves: load_average may reach 8 in 5 min (p90)",
+                 opened_at="2024-03-01T12:00:00Z", updated_at="2024-03-01T12:10:00Z",
+                 predicted_crossing="2024-03-01T12:15:00Z", lead_minutes=5.0, state="ongoing")
+    short = replace(long, id=1, server_name="web-33", metric="cpu_percent",
+                    message="cpu_percent at 98.9, at or above critical 95")
+
+    class Host(App):
+        def compose(self):
+            yield AlertLog()
+
+    for width, tall in ((160, 1), (125, 2)):
+        app = Host()
+        async with app.run_test(size=(width, 20)) as pilot:
+            log = app.query_one(AlertLog)
+            log.apply([long, short])
+            await pilot.pause()
+            assert log.rows[next(iter(log.rows))].height == tall
+            text = "\n".join("".join(seg.text for seg in log.render_line(y)) for y in range(1, 1 + tall + 1))
+            words = " ".join(text.split())
+            # every word of the message is on screen; the metric's name, in its own column, is not repeated
+            assert "critical until it resolves: may reach 8 in 5 min (p90)" in words, text
+            assert "at 98.9, at or above critical 95" in words
+            assert log.size.width == width

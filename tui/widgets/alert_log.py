@@ -1,13 +1,19 @@
 """The alert log: newest first, severity coloured, ongoing vs resolved with durations."""
 from __future__ import annotations
 
+import math
+
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
 from tui.format import METRIC_SHORT, fmt_minutes, fmt_time, iso_epoch as _epoch
 
 MAX_ALERTS = 100
+MESSAGE_MIN = 20      # the message column never narrower (a narrower terminal scrolls sideways)
+MESSAGE_MIN_COMPACT = 12   # the drill-down's side panel
+MESSAGE_LINES = 2     # a message wraps onto at most this many lines (the log shows ~10 rows)
 SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow"}
 
 
@@ -18,6 +24,12 @@ def alert_duration(a) -> float:
         return a.duration_minutes
     t0, t1 = _epoch(a.opened_at), _epoch(a.updated_at)
     return max((t1 - t0) / 60.0, 0.0) if t0 is not None and t1 is not None else 0.0
+
+
+def shown_message(a) -> str:
+    """The alert's message without its metric's name, which the log's metric column gives:
+    "cpu_percent at 98.9, at or above critical 95" reads "at 98.9, at or above critical 95"."""
+    return a.message.replace(f"{a.metric} ", "", 1)
 
 
 def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text]:
@@ -34,7 +46,7 @@ def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text
         else:
             state = Text(f"● {dur}", style="bold")
         return [sev, state, Text(METRIC_SHORT.get(a.metric, a.metric)),
-                Text(a.message, style="" if a.state == "ongoing" else "dim")]
+                Text(shown_message(a), style="" if a.state == "ongoing" else "dim")]
     if a.state == "ongoing":
         state = Text(f"● ongoing {dur}", style="bold")
     elif silent:           # the server stopped reporting: nothing says it recovered
@@ -57,7 +69,7 @@ def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text
         cells.append(Text(a.server_name, style="bold"))
     cells += [Text(METRIC_SHORT.get(a.metric, a.metric)),
               Text(lead, style="dim" if clearing else ("red" if lead else "")),
-              Text(a.message, style="" if a.state == "ongoing" and not clearing else "dim")]
+              Text(shown_message(a), style="" if a.state == "ongoing" and not clearing else "dim")]
     return cells
 
 
@@ -75,6 +87,36 @@ class AlertLog(DataTable):
         self.cap = cap
         self._signature: tuple | None = None
         self._cells: dict[str, list[Text]] = {}
+        self._alerts: tuple = ()
+        self._since: str | None = None
+
+    def _fit_message_column(self) -> int:
+        """Give the message column the width the others leave (at least MESSAGE_MIN); returns it."""
+        column = self.columns.get(ColumnKey("message"))
+        if column is None:
+            return MESSAGE_MIN
+        others = sum(c.width for k, c in self.columns.items() if k != ColumnKey("message"))
+        # every column is padded by cell_padding each side; 2 columns kept for a scrollbar
+        least = MESSAGE_MIN_COMPACT if self.compact else MESSAGE_MIN
+        width = max(least, self.size.width - others - 2 * self.cell_padding * len(self.columns) - 2)
+        if column.width != width or column.auto_width:
+            column.width, column.auto_width = width, False
+            self._require_update_dimensions = True
+            self.refresh()
+        return width
+
+    def _lines(self, text: Text, width: int) -> int:
+        """How many lines ``text`` takes wrapped at ``width`` (as the cell wraps it: by words)."""
+        if text.cell_len <= width:
+            return 1
+        try:
+            return len(text.wrap(self.app.console, width))
+        except Exception:  # noqa: BLE001 - no app yet (a bare widget): an estimate
+            return math.ceil(text.cell_len / width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._signature is not None:
+            self.apply(self._alerts, self._since)
 
     def on_mount(self) -> None:
         if self.compact:
@@ -108,13 +150,20 @@ class AlertLog(DataTable):
                 column.width = want
                 self._require_update_dimensions = True
                 self.refresh()
-        sig = tuple((a.id, a.state) for a in alerts)
+        width = self._fit_message_column()
         cells = {str(a.id): alert_cells(a, self.with_server, self.compact) for a in alerts}
+        # a message wraps within the log's width rather than run off its edge ("critical until
+        # it resolves: load_average may" was all an operator saw): a row is as tall as its
+        # message needs, so a change of that height (or of the width) rebuilds the table
+        most = MESSAGE_LINES + 1 if self.compact else MESSAGE_LINES     # (the side panel is narrow and tall)
+        lines = {k: min(most, max(1, self._lines(row[-1], width))) for k, row in cells.items()}
+        sig = (width, tuple((a.id, a.state, lines[str(a.id)]) for a in alerts))
+        self._alerts, self._since = alerts, since
         if sig != self._signature:
             self._signature = sig
             self.clear()
             for a in alerts:
-                self.add_row(*cells[str(a.id)], key=str(a.id))
+                self.add_row(*cells[str(a.id)], key=str(a.id), height=lines[str(a.id)])
             if not alerts:
                 # the wide log: in the first column (a narrow terminal cuts the message column);
                 # the compact one (drill-down) has a 6-wide first column: in its message column

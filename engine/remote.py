@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+import pandas as pd
 
 from engine.contract import METRICS
 from engine.snapshot import Alert, Environment, MetricForecast, ServerForecast, Snapshot
@@ -244,7 +245,7 @@ class RemoteEngine:
         seq = self.received
         cached = self._history_cache.get(name)
         if cached is not None and cached[0] == seq:
-            return cached[1]
+            return self._as_of_shown(cached[1])
         empty = (np.zeros(0, dtype=np.int64), {m: np.zeros(0) for m in METRICS})
         try:
             with httpx.Client(base_url=self.url, headers=self._headers(), timeout=self.timeout,
@@ -266,7 +267,21 @@ class RemoteEngine:
             self._set_error(f"history of {name}: bad answer ({_one_line(exc)})")
             return empty
         self._history_cache = {name: (seq, out)}
-        return out
+        return self._as_of_shown(out)
+
+    def _as_of_shown(self, history):
+        """The history up to the data time of the snapshot the app last took (``tick``): a
+        paused app shows an older snapshot while the daemon's history runs on to its now, and
+        the drill-down's 24 h must end where that snapshot's forecast begins."""
+        shown = self.last_snapshot.data_time if self.last_snapshot is not None else None
+        epochs, values = history
+        if shown is None or not len(epochs):
+            return history
+        cut = int(pd.Timestamp(shown).timestamp())
+        keep = epochs <= cut
+        if keep.all():
+            return history
+        return epochs[keep], {m: v[keep] for m, v in values.items()}
 
     def status(self) -> dict | None:
         """The daemon's /status, or None when it cannot be had (see last_error)."""

@@ -618,8 +618,14 @@ def test_remote_engine_goes_stale_and_recovers():
         assert not remote.stale and remote.last_error is None and not snap.metadata["stale"]
         assert len(snap.servers) == 3 and snap.metadata["source"].startswith(f"remote {s.url}")
         assert remote.wait_for(remote.received + 2, 5)          # one snapshot per tick
+        # the app has not taken the newer snapshots (paused): the history ends at the one it shows
         epochs, values = remote.history(snap.servers[0].server_name)
-        assert len(epochs) == 288 and set(values) == set(METRICS)
+        shown = int(pd.Timestamp(snap.data_time).timestamp())
+        assert epochs[-1] == shown and 200 < len(epochs) < 288 and set(values) == set(METRICS)
+        assert all(len(v) == len(epochs) for v in values.values())
+        newer = remote.tick()
+        epochs, values = remote.history(snap.servers[0].server_name)
+        assert epochs[-1] == int(pd.Timestamp(newer.data_time).timestamp()) > shown and len(epochs) > 200
         with pytest.raises(KeyError):
             remote.history("no-such-server")
         assert not remote.source.can_seek

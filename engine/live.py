@@ -351,7 +351,10 @@ class PrometheusSource(Source):
         delay = min(self.retry_cap, self.retry_base * 2 ** (self.failures - 1))
         self.stale, self.last_error = True, reason
         self.next_retry_at = self.clock() + delay
-        line = f"prometheus {self.url}: {reason}; retrying in {_human_seconds(delay)}"
+        # the time of the next try, not "in 20 s": the line is shown beside the header's live
+        # countdown long after it was written, and a relative delay read as a second, stale one
+        at = time.strftime("%H:%M:%S", time.gmtime(self.next_retry_at))
+        line = f"prometheus {self.url}: {reason}; next try at {at} UTC ({_human_seconds(delay)} later)"
         return Tick(self._empty, [line])
 
     def status_line(self) -> str:

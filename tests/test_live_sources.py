@@ -296,7 +296,8 @@ def test_down_prometheus_goes_stale_backs_off_and_recovers(prom):
         assert source.backfill().empty
         tick = source.poll()
         assert tick.frame.empty
-        assert tick.problems == [f"prometheus {proxy.url}: connection refused; retrying in 20 s"]
+        at = time.strftime("%H:%M:%S", time.gmtime(clock.now + 20))
+        assert tick.problems == [f"prometheus {proxy.url}: connection refused; next try at {at} UTC (20 s later)"]
         assert source.stale and source.last_error == "connection refused"
         assert source.next_retry_at == clock.now + 20
         assert source.status_line() == "prometheus STALE: connection refused · retry in 20 s"
@@ -306,7 +307,7 @@ def test_down_prometheus_goes_stale_backs_off_and_recovers(prom):
         for _ in range(3):
             clock.now = source.next_retry_at
             tick = source.poll()
-            assert tick.frame.empty and "connection refused; retrying in" in tick.problems[0]
+            assert tick.frame.empty and "connection refused; next try at" in tick.problems[0]
             delays.append(source.next_retry_at - clock.now)
         assert delays == [40, 60, 60]                                     # doubling, capped
 
@@ -345,7 +346,8 @@ def test_slow_or_wrong_prometheus_is_a_problem_line_not_an_exception(prom):
         t0 = time.perf_counter()
         tick = source.poll()
         assert time.perf_counter() - t0 < 1.0                         # one timeout, not one per query
-        assert tick.problems == [f"prometheus {proxy.url}: timed out after 0.3 s; retrying in 5 s"]
+        at = time.strftime("%H:%M:%S", time.gmtime(clock.now + 5))
+        assert tick.problems == [f"prometheus {proxy.url}: timed out after 0.3 s; next try at {at} UTC (5 s later)"]
         assert source.stale and source.status_line().startswith("prometheus STALE: timed out after 0.3 s")
         proxy.mode = "up"
         clock.advance(5)

@@ -26,7 +26,7 @@ import math
 import re
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,13 +80,17 @@ class Problem:
     row: int | None
     column: str | None
     message: str
+    line: int | None = None     # a CSV file's line of the row, where it is not row + 1
 
     def __str__(self) -> str:
         """``source: row R, column C: message``; row-less problems name any column in ``message``.
+        A CSV row not on line R + 1 (blank lines, or a quoted field over several lines, before
+        it) says its line too: ``row R (line L)``.
         One line: a control character in a file or column name shows escaped."""
         if self.row is None:
             return printable(f"{self.source}: {self.message}")
-        where = f"row {self.row}" if self.column is None else f"row {self.row}, column {self.column}"
+        where = f"row {self.row}" if self.line is None else f"row {self.row} (line {self.line})"
+        where = where if self.column is None else f"{where}, column {self.column}"
         return printable(f"{self.source}: {where}: {self.message}")
 
 
@@ -206,7 +210,7 @@ def load_file(path: str | Path) -> LoadResult:
 
     Never raises for bad input: unreadable files become a file-level :class:`Problem`.
     """
-    return _finish(_check_file(Path(path)))
+    return _with_lines(_finish(_check_file(Path(path))))
 
 
 _NOTES: dict[str, None] = {}       # notes of every load_path, in order, each once (drain_notes)
@@ -267,7 +271,7 @@ def _load_path(path: Path) -> LoadResult:
         elif unread:
             message += f" (not read: {_names(unread)})"
         return LoadResult(_empty_frame(), [Problem(source, None, None, message)])
-    result = _finish(_merge([_check_file(p) for p in files]))
+    result = _with_lines(_finish(_merge([_check_file(p) for p in files])))
     result.notes = _alike_notes(result.notes, [str(p) for p in files])
     if skipped:
         result.notes.append(f"{source}: {_SIDECAR_NOTE}: {', '.join(skipped)}")
@@ -483,6 +487,50 @@ def _read_csv(path: Path) -> pd.DataFrame:
         # (semicolons with decimal commas: the rows have more fields than the one-column header)
         hint = _separator_hint(header[0]) if len(header) == 1 and where and "fields, the header has" in where else ""
         raise _Unreadable(f"not a readable CSV table ({where or reason_line(exc)}){hint}") from exc
+
+
+def _with_lines(result: LoadResult) -> LoadResult:
+    """Each CSV row problem with its line in the file, where that is not row + 1: pyarrow skips
+    blank lines and a quoted field may hold newlines, so "row 17" of a file with blank lines
+    was not on line 18, where an operator's editor would look."""
+    rows: dict[str, set[int]] = {}
+    for p in result.problems:
+        if p.row is not None and _kind(Path(p.source)) == "csv":
+            rows.setdefault(p.source, set()).add(p.row)
+    if not rows:
+        return result
+    lines = {source: _csv_lines(Path(source), wanted) for source, wanted in rows.items()}
+    problems = []
+    for p in result.problems:
+        line = lines.get(p.source, {}).get(p.row) if p.row is not None else None
+        problems.append(replace(p, line=line) if line is not None and line != p.row + 1 else p)
+    result.problems = problems
+    return result
+
+
+def _csv_lines(path: Path, wanted: set[int]) -> dict[int, int]:
+    """The 1-based line on which each wanted data row starts (rows counted as pyarrow counts
+    them: the first after the header is 1, blank lines skipped).  Empty when the file cannot
+    be read again (it is reported as it was)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    out: dict[int, int] = {}
+    last = max(wanted)
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            row, start = -1, 1
+            for fields in reader:
+                begin, start = start, reader.line_num + 1
+                if not fields:
+                    continue
+                row += 1
+                if row in wanted:
+                    out[row] = begin
+                    if row >= last:
+                        break
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error):
+        return out
+    return out
 
 
 def _separator_hint(header: str) -> str:

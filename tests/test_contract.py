@@ -1026,6 +1026,25 @@ def test_file_and_column_names_reach_a_terminal_escaped(tmp_path: Path) -> None:
     assert printable("web-01 ok") == "web-01 ok"
 
 
+def test_a_row_after_blank_lines_names_its_line_too(tmp_path: Path) -> None:
+    # pyarrow skips blank lines and a quoted field may hold a newline: "row 2" was not on line 3,
+    # where an editor would look; where row and line differ the problem says both
+    path = write(tmp_path, "a.csv", HEADER + "\n\nweb,2026-01-01T00:00:00Z,1,2,3,0.5\n\n\n"
+                 "web,2026-01-01T00:05:00Z,abc,2,3,0.5\n\"we\nb\",2026-01-01T00:05:00Z,1,2,3,0.5\n"
+                 "x,2026-01-01T00:05:00Z,1,2,300,0.5\n")
+    assert [str(p) for p in load_path(path).problems] == [
+        f"{path}: row 2 (line 6), column cpu_percent: 'abc' is not a number",
+        f"{path}: row 3 (line 7), column server_name: 'we\\nb' holds a control character",
+        f"{path}: row 4 (line 9), column disk_percent: 300 is outside 0–100"]
+    # (the same through a directory and gzipped; a file without blank lines: no line given)
+    gz = tmp_path / "d" / "b.csv.gz"
+    gz.parent.mkdir()
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert str(load_path(gz.parent).problems[0]).endswith("row 2 (line 6), column cpu_percent: 'abc' is not a number")
+    plain = csv_file(tmp_path, "web,2026-01-01T00:00:00Z,abc,2,3,0.5", name="plain.csv")
+    assert str(only_problem(load_path(plain))) == f"{plain}: row 1, column cpu_percent: 'abc' is not a number"
+
+
 def test_a_csv_with_another_separator_or_in_utf16_says_so(tmp_path: Path) -> None:
     semi = csv_file(tmp_path, "a;2026-01-01T00:00:00Z;1;2;3;4", name="semi.csv", header=HEADER.replace(",", ";"))
     assert "the header is separated by semicolons: tft-top reads comma-separated files" in str(load_path(semi).problems[0])

@@ -478,7 +478,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
             convert_options=pa_csv.ConvertOptions(column_types=string_columns, strings_can_be_null=True,
                                                   null_values=[""]),
         )
-        return table.to_pandas()
+        return _hex_as_text(path, table).to_pandas()
     except (pa.ArrowException, ValueError, EOFError, OSError, UnicodeError) as exc:
         # pyarrow names no row (and may blame its own block size): find it by reading again
         if "Empty CSV file" in str(exc):        # a header without a newline after it
@@ -487,6 +487,27 @@ def _read_csv(path: Path) -> pd.DataFrame:
         # (semicolons with decimal commas: the rows have more fields than the one-column header)
         hint = _separator_hint(header[0]) if len(header) == 1 and where and "fields, the header has" in where else ""
         raise _Unreadable(f"not a readable CSV table ({where or reason_line(exc)}){hint}") from exc
+
+
+def _hex_as_text(path: Path, table: pa.Table) -> pa.Table:
+    """pyarrow reads an all-integer column's "0x10" as 16: such a metric column is read again
+    as text, so that the value is refused as not a number rather than taken as another."""
+    names = table.column_names
+    ints = [n for n in names if n.strip() in METRICS and names.count(n) == 1
+            and pa.types.is_integer(table.schema.field(n).type)]
+    if not ints:
+        return table
+    import pyarrow.compute as pc
+
+    source = pa.input_stream(str(path), compression="gzip" if path.name.lower().endswith(".gz") else None)
+    text = pa_csv.read_csv(source, convert_options=pa_csv.ConvertOptions(
+        include_columns=ints, column_types={n: pa.string() for n in ints}, strings_can_be_null=True,
+        null_values=[""]))
+    for name in ints:
+        column = text.column(name)
+        if pc.any(pc.match_substring_regex(column, "[xX]")).as_py():
+            table = table.set_column(names.index(name), name, column)
+    return table
 
 
 def _with_lines(result: LoadResult) -> LoadResult:

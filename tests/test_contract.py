@@ -1026,6 +1026,18 @@ def test_file_and_column_names_reach_a_terminal_escaped(tmp_path: Path) -> None:
     assert printable("web-01 ok") == "web-01 ok"
 
 
+def test_a_hex_number_in_an_all_integer_column_is_not_a_number(tmp_path: Path) -> None:
+    # pyarrow read "0x10" in a column of whole numbers as 16 (beside "5.5" it stays text)
+    path = csv_file(tmp_path, "web,2026-01-01T00:00:00Z,0x10,2,3,1", "web,2026-01-01T00:05:00Z,5,2,3,0X1F",
+                    "web,2026-01-01T00:10:00Z,7,2,3,1")
+    assert [str(p) for p in load_path(path).problems] == [
+        f"{path}: row 1, column cpu_percent: '0x10' is not a number",
+        f"{path}: row 2, column load_average: '0X1F' is not a number"]
+    ok = csv_file(tmp_path, "web,2026-01-01T00:00:00Z,10,2,3,1", "web,2026-01-01T00:05:00Z,5,2,3,1", name="ok.csv")
+    result = load_path(ok)
+    assert result.problems == [] and result.frame["cpu_percent"].tolist() == [10.0, 5.0]
+
+
 def test_a_row_after_blank_lines_names_its_line_too(tmp_path: Path) -> None:
     # pyarrow skips blank lines and a quoted field may hold a newline: "row 2" was not on line 3,
     # where an editor would look; where row and line differ the problem says both

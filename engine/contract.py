@@ -625,7 +625,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many unrelated types for corrupt files
-        raise _Unreadable(f"not a readable Parquet file ({reason_line(exc)})") from exc
+        df = _parquet_with_repeated_names(path)
+        if df is None:
+            raise _Unreadable(f"not a readable Parquet file ({reason_line(exc)})") from exc
     # a frame written with its time (or server) as the pandas index: those are columns here
     # (a level that is also a column, as set_index(drop=False) writes, stays an index)
     levels = [name for name in df.index.names
@@ -633,6 +635,27 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if levels:
         df = df.reset_index(level=levels)
     return df
+
+
+def _parquet_with_repeated_names(path: Path) -> pd.DataFrame | None:
+    """A Parquet file with two columns of one name, which pandas' reader refuses whole: an
+    extra column's repeats are dropped (it is ignored and noted anyway), a data column's are
+    kept for the usual "appears more than once".  None when that is not what is wrong."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path).read()
+    except Exception:  # noqa: BLE001 - the caller reports pandas' reason
+        return None
+    names = table.column_names
+    if len(set(names)) == len(names):
+        return None
+    known = (*CANONICAL_COLUMNS, *COLUMN_ALIASES)
+    keep = [i for i, n in enumerate(names) if n.strip() in known or names.index(n) == i]
+    try:
+        return table.select(keep).to_pandas(ignore_metadata=True)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def reason_line(exc: BaseException) -> str:

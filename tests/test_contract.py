@@ -1026,6 +1026,25 @@ def test_file_and_column_names_reach_a_terminal_escaped(tmp_path: Path) -> None:
     assert printable("web-01 ok") == "web-01 ok"
 
 
+def test_a_parquet_file_with_a_repeated_extra_column_is_read(tmp_path: Path) -> None:
+    # pandas' reader refused the whole file ("Multiple matches for FieldRef.Name(rack)")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = {"server_name": ["web", "web"], "timestamp": ["2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"],
+            **{m: [1.0, 2.0] for m in METRICS}}
+    columns = [pa.array(v) for v in base.values()]
+    pq.write_table(pa.table([*columns, pa.array([1, 2]), pa.array(["a", "b"])], names=[*base, "rack", "rack"]),
+                   tmp_path / "extra.parquet")
+    result = load_path(tmp_path / "extra.parquet")
+    assert result.problems == [] and len(result.frame) == 2
+    assert result.notes == [f"{tmp_path / 'extra.parquet'}: ignored extra columns: rack"]
+    # a data column twice is still refused, with what is wrong
+    pq.write_table(pa.table([*columns, pa.array([3.0, 4.0])], names=[*base, "cpu_percent"]), tmp_path / "twice.parquet")
+    assert str(only_problem(load_path(tmp_path / "twice.parquet"))) == \
+        f"{tmp_path / 'twice.parquet'}: column 'cpu_percent' appears more than once"
+
+
 def test_a_hex_number_in_an_all_integer_column_is_not_a_number(tmp_path: Path) -> None:
     # pyarrow read "0x10" in a column of whole numbers as 16 (beside "5.5" it stays text)
     path = csv_file(tmp_path, "web,2026-01-01T00:00:00Z,0x10,2,3,1", "web,2026-01-01T00:05:00Z,5,2,3,0X1F",

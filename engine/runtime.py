@@ -101,6 +101,7 @@ class Engine:
         self.last_problem_at: float | None = None    # wall clock of the newest problem
         self._cores_seen: dict[str, int] = {}
         self.forgotten = 0                  # servers forgotten after a day of silence
+        self._backfill: pd.DataFrame | None = None   # a live source's history, until warm_up or a tick
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -110,13 +111,20 @@ class Engine:
         quiet_collector()
 
     def warm_up(self, steps: int = OPEN_AFTER - 1) -> Snapshot | None:
-        """A replay only: start ``steps`` ticks earlier and play them, so that the first frame
-        shows the alerts a running engine would (they open after OPEN_AFTER ticks of new data:
-        without it a server already at critical had no alert on the first frame).  The alert
-        log then starts at the warm-up (``alerts_since``).  Returns the last snapshot, or None
-        when the source cannot seek back (a live feed waits for its data)."""
+        """Play the ``steps`` ticks before the start, so that the first frame shows the alerts
+        a running engine would (they open after OPEN_AFTER ticks of new data: without it a
+        server already at critical had no alert on the first frame, and a live fleet showed
+        none until its next sample, 5 minutes on).  A replay starts ``steps`` ticks earlier;
+        a live source with history (Prometheus, the simulator) replays the last ``steps``
+        5-minute steps of the history it gave at the start.  Call it right after ``start()``.
+        Returns the last snapshot, or None when there is nothing to play (a source with no
+        history: it waits for its data)."""
+        if not self.started or steps <= 0:
+            return None
+        if not self.source.can_seek:
+            return self._warm_up_from_backfill(steps)
         position = getattr(self.source, "position", None)
-        if not self.started or not self.source.can_seek or position is None or steps <= 0:
+        if position is None:
             return None
         target = max(position - steps, 1)
         if target >= position:
@@ -129,6 +137,31 @@ class Engine:
             snap = self.tick()
         return snap
 
+    def _warm_up_from_backfill(self, steps: int) -> Snapshot | None:
+        frame, self._backfill = self._backfill, None
+        if frame is None or not len(frame) or self.last_snapshot is not None:
+            return None
+        stamps = frame["timestamp"]
+        newest = stamps.max()
+        cuts = [newest - pd.Timedelta(seconds=STEP_SECONDS * k) for k in range(steps, 0, -1)] + [newest]
+        if not (stamps <= cuts[0]).any():
+            return None             # the history is shorter than the warm-up
+        # the same store as start() built, step by step (its refusals were noted then)
+        self._new_store(self.store.capacity)
+        self.store.extend_frame(frame[stamps <= cuts[0]])
+        snap = self.forecast()
+        for lo, hi in zip(cuts, cuts[1:]):
+            self.store.extend_frame(frame[(stamps > lo) & (stamps <= hi)])
+            snap = self.forecast()
+        return snap
+
+    def _new_store(self, capacity: int) -> None:
+        self.store = WindowStore(capacity=capacity)
+        self.forgotten = 0          # of this store: a step back rebuilds it and forgets again
+        for name, cores in self.source.cores.items():
+            self.store.set_cores(name, cores)
+        self._cores_seen = dict(self.source.cores)
+
     def _reset_store(self) -> None:
         capacity = max(HISTORY_STEPS, getattr(self.forecaster, "capacity", HISTORY_STEPS))
         if not getattr(self.forecaster, "loaded", True):
@@ -139,12 +172,11 @@ class Engine:
         want_history = getattr(self.source, "want_history", None)
         if want_history is not None:        # the model's whole history, where the source has it
             want_history(capacity)
-        self.store = WindowStore(capacity=capacity)
-        self.forgotten = 0          # of this store: a step back rebuilds it and forgets again
-        for name, cores in self.source.cores.items():
-            self.store.set_cores(name, cores)
-        self._cores_seen = dict(self.source.cores)
-        self._note(self.store.extend_frame(self.source.backfill()))
+        self._new_store(capacity)
+        frame = self.source.backfill()
+        # a live source's history, kept for warm_up() until the first tick
+        self._backfill = None if self.source.can_seek else frame
+        self._note(self.store.extend_frame(frame))
 
     def _note(self, problems: list[str]) -> None:
         if problems:
@@ -172,6 +204,7 @@ class Engine:
     def tick(self, advance: bool = True) -> Snapshot:
         """Take one step of new samples (unless ``advance`` is False) and forecast."""
         t0 = time.perf_counter()
+        self._backfill = None
         if advance and not self.finished:
             self.ingest(self.source.poll())
         return self.forecast(t0)

@@ -920,8 +920,62 @@ def test_warm_up_gives_the_first_frame_its_alerts(tmp_path):
     assert snap is not None and snap.data_time == cold.last_snapshot.data_time     # the same first frame
     assert [(a.server_name, a.metric, a.severity) for a in snap.alerts] == [("srv-01", "cpu_percent", "critical")]
     assert engine.source.position == cold.source.position
-    # then it plays on as before, and a live feed (no seeking back) has no warm-up
+    # then it plays on as before
     assert engine.tick().data_time == start.strftime("%Y-%m-%dT%H:%M:%SZ")
-    live = Engine(SimulatorSource(3, seed=1), None)
-    live.start()
-    assert live.warm_up() is None
+
+
+def test_warm_up_of_a_live_source_replays_its_history(tmp_path):
+    # a live source (Prometheus, the simulator) cannot seek back, but gives a day of history
+    # at the start: the warm-up plays its last step as a tick, so a server already at
+    # critical has its alert on the first frame, not 5 minutes on at the next sample
+    from engine.sources import Source
+
+    frame = make_grid(n_servers=2, days=1.0)
+    last = frame["timestamp"].max()
+    hot = (frame["server_name"] == "srv-01") & (frame["timestamp"] >= last - pd.Timedelta(hours=1))
+    frame.loc[hot, "cpu_percent"] = 99.0
+    later = frame.assign(timestamp=frame["timestamp"] + pd.Timedelta(minutes=5))
+    later = later[later["timestamp"] > last]
+
+    class Live(Source):
+        name = "live"
+
+        def __init__(self, history):
+            self.cores = {}
+            self.history = history
+            self.polled = 0
+
+        def backfill(self):
+            return self.history
+
+        def poll(self):
+            self.polled += 1
+            return Tick(later if self.polled == 1 else later.iloc[:0])
+
+    cold = Engine(Live(frame), None)
+    cold.start()
+    first = cold.tick(advance=False)
+    assert first.alerts == ()
+
+    engine = Engine(Live(frame), None)
+    engine.start()
+    snap = engine.warm_up()
+    assert snap is not None and snap.data_time == first.data_time == f"{last:%Y-%m-%dT%H:%M:%SZ}"
+    assert [(a.server_name, a.metric, a.severity) for a in snap.alerts] == [("srv-01", "cpu_percent", "critical")]
+    # the store it leaves is the one start() built: the same windows, the same forecasts
+    a, b = cold.store.windows(), engine.store.windows()
+    assert list(a.names) == list(b.names) and (a.lengths == b.lengths).all() and (a.last_epoch == b.last_epoch).all()
+    np.testing.assert_array_equal(a.values, b.values)
+    assert [s.risk_8h for s in snap.servers] == [s.risk_8h for s in first.servers]
+    assert engine.source.polled == 0
+    # then it goes on with the feed; a second warm-up (or one after a tick) plays nothing
+    assert engine.tick().data_time == f"{last + pd.Timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}"
+    assert engine.warm_up() is None
+    # a source with no history (this host) has nothing to play: it waits for its data
+    empty = Engine(Live(frame.iloc[:0]), None)
+    empty.start()
+    assert empty.warm_up() is None
+    # the simulator gives history: its first frame comes from the warm-up
+    sim = Engine(SimulatorSource(3, seed=1), None)
+    sim.start()
+    assert sim.warm_up() is not None

@@ -66,6 +66,9 @@ class WindowStore:
         self._profiles: list[str] = []
         self._cores: list[int | None] = []
         self._forgotten_cores: dict[str, int] = {}    # known core counts of forgotten servers
+        # bumped by every call that may change what windows() returns (the engine does not
+        # forecast again a store that has not changed since its last forecast)
+        self.version = 0
 
     # -- servers -----------------------------------------------------------------
     def __len__(self) -> int:
@@ -106,6 +109,7 @@ class WindowStore:
         gone = (self._len[:n] > 0) & (self._last[:n] < silent_before)
         if not gone.any():
             return []
+        self.version += 1
         keep = np.flatnonzero(~gone)
         names = [self._names[i] for i in np.flatnonzero(gone).tolist()]
         for i in np.flatnonzero(gone).tolist():
@@ -123,6 +127,7 @@ class WindowStore:
         return names
 
     def set_cores(self, name: str, cores: int | None) -> None:
+        self.version += 1
         self._cores[self._slot(name)] = cores
 
     def stale(self, fresh_after: int) -> list[tuple[str, int]]:
@@ -154,6 +159,7 @@ class WindowStore:
 
     def append(self, name: str, epoch_seconds: int, values, profile: str | None = None) -> str | None:
         """Add one sample; returns None when accepted, else a one-line reason it was refused."""
+        self.version += 1
         slot = self._slot(name)
         if profile and profile != UNKNOWN_PROFILE:      # a sample without a profile keeps the known one
             self._profiles[slot] = profile
@@ -202,6 +208,8 @@ class WindowStore:
         here: the bulk load below writes whole runs, and an earlier row after a later one
         would be refused as older.)"""
         problems: list[str] = []
+        if len(frame):
+            self.version += 1
         if len(frame) > 1:
             order = np.lexsort((frame["timestamp"].to_numpy(), pd.factorize(frame["server_name"])[0]))
             if (order != np.arange(len(order))).any():

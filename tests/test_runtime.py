@@ -979,3 +979,68 @@ def test_warm_up_of_a_live_source_replays_its_history(tmp_path):
     sim = Engine(SimulatorSource(3, seed=1), None)
     sim.start()
     assert sim.warm_up() is not None
+
+
+def test_a_live_source_polled_between_samples_is_not_forecast_again():
+    # the app polls a live source every second; this host and Prometheus give a sample every
+    # 5 minutes: in between the last forecast stands (forecasting it again cost a 1,000-server
+    # fleet half a core all the time), with the source's own state refreshed
+    from engine.sources import Source
+
+    frame = make_grid(n_servers=3, days=1.0)
+    last = frame["timestamp"].max()
+    later = frame[frame["timestamp"] == last].assign(timestamp=last + pd.Timedelta(minutes=5))
+
+    class Live(Source):
+        name = "live"
+
+        def __init__(self):
+            self.cores = {}
+            self.now = last.timestamp() + 60
+            self.queue = []
+            self.state = "ok"
+
+        def wall_time(self):
+            return self.now
+
+        def status_line(self):
+            return f"live {self.state}"
+
+        def backfill(self):
+            return frame
+
+        def poll(self):
+            return self.queue.pop(0) if self.queue else Tick(frame.iloc[:0])
+
+    source = Live()
+    engine = Engine(source, None)
+    engine.start()
+    calls = []
+    inner = engine.forecaster.forecast
+    engine.forecaster.forecast = lambda *a, **k: calls.append(1) or inner(*a, **k)
+    first = engine.tick(advance=False)
+    assert len(calls) == 1 and first.metadata["source_status"] == "live ok"
+    source.state = "retry in 3 s"
+    again = engine.tick()
+    assert len(calls) == 1, "nothing new: no forecast"
+    assert again.servers is first.servers and again.data_time == first.data_time
+    assert again.metadata["source_status"] == "live retry in 3 s" and engine.last_snapshot is again
+    # a new sample is forecast
+    source.queue.append(Tick(later))
+    newer = engine.tick()
+    assert len(calls) == 2 and newer.data_time == f"{last + pd.Timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}"
+    # so is a refused record (its problem shows), and the wall clock's next 5-minute step
+    source.queue.append(Tick(frame.iloc[:0], problems=["x.csv: row 3: bad"]))
+    assert engine.tick().metadata["last_problem"] == "x.csv: row 3: bad" and len(calls) == 3
+    engine.tick()
+    assert len(calls) == 3
+    source.now += 300          # (still the newest sample's step)
+    engine.tick()
+    assert len(calls) == 3
+    source.now += 300
+    engine.tick()
+    assert len(calls) == 4
+    # records written into the store by another way (the daemon's POST) are forecast too
+    engine.store.append("srv-01", int(source.now), np.full(4, 50.0))
+    engine.tick()
+    assert len(calls) == 5

@@ -62,6 +62,7 @@ from starlette.requests import ClientDisconnect
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, LoadResult, validate_records
 from engine.runtime import STALE_AFTER_SECONDS, Engine, iso
 from engine.forecaster import default_torch_threads
+from engine.live import DEFAULT_SELECTOR
 from engine.snapshot import Snapshot
 from engine.sources import Source, Tick
 from engine.thresholds import DEFAULT_THRESHOLDS
@@ -121,13 +122,15 @@ def check_bind(host: str, api_key: str | None) -> None:
                           f"{API_KEY_ENV} (or listen on 127.0.0.1)")
 
 
-def tick_interval(push: bool, speed: float = 1.0, interval: float | None = None) -> float:
-    """Seconds between ticks: ``interval`` if given; else 1/speed (replay, simulator) or 5 s (POST-fed)."""
+def tick_interval(push: bool, speed: float = 1.0, interval: float | None = None, live: bool = False) -> float:
+    """Seconds between ticks: ``interval`` if given; else 1/speed (replay, simulator) or 5 s
+    (a POST-fed fleet; ``live``: a wall-clock source such as Prometheus, polled that often
+    and forecast when a new 5-minute step has come)."""
     if interval is not None:
         if not (0 < interval <= MAX_TICK_INTERVAL_S):
             raise DaemonError(f"--interval must be a number of seconds > 0 and at most {MAX_TICK_INTERVAL_S:,} (a day)")
         return float(interval)
-    if push:
+    if push or live:
         return DEFAULT_PUSH_INTERVAL_S
     if not (speed > 0 and math.isfinite(speed)) or 1.0 / speed > MAX_TICK_INTERVAL_S:
         raise DaemonError(f"--speed must be > 0, at least one tick a day (1/{MAX_TICK_INTERVAL_S:,})")
@@ -157,15 +160,25 @@ class PushSource(Source):
         return Tick(self.backfill())
 
 
-def make_source(replay: Path | str | None = None, simulate: int | None = None, seed: int = 0) -> Source:
-    """The daemon's source: a replay, a simulator, or (neither) a POST-fed fleet.
+def make_source(replay: Path | str | None = None, simulate: int | None = None, seed: int = 0,
+                prometheus: str | None = None, selector: str = DEFAULT_SELECTOR) -> Source:
+    """The daemon's source: a replay, a simulator, a Prometheus, or (none) a POST-fed fleet.
 
     Raises DaemonError for bad options and engine.contract.DataError for unusable data.
     """
     from engine.sources import ReplaySource, SimulatorSource
 
-    if replay is not None and simulate is not None:
-        raise DaemonError("--replay and --simulate exclude each other")
+    chosen = [name for name, on in (("--replay", replay is not None), ("--simulate", simulate is not None),
+                                    ("--prometheus", prometheus is not None)) if on]
+    if len(chosen) > 1:
+        raise DaemonError(f"{' and '.join(chosen)} exclude each other")
+    if prometheus is not None:
+        from engine.live import PrometheusSource
+
+        try:
+            return PrometheusSource(prometheus, selector=selector)
+        except ValueError as exc:        # a bad URL or selector: one line, before anything loads
+            raise DaemonError(str(exc)) from None
     if simulate is not None:
         if simulate <= 0:
             raise DaemonError("--simulate needs a number of servers > 0")
@@ -562,7 +575,9 @@ class Daemon:
         kept: set[str] = set()          # the servers of the records that reached the store
         with self.lock:
             store = self.engine.store
-            clock = time.time() if isinstance(self.engine.source, PushSource) else store.newest_epoch()
+            # a live fleet's clock is the wall clock (POST-fed, Prometheus); a replay's its data
+            wall = self.engine.source.wall_time()
+            clock = wall if wall is not None else store.newest_epoch()
             limit = None if clock is None else int(clock) + MAX_AHEAD_SECONDS
             for k in range(len(frame)):
                 profile = str(profiles[k])
@@ -646,6 +661,7 @@ class Daemon:
             "model_reason": meta.get("model_reason", fc.model_reason),
             "device": fc.device,
             "source": self.engine.source.name,
+            "source_status": meta.get("source_status"),     # a live source's own state ("prometheus STALE: …")
             "post_fed": self.push,
             "servers": len(pub.snapshot.servers) if pub else 0,
             "servers_on_tft": meta.get("servers_on_tft"),
@@ -1005,10 +1021,11 @@ class RunningServer:
 def build_daemon(*, model: Path | str | None = None, replay: Path | str | None = None,
                  simulate: int | None = None, seed: int = 0, speed: float = 1.0, interval: float | None = None,
                  api_key: str | None = None, device: str = "auto", max_body: int | None = MAX_BODY_BYTES,
-                 thresholds=None) -> Daemon:
+                 thresholds=None, prometheus: str | None = None, selector: str = DEFAULT_SELECTOR) -> Daemon:
     """A daemon for the CLI's options (the engine is not started yet).  DaemonError / DataError."""
-    source = make_source(replay=replay, simulate=simulate, seed=seed)
-    every = tick_interval(isinstance(source, PushSource), speed=speed, interval=interval)
+    source = make_source(replay=replay, simulate=simulate, seed=seed, prometheus=prometheus, selector=selector)
+    every = tick_interval(isinstance(source, PushSource), speed=speed, interval=interval,
+                          live=prometheus is not None)
     engine = Engine(source, model, device=device, thresholds=thresholds or DEFAULT_THRESHOLDS)
     return Daemon(engine, interval=every, api_key=api_key, max_body=max_body,
                   torch_threads=default_torch_threads())

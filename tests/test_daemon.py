@@ -320,6 +320,12 @@ def test_options():
     d = build_daemon(simulate=2, speed=2.0, api_key=KEY)
     assert d.interval == 0.5 and d.api_key == KEY and not d.push
     assert build_daemon().push and build_daemon().interval == 5.0
+    # a Prometheus is polled every 5 s (forecast when a new 5-minute step has come)
+    prom = build_daemon(prometheus="http://127.0.0.1:9", selector='{job="web"}')
+    assert prom.interval == 5.0 and not prom.push
+    assert prom.engine.source.name == 'prometheus http://127.0.0.1:9 {job="web"}'
+    with pytest.raises(DaemonError, match="--replay and --prometheus exclude each other"):
+        build_daemon(replay="x", prometheus="http://127.0.0.1:9")
 
 
 # ------------------------------------------------------------------------- POST /metrics

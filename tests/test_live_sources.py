@@ -384,6 +384,35 @@ def test_prometheus_source_drives_the_engine(prom):
 
 
 @requires_prometheus
+def test_serve_watches_a_prometheus(prom):
+    # `tft-top serve --prometheus URL`: one machine runs the model on the fleet's Prometheus
+    # and operators connect; polled often, forecast only when a new 5-minute step has come
+    import httpx
+
+    from engine.daemon import RunningServer, build_daemon
+
+    daemon = build_daemon(prometheus=prom.url, interval=0.2)
+    srv = RunningServer(daemon, port=0).start()
+    try:
+        assert daemon.wait_ready(60), daemon.error
+        calls = []
+        inner = daemon.engine.forecaster.forecast
+        daemon.engine.forecaster.forecast = lambda *a, **k: calls.append(1) or inner(*a, **k)
+        assert daemon.wait_for_seq(daemon.latest.seq + 3, timeout=10)
+        with httpx.Client(base_url=srv.url, trust_env=False, timeout=10) as c:
+            snap = c.get("/predictions/current").json()
+            status = c.get("/status").json()
+        assert sorted(snap["predictions"]) == FLEET and snap["metadata"]["model_type"] == "heuristic"
+        assert snap["metadata"]["source_status"] == "prometheus ok · 3 instances"
+        assert status["source"] == f'prometheus {prom.url} {{job="node"}}' and status["error"] is None
+        assert status["source_status"] == "prometheus ok · 3 instances"
+        # (a 5-minute boundary may pass while this runs: at most one forecast more)
+        assert len(calls) <= 1, calls
+    finally:
+        srv.stop()
+
+
+@requires_prometheus
 def test_a_real_node_exporter_scraped_live_matches_this_host(tmp_path):
     """The PromQL against what node_exporter really exports, scraped every second, in real time."""
     import psutil

@@ -431,6 +431,18 @@ def test_cli_refuses_numbers_that_make_no_sense(capsys):
     # a warm start keeps its model's size: a new one asked for too is refused, not ignored
     assert main(["train", "--data", "x", "--init-from", "m", "--hidden-size", "64"]) == 2
     assert "--hidden-size sizes a new model" in capsys.readouterr().err
+    # serve: options that would be ignored without a word are refused, before anything loads
+    for argv, said in ((["serve", "--prometheus", "http://127.0.0.1:9", "--speed", "2"], "--speed sets a replay's"),
+                       (["serve", "--speed", "2"], "--speed sets a replay's"),     # (POST-fed: it kept 5 s)
+                       (["serve", "--selector", '{job="x"}'], "--selector goes with --prometheus"),
+                       (["serve", "--prometheus", "ftp://x"], "is not an http(s)://host[:port] URL"),
+                       (["serve", "--prometheus", "http://127.0.0.1:9", "--selector", "job="], "is not a list of PromQL")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit):
+        main(["serve", "--prometheus", "http://127.0.0.1:9", "--replay", "demo_data"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_a_tick_interval_beyond_a_day_is_refused():

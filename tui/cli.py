@@ -163,11 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     feed = sv.add_mutually_exclusive_group()
     feed.add_argument("--replay", type=Path, default=None, metavar="DIR", help="replay a recorded fleet")
     feed.add_argument("--simulate", type=int, default=None, metavar="N",
-                      help="a live synthetic fleet of N servers (neither: a fleet fed only by POST /metrics)")
-    sv.add_argument("--speed", type=_speed, default=1.0, metavar="X",
+                      help="a live synthetic fleet of N servers (none of these three: a fleet fed only by "
+                           "POST /metrics)")
+    feed.add_argument("--prometheus", default=None, metavar="URL",
+                      help="the node_exporter fleet in a Prometheus server, e.g. http://localhost:9090")
+    sv.add_argument("--selector", default=None, metavar="MATCHERS",
+                    help='with --prometheus: PromQL label matchers for the node_exporter series (default: {job="node"})')
+    sv.add_argument("--speed", type=_speed, default=None, metavar="X",
                     help="--replay/--simulate: ticks (5-minute steps) per second (default 1)")
     sv.add_argument("--interval", type=float, default=None, metavar="S",
-                    help="seconds between ticks (default 1/speed; 5 for a fleet fed only by POST /metrics)")
+                    help="seconds between ticks (default 1/speed; 5 for --prometheus, which forecasts when "
+                         "a new 5-minute step has come, and for a fleet fed only by POST /metrics)")
     sv.add_argument("--api-key", default=None, metavar="KEY",
                     help="require this key on every route but /health, as 'Authorization: Bearer KEY' or "
                          "'X-API-Key: KEY' (default: $TFT_TOP_API_KEY, which keeps it out of `ps`)")
@@ -496,10 +502,16 @@ def _thresholds(args):
 
 def _serve(args) -> int:
     from engine.daemon import DaemonError, api_key_from_env, build_daemon, check_bind, serve
+    from engine.live import DEFAULT_SELECTOR
     from engine.tft_model import find_latest_model
 
     if args.seed is not None and args.simulate is None:     # (it was ignored without a word)
         return _fail("--seed is the --simulate fleet's seed: give --simulate N too")
+    if args.speed is not None and args.replay is None and args.simulate is None:
+        return _fail("--speed sets a replay's or a simulation's pace; a live fleet (--prometheus, POST /metrics) "
+                     "keeps the wall clock's: see --interval")
+    if args.selector is not None and args.prometheus is None:
+        return _fail("--selector goes with --prometheus (it picks the node_exporter series)")
     thresholds = _thresholds(args)
     if thresholds is None:
         return 2
@@ -508,8 +520,9 @@ def _serve(args) -> int:
     try:
         check_bind(args.host, api_key)          # before loading any data
         daemon = build_daemon(model=model, replay=args.replay, simulate=args.simulate, seed=args.seed or 0,
-                              speed=args.speed, interval=args.interval, api_key=api_key, device=args.device,
-                              max_body=args.max_body, thresholds=thresholds)
+                              speed=args.speed or 1.0, interval=args.interval, api_key=api_key, device=args.device,
+                              max_body=args.max_body, thresholds=thresholds, prometheus=args.prometheus,
+                              selector=args.selector if args.selector is not None else DEFAULT_SELECTOR)
         _print_notes()
         serve(daemon, host=args.host, port=args.port, access_log=not args.quiet)
     except (DaemonError, *_known_errors()) as exc:

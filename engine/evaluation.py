@@ -25,7 +25,7 @@ import pandas as pd
 
 from engine.baselines import BASELINES
 from engine.calibration import apply_calibration, window_scale
-from engine.contract import METRICS, load_path, to_grid
+from engine.contract import METRICS, DataError, load_path, to_grid
 from engine.datasplit import (SplitSpec, extract_windows, informative_columns, origins_for,
                               read_split)
 from engine.tft_model import LoadedModel, ModelConfig, build_dataset, one_window_per_origin, prepare_frame
@@ -142,9 +142,12 @@ class DatasetReport:
     split: dict
     # results[group][metric][forecaster] = Scores; group in ("seen", "heldout")
     results: dict[str, dict[str, dict[str, Scores]]] = field(default_factory=dict)
+    every: int = DEFAULT_EVERY          # steps between forecast origins
 
     def to_json(self) -> dict:
-        return {"name": self.name, "split": self.split,
+        return {"name": self.name, "split": self.split, "every": self.every,
+                # (a machine reading "cells_missing: 0" must also learn that nothing was scored)
+                "nothing_to_score": None if self.results else nothing_to_score(self.every),
                 "results": {g: {m: {f: s.to_json() for f, s in fs.items()} for m, fs in ms.items()}
                             for g, ms in self.results.items()}}
 
@@ -160,7 +163,7 @@ def evaluate_frame(loaded: LoadedModel | None, grid: pd.DataFrame, spec: SplitSp
     # day-over-day changes (with less, it rests on a few changes or none: a zero-width band)
     origins = origins_for(prepared, spec.heldout_start(grid), horizon=horizon,
                           min_history=max(config.history_length, HISTORY), every=every)
-    report = DatasetReport(name=name, split=spec.to_json())
+    report = DatasetReport(name=name, split=spec.to_json(), every=every)
     if origins.empty:
         return report
     # Only the rows the windows read: history before the first origin, and what follows.
@@ -189,13 +192,24 @@ def evaluate_frame(loaded: LoadedModel | None, grid: pd.DataFrame, spec: SplitSp
     return report
 
 
+def check_unique_servers(grids: list[tuple[str, pd.DataFrame]]) -> None:
+    """Refuse (DataError) a server name held by two --data sets: train would fit one
+    series on two servers' rows, eval would score it twice (a directory and a file in it)."""
+    seen: dict[str, str] = {}
+    for path, grid in grids:
+        for name in grid["server_name"].unique():
+            if name in seen:
+                raise DataError(f"{path}: server {name!r} is also in {seen[name]}; server names must be "
+                                "unique across --data sets")
+            seen[name] = path
+
+
 def evaluate_paths(loaded: LoadedModel | None, paths: list[Path | str], every: int = DEFAULT_EVERY) -> list[DatasetReport]:
     seen = set(loaded.metadata.get("servers", [])) if loaded else set()
-    reports = []
-    for path in paths:
-        grid = load_grid(path)
-        reports.append(evaluate_frame(loaded, grid, read_split(path), str(path), seen, every))
-    return reports
+    grids = [(str(path), load_grid(path)) for path in paths]
+    check_unique_servers(grids)
+    return [evaluate_frame(loaded, grid, read_split(path), name, seen, every)
+            for path, (name, grid) in zip(paths, grids)]
 
 
 def _best_baseline_loss(fs: dict[str, Scores]) -> float:
@@ -314,12 +328,20 @@ NOTHING_TO_SCORE = ("nothing to score: no server has a forecast origin in the he
                     "samples come every 5 min, and a gap over 35 min breaks a series)")
 
 
+def nothing_to_score(every: int) -> str:
+    """Why a data set gave no scores, with --every's part when it is longer than the default
+    (origins that far apart can all fall outside the held-out period)."""
+    hint = (f" (or --every {every}, {every * 5 / 60:g} h between origins, leaves none in it)"
+            if every > DEFAULT_EVERY else "")
+    return NOTHING_TO_SCORE + hint
+
+
 def format_reports(reports: list[DatasetReport]) -> str:
     lines = []
     for rep in reports:
         lines.append(f"== {rep.name}")
         if not rep.results:
-            lines.append(f"  {NOTHING_TO_SCORE}")
+            lines.append(f"  {nothing_to_score(rep.every)}")
         for group in ("seen", "heldout"):
             ms = rep.results.get(group)
             if not ms:
@@ -351,7 +373,7 @@ def reports_json(reports: list[DatasetReport], extra: dict[str, Any] | None = No
     cells = target_cells(reports)
     out["targets"] = {"loss_below_best_baseline": TARGET_IMPROVEMENT, "coverage_p10_p90": list(TARGET_COVERAGE),
                       "heldout_vs_seen_loss": TARGET_HELDOUT_GAP, "cells": cells,
-                      "cells_missing": sum(1 for c in cells if c["misses"])}
+                      "cells_scored": len(cells), "cells_missing": sum(1 for c in cells if c["misses"])}
     if extra:
         out.update(extra)
     return json.dumps(out, indent=2)

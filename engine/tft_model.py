@@ -235,6 +235,7 @@ class ModelConfig:
 MAX_ENCODER_LENGTH = 8_640    # a month of 5-minute steps
 MAX_HORIZON = 288             # a day (the product forecasts 8 h)
 MAX_VOCABULARY = 10_000       # profile names, calibration groups
+MAX_HIDDEN_SIZE = 1024        # (the shipped model: 32; 1024 is 53 M parameters)
 
 
 def _check_values(config: "ModelConfig", lengths: dict, hp: dict, data: dict) -> None:
@@ -271,7 +272,8 @@ def _check_values(config: "ModelConfig", lengths: dict, hp: dict, data: dict) ->
         raise ValueError(f"normalizer.method {config.normalizer_method!r} is not 'standard'")
     for m in config.targets:
         finite(data["normalizer"]["min_scale"].get(m), f"normalizer.min_scale.{m}", positive=True)
-    for name, most in (("hidden_size", 1024), ("attention_head_size", 64), ("hidden_continuous_size", 1024),
+    for name, most in (("hidden_size", MAX_HIDDEN_SIZE), ("attention_head_size", 64),
+                       ("hidden_continuous_size", MAX_HIDDEN_SIZE),
                        ("lstm_layers", 16)):       # (the shipped model: 32, 2, 16, 1)
         whole(hp[name], f"hyperparameters.{name}", 1, most)
     finite(hp["dropout"], "hyperparameters.dropout", 0.0)
@@ -688,7 +690,13 @@ def read_config(model_dir: Path) -> ModelConfig:
     data = _read_json(path, ModelLoadError)
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: not a JSON object")
-    return ModelConfig.from_json(data)
+    try:
+        return ModelConfig.from_json(data)
+    except ModelLoadError as exc:       # (from_json names the file, not where it is)
+        text = str(exc)
+        if text.startswith(f"{CONFIG_FILE}: "):
+            text = f"{path}: {text[len(CONFIG_FILE) + 2:]}"
+        raise ModelLoadError(text) from None
 
 
 MAX_JSON_BYTES = 16 << 20   # config.json and training_metadata.json are kilobytes; more is not ours

@@ -26,10 +26,15 @@ from engine.calibration import fit_calibration, window_scale
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
 from engine.datasplit import (SplitSpec, extract_windows, informative_columns, origins_for, read_split,
                               training_part)
-from engine.evaluation import (evaluate_frame, format_reports, load_grid, quiet_lightning, stock_predict,
+from engine.evaluation import (check_unique_servers, evaluate_frame, format_reports, load_grid, quiet_lightning, stock_predict,
                                window_profiles)
 from engine.tft_model import (DeviceError, LoadedModel, ModelConfig, build_dataset, build_model,
                               normalise_profile, one_window_per_origin, prepare_frame, save_model_dir)
+
+# The most a per-target loss weight or an incident kind's ramp draw weight may be: weights
+# are relative (the shipped model's: 1,1,1,5), and a larger one is a typo that turns the
+# loss or the sampler's sums into inf.
+MAX_LOSS_WEIGHT = 1000.0
 
 
 @dataclass
@@ -138,13 +143,7 @@ def _prepare_source(path: str, opts: TrainOptions) -> Source:
 def _prepare_sources(opts: TrainOptions) -> tuple[list[Source], pd.DataFrame]:
     sources = [_prepare_source(p, opts) for p in opts.data]
     _check_heldout_names(sources)
-    seen: dict[str, str] = {}
-    for s in sources:
-        for name in s.grid["server_name"].unique():
-            if name in seen:
-                raise DataError(f"{s.path}: server {name!r} is also in {seen[name]}; server names must be "
-                                "unique across --data sets")
-            seen[name] = s.path
+    check_unique_servers([(str(s.path), s.grid) for s in sources])
     return sources, pd.concat([s.train for s in sources], ignore_index=True)
 
 

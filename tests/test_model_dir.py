@@ -344,13 +344,18 @@ def test_config_that_does_not_match_the_weights_is_refused(trained, tmp_path):
 
 def test_bad_config_json_is_refused(trained, tmp_path):
     model_dir, _ = trained
+    good = json.loads((model_dir / CONFIG_FILE).read_text())
+    del good["hyperparameters"]
     for text, reason in (("{not json", "not valid JSON"), ('{"format": "other"}', "format is 'other'"),
-                         ('{"format": "tft-top-model", "format_version": 99}', "format_version 99")):
+                         ('{"format": "tft-top-model", "format_version": 99}', "format_version 99"),
+                         (json.dumps(good), "missing or invalid field")):
         broken = tmp_path / f"bad{abs(hash(text))}"
         shutil.copytree(model_dir, broken)
         (broken / CONFIG_FILE).write_text(text)
-        with pytest.raises(ModelLoadError, match=reason):
+        with pytest.raises(ModelLoadError, match=reason) as exc:
             load_model_dir(broken)
+        # each reason names the model directory: the badge and `eval` say which model it is
+        assert str(exc.value).startswith(str(broken / CONFIG_FILE)), exc.value
 
 
 def test_normaliser_centre_round_trips_and_an_unknown_one_is_refused(trained, tmp_path):

@@ -306,14 +306,19 @@ def test_a_window_the_model_answers_with_nan_goes_to_the_heuristic(replay_dir, t
 
 
 def test_bad_loss_weights_are_one_line(tmp_path, capsys):
-    assert main(["train", "--data", str(tmp_path), "--loss-weights", "1,2,x"]) == 2
-    assert "give four non-negative numbers" in capsys.readouterr().err
+    # (NaN and inf were let through to a traceback; all zeros trained nothing and shipped it)
+    for bad in ("1,2,x", "nan,1,1,1", "inf,1,1,1", "1,-1,1,1", "0,0,0,0", "1,1,1,1e308"):
+        assert main(["train", "--data", str(tmp_path), "--loss-weights", bad]) == 2
+        err = capsys.readouterr().err
+        assert "give four numbers from 0 to 1000, not all 0" in err and err.count("\n") == 1
     assert main(["train", "--data", str(tmp_path), "--learning-rate", "3"]) == 2
     assert "--learning-rate 3.0: give a number between 0 and 1" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path), "--ramp-share", "1"]) == 2
     assert "--ramp-share 1.0: give a number between 0 and 1" in capsys.readouterr().err
     for bad in (["--ramp-share", "0.2", "--ramp-kinds", "cpu_runaway=0"], ["--ramp-share", "0.2", "--ramp-kinds", "x"],
-                ["--ramp-kinds", "cpu_runaway=4"]):
+                ["--ramp-kinds", "cpu_runaway=4"], ["--ramp-share", "0.2", "--ramp-kinds", "memory_leak=inf"],
+                ["--ramp-share", "0.2", "--ramp-kinds", "memory_leak=nan"],
+                ["--ramp-share", "0.2", "--ramp-kinds", "memory_leak=1e308,cpu_runaway=1e308"]):
         assert main(["train", "--data", str(tmp_path), *bad]) == 2
         err = capsys.readouterr().err
         assert "--ramp-kinds" in err and "KIND=WEIGHT" in err and err.count("\n") == 1
@@ -416,6 +421,9 @@ def test_cli_refuses_numbers_that_make_no_sense(capsys):
     for argv, flag in ((["train", "--data", "x", "--epochs", "0"], "--epochs"),
                        (["train", "--data", "x", "--max-time", "-1"], "--max-time"),
                        (["train", "--data", "x", "--batch-size", "x"], "--batch-size"),
+                       (["train", "--data", "x", "--batch-size", "100000"], "--batch-size"),   # (killed for memory)
+                       (["train", "--data", "x", "--workers", "1000"], "--workers"),       # (a traceback)
+                       (["train", "--data", "x", "--workers", "-1"], "--workers"),
                        (["eval", "--data", "x", "--every", "0"], "--every"),
                        (["serve", "--port", "99999"], "--port"),
                        (["--speed", "nan"], "--speed"),       # (never ticked, and +/- could not mend it)
@@ -431,6 +439,9 @@ def test_cli_refuses_numbers_that_make_no_sense(capsys):
     # a warm start keeps its model's size: a new one asked for too is refused, not ignored
     assert main(["train", "--data", "x", "--init-from", "m", "--hidden-size", "64"]) == 2
     assert "--hidden-size sizes a new model" in capsys.readouterr().err
+    # a size every loader refuses is refused before the training, not after it wrote the model
+    assert main(["train", "--data", "x", "--hidden-size", "1100"]) == 2
+    assert "--hidden-size 1100: give 1..1024" in capsys.readouterr().err
     # serve: options that would be ignored without a word are refused, before anything loads
     for argv, said in ((["serve", "--prometheus", "http://127.0.0.1:9", "--speed", "2"], "--speed sets a replay's"),
                        (["serve", "--speed", "2"], "--speed sets a replay's"),     # (POST-fed: it kept 5 s)
@@ -464,6 +475,27 @@ def test_train_and_eval_on_too_little_data_say_so(tmp_path, capsys, tiny_model_d
     assert "no rows before the held-out period" in err and "Traceback" not in err and not (tmp_path / "m").exists()
     assert main(["eval", "--model", str(tiny_model_dir), "--data", str(tmp_path / "d"), "--no-alerts"]) == 2
     assert "nothing to score" in capsys.readouterr().err
+
+
+def test_eval_scores_each_server_once_and_says_when_every_leaves_nothing(replay_dir, tiny_model_dir, capsys):
+    import json
+
+    from engine.evaluation import DatasetReport, reports_json
+
+    one_file = next(p for p in sorted(replay_dir.iterdir())
+                    if p.suffix == ".csv" and p.name not in ("incidents.csv", "servers.csv"))
+    # a directory and a file in it: every server of the file was scored twice
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(replay_dir), "--data", str(one_file),
+                 "--no-alerts"]) == 2
+    err = capsys.readouterr().err
+    assert "is also in" in err and "unique across --data sets" in err and err.count("\n") == 1
+    # origins 1 year apart: the reason names --every (it blamed the history alone)
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(replay_dir), "--every", "100000",
+                 "--no-alerts"]) == 2
+    assert "or --every 100000" in capsys.readouterr().err
+    # and a JSON that scored nothing says so, with its alerts beside it (it read "cells_missing: 0")
+    out = json.loads(reports_json([DatasetReport("x", {}, every=100000)]))
+    assert out["targets"]["cells_scored"] == 0 and "--every 100000" in out["datasets"][0]["nothing_to_score"]
 
 
 def test_predict_reports_ignored_columns_once(replay_dir, capsys):

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where to train (default auto: CUDA when present; several GPUs: Lightning's DDP)")
     tr.add_argument("--batches-per-epoch", type=_counted(1), default=200,
                     help="training batches per epoch (default 200)")
-    tr.add_argument("--batch-size", type=_counted(1), default=64, help="windows per batch (default 64)")
+    tr.add_argument("--batch-size", type=_counted(1, 4096), default=64, help="windows per batch (default 64, at most 4096)")
     tr.add_argument("--hidden-size", type=_counted(1), default=None,
                     help="the TFT's hidden size for a new model (default 32)")
     tr.add_argument("--seed", type=_counted(0, 2**32 - 1), default=0, help="random seed of the run (default 0)")
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="give the model each metric's value at the same time the day before as a known input "
                          "(servers then need a day of history for it to be known; default: off for a new model, "
                          "the --init-from model's otherwise)")
-    tr.add_argument("--workers", type=int, default=0, metavar="N",
+    tr.add_argument("--workers", type=_counted(0, 64), default=0, metavar="N",
                     help="data-loader worker processes (default 0: batches are made in the training "
                          "process; on a GPU machine a few workers keep the GPU fed)")
     tr.add_argument("--learning-rate", type=float, default=None, metavar="LR",
@@ -293,11 +293,14 @@ def _resolve_model(path: Path | None) -> Path:
 
 
 def _train(args) -> int:
-    from engine.tft_model import ModelConfig
-    from engine.training import TrainOptions, train
+    from engine.tft_model import MAX_HIDDEN_SIZE, ModelConfig
+    from engine.training import MAX_LOSS_WEIGHT, TrainOptions, train
 
     if args.hidden_size and args.init_from is not None:
         return _fail("--hidden-size sizes a new model; --init-from continues one of its own size (leave one out)")
+    if args.hidden_size and args.hidden_size > MAX_HIDDEN_SIZE:
+        # (a larger model would be written and then refused by every loader)
+        return _fail(f"--hidden-size {args.hidden_size}: give 1..{MAX_HIDDEN_SIZE}")
     config = ModelConfig(hidden_size=args.hidden_size) if args.hidden_size else None
     weights = None
     if args.loss_weights is not None:
@@ -305,8 +308,10 @@ def _train(args) -> int:
             weights = tuple(float(w) for w in args.loss_weights.split(","))
         except ValueError:
             weights = ()
-        if len(weights) != 4 or any(w < 0 for w in weights):
-            return _fail(f"--loss-weights {args.loss_weights!r}: give four non-negative numbers (cpu,memory,disk,load)")
+        # (NaN or inf made the loss NaN at the first step; all zeros trained nothing and shipped it)
+        if len(weights) != 4 or not all(0 <= w <= MAX_LOSS_WEIGHT for w in weights) or not any(weights):
+            return _fail(f"--loss-weights {args.loss_weights!r}: give four numbers from 0 to {MAX_LOSS_WEIGHT:g}, "
+                         "not all 0 (cpu,memory,disk,load)")
     if args.ramp_share is not None and not 0 < args.ramp_share < 1:
         return _fail(f"--ramp-share {args.ramp_share}: give a number between 0 and 1")
     kinds = None
@@ -315,11 +320,9 @@ def _train(args) -> int:
             kinds = {k.strip(): float(w) for k, w in (part.split("=") for part in args.ramp_kinds.split(","))}
         except ValueError:
             kinds = {}
-        if not args.ramp_share or not kinds or any(not k or not w > 0 for k, w in kinds.items()):
-            return _fail(f"--ramp-kinds {args.ramp_kinds!r}: give KIND=WEIGHT pairs with positive weights, "
-                         "e.g. cpu_runaway=4, together with --ramp-share")
-    if args.workers < 0:
-        return _fail(f"--workers {args.workers}: give 0 or more")
+        if not args.ramp_share or not kinds or any(not k or not 0 < w <= MAX_LOSS_WEIGHT for k, w in kinds.items()):
+            return _fail(f"--ramp-kinds {args.ramp_kinds!r}: give KIND=WEIGHT pairs with weights above 0 and at "
+                         f"most {MAX_LOSS_WEIGHT:g}, e.g. cpu_runaway=4, together with --ramp-share")
     if args.learning_rate is not None and not 0 < args.learning_rate < 1:
         return _fail(f"--learning-rate {args.learning_rate}: give a number between 0 and 1")
     opts = TrainOptions(data=args.data, out=args.out, epochs=args.epochs, max_time_min=args.max_time,
@@ -407,11 +410,9 @@ def _eval(args) -> int:
     except _known_errors() as exc:
         return _fail(str(exc))
     if not alerts and not any(r.results for r in reports):
-        from engine.evaluation import NOTHING_TO_SCORE
+        from engine.evaluation import nothing_to_score
 
-        hint = (f" (or --every {args.every}, {args.every * 5 / 60:g} h between origins, leaves none in it)"
-                if args.every > 24 else "")
-        return _fail(f"{', '.join(map(str, args.data))}: {NOTHING_TO_SCORE}{hint}")
+        return _fail(f"{', '.join(map(str, args.data))}: {nothing_to_score(args.every)}")
     text = reports_json(reports, {"model_dir": str(model_dir), "alerts": {p: ev.to_json() for p, ev in alerts.items()}})
     if loaded.metadata_problem:   # its list of training servers is lost: every server counts as never seen
         print(f"tft-top: note: {loaded.metadata_problem}: every server is counted as never seen", file=sys.stderr)

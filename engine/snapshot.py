@@ -138,8 +138,19 @@ class Environment:
             "incident_probability_30m": _p(self.incident_probability_30m),
             "incident_probability_8h": _p(self.incident_probability_8h),
             "high_risk_servers": self.high_risk_servers, "total_servers": self.total_servers,
-            "fleet_health": _r(self.fleet_health, 1),
+            "fleet_health": _r(self.health_floor(1), 1),
         }
+
+    def health_floor(self, digits: int) -> float:
+        """fleet_health to ``digits`` decimals, rounded down: one high-risk server among
+        2,000 is 99.95 %, which rounding shows as a perfect 100 beside "1 high-risk"."""
+        scale = 10 ** digits
+        value = self.fleet_health
+        return math.floor(value * scale + 1e-9) / scale if math.isfinite(value) else value
+
+    def health_text(self, digits: int) -> str:
+        value = self.health_floor(digits)
+        return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
     env = snap.environment
     lines = [
         f"tft-top forecast as of {snap.data_time or '(no data yet)'} — model: {model_badge(snap)}",
-        f"fleet: {env.total_servers} servers, health {env.fleet_health:.0f} %, "
+        f"fleet: {env.total_servers} servers, health {env.health_text(0)} %, "
         f"{env.high_risk_servers} high-risk; P(incident) 30 min {format_probability(env.incident_probability_30m)}, "
         f"8 h {format_probability(env.incident_probability_8h)}",
     ]

@@ -660,6 +660,32 @@ async def test_an_empty_fleet_is_not_shown_as_healthy():
         await pilot.pause()
         text = app.header.render().plain
         assert "no servers reporting yet" in text and "100.0%" not in text
+        # a source that cannot be reached says it as a fleet does: counted and timed, not raw
+        empty.metadata.update(last_problem="prometheus http://x: connection refused; next try at 04:01:20 UTC",
+                              last_problem_at="2026-01-16T04:01:00Z")
+        app.header.set_snapshot(empty)
+        await pilot.pause()
+        text = app.header.render().plain
+        assert "no servers reporting yet   ⚠ 1 problem, newest 01-16 04:01 UTC: prometheus http://x" in text, text
+
+
+async def test_health_is_never_shown_as_100_beside_a_high_risk_server():
+    from dataclasses import replace
+
+    from engine.snapshot import Environment
+    from engine.summary import format_summary
+
+    app = fake_app(3, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        # one high-risk server among 2,000: 99.95 %, which rounding showed as 100.0 and 100
+        snap = replace(app.snapshot, environment=Environment(0.0, 0.5, 1, 2000, 100.0 * (1 - 1 / 2000)))
+        app.header.set_snapshot(snap)
+        await pilot.pause()
+        text = app.header.render().plain
+        assert "99.9%" in text and "100.0%" not in text, text
+        assert "health 99 %, 1 high-risk" in format_summary(snap)
+        assert snap.environment.to_json()["fleet_health"] == 99.9
 
 
 async def test_a_paused_app_waiting_for_a_daemon_says_it_is_paused():

@@ -196,13 +196,11 @@ class HeaderBar(Widget):
             line2.append_text(_silent_names(md, 3))
         elif env.total_servers == 0:      # no fleet is not a healthy fleet: no green 100 %
             line2.append("no servers reporting yet", "dim")
-            problem = md.get("last_problem")
-            if problem:
-                line2.append(f"   ⚠ {problem}", "yellow")
+            line2.append_text(_problem(md))      # (the same words as beside a fleet)
             return line1 + Text("\n") + line2
         health_style = "bold green" if env.fleet_health >= 95 else ("bold yellow" if env.fleet_health >= 80 else "bold red")
         line2.append("health " if compact else "fleet health ")
-        line2.append(f"{env.fleet_health:.1f}%", health_style)
+        line2.append(f"{env.health_text(1)}%", health_style)
         line2.append(f" ({env.high_risk_servers}/{env.total_servers} high-risk)" if compact else
                      f" ({env.high_risk_servers} of {env.total_servers} high-risk)")
         if silent:      # left out of the table and every figure: the fleet shown is not all of it
@@ -243,10 +241,15 @@ class HeaderBar(Widget):
             if len(line2.plain) + len("   silent: ") + len(first) <= width:
                 line2.append("   silent: ", "yellow")
                 line2.append_text(names)
-        problem = md.get("last_problem")
-        if problem:
-            n = int(md.get("refused_records") or 1)
-            when = fmt_time(md.get("last_problem_at")) if md.get("last_problem_at") else ""
-            line2.append(f"   ⚠ {n} problem{'' if n == 1 else 's'}, newest {when} UTC: ", "yellow")
-            line2.append(problem, "yellow")
+        line2.append_text(_problem(md))
         return line1 + Text("\n") + line2
+
+
+def _problem(md: dict) -> Text:
+    """The newest refused input or source failure, counted and timed ("" when none)."""
+    problem = md.get("last_problem")
+    if not problem:
+        return Text()
+    n = int(md.get("refused_records") or 1)
+    when = fmt_time(md.get("last_problem_at")) if md.get("last_problem_at") else ""
+    return Text(f"   ⚠ {n} problem{'' if n == 1 else 's'}, newest {when} UTC: {problem}", "yellow")

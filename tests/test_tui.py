@@ -17,7 +17,7 @@ from textual.command import CommandList, CommandPalette
 
 from tui.actions import ACTIONS, ActionsProvider, bindings
 from tui.app import TftTopApp
-from tui.format import fmt_minutes, sparkline_spec
+from tui.format import fmt_minutes, fmt_value, sparkline_spec
 from tui.runner import make_engine_factory
 from tui.screens.help import HelpScreen, help_renderable, help_text
 from tui.screens.server import ServerScreen
@@ -203,6 +203,30 @@ async def test_drill_down_shows_charts_importance_and_alerts_then_esc_goes_back(
         from tui.widgets.fleet_table import row_spec
         assert not app._main_stale  # noqa: SLF001
         assert all(app.table.specs[s.server_name] == row_spec(s, app.table.data_epoch) for s in app.snapshot.servers)
+
+
+async def test_drill_down_chart_titles_keep_the_p90_peak_on_a_100_column_terminal():
+    # four charts share the width: "CPU % · now 99.2 · p90 p…" cut the peak off
+    for size, full in (((100, 30), False), (SIZE, True)):
+        app = fake_app(6, paused=True)
+        async with app.run_test(size=size) as pilot:
+            await ready(pilot, app)
+            await pilot.press("enter")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.history is not None, what="history")
+            await pilot.pause()
+            server = next(s for s in app.snapshot.servers if s.server_name == screen.server_name)
+            for chart in screen.query(MetricChart):
+                title, f = chart.border_title, server.metrics[chart.metric]
+                peak = fmt_value(chart.metric, max(float(v) for v in f.p90))
+                assert title.endswith(f"p90{' peak' if full else ''} {peak}"), title
+                assert len(title) <= chart.size.width - 4, (title, chart.size.width)
+                assert title.startswith("CPU % · now" if chart.metric == "cpu_percent" and full else "")
+            # the side panel's alert log folds state and metric into the message when narrow
+            # (on 100 columns it left the message 3 cells)
+            keys = [k.value for k in screen.query_one("#server-alerts").columns]
+            assert keys == (["sev", "state_short", "metric", "message"] if full else ["sev", "message_full"]), keys
+            await pilot.press("escape")
 
 
 async def test_drill_down_of_a_heuristic_server_names_the_reason_instead_of_importance():
@@ -845,3 +869,19 @@ async def test_a_long_alert_message_wraps_in_the_log_instead_of_running_off_its_
             assert "critical until it resolves: may reach 8 in 5 min (p90)" in words, text
             assert "at 98.9, at or above critical 95" in words
             assert log.size.width == width
+
+    # narrower: the log gives up the long state, then the opening time, before the message;
+    # every row stays one or two lines and the message is on screen (at 100 columns it kept 9
+    # cells of a 20-wide column, at 80 none, and blank second lines pushed alerts out)
+    for width, gone in ((100, {"state"}), (80, {"state", "opened"})):
+        app = Host()
+        async with app.run_test(size=(width, 20)) as pilot:
+            log = app.query_one(AlertLog)
+            log.apply([long, short])
+            await pilot.pause()
+            keys = {k.value for k in log.columns}
+            assert not keys & gone and {"state_short", "message"} <= keys, keys
+            text = "\n".join("".join(seg.text for seg in log.render_line(y)) for y in range(1, 6))
+            assert max(len(line) for line in text.splitlines()) <= width
+            words = " ".join(text.split())
+            assert "web-33" in words and "web-46" in words and "at 98.9, at or above critical 95" in words, text

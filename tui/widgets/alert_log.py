@@ -11,10 +11,32 @@ from textual.widgets.data_table import ColumnKey
 from tui.format import METRIC_SHORT, fmt_minutes, fmt_time, iso_epoch as _epoch
 
 MAX_ALERTS = 100
-MESSAGE_MIN = 20      # the message column never narrower (a narrower terminal scrolls sideways)
-MESSAGE_MIN_COMPACT = 12   # the drill-down's side panel
+MESSAGE_MIN = 20      # below this the wide log gives up columns (the long state, then the opening time)
+MESSAGE_MIN_COMPACT = 16   # the side panel's, below which it folds state and metric into the message
+MESSAGE_FLOOR = 8     # narrower than this the message is not wrapped (it would be a letter a line)
 MESSAGE_LINES = 2     # a message wraps onto at most this many lines (the log shows ~10 rows)
 SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow"}
+
+# The log's layouts, widest first: (column key, header, width; None: fitted).  The wide log
+# takes the first whose message column is at least MESSAGE_MIN wide, else the last: on 100
+# columns the full one left the message 9 visible cells, on 80 none (it ran off the edge
+# while its blank second lines pushed alerts out of the log).  The short state ("● 1h05m")
+# gives the duration the opening time and the long state say.
+WIDE_LAYOUTS = (
+    (("opened", "opened", 11), ("sev", "sev", 6), ("state", "state", 24),     # "✓ resolved, held 11h50m"
+     ("server", "server", None), ("metric", "metric", 6), ("lead", "lead", 12),   # "clear 1h05m"
+     ("message", "message", None)),
+    (("opened", "opened", 11), ("sev", "sev", 6), ("state_short", "state", 9),
+     ("server", "server", None), ("metric", "metric", 6), ("lead", "lead", 12), ("message", "message", None)),
+    (("sev", "sev", 6), ("state_short", "state", 9), ("server", "server", None), ("metric", "metric", 6),
+     ("lead", "lead", 12), ("message", "message", None)),
+)
+# The drill-down's side panel; narrow (about 34 columns on a 100-column terminal, where
+# the message had 3 cells), it puts the state and the metric in the message's lines.
+COMPACT_LAYOUTS = (
+    (("sev", "sev", 6), ("state_short", "state", 9), ("metric", "metric", 6), ("message", "message", None)),
+    (("sev", "sev", 6), ("message_full", "alert", None)),
+)
 
 
 def alert_duration(a) -> float:
@@ -33,20 +55,25 @@ def shown_message(a) -> str:
 
 
 def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text]:
+    """The cells of the full wide layout (``compact``: the side panel's)."""
+    texts = alert_texts(a)
+    layout = COMPACT_LAYOUTS[0] if compact else WIDE_LAYOUTS[0]
+    return [texts[key] for key, _, _ in layout if with_server or key != "server"]
+
+
+def alert_texts(a) -> dict[str, Text]:
+    """Every column's text for one alert, by column key."""
     sev = Text(f" {a.severity[:4].upper()} ", style=SEVERITY_STYLE.get(a.severity, "bold"))
     dur = fmt_minutes(alert_duration(a))
     silent = a.state != "ongoing" and getattr(a, "resolution", None) == "silent"
-    if compact:
-        if silent:
-            state = Text("? silent", style="yellow")
-        elif a.state != "ongoing":
-            state = Text(f"✓ {dur}", style="dim")
-        elif getattr(a, "clear_minutes", 0.0) > 0:
-            state = Text(f"◌ {dur}", style="")       # open, its condition absent for clear_minutes
-        else:
-            state = Text(f"● {dur}", style="bold")
-        return [sev, state, Text(METRIC_SHORT.get(a.metric, a.metric)),
-                Text(shown_message(a), style="" if a.state == "ongoing" else "dim")]
+    if silent:
+        short = Text("? silent", style="yellow")
+    elif a.state != "ongoing":
+        short = Text(f"✓ {dur}", style="dim")
+    elif getattr(a, "clear_minutes", 0.0) > 0:
+        short = Text(f"◌ {dur}", style="")       # open, its condition absent for clear_minutes
+    else:
+        short = Text(f"● {dur}", style="bold")
     if a.state == "ongoing":
         state = Text(f"● ongoing {dur}", style="bold")
     elif silent:           # the server stopped reporting: nothing says it recovered
@@ -64,13 +91,12 @@ def alert_cells(a, with_server: bool = True, compact: bool = False) -> list[Text
         lead = f"clear {fmt_minutes(a.clear_minutes)}"
     else:
         lead = "now" if a.lead_minutes <= 0 else f"in {fmt_minutes(a.lead_minutes)}"
-    cells = [Text(fmt_time(a.opened_at)), sev, state]
-    if with_server:
-        cells.append(Text(a.server_name, style="bold"))
-    cells += [Text(METRIC_SHORT.get(a.metric, a.metric)),
-              Text(lead, style="dim" if clearing else ("red" if lead else "")),
-              Text(shown_message(a), style="" if a.state == "ongoing" and not clearing else "dim")]
-    return cells
+    metric = METRIC_SHORT.get(a.metric, a.metric)
+    message = Text(shown_message(a), style="" if a.state == "ongoing" and not clearing else "dim")
+    return {"opened": Text(fmt_time(a.opened_at)), "sev": sev, "state": state, "state_short": short,
+            "server": Text(a.server_name, style="bold"), "metric": Text(metric),
+            "lead": Text(lead, style="dim" if clearing else ("red" if lead else "")), "message": message,
+            "message_full": Text.assemble(short, f" {metric} ", message)}
 
 
 class AlertLog(DataTable):
@@ -89,16 +115,38 @@ class AlertLog(DataTable):
         self._cells: dict[str, list[Text]] = {}
         self._alerts: tuple = ()
         self._since: str | None = None
+        self._layout: tuple = ()
 
-    def _fit_message_column(self) -> int:
-        """Give the message column the width the others leave (at least MESSAGE_MIN); returns it."""
-        column = self.columns.get(ColumnKey("message"))
-        if column is None:
-            return MESSAGE_MIN
-        others = sum(c.width for k, c in self.columns.items() if k != ColumnKey("message"))
-        # every column is padded by cell_padding each side; 2 columns kept for a scrollbar
-        least = MESSAGE_MIN_COMPACT if self.compact else MESSAGE_MIN
-        width = max(least, self.size.width - others - 2 * self.cell_padding * len(self.columns) - 2)
+    def _message_width(self, layout, server_width: int) -> int:
+        """What the message column gets in ``layout``: the width the others leave (every
+        column is padded by cell_padding each side; 2 cells kept for a scrollbar)."""
+        widths = [server_width if key == "server" else (w or 0) for key, _, w in self._keep(layout)]
+        return self.size.width - sum(widths) - 2 * self.cell_padding * len(widths) - 2
+
+    def _keep(self, layout):
+        return tuple(c for c in layout if self.with_server or c[0] != "server")
+
+    def _choose_layout(self, server_width: int):
+        layouts = COMPACT_LAYOUTS if self.compact else WIDE_LAYOUTS
+        if not self.size.width:             # not laid out yet: on_resize applies again
+            return self._keep(layouts[0])
+        for layout in layouts:
+            if self._message_width(layout, server_width) >= (MESSAGE_MIN_COMPACT if self.compact else MESSAGE_MIN):
+                return self._keep(layout)
+        return self._keep(layouts[-1])
+
+    def _set_layout(self, server_width: int) -> int:
+        """Columns for the log's width (rebuilt when the layout changes); returns the
+        message column's width."""
+        layout = self._choose_layout(server_width)
+        widths = tuple((key, server_width if key == "server" else w) for key, _, w in layout)
+        if widths != self._layout:
+            self._layout, self._signature = widths, None
+            self.clear(columns=True)
+            for key, label, width in layout:
+                self.add_column(label, key=key, width=server_width if key == "server" else width)
+        width = max(self._message_width(layout, server_width), 1)
+        column = self.columns[ColumnKey(layout[-1][0])]
         if column.width != width or column.auto_width:
             column.width, column.auto_width = width, False
             self._require_update_dimensions = True
@@ -119,15 +167,6 @@ class AlertLog(DataTable):
             self.apply(self._alerts, self._since)
 
     def on_mount(self) -> None:
-        if self.compact:
-            cols = [("sev", 6), ("state", 9), ("metric", 6), ("message", None)]
-        else:
-            cols = [("opened", 11), ("sev", 6), ("state", 24)]          # "✓ resolved, held 11h50m"
-            if self.with_server:
-                cols.append(("server", 16))
-            cols += [("metric", 6), ("lead", 12), ("message", None)]   # "clear 1h05m"
-        for label, width in cols:
-            self.add_column(label, key=label, width=width)
         self.border_title = "alerts"
 
     def apply(self, alerts, since: str | None = None) -> None:
@@ -139,23 +178,23 @@ class AlertLog(DataTable):
         ongoing = sum(1 for a in alerts if a.state == "ongoing")
         self.border_title = f"alerts: {ongoing} ongoing, {len(alerts) - ongoing} resolved" + (
             f" (log since {fmt_time(since)})" if since else "")     # e.g. restarted by a long step back
+        server_width = 0
         if self.with_server and not self.compact:
             # as wide as the longest name in the log (16 to 44): names that differ late
             # (web-1a.example.com:9100, web-1b.…) must not read the same
             from tui.widgets.fleet_table import SERVER_WIDTH, SERVER_WIDTH_MAX
 
-            want = max(SERVER_WIDTH, min(SERVER_WIDTH_MAX, max((len(a.server_name) for a in alerts), default=0)))
-            column = self.columns.get(ColumnKey("server"))
-            if column is not None and column.width != want:
-                column.width = want
-                self._require_update_dimensions = True
-                self.refresh()
-        width = self._fit_message_column()
-        cells = {str(a.id): alert_cells(a, self.with_server, self.compact) for a in alerts}
+            server_width = max(SERVER_WIDTH, min(SERVER_WIDTH_MAX, max((len(a.server_name) for a in alerts), default=0)))
+        width = self._set_layout(server_width)
+        keys = [key.value for key in self.columns]
+        texts = {str(a.id): alert_texts(a) for a in alerts}
+        cells = {k: [t[key] for key in keys] for k, t in texts.items()}
         # a message wraps within the log's width rather than run off its edge ("critical until
         # it resolves: load_average may" was all an operator saw): a row is as tall as its
         # message needs, so a change of that height (or of the width) rebuilds the table
         most = MESSAGE_LINES + 1 if self.compact else MESSAGE_LINES     # (the side panel is narrow and tall)
+        if width < MESSAGE_FLOOR:       # (a letter or two a line reads as nothing; one line keeps rows in view)
+            most = 1
         lines = {k: min(most, max(1, self._lines(row[-1], width))) for k, row in cells.items()}
         sig = (width, tuple((a.id, a.state, lines[str(a.id)]) for a in alerts))
         self._alerts, self._since = alerts, since
@@ -165,12 +204,12 @@ class AlertLog(DataTable):
             for a in alerts:
                 self.add_row(*cells[str(a.id)], key=str(a.id), height=lines[str(a.id)])
             if not alerts:
-                # the wide log: in the first column (a narrow terminal cuts the message column);
-                # the compact one (drill-down) has a 6-wide first column: in its message column
+                # the wide log: in its first column, the opening time's; the layouts without it
+                # (narrow, the drill-down's) have a 6-wide first column: in the message column
                 blank, note = [Text("")] * (len(self.columns) - 1), [Text("no alerts", style="dim")]
-                self.add_row(*(blank + note if self.compact else note + blank))
+                self.add_row(*(note + blank if keys[0] == "opened" else blank + note))
         else:
-            keys = list(self.columns)
+            keys = list(self.columns)       # (ColumnKeys)
             for key, row in cells.items():
                 old = self._cells.get(key)
                 for col, new, prev in zip(keys, row, old or [None] * len(row)):

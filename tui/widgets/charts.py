@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from tui.format import METRIC_LABEL, bar, fmt_prob, fmt_value, metric_bounds
+from tui.format import METRIC_LABEL, METRIC_SHORT, bar, fmt_prob, fmt_value, metric_bounds
 
 STEP_MIN = 5
 
@@ -44,9 +44,7 @@ class MetricChart(PlotextPlot):
             plt.frame(False)
             plt.xticks([])
             plt.yticks([])
-            peak = max(float(v) for v in forecast.p90) if len(forecast.p90) else forecast.current
-            self.border_title = (f"{METRIC_LABEL.get(m, m)} · now {fmt_value(m, forecast.current)} · "
-                                 f"p90 peak {fmt_value(m, peak)}")
+            self.border_title = self._title(forecast)
             self.border_subtitle = "too short to draw: a taller terminal shows the chart"
             self.has_data = True
             self.refresh()
@@ -78,9 +76,7 @@ class MetricChart(PlotextPlot):
         plt.hline(forecast.warning, "yellow")
         plt.hline(forecast.critical, "red")
         plt.vline(0, "white")
-        peak = max(float(v) for v in forecast.p90) if h else forecast.current
-        self.border_title = (f"{METRIC_LABEL.get(m, m)} · now {fmt_value(m, forecast.current)} · "
-                             f"p90 peak {fmt_value(m, peak)}")
+        self.border_title = self._title(forecast)
         self.tooltip = (f"P(critical) within 30 min {fmt_prob(forecast.prob_30m)}, within 8 h "
                         f"{fmt_prob(forecast.prob_8h)}")
         # critical first: a narrow chart cuts the end of its subtitle
@@ -88,6 +84,20 @@ class MetricChart(PlotextPlot):
                                 f" · x: hours from now")
         self.has_data = True
         self.refresh()
+
+    def _title(self, forecast) -> str:
+        """Now and the p90 peak, in the words the chart's width holds: four charts share a
+        100-column terminal, where "CPU % · now 99.2 · p90 p…" cut the peak off."""
+        m = self.metric
+        peak = max(float(v) for v in forecast.p90) if len(forecast.p90) else forecast.current
+        now, top = fmt_value(m, forecast.current), fmt_value(m, peak)
+        short = METRIC_SHORT.get(m, m)
+        room = self.size.width - 4          # (the corners and a space each side)
+        for title in (f"{METRIC_LABEL.get(m, m)} · now {now} · p90 peak {top}",
+                      f"{short} now {now} · p90 peak {top}", f"{short} now {now} · p90 {top}"):
+            if len(title) <= room:
+                return title
+        return f"{short} {now} → p90 {top}"
 
     def on_resize(self) -> None:
         if self._last is not None:      # the axes and the too-short test follow the new size

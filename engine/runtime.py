@@ -130,11 +130,18 @@ class Engine:
         target = max(position - steps, 1)
         if target >= position:
             return None
-        self.source.position = target  # type: ignore[attr-defined]
+        # the log starts with the warm-up: an alert already open then shows as opened at its
+        # first tick, which the log's "since" says (as predict's does)
+        self._alerts_restarted = True
+        return self._play(target, position)
+
+    def _play(self, start: int, end: int, t0: float | None = None) -> Snapshot:
+        """Replay only: rebuild the store at position ``start`` and play on to ``end``."""
+        self.source.position = start  # type: ignore[attr-defined]
         self.finished = False
         self._reset_store()
-        snap = self.forecast()
-        while self.source.position < position and not self.finished:  # type: ignore[attr-defined]
+        snap = self.forecast(t0)
+        while self.source.position < end and not self.finished:  # type: ignore[attr-defined]
             snap = self.tick()
         return snap
 
@@ -149,6 +156,7 @@ class Engine:
             return None             # the history is shorter than the warm-up
         # the same store as start() built, step by step (its refusals were noted then)
         self._new_store(self.store.capacity)
+        self._alerts_restarted = True           # the log starts with the warm-up (see warm_up)
         self.store.extend_frame(frame[stamps <= cuts[0]])
         snap = self.forecast()
         for lo, hi in zip(cuts, cuts[1:]):
@@ -234,24 +242,22 @@ class Engine:
             raise ValueError("this source cannot step back")
         t0 = time.perf_counter()
         target = max(self.source.position - steps, 1)  # type: ignore[attr-defined]
-        self.source.position = target  # type: ignore[attr-defined]
-        self.finished = False
-        self._reset_store()
         # the alert state as it was just before the forecast at the target position
         before = self._alert_states.get(target - 1)
-        if before is not None:
-            self.alerts = copy.deepcopy(before)
-        else:
-            # further back than the states kept: the log starts again here, and says so; ids
-            # go on from the newest given (an id never names two alerts)
-            fresh = AlertManager(self.thresholds)
-            fresh._next_id = self.alerts._next_id          # noqa: SLF001
-            self.alerts = fresh
-            self._alerts_restarted = True                  # its data time: set by the next forecast
         self._alerted_epoch = -1
         for pos in [p for p in self._alert_states if p >= target]:
             del self._alert_states[pos]
-        return self.forecast(t0)
+        if before is not None:
+            self.alerts = copy.deepcopy(before)
+            return self._play(target, target, t0)
+        # further back than the states kept: the log starts again here, and says so; ids go
+        # on from the newest given (an id never names two alerts).  Warmed up as at the start:
+        # a server critical there has its alert, not an empty log while it burns.
+        fresh = AlertManager(self.thresholds)
+        fresh._next_id = self.alerts._next_id          # noqa: SLF001
+        self.alerts = fresh
+        self._alerts_restarted = True                  # its data time: set by the next forecast
+        return self._play(max(target - (OPEN_AFTER - 1), 1), target, t0)
 
     def _alerts_since_now(self, data_time: str | None) -> str | None:
         if self._alerts_restarted:

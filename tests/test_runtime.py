@@ -794,7 +794,8 @@ def test_stepping_back_past_the_kept_alert_states_says_where_the_log_restarts_an
     assert snap.metadata["alerts_since"] is None
     newest = engine.alerts._next_id                         # noqa: SLF001
     back = engine.seek_back(rt.ALERT_STATES_KEPT + 6)
-    assert back.metadata["alerts_since"] == back.data_time
+    # the log restarts with a warm-up step before the target (as at the start): it says so
+    assert back.metadata["alerts_since"] == f"{pd.Timestamp(back.data_time) - pd.Timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}"
     assert engine.alerts._next_id == newest                 # noqa: SLF001
     for _ in range(3):
         engine.tick()
@@ -964,6 +965,18 @@ def test_warm_up_gives_the_first_frame_its_alerts(tmp_path):
     assert snap is not None and snap.data_time == cold.last_snapshot.data_time     # the same first frame
     assert [(a.server_name, a.metric, a.severity) for a in snap.alerts] == [("srv-01", "cpu_percent", "critical")]
     assert engine.source.position == cold.source.position
+    # the log says it starts with the warm-up (the alert was critical before: predict, which
+    # replays an hour, opens it earlier, and says its log starts there)
+    warm_start = pd.Timestamp(snap.data_time) - pd.Timedelta(minutes=5)
+    assert snap.metadata["alerts_since"] == f"{warm_start:%Y-%m-%dT%H:%M:%SZ}"
+    # stepping back past the first frame, further than any alert state kept, keeps the alert:
+    # the log restarts there with its own warm-up (it was empty while srv-01 stood at 99 %)
+    engine.seek_back(1)
+    back = engine.seek_back(1)
+    assert [(a.server_name, a.severity) for a in back.alerts] == [("srv-01", "critical")]
+    assert pd.Timestamp(back.metadata["alerts_since"]) < pd.Timestamp(back.data_time)
+    while engine.source.position < cold.source.position:
+        engine.tick()
     # then it plays on as before
     assert engine.tick().data_time == start.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -1005,6 +1018,7 @@ def test_warm_up_of_a_live_source_replays_its_history(tmp_path):
     engine.start()
     snap = engine.warm_up()
     assert snap is not None and snap.data_time == first.data_time == f"{last:%Y-%m-%dT%H:%M:%SZ}"
+    assert snap.metadata["alerts_since"] == f"{last - pd.Timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}"
     assert [(a.server_name, a.metric, a.severity) for a in snap.alerts] == [("srv-01", "cpu_percent", "critical")]
     # the store it leaves is the one start() built: the same windows, the same forecasts
     a, b = cold.store.windows(), engine.store.windows()

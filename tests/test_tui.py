@@ -793,6 +793,26 @@ def test_importance_names_stay_distinct_when_narrow():
     assert short_name("hour_sin", 13) == "hour_sin" and short_name("x" * 20, 10) == "x" * 9 + "…"
 
 
+async def test_j_and_k_scroll_a_help_taller_than_the_terminal():
+    # on 24 rows the help is cut; j did nothing there, and nothing said how to scroll
+    from textual.containers import VerticalScroll
+
+    app = fake_app(4, paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        scroll = app.screen.query_one(VerticalScroll)
+        assert scroll.max_scroll_y > 0 and scroll.scroll_y == 0
+        assert "j / ↓, k / ↑, PgDn, PgUp scroll" in str(scroll.border_subtitle)
+        await pilot.press("j", "j", "j")
+        await pilot.pause()
+        assert scroll.scroll_y == 3
+        await pilot.press("k")
+        await pilot.pause()
+        assert scroll.scroll_y == 2 and isinstance(app.screen, HelpScreen)
+
+
 async def test_the_help_shows_in_its_footer_only_the_keys_that_work_under_it():
     # (the help is modal: p, s, + listed in the footer did nothing while it was open)
     app = fake_app(4)

@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.actions import ACTIONS
+from tui.actions import ACTIONS, by_action
 from tui.widgets.fleet_table import SORTS
 
 ABOUT = ("tft-top forecasts every server's CPU, memory, disk and load over the next 8 hours "
@@ -59,8 +59,11 @@ HELP_ACTIONS = ("quit", "help", "back", "command_palette")     # the keys that w
 class HelpScreen(ModalScreen):
     # a modal screen hides the app's bindings: re-bind the keys that close it, from the registry
     # (the app's check_action hides the others from the footer meanwhile)
+    # and the next / previous server keys scroll the help (j did nothing; on 24 rows it is cut)
     BINDINGS = [Binding(a.keys, f"app.{a.action}", a.description, show=False)
-                for a in ACTIONS if a.action in HELP_ACTIONS]
+                for a in ACTIONS if a.action in HELP_ACTIONS] + [
+        Binding(by_action("cursor_down").keys, "scroll_help(1)", "Scroll down", show=False),
+        Binding(by_action("cursor_up").keys, "scroll_help(-1)", "Scroll up", show=False)]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll { width: 96; max-width: 100%; height: auto; max-height: 90%; border: thick $primary;
@@ -72,7 +75,10 @@ class HelpScreen(ModalScreen):
         self.unavailable = unavailable or {}
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        scroll = VerticalScroll()
+        down, up = by_action("cursor_down").key_label, by_action("cursor_up").key_label
+        scroll.border_subtitle = f"{down}, {up}, PgDn, PgUp scroll · Esc or ? closes"
+        with scroll:
             yield Static(Text("tft-top — keys", style="bold"))
             yield Static(Text(ABOUT, style="dim"))
             yield Static(help_renderable(self.unavailable), id="help-keys")
@@ -81,3 +87,7 @@ class HelpScreen(ModalScreen):
             yield Static(Text(ALERTS), id="help-alerts")
             yield Static(Text("The command palette (Ctrl+P) offers the same actions by name. "
                               "Esc or ? closes this help.", style="dim"))
+
+    def action_scroll_help(self, lines: int) -> None:
+        scroll = self.query_one(VerticalScroll)
+        scroll.scroll_relative(y=lines, animate=False)

@@ -561,6 +561,8 @@ class Daemon:
         problems = [_problem_json(str(p), p.row, p.column, p.message) for p in result.problems]
         if not isinstance(records, list) or any(p.row is None for p in result.problems):
             n = len(records) if isinstance(records, list) else 0
+            with self.lock:      # counted as any refusal is (a collector that always sends a bad body shows)
+                self.engine._note([str(p) for p in result.problems])   # noqa: SLF001
             return Ingested([], n, problems, result.notes, total=n if isinstance(records, list) else None)
         bad_rows = {p.row for p in result.problems}
         good = [i for i in range(len(records)) if (i + 1) not in bad_rows]
@@ -575,13 +577,23 @@ class Daemon:
         kept: set[str] = set()          # the servers of the records that reached the store
         with self.lock:
             store = self.engine.store
-            # a live fleet's clock is the wall clock (POST-fed, Prometheus); a replay's its data
-            wall = self.engine.source.wall_time()
-            clock = wall if wall is not None else store.newest_epoch()
+            # a live fleet's clock is the wall clock (POST-fed, Prometheus); a replay's or the
+            # simulator's the step it gave last (not the store's newest sample: each accepted
+            # POST moved that on by the 10 minutes allowed, and the fleet went silent behind it)
+            source = self.engine.source
+            wall = source.wall_time()
+            clock = wall if wall is not None else source.data_clock()
+            clock = store.newest_epoch() if clock is None else clock
             limit = None if clock is None else int(clock) + MAX_AHEAD_SECONDS
             for k in range(len(frame)):
                 profile = str(profiles[k])
-                if limit is not None and int(epochs[k]) > limit:
+                column = "timestamp"
+                if self.engine.fed_by_source(str(names[k])):
+                    # its POSTed sample would come before the source's own, which the store
+                    # would then refuse as older: the recorded data lost to one POST
+                    reason = f"{names[k]} is fed by {source.name}; POST samples for other servers"
+                    column = "server_name"
+                elif limit is not None and int(epochs[k]) > limit:
                     reason = (f"{iso(int(epochs[k]))} is more than {MAX_AHEAD_SECONDS // 60} min ahead of this "
                               f"daemon's clock ({iso(limit - MAX_AHEAD_SECONDS)})")
                 else:
@@ -593,10 +605,10 @@ class Daemon:
                     if row is not None:
                         accepted.append(row - 1)
                     continue
-                where = f"row {row}, column timestamp: " if row is not None else ""
+                where = f"row {row}, column {column}: " if row is not None else ""
                 text = f"{POST_SOURCE}: {where}{reason}"
                 refused.append(text)
-                problems.append(_problem_json(text, row, "timestamp", reason))
+                problems.append(_problem_json(text, row, column, reason))
             if index_of is None and not refused:    # every validated record reached the store
                 accepted = good
             notes = [str(p) for p in result.problems] + refused
@@ -863,8 +875,9 @@ class Daemon:
             media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
             if media != "application/json" and not media.endswith("+json"):
                 # also keeps web pages from posting here: a JSON POST from a page needs a CORS preflight
-                return JSONResponse({"detail": f"send the records as JSON (Content-Type: application/json), "
-                                               f"not {media or 'no content type'}"}, status_code=415)
+                got = f"not {media}" if media else "the request had no Content-Type"
+                return JSONResponse({"detail": f"send the records as JSON (Content-Type: application/json); {got}"},
+                                    status_code=415)
             try:
                 body = await request.body()
             except ClientDisconnect:        # the client left mid-body: no one to answer, nothing to log

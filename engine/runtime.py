@@ -100,6 +100,7 @@ class Engine:
         self._alerted_epoch = -1   # data time of the last alert update
         self.last_problem_at: float | None = None    # wall clock of the newest problem
         self._cores_seen: dict[str, int] = {}
+        self._source_names: set[str] = set()   # servers the source has sent samples for
         self.forgotten = 0                  # servers forgotten after a day of silence
         self._backfill: pd.DataFrame | None = None   # a live source's history, until warm_up or a tick
         self._forecast_key: tuple | None = None    # (store version, fleet clock) of the last forecast
@@ -185,6 +186,7 @@ class Engine:
         frame = self.source.backfill()
         # a live source's history, kept for warm_up() until the first tick
         self._backfill = None if self.source.can_seek else frame
+        self._learn_names(frame)
         self._note(self.store.extend_frame(frame))
 
     def _note(self, problems: list[str]) -> None:
@@ -195,8 +197,18 @@ class Engine:
             self.refused_total += len(lines)
             self.last_problem_at = time.time()
 
+    def _learn_names(self, frame: pd.DataFrame) -> None:
+        if len(frame):
+            self._source_names.update(frame["server_name"].unique().tolist())
+
+    def fed_by_source(self, name: str) -> bool:
+        """Whether the source sends samples for server ``name`` (a replay and the simulator
+        know their servers; a live source, those it has sent so far)."""
+        return name in self._source_names or self.source.feeds(name)
+
     def ingest(self, tick: Tick) -> None:
         self._note(tick.problems)
+        self._learn_names(tick.frame)
         self._sync_cores()
         self._note(self.store.extend_frame(tick.frame) if len(tick.frame) else [])
         self.finished = tick.finished

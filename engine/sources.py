@@ -54,6 +54,17 @@ class Source:
         """Make ``backfill`` reach at least ``steps`` 5-minute steps back, where the source
         has history to give (a model that reads the same time yesterday needs two days)."""
 
+    def data_clock(self) -> float | None:
+        """A replay's or the simulator's own time, epoch s: the step it has given last (None:
+        the wall clock's sources, or none yet).  The daemon judges POSTed times against it:
+        against the store's newest sample, each accepted POST moved the limit on by 10 min."""
+        return None
+
+    def feeds(self, name: str) -> bool:
+        """Whether this source sends samples for server ``name`` (a POST for it would come
+        before the source's own samples and make the store refuse them)."""
+        return False
+
 
 MAX_CORES = 65_536     # beyond any machine's: a larger count is a broken file
 
@@ -150,7 +161,16 @@ class ReplaySource(Source):
         self._times = sorted(self._by_time)
         self._epochs = np.array([t.value for t in self._times])
         self.position = 0
+        self._names = frozenset(self._real["server_name"].astype(str))
         self.seek(start)
+
+    def data_clock(self) -> float | None:
+        if self.position == 0:
+            return None
+        return self._times[self.position - 1].value / 1e9
+
+    def feeds(self, name: str) -> bool:
+        return name in self._names
 
     def seek(self, start: pd.Timestamp) -> None:
         """Make ``start`` (clamped to the data) the next replayed step."""
@@ -164,13 +184,6 @@ class ReplaySource(Source):
 
     def _cursor_time(self) -> pd.Timestamp:
         return self._times[self.position] if self.position < len(self._times) else self.last + STEP
-
-    def wall_time(self) -> float | None:
-        """Now, in epoch seconds, for a live fleet (this host, Prometheus, POSTs): the engine
-        judges silence against it, so a feed that stops altogether shows its servers as
-        silent rather than its last snapshot as current.  None (replays, the simulator): the
-        data's own newest sample is the fleet's time."""
-        return None
 
     def want_history(self, steps: int) -> None:
         # + the longest silence a server may be in and still be shown (35 min): stepped back
@@ -203,20 +216,26 @@ class SimulatorSource(Source):
         self._backfill_steps = int(backfill / STEP)
         self._stream = self.sim.stream()
 
-    def wall_time(self) -> float | None:
-        """Now, in epoch seconds, for a live fleet (this host, Prometheus, POSTs): the engine
-        judges silence against it, so a feed that stops altogether shows its servers as
-        silent rather than its last snapshot as current.  None (replays, the simulator): the
-        data's own newest sample is the fleet's time."""
-        return None
-
     def want_history(self, steps: int) -> None:
         self._backfill_steps = max(self._backfill_steps, int(steps))
 
     def backfill(self) -> pd.DataFrame:
         ticks = list(itertools.islice(self._stream, self._backfill_steps))
-        return validate_records([r for tick in ticks for r in tick], self.name).frame
+        return self._clocked(validate_records([r for tick in ticks for r in tick], self.name).frame)
 
     def poll(self) -> Tick:
         result = validate_records(next(self._stream), self.name)
-        return Tick(result.frame, [str(p) for p in result.problems])
+        return Tick(self._clocked(result.frame), [str(p) for p in result.problems])
+
+    _clock: float | None = None
+
+    def _clocked(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if len(frame):
+            self._clock = frame["timestamp"].max().value / 1e9
+        return frame
+
+    def data_clock(self) -> float | None:
+        return self._clock
+
+    def feeds(self, name: str) -> bool:
+        return name in self.cores

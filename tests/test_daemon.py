@@ -783,3 +783,43 @@ def test_a_post_fed_daemon_ticks_without_records_so_its_clock_moves(monkeypatch)
         assert s.daemon.wait_for_seq(seq + 2, 30)       # no POST at all
     finally:
         s.stop()
+
+
+def test_posts_beside_a_replay_neither_move_its_clock_nor_displace_its_servers(tmp_path):
+    from fleet_fixtures import make_grid, write_fleet
+
+    from engine.sources import ReplaySource
+
+    frame = make_grid(n_servers=3, days=2.0)
+    write_fleet(tmp_path / "d", frame, heldout_from=f"{frame['timestamp'].max() - pd.Timedelta(hours=6):%Y-%m-%dT%H:%M:%SZ}")
+    replay_dir = tmp_path / "d"
+    s = serve(Daemon(Engine(ReplaySource(replay_dir), None, device="cpu"), interval=60))   # (no tick meanwhile)
+    try:
+        with client(s) as c:
+            snap = c.get("/predictions/current").json()
+            t = pd.Timestamp(snap["data_time"])
+            at = lambda minutes: (t + pd.Timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+            replayed = sorted(snap["predictions"])[0]
+            # a replayed server's POSTed sample would come before the replay's own, which the
+            # store then refused as older: the recorded data lost to one POST
+            r = c.post("/metrics", json=[record(replayed, at(5))])
+            d = r.json()
+            assert r.status_code == 422 and d["problems"][0]["column"] == "server_name"
+            assert f"{replayed} is fed by replay" in d["detail"]
+            # the clock is the replay's: each accepted POST moved it on by the 10 minutes allowed
+            assert c.post("/metrics", json=[record("ratchet-01", at(10))]).status_code == 202
+            r = c.post("/metrics", json=[record("ratchet-01", at(20))])
+            assert r.status_code == 422 and f"ahead of this daemon's clock ({at(0)})" in r.json()["detail"]
+            # a body refused whole counts as any refusal does (a collector that always sends
+            # one was invisible in /status and the TUI)
+            before = c.get("/status").json()["refused_records"]
+            assert c.post("/metrics", json={"foo": 1}).status_code == 422
+            after = c.get("/status").json()
+            assert after["refused_records"] == before + 1
+            assert c.post("/metrics", json=[{"server_name": "x", "timestamp": at(0)}]).status_code == 422
+            after = c.get("/status").json()
+            assert after["refused_records"] > before + 1 and "is missing" in after["recent_problems"][-1]
+            r = c.post("/metrics", content=b"[]")
+            assert r.status_code == 415 and r.json()["detail"].endswith("; the request had no Content-Type")
+    finally:
+        s.stop()

@@ -763,7 +763,7 @@ class Daemon:
 
         @app.head("/health", include_in_schema=False)      # a HEAD probe (one operation id in the docs)
         async def health_head() -> Response:
-            return Response(status_code=200)
+            return JSONResponse({"status": "ok"})     # (the GET's headers; the server sends no body)
 
         @app.get("/status", tags=["daemon"], summary="Model, device, fleet size, tick latency, uptime, source")
         async def status() -> dict:

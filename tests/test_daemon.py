@@ -248,7 +248,11 @@ def test_internal_errors_carry_no_traceback(monkeypatch):
 def test_auth_on(auth_srv):
     with client(auth_srv) as c:
         assert c.get("/health").status_code == 200
-        assert c.head("/health").status_code == 200          # a HEAD probe works too
+        head = c.head("/health")                               # a HEAD probe works too, with the GET's headers
+        get = c.get("/health")
+        assert head.status_code == 200 and head.content == b""
+        assert (head.headers["content-type"], head.headers["content-length"]) == \
+            (get.headers["content-type"], get.headers["content-length"])
         for path in ("/status", "/predictions/current", "/alerts/active", "/servers/x", "/servers/x/history"):
             r = c.get(path)
             assert r.status_code == 401 and "API key" in r.json()["detail"], path

@@ -330,6 +330,12 @@ def _check_calibration(cal: Any, targets, whole, finite, horizon: int) -> None:
     tables(cal, "calibration")
     for g, part in groups.items():
         tables(part, f"calibration.groups.{g}")
+    # the counts calibrate weighs a new fit against ("many" loaded, then crashed calibrate)
+    if cal.get("fitted_on_windows") is not None:
+        whole(cal["fitted_on_windows"], "calibration.fitted_on_windows", 0, 10**12)
+    for g, part in groups.items():
+        if part.get("windows") is not None:
+            whole(part["windows"], f"calibration.groups.{g}.windows", 0, 10**12)
 
 
 def _flag(value: Any) -> bool:

@@ -11,6 +11,7 @@ the weights of the epoch with the lowest validation loss.
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import sys
 import time
@@ -26,13 +27,13 @@ from engine.calibration import fit_calibration, window_scale
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
 from engine.datasplit import (SplitSpec, extract_windows, informative_columns, origins_for, read_split,
                               training_part)
-from engine.evaluation import (check_unique_servers, evaluate_frame, format_reports, load_grid, quiet_lightning, stock_predict,
-                               window_profiles)
+from engine.evaluation import (DEFAULT_EVERY, check_unique_servers, evaluate_frame, format_reports, load_grid,
+                               quiet_lightning, reports_json, stock_predict, window_profiles)
 from engine.tft_model import (DeviceError, LoadedModel, ModelConfig, build_dataset, build_model,
                               normalise_profile, one_window_per_origin, prepare_frame, save_model_dir)
 
 # The most a per-target loss weight or an incident kind's ramp draw weight may be: weights
-# are relative (the shipped model's: 1,1,1,5), and a larger one is a typo that turns the
+# are relative (the shipped model's loss weights: 1, 2.5, 10, 6), and a larger one is a typo that turns the
 # loss or the sampler's sums into inf.
 MAX_LOSS_WEIGHT = 1000.0
 
@@ -326,6 +327,7 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions, force: bool = False) 
     # the validation days and origin spacing the model was trained with, where recorded
     opts = TrainOptions(**{**opts.__dict__, **{k: meta[k] for k in ("val_days", "calib_every") if k in meta}})
     sources, frame = _prepare_sources(opts)
+    _check_calibration_split(model_dir, meta, sources, frame)
     val_start_all = pd.concat([s.val_start for s in sources])
     _, calib_origins = _validation_origins(frame, val_start_all, loaded.config, opts.calib_every, alternating)
     if calib_origins.empty:
@@ -344,18 +346,56 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions, force: bool = False) 
     before, after = int(old.get("fitted_on_windows") or 0), int((new or {}).get("fitted_on_windows") or 0)
     dropped = sorted(set(old.get("groups") or {}) - set((new or {}).get("groups") or {}))
     if not force and (after < before / 2 or dropped):
-        why = (f"{after} windows against the {before} it replaces" if after < before / 2 else
-               f"without the per-profile table(s) of {', '.join(dropped)}")
-        raise DataError(f"{', '.join(map(str, opts.data))}: the new calibration would rest on {why}: the model's "
+        why = (f"would rest on {after} windows against the {before} it replaces" if after < before / 2 else
+               f"would lack the per-profile table(s) of {', '.join(dropped)}")
+        raise DataError(f"{', '.join(map(str, opts.data))}: the new calibration {why}: the model's "
                         f"calibration is left as it was (--force replaces it anyway)")
-    loaded.config.calibration = new
-    write_config(Path(model_dir), loaded.config)
     meta["recalibrated"] = {"utc": pd.Timestamp.now(tz="UTC").isoformat(), "data": list(opts.data),
                             "windows": int(len(calib_origins)),
                             "split": "odd origins of the alternation it was trained with" if alternating
                             else "origins in the second half of the validation days"}
+    meta["calibration_windows"] = int(len(calib_origins))
+    if "evaluation" in meta:
+        # measured with the bands replaced now: kept, named for what it is (eval --record
+        # measures the model as it is now)
+        meta["evaluation_before_recalibration"] = meta.pop("evaluation")
+    # the metadata first: if it cannot be written, the config is left as it was too (the
+    # metadata alone, rewritten back, is the one file that can go back)
+    old_meta = dict(loaded.metadata)
     write_metadata(model_dir, meta)
+    loaded.config.calibration = new
+    try:
+        write_config(Path(model_dir), loaded.config)
+    except OSError:
+        try:
+            write_metadata(model_dir, old_meta)
+        except OSError:
+            pass
+        raise
     return loaded.config.calibration
+
+
+def _check_calibration_split(model_dir, meta: dict, sources: list[Source], frame: pd.DataFrame) -> None:
+    """Refuse (DataError) calibration data that reaches past the model's training data: a
+    split changed since training (a data set recorded with another held-out period or set
+    of servers), or servers it never trained on.  Fitting the bands there would fit them on
+    the data its evaluation scores (a split.json moved to 2030 fitted on all 48 demo servers,
+    the 8 held out among them, and on the held-out days)."""
+    recorded = {str(d.get("path")): d.get("split") or {} for d in meta.get("data") or [] if isinstance(d, dict)}
+    for src in sources:
+        was = recorded.get(str(src.path))
+        now = src.split.to_json()
+        if was is not None and (was.get("heldout_from"), was.get("heldout_servers")) != \
+                (now["heldout_from"], now["heldout_servers"]):
+            raise DataError(f"{src.path}: its split ({now['origin']}) is not the one {model_dir} was trained with "
+                            f"(held out from {was.get('heldout_from')}, servers {was.get('heldout_servers')}): "
+                            "the calibration is left as it was")
+    trained = set(meta.get("servers") or [])
+    unseen = sorted(set(frame["server_name"].astype(str)) - trained)
+    if unseen:
+        raise DataError(f"{', '.join(str(s.path) for s in sources)}: {len(unseen)} server(s) the model never trained "
+                        f"on ({', '.join(unseen[:5])}{' …' if len(unseen) > 5 else ''}): calibrating on them would fit "
+                        "the bands on data meant for its evaluation; give the data with the split it was trained with")
 
 
 def train(opts: TrainOptions) -> Path:
@@ -513,7 +553,10 @@ def train(opts: TrainOptions) -> Path:
         "validation_windows": int(len(val_ds)),
         "calibration_windows": int(len(calib_origins)),
         "parameters": n_params,
-        "epochs": int(trainer.current_epoch),
+        # full epochs: one cut short by --max-time counted as an epoch (11 of 200 batches
+        # read "trained 1 epoch(s)"); the batches trained say the rest
+        "epochs": _full_epochs(trainer),
+        "training_steps": int(trainer.global_step),
         "batches_per_epoch": opts.batches_per_epoch,
         "max_epochs": opts.epochs,
         "max_time_min": opts.max_time_min,
@@ -551,8 +594,8 @@ def train(opts: TrainOptions) -> Path:
     best, epoch = metadata["best_val_loss"], metadata["weights_from_epoch"]
     kept = (f"weights of epoch {epoch + 1}, validation loss {best:.4g}" if epoch is not None and best is not None
             else "the last epoch's weights (no finite validation loss)")
-    print(f"trained {metadata['epochs']} epoch(s) on {metadata['device']} in {_duration(fit_seconds)} ({why}); {kept}",
-          flush=True)
+    print(f"trained {metadata['epochs']} full epoch(s), {metadata['training_steps']} batches, on {metadata['device']} "
+          f"in {_duration(fit_seconds)} ({why}); {kept}", flush=True)
     print(f"model written to {out}{_default_note(out)}", flush=True)
     if opts.evaluate:
         from engine.tft_model import load_model_dir, write_metadata
@@ -566,11 +609,22 @@ def train(opts: TrainOptions) -> Path:
         except KeyboardInterrupt:
             print(f"evaluation interrupted: the model is saved without it; to evaluate it: {later}", flush=True)
             return out
-        metadata["evaluation"] = [r.to_json() for r in reports]
+        # the shape `eval --record` writes (datasets, targets), less the alerts, not scored here
+        metadata["evaluation"] = {**json.loads(reports_json(reports)), "every": DEFAULT_EVERY,
+                                  "data": [str(s.path) for s in sources], "alerts_skipped": True}
         metadata["total_seconds"] = round(time.time() - t0, 1)
         write_metadata(out, metadata)
         print(format_reports(reports))
     return out
+
+
+def _full_epochs(trainer) -> int:
+    """Epochs trained to their end (Lightning counts one --max-time cut short too)."""
+    per_epoch = trainer.num_training_batches
+    steps = int(trainer.global_step)
+    if isinstance(per_epoch, int) and per_epoch > 0:
+        return steps // per_epoch
+    return int(trainer.current_epoch)
 
 
 def _default_note(out: Path) -> str:

@@ -32,7 +32,10 @@ def test_training_writes_the_three_files(trained):
     meta = json.loads((model_dir / METADATA_FILE).read_text())
     assert meta["servers"] == ["srv-00", "srv-01", "srv-02"]      # srv-03 is held out
     assert meta["training_seconds"] > 0 and meta["parameters"] > 0
-    assert meta["evaluation"][0]["results"]["heldout"]["cpu_percent"]["tft"]["windows"] > 0
+    # the shape eval --record writes: datasets and targets (alerts are not scored by train)
+    assert meta["evaluation"]["datasets"][0]["results"]["heldout"]["cpu_percent"]["tft"]["windows"] > 0
+    assert "cells" in meta["evaluation"]["targets"] and meta["evaluation"]["alerts_skipped"] is True
+    assert meta["training_steps"] == meta["epochs"] * meta["batches_per_epoch"]
     config = json.loads((model_dir / CONFIG_FILE).read_text())
     assert config["calibration"]["lower"]["cpu_percent"]
     assert config["categorical_vocabularies"]["profile"] == ["batch", "database", "unknown", "web"]
@@ -729,6 +732,64 @@ def test_eval_record_prints_first_and_a_failed_write_is_one_line(trained, tmp_pa
     assert (copy / METADATA_FILE).read_text() == '{"servers": ["srv-00", '
     assert main(["calibrate", "--model", str(copy), "--data", str(data)]) == 2
     assert "cannot tell which split" in capsys.readouterr().err
+    # no training_metadata.json at all: the same note (there was none: the 'seen' cells
+    # vanished and the never-seen vs seen target read as met)
+    (copy / METADATA_FILE).unlink()
+    assert main(["eval", "--model", str(copy), "--data", str(data), "--no-alerts", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "records no training servers" in err and "never-seen vs seen target is not scored" in err
+    js = json.loads(out)
+    assert js["training_servers_known"] is False and js["alerts_skipped"] is True
+
+
+def test_calibrate_keeps_to_the_training_split_and_marks_the_old_evaluation(trained, tmp_path, capsys, monkeypatch):
+    import engine.tft_model as tm
+    from tui.cli import main
+
+    model_dir, _ = trained
+    copy, before, data, moved = _copies(model_dir, tmp_path, "moved")
+    meta_before = (copy / METADATA_FILE).read_text()
+    # a split.json that holds out no server: calibrating would fit the bands on srv-03, the
+    # server held out for the evaluation
+    split = json.loads((moved / "split.json").read_text())
+    (moved / "split.json").write_text(json.dumps({**split, "heldout_servers": []}))
+    assert main(["calibrate", "--model", str(copy), "--data", str(moved), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "1 server(s) the model never trained on (srv-03)" in err and err.count("\n") == 1
+    assert (copy / CONFIG_FILE).read_text() == before
+    # the same data path it was trained with, its split changed: refused too
+    meta = json.loads(meta_before)
+    meta["data"][0]["path"] = str(moved)
+    meta["data"][0]["split"]["heldout_from"] = "2030-01-01T00:00:00+00:00"
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    (moved / "split.json").write_text(json.dumps(split))
+    assert main(["calibrate", "--model", str(copy), "--data", str(moved), "--force"]) == 2
+    assert "is not the one" in capsys.readouterr().err and (copy / CONFIG_FILE).read_text() == before
+    (copy / METADATA_FILE).write_text(meta_before)
+    # a metadata file that cannot be written: neither file changes
+    real = tm.replace_file
+
+    def metadata_read_only(path, text):
+        if path.name == METADATA_FILE:
+            raise PermissionError(13, "Operation not permitted", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(tm, "replace_file", metadata_read_only)
+    assert main(["calibrate", "--model", str(copy), "--data", str(data), "--force"]) == 2
+    capsys.readouterr()
+    assert (copy / CONFIG_FILE).read_text() == before and (copy / METADATA_FILE).read_text() == meta_before
+    monkeypatch.undo()
+    # done: the evaluation measured with the old bands is kept under its own name
+    assert main(["calibrate", "--model", str(copy), "--data", str(data), "--force"]) == 0
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    assert "evaluation" not in meta and meta["evaluation_before_recalibration"]["datasets"]
+    assert meta["calibration_windows"] == meta["recalibrated"]["windows"]
+    # a calibration count of the wrong type is refused when the model loads (calibrate crashed)
+    cfg = json.loads((copy / CONFIG_FILE).read_text())
+    cfg["calibration"]["fitted_on_windows"] = "many"
+    (copy / CONFIG_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="calibration.fitted_on_windows 'many' is not a whole number"):
+        load_model_dir(copy)
 
 
 def test_ctrl_c_inside_a_real_lightning_fit_comes_out_as_keyboard_interrupt():

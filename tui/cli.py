@@ -413,9 +413,15 @@ def _eval(args) -> int:
         from engine.evaluation import nothing_to_score
 
         return _fail(f"{', '.join(map(str, args.data))}: {nothing_to_score(args.every)}")
-    text = reports_json(reports, {"model_dir": str(model_dir), "alerts": {p: ev.to_json() for p, ev in alerts.items()}})
-    if loaded.metadata_problem:   # its list of training servers is lost: every server counts as never seen
-        print(f"tft-top: note: {loaded.metadata_problem}: every server is counted as never seen", file=sys.stderr)
+    text = reports_json(reports, {"model_dir": str(model_dir), "alerts": {p: ev.to_json() for p, ev in alerts.items()},
+                                  "alerts_skipped": bool(args.no_alerts),     # (not "no incidents.csv")
+                                  "training_servers_known": "servers" in loaded.metadata})
+    if loaded.metadata_problem or "servers" not in loaded.metadata:
+        # its list of training servers is lost: every server counts as never seen, and the
+        # never-seen vs seen target has nothing to compare (its cells are left out, not met)
+        why = loaded.metadata_problem or f"{model_dir}/training_metadata.json records no training servers"
+        print(f"tft-top: note: {why}: every server is counted as never seen, and the never-seen vs seen target "
+              "is not scored", file=sys.stderr)
     if args.json:
         print(text)
     else:
@@ -436,8 +442,7 @@ def _eval(args) -> int:
         recorded = json.loads(text)
         # how it was made: a record without alerts must not read as "no incidents.csv"
         recorded.update({"recorded_utc": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
-                         "every": args.every, "data": [str(p) for p in args.data],
-                         "alerts_skipped": bool(args.no_alerts)})
+                         "every": args.every, "data": [str(p) for p in args.data]})
         meta["evaluation"] = recorded
         try:
             write_metadata(model_dir, meta)

@@ -531,6 +531,12 @@ def save_model_dir(model, config: ModelConfig, metadata: dict[str, Any], out_roo
         save_model(model, str(partial / WEIGHTS_FILE), metadata={FINGERPRINT_KEY: config_fingerprint(config)})
         stamp_fingerprint(partial, config)          # + the tensors' checksum, over what was stored
         _readable_as_umask(partial / WEIGHTS_FILE)
+        # the calibration and the metadata name the weights they were made with (the caller's
+        # metadata dict gains it too: a later write_metadata of it keeps it)
+        digest = _recorded(partial / WEIGHTS_FILE)[TENSORS_KEY]
+        metadata[WEIGHTS_ID] = digest
+        if config.calibration:
+            config.calibration = {**config.calibration, WEIGHTS_ID: digest}
         write_config(partial, config)
         write_metadata(partial, metadata)
         if out.exists():
@@ -574,6 +580,10 @@ def config_fingerprint(config: ModelConfig) -> str:
 # checksum, so a flipped byte in the tensor data loaded and forecast quietly wrong (a
 # reviewer XORed 400 bytes: the model loaded, p50 moved by up to 1.9 points).
 TENSORS_KEY = "tft_top_tensors_sha256"
+# The same checksum in training_metadata.json and in config.json's calibration: each names
+# the weights it describes.  Copied from another model of the same shape, the weights loaded
+# beside the other's bands and evaluation figures without a word (all 8 cells then missed).
+WEIGHTS_ID = "weights_sha256"
 
 
 def tensors_digest(state: dict) -> str:
@@ -733,19 +743,20 @@ class LoadedModel:
     metadata_problem: str | None = None   # training_metadata.json there but unreadable: why
 
 
-def load_model_dir(model_dir: Path | str, device: str = "cpu") -> LoadedModel:
+def load_model_dir(model_dir: Path | str, device: str = "cpu", for_calibration: bool = False) -> LoadedModel:
     """Rebuild the TFT from config.json and load the weights strictly.
 
-    Any problem raises ModelLoadError with a one-line reason.
+    Any problem raises ModelLoadError with a one-line reason.  ``for_calibration``: a
+    calibration fitted for other weights is dropped rather than refused (calibrate replaces it).
     """
     model_dir = Path(model_dir)
     try:
-        return _load_model_dir(model_dir, device)
+        return _load_model_dir(model_dir, device, for_calibration)
     except OSError as exc:            # e.g. a directory this user may not read
         raise ModelLoadError(f"{model_dir}: cannot read ({reason_line(exc)})") from None
 
 
-def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
+def _load_model_dir(model_dir: Path, device: str, for_calibration: bool = False) -> LoadedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -823,6 +834,12 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelLoadError(f"{weights_path}: {key} holds NaN or infinite values")
+    fitted_for = (config.calibration or {}).get(WEIGHTS_ID)
+    if fitted_for is not None and fitted_for != digest and for_calibration:
+        config.calibration = None
+    elif fitted_for is not None and fitted_for != digest:
+        raise ModelLoadError(f"{model_dir / CONFIG_FILE}: its calibration was fitted for other weights than "
+                             f"{WEIGHTS_FILE}'s (tft-top calibrate fits one for these)")
     from safetensors.torch import load_model
 
     load_model(model, str(weights_path), strict=True, device="cpu")
@@ -838,6 +855,8 @@ def _load_model_dir(model_dir: Path, device: str) -> LoadedModel:
             metadata, problem = {}, f"{meta_path}: not a JSON object"
         elif (wrong := _metadata_type_problem(metadata)) is not None:
             metadata, problem = {}, f"{meta_path}: {wrong}"
+        elif metadata.get(WEIGHTS_ID, digest) != digest:
+            metadata, problem = {}, f"{meta_path}: describes other weights than {WEIGHTS_FILE}'s"
     model.eval()
     model.to(device)
     return LoadedModel(model=model, config=config, model_dir=model_dir, metadata=metadata,

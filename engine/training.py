@@ -314,7 +314,7 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions, force: bool = False) 
     a small or partial data set it would silently replace a better calibration)."""
     from engine.tft_model import ModelLoadError, load_model_dir, write_config, write_metadata
 
-    loaded = load_model_dir(model_dir)
+    loaded = load_model_dir(model_dir, for_calibration=True)
     if loaded.metadata_problem:     # it says which split the model was trained with: not guessed
         raise ModelLoadError(f"{loaded.metadata_problem}: cannot tell which split the model was trained with")
     meta = dict(loaded.metadata)
@@ -355,6 +355,12 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions, force: bool = False) 
                             "split": "odd origins of the alternation it was trained with" if alternating
                             else "origins in the second half of the validation days"}
     meta["calibration_windows"] = int(len(calib_origins))
+    from engine.tft_model import TENSORS_KEY, WEIGHTS_FILE, WEIGHTS_ID, _recorded
+
+    digest = _recorded(Path(model_dir) / WEIGHTS_FILE)[TENSORS_KEY]      # (load_model_dir checked it)
+    meta[WEIGHTS_ID] = digest
+    if new:
+        new = {**new, WEIGHTS_ID: digest}
     if "evaluation" in meta:
         # measured with the bands replaced now: kept, named for what it is (eval --record
         # measures the model as it is now)

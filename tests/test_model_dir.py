@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -392,6 +393,38 @@ def test_normaliser_centre_round_trips_and_an_unknown_one_is_refused(trained, tm
         else:
             with pytest.raises(ModelLoadError, match="normalizer.center 'median'"):
                 load_model_dir(other)
+
+
+def test_calibration_and_metadata_name_the_weights_they_describe(trained, tmp_path):
+    # weights copied in from another model of the same shape loaded beside the other's bands
+    # and evaluation figures without a word
+    from engine.tft_model import TENSORS_KEY, WEIGHTS_ID, _recorded
+
+    model_dir, _ = trained
+    digest = _recorded(model_dir / WEIGHTS_FILE)[TENSORS_KEY]
+    cfg = json.loads((model_dir / CONFIG_FILE).read_text())
+    meta = json.loads((model_dir / METADATA_FILE).read_text())
+    assert cfg["calibration"][WEIGHTS_ID] == digest == meta[WEIGHTS_ID]       # written by train
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    (other / METADATA_FILE).write_text(json.dumps({**meta, WEIGHTS_ID: "0" * 64}))
+    loaded = load_model_dir(other)
+    assert loaded.metadata == {} and loaded.metadata_problem.endswith("describes other weights than model.safetensors's")
+    cfg["calibration"][WEIGHTS_ID] = "0" * 64
+    (other / CONFIG_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="its calibration was fitted for other weights"):
+        load_model_dir(other)
+    # calibrate, which the message names, fits one for these weights
+    from tui.cli import main
+
+    (other / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["calibrate", "--model", str(other), "--data", str(model_dir.parent.parent / "data"), "--force"]) == 0
+    assert load_model_dir(other).config.calibration[WEIGHTS_ID] == meta[WEIGHTS_ID]
+    # the shipped model names its weights too
+    shipped = sorted((Path(__file__).resolve().parents[1] / "models").glob("tft_model_*"))[-1]
+    digest = _recorded(shipped / WEIGHTS_FILE)[TENSORS_KEY]
+    assert json.loads((shipped / CONFIG_FILE).read_text())["calibration"][WEIGHTS_ID] == digest
+    assert json.loads((shipped / METADATA_FILE).read_text())[WEIGHTS_ID] == digest
 
 
 def test_weights_file_holds_only_tensors(trained):
@@ -784,6 +817,7 @@ def test_calibrate_keeps_to_the_training_split_and_marks_the_old_evaluation(trai
     meta = json.loads((copy / METADATA_FILE).read_text())
     assert "evaluation" not in meta and meta["evaluation_before_recalibration"]["datasets"]
     assert meta["calibration_windows"] == meta["recalibrated"]["windows"]
+    assert load_model_dir(copy).config.calibration["weights_sha256"] == meta["weights_sha256"]
     # a calibration count of the wrong type is refused when the model loads (calibrate crashed)
     cfg = json.loads((copy / CONFIG_FILE).read_text())
     cfg["calibration"]["fitted_on_windows"] = "many"

@@ -747,6 +747,29 @@ def test_a_refusal_from_something_else_is_one_line():
     assert _detail(Answer()) == "an HTML page: this URL is not a tft-top daemon"
 
 
+async def test_the_alert_log_start_gives_way_to_whole_incident_probabilities():
+    # at 100 columns " since 01-15 23:50" left "incident 30m 10…" of "100%" and no 8 h figure
+    app = fake_app(4, paused=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot, app)
+        # (two silent servers: the fake fleet's line is otherwise shorter than the demo's)
+        app.snapshot.metadata.update(alerts_since="2026-01-15T23:50:00Z", stale_servers=2)
+        app.header.set_snapshot(app.snapshot)
+        await pilot.pause()
+        line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1].rstrip()
+        env = app.snapshot.environment
+        from tui.format import fmt_prob
+
+        assert line.endswith(f"8h {fmt_prob(env.incident_probability_8h)}"), line
+    app = fake_app(4, paused=True)
+    async with app.run_test(size=(160, 30)) as pilot:      # where it fits, it is said
+        await ready(pilot, app)
+        app.snapshot.metadata["alerts_since"] = "2026-01-15T23:50:00Z"
+        app.header.set_snapshot(app.snapshot)
+        await pilot.pause()
+        assert " since 01-15 23:50" in app.header.render().plain
+
+
 async def test_header_on_120_columns_shows_a_dead_feed_as_stale_names_silent_servers_and_keeps_8h():
     app = fake_app(4)
     async with app.run_test(size=(120, 40)) as pilot:

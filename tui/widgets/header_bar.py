@@ -223,14 +223,18 @@ class HeaderBar(Widget):
             line2.append(words, style)
         if parts:
             line2.append(")")
+        probs = Text("   incident 30m " if compact else "   incident probability 30 min ")
+        probs.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
+        probs.append(" · 8h " if compact else " · 8 h ")
+        probs.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")
         since = md.get("alerts_since")
-        if since and not tight:
-            # after a long step back the log starts again: "0 ongoing" is not "no alerts"
-            line2.append(f" since {fmt_time(since)}", "dim")
-        line2.append("   incident 30m " if compact else "   incident probability 30 min ")
-        line2.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
-        line2.append(" · 8h " if compact else " · 8 h ")
-        line2.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")
+        since = f" since {fmt_time(since)}" if since else ""
+        # after a long step back the log starts again: "0 ongoing" is not "no alerts"; but
+        # only where the probabilities still fit whole after it (at 100 columns it left
+        # "incident 30m 10…" of "100%", and no 8 h figure)
+        if since and not tight and len(line2.plain) + len(since) + len(probs.plain) <= width:
+            line2.append(since, "dim")
+        line2.append_text(probs)
         if silent and not tight:
             # which ones went quiet (the most recently seen first): often the most urgent news,
             # and their rows have left the table; after the figures, which must stay on the line;

@@ -229,6 +229,73 @@ async def test_drill_down_chart_titles_keep_the_p90_peak_on_a_100_column_termina
             await pilot.press("escape")
 
 
+async def test_next_in_the_drill_down_and_back_follow_the_fleet_order_of_now():
+    # the fleet table is not updated under a drill-down: j stepped through the order of when it
+    # opened (web-46, long since quiet, came "next"), and back showed the old scroll, the
+    # selection and the newly critical server out of view
+    from dataclasses import replace
+
+    app = fake_app(40, paused=True)
+    async with app.run_test(size=(120, 20)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("j")                    # (a chosen server: the table follows it, not the top)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ServerScreen), what="drill-down")
+        first = app.screen.server_name
+        # the order turns over: the least at risk become the most
+        servers = app.snapshot.servers
+        ranked = sorted(servers, key=lambda s: -s.risk_8h)
+        flipped = tuple(replace(s, risk_8h=ranked[-1 - i].risk_8h, risk_30m=ranked[-1 - i].risk_30m)
+                        for i, s in enumerate(ranked))
+        app.apply_snapshot(replace(app.snapshot, servers=flipped))
+        await pilot.pause()
+        from tui.widgets.fleet_table import sort_key
+
+        order = [s.server_name for s in sorted(flipped, key=sort_key("risk"))]
+        await pilot.press("j")
+        await pilot.pause()
+        assert app.screen.server_name == order[order.index(first) + 1], (first, app.screen.server_name)
+        # and the server shown falls to the bottom while the drill-down is open
+        shown = app.screen.server_name
+        app.apply_snapshot(replace(app.snapshot, servers=tuple(
+            replace(s, risk_8h=0.0, risk_30m=0.0, minutes_to_breach=None) if s.server_name == shown else s
+            for s in flipped)))
+        await pilot.pause()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main, what="back")
+        await pilot.pause()
+        table = app.table
+        top, height = table.scroll_offset.y, table.scrollable_content_region.height
+        assert table.selected_name == shown and table.cursor_row > height
+        assert top <= table.cursor_row < top + height - 1, (top, table.cursor_row, height)
+        # a selection in the first page: back shows the top of the fleet (the most at risk),
+        # not the scroll the table had (web-31 at 100 % sat above the view)
+        table.move_cursor(row=0, animate=False)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ServerScreen), what="drill-down")
+        table.scroll_to(y=20, animate=False)
+        app.apply_snapshot(app.snapshot)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main, what="back")
+        await wait_for(pilot, lambda: table.scroll_offset.y == 0, what="the top of the table")
+        assert table.cursor_row < height
+
+
+async def test_a_finished_replay_offers_only_the_keys_that_still_do_something():
+    from dataclasses import replace
+
+    app = fake_app(6, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        assert app.check_action("toggle_pause", ()) is True
+        app.apply_snapshot(replace(app.snapshot, metadata={**app.snapshot.metadata, "finished": True}))
+        await pilot.pause()
+        for action in ("toggle_pause", "speed_up", "slow_down", "step_forward"):
+            assert app.check_action(action, ()) is False, action
+        assert app.check_action("step_back", ()) is True
+        assert "the replay has finished" in app.unavailable_actions()["toggle_pause"]
+
+
 async def test_drill_down_of_a_heuristic_server_names_the_reason_instead_of_importance():
     app = fake_app(6, model_type="heuristic", paused=True)
     async with app.run_test(size=SIZE) as pilot:

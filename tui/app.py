@@ -121,7 +121,10 @@ class TftTopApp(App):
         self.applied_seq = message.seq
 
     def apply_snapshot(self, snapshot, history=None) -> None:
+        finished = self.snapshot is not None and bool(self.snapshot.metadata.get("finished"))
         self.snapshot = snapshot
+        if bool(snapshot.metadata.get("finished")) != finished:
+            self.refresh_bindings()          # the footer and palette follow what the keys can do
         self.header.set_snapshot(snapshot)
         screens = self._server_screens()
         if screens:
@@ -163,6 +166,10 @@ class TftTopApp(App):
         if self._server_screens():
             out["filter"] = "the fleet view only"
             out["open_server"] = "the fleet view only"
+        if self.snapshot is not None and self.snapshot.metadata.get("finished"):
+            # nothing left to play: pause, speed and ] would change nothing shown
+            for action in ("toggle_pause", "speed_up", "slow_down", "step_forward"):
+                out[action] = "the replay has finished ([ steps back)"
         if self.engine_error:      # the engine has stopped: nothing to pace or step
             for action in ("toggle_pause", "speed_up", "slow_down", "step_back", "step_forward"):
                 out[action] = "the engine has stopped"
@@ -189,6 +196,9 @@ class TftTopApp(App):
                 self.controls.watched = None
                 if self._main_stale and self.snapshot is not None:
                     self._apply_main(self.snapshot)
+                # re-sorted while hidden: bring the selected row into view once laid out again
+                # (the view kept its old scroll, the selection and the critical servers out of it)
+                self.set_timer(0.05, self._show_cursor)   # (after the main screen's layout)
             return
         box = self.main.query_one("#filter", Input)
         if box.has_class("hidden") and not self.table.filter_text:
@@ -266,9 +276,23 @@ class TftTopApp(App):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open_server()
 
+    def _show_cursor(self) -> None:
+        table = self.table
+        if not table.row_count:
+            return
+        if table.cursor_row < table.scrollable_content_region.height - 1:
+            table.scroll_to(y=0, animate=False)      # the top of the fleet, the selection on it
+        else:
+            table.move_cursor(row=table.cursor_row, animate=False, scroll=True)
+
     def _move(self, delta: int) -> None:
         table = self.table
         if isinstance(self.screen, ServerScreen):
+            if self._main_stale and self.snapshot is not None:
+                # the hidden table is not updated while a drill-down is open: next and previous
+                # follow the fleet's order now, not the one when the drill-down opened
+                self._apply_main(self.snapshot)
+                table.select_name(self.screen.server_name)     # (from the server shown, wherever it went)
             if not table.row_count:
                 return
             table.move_cursor(row=max(0, min(table.cursor_row + delta, table.row_count - 1)), animate=False)

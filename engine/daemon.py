@@ -554,6 +554,12 @@ class Daemon:
             q.put_nowait(pub)
 
     # -- POST /metrics ---------------------------------------------------------------
+    def note_refused(self, detail: str) -> None:
+        """A POST refused before its records were read (not JSON, another content type):
+        counted in refused_records like any refusal (a collector that always sends one shows)."""
+        with self.lock:
+            self.engine._note([f"{POST_SOURCE}: {detail}"])       # noqa: SLF001
+
     def ingest_records(self, records: Any) -> Ingested:
         """Validate (engine.contract, as for files) and append the good records to the store now;
         they are forecast at the next tick.  Returns what was accepted and what was refused."""
@@ -876,8 +882,9 @@ class Daemon:
             if media != "application/json" and not media.endswith("+json"):
                 # also keeps web pages from posting here: a JSON POST from a page needs a CORS preflight
                 got = f"not {media}" if media else "the request had no Content-Type"
-                return JSONResponse({"detail": f"send the records as JSON (Content-Type: application/json); {got}"},
-                                    status_code=415)
+                detail = f"send the records as JSON (Content-Type: application/json); {got}"
+                await run_in_threadpool(daemon.note_refused, detail)   # (the lock: off the event loop)
+                return JSONResponse({"detail": detail}, status_code=415)
             try:
                 body = await request.body()
             except ClientDisconnect:        # the client left mid-body: no one to answer, nothing to log
@@ -887,6 +894,7 @@ class Daemon:
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 # (RecursionError: nesting deeper than the parser goes, a client error like any other)
                 msg = " ".join(str(exc).split()) if not isinstance(exc, RecursionError) else "nested too deeply"
+                await run_in_threadpool(daemon.note_refused, f"the body is not valid JSON ({msg})")
                 return JSONResponse({"detail": f"the body is not valid JSON ({msg})"}, status_code=400)
             records = payload["records"] if isinstance(payload, dict) and "records" in payload else payload
             result = await run_in_threadpool(daemon.ingest_records, records)

@@ -839,7 +839,8 @@ def _load_model_dir(model_dir: Path, device: str, for_calibration: bool = False)
         config.calibration = None
     elif fitted_for is not None and fitted_for != digest:
         raise ModelLoadError(f"{model_dir / CONFIG_FILE}: its calibration was fitted for other weights than "
-                             f"{WEIGHTS_FILE}'s (tft-top calibrate fits one for these)")
+                             f"{WEIGHTS_FILE}'s (the directory mixes two models' files; beside the "
+                             f"training_metadata.json of these weights, tft-top calibrate fits bands for them)")
     from safetensors.torch import load_model
 
     load_model(model, str(weights_path), strict=True, device="cpu")
@@ -875,6 +876,10 @@ def _metadata_type_problem(metadata: dict) -> str | None:
     every = metadata.get("calib_every", 1)
     if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= 100_000:
         return f"calib_every is not a whole number of steps from 1 to 100,000: {_show_value(every)}"
+    data = metadata.get("data", [])
+    if not isinstance(data, list) or not all(isinstance(d, dict) and isinstance(d.get("split", {}), dict)
+                                             for d in data):
+        return "data is not a list of data sets, each with its split as an object"
     return None
 
 

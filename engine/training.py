@@ -387,9 +387,12 @@ def _check_calibration_split(model_dir, meta: dict, sources: list[Source], frame
     of servers), or servers it never trained on.  Fitting the bands there would fit them on
     the data its evaluation scores (a split.json moved to 2030 fitted on all 48 demo servers,
     the 8 held out among them, and on the held-out days)."""
-    recorded = {str(d.get("path")): d.get("split") or {} for d in meta.get("data") or [] if isinstance(d, dict)}
+    def key(path) -> str:       # "d", "d/", "./d" and its absolute path are one data set
+        return str(Path(str(path)).resolve())
+
+    recorded = {key(d.get("path")): d.get("split") or {} for d in meta.get("data") or []}
     for src in sources:
-        was = recorded.get(str(src.path))
+        was = recorded.get(key(src.path))
         now = src.split.to_json()
         if was is not None and (was.get("heldout_from"), was.get("heldout_servers")) != \
                 (now["heldout_from"], now["heldout_servers"]):

@@ -825,5 +825,25 @@ def test_posts_beside_a_replay_neither_move_its_clock_nor_displace_its_servers(t
             assert after["refused_records"] > before + 1 and "is missing" in after["recent_problems"][-1]
             r = c.post("/metrics", content=b"[]")
             assert r.status_code == 415 and r.json()["detail"].endswith("; the request had no Content-Type")
+            r = c.post("/metrics", content=b"{not json", headers={"Content-Type": "application/json"})
+            assert r.status_code == 400
+            # (refused before the records are read, they counted nowhere either)
+            assert c.get("/status").json()["refused_records"] == after["refused_records"] + 2
+    finally:
+        s.stop()
+
+
+def test_posts_beside_a_simulator_are_judged_against_its_clock():
+    s = serve(Daemon(Engine(SimulatorSource(3, seed=3), None, device="cpu"), interval=60))   # (no tick meanwhile)
+    try:
+        with client(s) as c:
+            snap = c.get("/predictions/current").json()
+            t = pd.Timestamp(snap["data_time"])
+            at = lambda minutes: (t + pd.Timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+            assert c.post("/metrics", json=[record("ratchet-02", at(10))]).status_code == 202
+            r = c.post("/metrics", json=[record("ratchet-02", at(20))])
+            assert r.status_code == 422 and f"ahead of this daemon's clock ({at(0)})" in r.json()["detail"]
+            r = c.post("/metrics", json=[record(sorted(snap["predictions"])[0], at(5))])
+            assert r.status_code == 422 and "is fed by simulator" in r.json()["detail"]
     finally:
         s.stop()

@@ -395,7 +395,7 @@ def test_normaliser_centre_round_trips_and_an_unknown_one_is_refused(trained, tm
                 load_model_dir(other)
 
 
-def test_calibration_and_metadata_name_the_weights_they_describe(trained, tmp_path):
+def test_calibration_and_metadata_name_the_weights_they_describe(trained, tmp_path, capsys):
     # weights copied in from another model of the same shape loaded beside the other's bands
     # and evaluation figures without a word
     from engine.tft_model import TENSORS_KEY, WEIGHTS_ID, _recorded
@@ -412,19 +412,37 @@ def test_calibration_and_metadata_name_the_weights_they_describe(trained, tmp_pa
     assert loaded.metadata == {} and loaded.metadata_problem.endswith("describes other weights than model.safetensors's")
     cfg["calibration"][WEIGHTS_ID] = "0" * 64
     (other / CONFIG_FILE).write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError, match="its calibration was fitted for other weights"):
+    with pytest.raises(ModelLoadError, match="its calibration was fitted for other weights.*beside the "
+                                             "training_metadata.json of these weights"):
         load_model_dir(other)
-    # calibrate, which the message names, fits one for these weights
     from tui.cli import main
 
+    # beside the other weights' metadata, calibrate cannot tell their split: refused, and the
+    # load's message does not promise it (it did: a way out that was closed)
+    (other / METADATA_FILE).write_text(json.dumps({**meta, WEIGHTS_ID: "0" * 64}))
+    data = str(model_dir.parent.parent / "data")
+    assert main(["calibrate", "--model", str(other), "--data", data, "--force"]) == 2
+    assert "describes other weights" in capsys.readouterr().err
+    # beside these weights' own metadata, calibrate fits bands for them, as the message says
     (other / METADATA_FILE).write_text(json.dumps(meta))
-    assert main(["calibrate", "--model", str(other), "--data", str(model_dir.parent.parent / "data"), "--force"]) == 0
+    assert main(["calibrate", "--model", str(other), "--data", data, "--force"]) == 0
     assert load_model_dir(other).config.calibration[WEIGHTS_ID] == meta[WEIGHTS_ID]
     # the shipped model names its weights too
     shipped = sorted((Path(__file__).resolve().parents[1] / "models").glob("tft_model_*"))[-1]
     digest = _recorded(shipped / WEIGHTS_FILE)[TENSORS_KEY]
     assert json.loads((shipped / CONFIG_FILE).read_text())["calibration"][WEIGHTS_ID] == digest
     assert json.loads((shipped / METADATA_FILE).read_text())[WEIGHTS_ID] == digest
+
+
+def test_an_epoch_cut_short_is_not_counted_as_trained():
+    # Lightning counts an epoch --max-time cut after 11 of 200 batches: "trained 1 epoch(s)"
+    from types import SimpleNamespace
+
+    from engine.training import _full_epochs
+
+    assert _full_epochs(SimpleNamespace(num_training_batches=200, global_step=11, current_epoch=1)) == 0
+    assert _full_epochs(SimpleNamespace(num_training_batches=200, global_step=411, current_epoch=3)) == 2
+    assert _full_epochs(SimpleNamespace(num_training_batches=200, global_step=400, current_epoch=2)) == 2
 
 
 def test_weights_file_holds_only_tensors(trained):
@@ -798,7 +816,29 @@ def test_calibrate_keeps_to_the_training_split_and_marks_the_old_evaluation(trai
     (moved / "split.json").write_text(json.dumps(split))
     assert main(["calibrate", "--model", str(copy), "--data", str(moved), "--force"]) == 2
     assert "is not the one" in capsys.readouterr().err and (copy / CONFIG_FILE).read_text() == before
+    # ... however the path is spelt ("d/" skipped the check)
+    assert main(["calibrate", "--model", str(copy), "--data", f"{moved}/", "--force"]) == 2
+    assert "is not the one" in capsys.readouterr().err and (copy / CONFIG_FILE).read_text() == before
+    # a malformed data entry in the metadata: one line, not a traceback
+    for bad in ({**meta, "data": [{**meta["data"][0], "split": "2026-01-16"}]}, {**meta, "data": 48}):
+        (copy / METADATA_FILE).write_text(json.dumps(bad))
+        assert main(["calibrate", "--model", str(copy), "--data", str(data), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert "data is not a list of data sets" in err and err.count("\n") == 1
     (copy / METADATA_FILE).write_text(meta_before)
+    # a config.json that cannot be written after the metadata was: the metadata is put back
+    real_replace = tm.replace_file
+
+    def config_read_only(path, text):
+        if path.name == CONFIG_FILE:
+            raise PermissionError(13, "Operation not permitted", str(path))
+        real_replace(path, text)
+
+    monkeypatch.setattr(tm, "replace_file", config_read_only)
+    assert main(["calibrate", "--model", str(copy), "--data", str(data), "--force"]) == 2
+    capsys.readouterr()
+    assert (copy / CONFIG_FILE).read_text() == before and (copy / METADATA_FILE).read_text() == meta_before
+    monkeypatch.undo()
     # a metadata file that cannot be written: neither file changes
     real = tm.replace_file
 

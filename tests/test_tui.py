@@ -281,6 +281,28 @@ async def test_next_in_the_drill_down_and_back_follow_the_fleet_order_of_now():
         assert table.cursor_row < height
 
 
+async def test_next_in_the_drill_down_of_a_server_that_left_the_fleet_skips_none():
+    from dataclasses import replace
+
+    from tui.widgets.fleet_table import sort_key
+
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("j", "j", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ServerScreen), what="drill-down")
+        order = [s.server_name for s in sorted(app.snapshot.servers, key=sort_key("risk"))]
+        shown = app.screen.server_name
+        assert shown == order[2]
+        # it goes silent (leaves the snapshot) while shown: j opens the one after it, not the one after that
+        app.apply_snapshot(replace(app.snapshot, servers=tuple(s for s in app.snapshot.servers
+                                                               if s.server_name != shown)))
+        await pilot.pause()
+        await pilot.press("j")
+        await pilot.pause()
+        assert app.screen.server_name == order[3], (order, app.screen.server_name)
+
+
 async def test_a_finished_replay_offers_only_the_keys_that_still_do_something():
     from dataclasses import replace
 

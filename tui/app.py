@@ -292,7 +292,10 @@ class TftTopApp(App):
                 # the hidden table is not updated while a drill-down is open: next and previous
                 # follow the fleet's order now, not the one when the drill-down opened
                 self._apply_main(self.snapshot)
-                table.select_name(self.screen.server_name)     # (from the server shown, wherever it went)
+                if self.screen.server_name in table.specs:
+                    table.select_name(self.screen.server_name)     # (from the server shown, wherever it went)
+                elif delta > 0:
+                    delta = 0       # it left the fleet: the row now at its place is the next one
             if not table.row_count:
                 return
             table.move_cursor(row=max(0, min(table.cursor_row + delta, table.row_count - 1)), animate=False)

@@ -826,32 +826,20 @@ def test_calibrate_keeps_to_the_training_split_and_marks_the_old_evaluation(trai
         err = capsys.readouterr().err
         assert "data is not a list of data sets" in err and err.count("\n") == 1
     (copy / METADATA_FILE).write_text(meta_before)
-    # a config.json that cannot be written after the metadata was: the metadata is put back
+    # a file that cannot be written: neither changes (the metadata, written first, fails
+    # alone; a config.json failing after it puts the metadata back)
     real_replace = tm.replace_file
+    for read_only in (CONFIG_FILE, METADATA_FILE):
+        def refuse(path, text, read_only=read_only):
+            if path.name == read_only:
+                raise PermissionError(13, "Operation not permitted", str(path))
+            real_replace(path, text)
 
-    def config_read_only(path, text):
-        if path.name == CONFIG_FILE:
-            raise PermissionError(13, "Operation not permitted", str(path))
-        real_replace(path, text)
-
-    monkeypatch.setattr(tm, "replace_file", config_read_only)
-    assert main(["calibrate", "--model", str(copy), "--data", str(data), "--force"]) == 2
-    capsys.readouterr()
-    assert (copy / CONFIG_FILE).read_text() == before and (copy / METADATA_FILE).read_text() == meta_before
-    monkeypatch.undo()
-    # a metadata file that cannot be written: neither file changes
-    real = tm.replace_file
-
-    def metadata_read_only(path, text):
-        if path.name == METADATA_FILE:
-            raise PermissionError(13, "Operation not permitted", str(path))
-        real(path, text)
-
-    monkeypatch.setattr(tm, "replace_file", metadata_read_only)
-    assert main(["calibrate", "--model", str(copy), "--data", str(data), "--force"]) == 2
-    capsys.readouterr()
-    assert (copy / CONFIG_FILE).read_text() == before and (copy / METADATA_FILE).read_text() == meta_before
-    monkeypatch.undo()
+        monkeypatch.setattr(tm, "replace_file", refuse)
+        assert main(["calibrate", "--model", str(copy), "--data", str(data), "--force"]) == 2
+        capsys.readouterr()
+        assert (copy / CONFIG_FILE).read_text() == before and (copy / METADATA_FILE).read_text() == meta_before
+        monkeypatch.undo()
     # done: the evaluation measured with the old bands is kept under its own name
     assert main(["calibrate", "--model", str(copy), "--data", str(data), "--force"]) == 0
     meta = json.loads((copy / METADATA_FILE).read_text())

@@ -833,6 +833,9 @@ class Daemon:
             pub = daemon.latest
             if pub is None:
                 return daemon._not_ready()
+            if not name:        # GET /servers (redirected here) is no server's
+                return JSONResponse({"detail": "give a server's name: /servers/NAME (the fleet: "
+                                               "/predictions/current)"}, status_code=404)
             fc = pub.servers.get(name)
             if fc is None:
                 last, clock = await run_in_threadpool(daemon.last_epoch, name)

@@ -159,6 +159,8 @@ def test_server_route_and_unknown_server(srv):
         missing = c.get("/servers/no-such-server")
         hist = c.get(f"/servers/{name}/history")
         missing_hist = c.get("/servers/no-such-server/history")
+        nameless = c.get("/servers", follow_redirects=True)     # (was "unknown server ''")
+    assert nameless.status_code == 404 and "give a server's name: /servers/NAME" in nameless.json()["detail"]
     d = r.json()
     assert r.status_code == 200 and d["server"] == name and set(METRICS) <= set(d["forecast"])
     assert all(a["server"] == name for a in d["alerts"])

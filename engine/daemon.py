@@ -554,11 +554,11 @@ class Daemon:
             q.put_nowait(pub)
 
     # -- POST /metrics ---------------------------------------------------------------
-    def note_refused(self, detail: str) -> None:
-        """A POST refused before its records were read (not JSON, another content type):
+    def note_refused(self, lines: list[str]) -> None:
+        """A POST refused whole (not JSON, another content type, not a list of records):
         counted in refused_records like any refusal (a collector that always sends one shows)."""
         with self.lock:
-            self.engine._note([f"{POST_SOURCE}: {detail}"])       # noqa: SLF001
+            self.engine._note(lines)       # noqa: SLF001
 
     def ingest_records(self, records: Any) -> Ingested:
         """Validate (engine.contract, as for files) and append the good records to the store now;
@@ -567,8 +567,7 @@ class Daemon:
         problems = [_problem_json(str(p), p.row, p.column, p.message) for p in result.problems]
         if not isinstance(records, list) or any(p.row is None for p in result.problems):
             n = len(records) if isinstance(records, list) else 0
-            with self.lock:      # counted as any refusal is (a collector that always sends a bad body shows)
-                self.engine._note([str(p) for p in result.problems])   # noqa: SLF001
+            self.note_refused([str(p) for p in result.problems])
             return Ingested([], n, problems, result.notes, total=n if isinstance(records, list) else None)
         bad_rows = {p.row for p in result.problems}
         good = [i for i in range(len(records)) if (i + 1) not in bad_rows]
@@ -886,7 +885,7 @@ class Daemon:
                 # also keeps web pages from posting here: a JSON POST from a page needs a CORS preflight
                 got = f"not {media}" if media else "the request had no Content-Type"
                 detail = f"send the records as JSON (Content-Type: application/json); {got}"
-                await run_in_threadpool(daemon.note_refused, detail)   # (the lock: off the event loop)
+                await run_in_threadpool(daemon.note_refused, [f"{POST_SOURCE}: {detail}"])   # (the lock: off the loop)
                 return JSONResponse({"detail": detail}, status_code=415)
             try:
                 body = await request.body()
@@ -897,7 +896,7 @@ class Daemon:
             except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 # (RecursionError: nesting deeper than the parser goes, a client error like any other)
                 msg = " ".join(str(exc).split()) if not isinstance(exc, RecursionError) else "nested too deeply"
-                await run_in_threadpool(daemon.note_refused, f"the body is not valid JSON ({msg})")
+                await run_in_threadpool(daemon.note_refused, [f"{POST_SOURCE}: the body is not valid JSON ({msg})"])
                 return JSONResponse({"detail": f"the body is not valid JSON ({msg})"}, status_code=400)
             records = payload["records"] if isinstance(payload, dict) and "records" in payload else payload
             result = await run_in_threadpool(daemon.ingest_records, records)

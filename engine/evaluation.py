@@ -363,7 +363,8 @@ def format_reports(reports: list[DatasetReport]) -> str:
     return "\n".join(lines)
 
 
-def reports_json(reports: list[DatasetReport], extra: dict[str, Any] | None = None) -> str:
+def reports_record(reports: list[DatasetReport], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The evaluation as JSON-ready data (`eval --json`, `eval --record`, train's metadata)."""
     out = {"datasets": [r.to_json() for r in reports]}
     for rep, js in zip(reports, out["datasets"]):
         js["improvement_vs_best_baseline"] = {
@@ -376,4 +377,8 @@ def reports_json(reports: list[DatasetReport], extra: dict[str, Any] | None = No
                       "cells_scored": len(cells), "cells_missing": sum(1 for c in cells if c["misses"])}
     if extra:
         out.update(extra)
-    return json.dumps(out, indent=2)
+    return out
+
+
+def reports_json(reports: list[DatasetReport], extra: dict[str, Any] | None = None) -> str:
+    return json.dumps(reports_record(reports, extra), indent=2)

@@ -195,13 +195,14 @@ class ModelConfig:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_json(cls, data: dict[str, Any], where: str = CONFIG_FILE) -> "ModelConfig":
+        """``where``: the file named in a refusal (read_config gives its path)."""
         if data.get("format") != FORMAT_NAME:
-            raise ModelLoadError(f"config.json: format is {data.get('format')!r}, expected {FORMAT_NAME!r}")
+            raise ModelLoadError(f"{where}: format is {data.get('format')!r}, expected {FORMAT_NAME!r}")
         version = data.get("format_version")
         if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
             raise ModelLoadError(
-                f"config.json: format_version {data.get('format_version')!r} is not supported (this tft-top reads {FORMAT_VERSION})"
+                f"{where}: format_version {data.get('format_version')!r} is not supported (this tft-top reads {FORMAT_VERSION})"
             )
         try:
             lengths, hp = data["lengths"], data["hyperparameters"]
@@ -229,7 +230,7 @@ class ModelConfig:
             _check_values(config, lengths, hp, data)
             return config
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
-            raise ModelLoadError(f"config.json: missing or invalid field ({type(exc).__name__}: {exc})") from None
+            raise ModelLoadError(f"{where}: missing or invalid field ({type(exc).__name__}: {exc})") from None
 
 
 MAX_ENCODER_LENGTH = 8_640    # a month of 5-minute steps
@@ -706,13 +707,7 @@ def read_config(model_dir: Path) -> ModelConfig:
     data = _read_json(path, ModelLoadError)
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: not a JSON object")
-    try:
-        return ModelConfig.from_json(data)
-    except ModelLoadError as exc:       # (from_json names the file, not where it is)
-        text = str(exc)
-        if text.startswith(f"{CONFIG_FILE}: "):
-            text = f"{path}: {text[len(CONFIG_FILE) + 2:]}"
-        raise ModelLoadError(text) from None
+    return ModelConfig.from_json(data, where=str(path))
 
 
 MAX_JSON_BYTES = 16 << 20   # config.json and training_metadata.json are kilobytes; more is not ours
@@ -741,6 +736,7 @@ class LoadedModel:
     model_dir: Path
     metadata: dict[str, Any]
     metadata_problem: str | None = None   # training_metadata.json there but unreadable: why
+    weights_sha256: str | None = None     # the weights file's tensor checksum (WEIGHTS_ID)
 
 
 def load_model_dir(model_dir: Path | str, device: str = "cpu", for_calibration: bool = False) -> LoadedModel:
@@ -835,12 +831,13 @@ def _load_model_dir(model_dir: Path, device: str, for_calibration: bool = False)
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelLoadError(f"{weights_path}: {key} holds NaN or infinite values")
     fitted_for = (config.calibration or {}).get(WEIGHTS_ID)
-    if fitted_for is not None and fitted_for != digest and for_calibration:
-        config.calibration = None
-    elif fitted_for is not None and fitted_for != digest:
-        raise ModelLoadError(f"{model_dir / CONFIG_FILE}: its calibration was fitted for other weights than "
-                             f"{WEIGHTS_FILE}'s (the directory mixes two models' files; beside the "
-                             f"training_metadata.json of these weights, tft-top calibrate fits bands for them)")
+    if fitted_for is not None and fitted_for != digest:
+        if for_calibration:
+            config.calibration = None
+        else:
+            raise ModelLoadError(f"{model_dir / CONFIG_FILE}: its calibration was fitted for other weights than "
+                                 f"{WEIGHTS_FILE}'s (the directory mixes two models' files; beside the "
+                                 f"training_metadata.json of these weights, tft-top calibrate fits bands for them)")
     from safetensors.torch import load_model
 
     load_model(model, str(weights_path), strict=True, device="cpu")
@@ -861,7 +858,7 @@ def _load_model_dir(model_dir: Path, device: str, for_calibration: bool = False)
     model.eval()
     model.to(device)
     return LoadedModel(model=model, config=config, model_dir=model_dir, metadata=metadata,
-                       metadata_problem=problem)
+                       metadata_problem=problem, weights_sha256=digest)
 
 
 def _metadata_type_problem(metadata: dict) -> str | None:

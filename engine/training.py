@@ -11,7 +11,6 @@ the weights of the epoch with the lowest validation loss.
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import sys
 import time
@@ -28,7 +27,7 @@ from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
 from engine.datasplit import (SplitSpec, extract_windows, informative_columns, origins_for, read_split,
                               training_part)
 from engine.evaluation import (DEFAULT_EVERY, check_unique_servers, evaluate_frame, format_reports, load_grid,
-                               quiet_lightning, reports_json, stock_predict, window_profiles)
+                               quiet_lightning, reports_record, stock_predict, window_profiles)
 from engine.tft_model import (DeviceError, LoadedModel, ModelConfig, build_dataset, build_model,
                               normalise_profile, one_window_per_origin, prepare_frame, save_model_dir)
 
@@ -355,12 +354,11 @@ def recalibrate(model_dir: Path | str, opts: TrainOptions, force: bool = False) 
                             "split": "odd origins of the alternation it was trained with" if alternating
                             else "origins in the second half of the validation days"}
     meta["calibration_windows"] = int(len(calib_origins))
-    from engine.tft_model import TENSORS_KEY, WEIGHTS_FILE, WEIGHTS_ID, _recorded
+    from engine.tft_model import WEIGHTS_ID
 
-    digest = _recorded(Path(model_dir) / WEIGHTS_FILE)[TENSORS_KEY]      # (load_model_dir checked it)
-    meta[WEIGHTS_ID] = digest
+    meta[WEIGHTS_ID] = loaded.weights_sha256
     if new:
-        new = {**new, WEIGHTS_ID: digest}
+        new = {**new, WEIGHTS_ID: loaded.weights_sha256}
     if "evaluation" in meta:
         # measured with the bands replaced now: kept, named for what it is (eval --record
         # measures the model as it is now)
@@ -619,8 +617,8 @@ def train(opts: TrainOptions) -> Path:
             print(f"evaluation interrupted: the model is saved without it; to evaluate it: {later}", flush=True)
             return out
         # the shape `eval --record` writes (datasets, targets), less the alerts, not scored here
-        metadata["evaluation"] = {**json.loads(reports_json(reports)), "every": DEFAULT_EVERY,
-                                  "data": [str(s.path) for s in sources], "alerts_skipped": True}
+        metadata["evaluation"] = reports_record(reports, {"every": DEFAULT_EVERY, "data": [str(s.path) for s in sources],
+                                                          "alerts_skipped": True})
         metadata["total_seconds"] = round(time.time() - t0, 1)
         write_metadata(out, metadata)
         print(format_reports(reports))

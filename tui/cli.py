@@ -391,7 +391,9 @@ def _calibrate(args) -> int:
 
 def _eval(args) -> int:
     from engine.alert_eval import evaluate_alerts, format_alert_evaluation
-    from engine.evaluation import evaluate_paths, format_reports, reports_json
+    import json
+
+    from engine.evaluation import evaluate_paths, format_reports, reports_record
     from engine.tft_model import load_model_dir
 
     try:
@@ -413,9 +415,10 @@ def _eval(args) -> int:
         from engine.evaluation import nothing_to_score
 
         return _fail(f"{', '.join(map(str, args.data))}: {nothing_to_score(args.every)}")
-    text = reports_json(reports, {"model_dir": str(model_dir), "alerts": {p: ev.to_json() for p, ev in alerts.items()},
-                                  "alerts_skipped": bool(args.no_alerts),     # (not "no incidents.csv")
-                                  "training_servers_known": "servers" in loaded.metadata})
+    record = reports_record(reports, {"model_dir": str(model_dir),
+                                      "alerts": {p: ev.to_json() for p, ev in alerts.items()},
+                                      "alerts_skipped": bool(args.no_alerts),     # (not "no incidents.csv")
+                                      "training_servers_known": "servers" in loaded.metadata})
     if loaded.metadata_problem or "servers" not in loaded.metadata:
         # its list of training servers is lost: every server counts as never seen, and the
         # never-seen vs seen target has nothing to compare (its cells are left out, not met)
@@ -423,15 +426,13 @@ def _eval(args) -> int:
         print(f"tft-top: note: {why}: every server is counted as never seen, and the never-seen vs seen target "
               "is not scored", file=sys.stderr)
     if args.json:
-        print(text)
+        print(json.dumps(record, indent=2))
     else:
         print(f"model: {model_dir}")
         print(format_reports(reports))
         for path, ev in alerts.items():
             print(format_alert_evaluation(path, ev))
     if args.record:       # after printing: a failed write must not lose the evaluation
-        import json
-
         from engine.tft_model import write_metadata
 
         if loaded.metadata_problem:
@@ -439,7 +440,7 @@ def _eval(args) -> int:
         meta = dict(loaded.metadata)
         import pandas as pd
 
-        recorded = json.loads(text)
+        recorded = dict(record)
         # how it was made: a record without alerts must not read as "no incidents.csv"
         recorded.update({"recorded_utc": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                          "every": args.every, "data": [str(p) for p in args.data]})

@@ -1017,3 +1017,74 @@ async def test_a_long_alert_message_wraps_in_the_log_instead_of_running_off_its_
             assert max(len(line) for line in text.splitlines()) <= width
             words = " ".join(text.split())
             assert "web-33" in words and "web-46" in words and "at 98.9, at or above critical 95" in words, text
+
+
+def test_fleet_layout_leaves_out_whole_columns_never_half_of_one():
+    from tui.widgets.fleet_table import COLUMN_KEYS, fleet_layout
+
+    def used(layout):
+        return sum(width + 2 for _, _, width in layout)
+
+    for room in range(40, 200):
+        layout = fleet_layout(room)
+        keys = [k for k, _, _ in layout]
+        assert keys == list(COLUMN_KEYS[:len(keys)])          # a run from the left, in order
+        assert used(layout) <= room, room
+    # 80 columns less the scrollbar: the compact columns show all four metrics
+    assert [k for k, _, _ in fleet_layout(78)][-4:] == ["cpu_percent", "memory_percent", "disk_percent", "load_average"]
+    assert dict((k, lab) for k, lab, _ in fleet_layout(78))["risk_8h"] == "8h"
+    # where the full ones show them, they are kept; wide, everything
+    assert dict((k, lab) for k, lab, _ in fleet_layout(98))["risk_8h"] == "risk 8h"
+    assert [k for k, _, _ in fleet_layout(200)] == list(COLUMN_KEYS)
+    # a long server name takes room from the right-hand columns first
+    assert len(fleet_layout(120, server_width=44)) < len(fleet_layout(120))
+
+
+async def test_no_fleet_table_cell_is_cut_on_an_80_column_terminal():
+    from rich.cells import cell_len
+
+    app = fake_app(12, paused=True)
+    for width in (80, 100, 130, 160):
+        async with app.run_test(size=(width, 24)) as pilot:
+            await ready(pilot, app)
+            table = app.table
+            room = table.content_region.width - table.styles.scrollbar_size_vertical
+            columns = list(table.columns.values())
+            assert sum(c.get_render_width(table) for c in columns) <= room, width
+            keys = [c.key.value for c in columns]
+            assert "load_average" in keys, width
+            for row in table.ordered_rows:
+                for column, cell in zip(columns, table.get_row(row.key)):
+                    assert cell_len(str(cell)) <= column.width, (width, column.key.value, str(cell))
+        app = fake_app(12, paused=True)
+
+
+async def test_the_table_keeps_the_selected_server_when_its_columns_change():
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("j", "j", "j")
+        chosen = app.table.selected_name
+        n = len(app.table.columns)
+        await pilot.resize_terminal(80, 30)
+        await wait_for(pilot, lambda: len(app.table.columns) < n, what="narrower columns")
+        assert app.table.selected_name == chosen and app.table.row_count == 12
+        await pilot.resize_terminal(160, 30)
+        await wait_for(pilot, lambda: len(app.table.columns) == n, what="all columns again")
+        assert app.table.selected_name == chosen
+
+
+async def test_header_keeps_both_incident_probabilities_whole_on_80_columns():
+    from tui.format import fmt_prob
+
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        from dataclasses import replace
+
+        # the demo fleet's figures at its start: "… · 8h 10…" on 80 columns
+        env = replace(app.snapshot.environment, incident_probability_30m=1.0, total_servers=48, fleet_health=95.8)
+        app.header.set_snapshot(replace(app.snapshot, environment=env))
+        await pilot.pause()
+        line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
+        assert f"8h {fmt_prob(env.incident_probability_8h)}" in line and "…" not in line, line

@@ -25,7 +25,9 @@ ALERTS = ("Alerts: WARN — the p90 forecast reaches the critical threshold and 
 BREACH = ("Breach in: when the p50 forecast reaches the critical threshold ('now': it is there); "
           "'2h?' when only the p90 forecast does — possible, not expected. "
           "src: TFT or heur(istic); '-25m' in its place: no sample from that server for 25 min (shown from 20) "
-          "(its row repeats the last one; after 35 min it leaves the table as silent).")
+          "(its row repeats the last one; after 35 min it leaves the table as silent). "
+          "risk 8h / risk 30m ('8h' / '30m' on a narrow terminal): the chance of reaching a critical "
+          "threshold within that time.")
 
 
 def help_renderable(unavailable: dict[str, str] | None = None) -> Table:

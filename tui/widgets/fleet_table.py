@@ -13,14 +13,14 @@ import math
 import numpy as np
 
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
 
 from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, fmt_breach, fmt_prob, fmt_value, iso_epoch,
                         level_style, metric_bounds, prob_style, sparkline_spec, spec_text)
 
 SPARK_WIDTH = 16
-# (key, label, width).  What an operator scans for first comes first: a terminal narrower
-# than the table cuts its right-hand columns (at 80 columns: up to disk %).
+# (key, label, width).  What an operator scans for first comes first: a terminal too narrow
+# for the whole table leaves out whole columns from the right (``fleet_layout``), never
+# half a column: at 80 columns the table cut "24.6" to "24." under "disk %".
 SERVER_WIDTH, SERVER_WIDTH_MAX = 16, 44
 COLUMNS = (
     ("server", "server", SERVER_WIDTH),
@@ -37,10 +37,38 @@ COLUMNS = (
     ("profile", "profile", 9),
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
+# Narrower forms of the columns, for a terminal where the full ones cannot show the four
+# metrics (at 80 columns the full ones reach "mem %"): every value still fits its cell
+# ("100%", "100.0", "99.99"); the risks keep their horizons, the header bar names them.
+COMPACT = {"risk_8h": ("8h", 4), "risk_30m": ("30m", 4), "cpu_percent": ("cpu%", 5),
+           "memory_percent": ("mem%", 5), "disk_percent": ("disk%", 5), "load_average": ("load", 5)}
+CORE = COLUMN_KEYS.index("load_average") + 1     # the columns up to the four metrics
 # "load/crit": load as a share of its critical level (2x the cores): a 4-core server at load 6
 # is in more trouble than a 32-core one at 10
 SORTS = ("risk", "name", "cpu", "memory", "disk", "load/crit", "time to breach")
 _INF = float("inf")
+
+
+def fleet_layout(room: int, server_width: int = SERVER_WIDTH, padding: int = 1) -> tuple:
+    """The columns (key, label, width) that fit whole in ``room`` cells, each drawn with
+    ``padding`` cells either side: the full columns while they show at least the four
+    metrics, else the compact ones; in both, the longest run of COLUMNS that fits.  A
+    terminal too narrow even for the compact server, source and risks gets those, cut."""
+    def fitting(columns):
+        used, n = 0, 0
+        for _, _, width in columns:
+            used += width + 2 * padding
+            if used > room:
+                break
+            n += 1
+        return columns[:n]
+
+    full = tuple((k, label, server_width if k == "server" else w) for k, label, w in COLUMNS)
+    shown = fitting(full)
+    if len(shown) >= CORE:
+        return shown
+    compact = tuple((k, *COMPACT.get(k, (label, w))) for k, label, w in full)
+    return fitting(compact) if len(fitting(compact)) >= 3 else compact[:3]
 
 
 def worst_metric(server) -> str | None:
@@ -155,21 +183,37 @@ class FleetTable(DataTable):
             return self
         return super().refresh(*regions, **kwargs)
 
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+    layout: tuple = ()      # the columns shown now: fleet_layout's answer for this width
+    shown_keys: tuple = ()
 
-    def _fit_server_column(self, names: list[str]) -> None:
+    def on_mount(self) -> None:
+        self._set_columns(fleet_layout(self._room()))
+
+    def on_resize(self) -> None:
+        self._sync()
+
+    def _room(self) -> int:
+        # the width the columns may take; the vertical scrollbar's is kept whether or not
+        # it shows, so that one more server does not change the columns
+        width = self.content_region.width
+        return width - self.styles.scrollbar_size_vertical if width else 10_000
+
+    def _set_columns(self, layout: tuple) -> None:
+        """Show ``layout``'s columns: the rows are built again on the next sync."""
+        self.clear(columns=True)
+        for key, label, width in layout:
+            self.add_column(label, key=key, width=width)
+        self.layout, self.shown_keys = layout, tuple(k for k, _, _ in layout)
+        self.specs.clear()
+        self.order = []
+
+    @staticmethod
+    def _server_width(names: list[str]) -> int:
         """The server column as wide as the longest name shown, from 16 to SERVER_WIDTH_MAX
         characters: host names such as web-1a.example.com:9100 and web-1b.example.com:9100
         differ past the 16th character, and two rows reading the same name hide which server
-        is in trouble.  (Narrow terminals cut the right-hand columns first, as ever.)"""
-        want = max(SERVER_WIDTH, min(SERVER_WIDTH_MAX, max((len(n) for n in names), default=0)))
-        column = self.columns.get(ColumnKey("server"))
-        if column is not None and column.width != want:
-            column.width = want
-            self._require_update_dimensions = True
-            self.refresh()
+        is in trouble.  (Narrow terminals leave out the right-hand columns first, as ever.)"""
+        return max(SERVER_WIDTH, min(SERVER_WIDTH_MAX, max((len(n) for n in names), default=0)))
 
     # -- the selected server --------------------------------------------------------
     @property
@@ -216,20 +260,23 @@ class FleetTable(DataTable):
         visible.sort(key=sort_key(self.sort_by))
         names = [s.server_name for s in visible]
         wanted = set(names)
+        layout = fleet_layout(self._room(), self._server_width(names), self.cell_padding)
+        if layout != self.layout:
+            self._set_columns(layout)
         for name in [n for n in self.specs if n not in wanted]:
             self.remove_row(name)
             del self.specs[name]
-        self._fit_server_column(names)
+        shown = [i for i, key in enumerate(COLUMN_KEYS) if key in self.shown_keys]
         added = False
         for s in visible:
             spec = row_spec(s, self.data_epoch)
             old = self.specs.get(s.server_name)
             if old is None:
-                self.add_row(*(spec_text(c) for c in spec), key=s.server_name)
+                self.add_row(*(spec_text(spec[i]) for i in shown), key=s.server_name)
                 added = True
             elif old != spec:
                 for key, a, b in zip(COLUMN_KEYS, old, spec):
-                    if a != b:
+                    if a != b and key in self.shown_keys:
                         self.update_cell(s.server_name, key, spec_text(b))
                         self.cells_updated += 1
             self.specs[s.server_name] = spec

@@ -188,6 +188,7 @@ class HeaderBar(Widget):
         env = snap.environment
         # narrower terminals get shorter labels, so the incident probabilities stay on the line
         compact, tight = width < 148, width < 96          # (content width: the terminal less 2)
+        gap = "  " if tight else "   "      # at 80 columns the 8 h figure lost its last digit
         line2 = Text(no_wrap=True, overflow="ellipsis")
         silent = int(md.get("stale_servers") or 0)
         if env.total_servers == 0 and silent:
@@ -215,7 +216,7 @@ class HeaderBar(Widget):
         clearing = sum(1 for a in ongoing if getattr(a, "clear_minutes", 0.0) > 0)
         crit = sum(1 for a in ongoing if a.severity == "critical" and not getattr(a, "clear_minutes", 0.0) > 0)
         ongoing = len(ongoing)
-        line2.append(f"   alerts {ongoing}" if compact else f"   alerts {ongoing} ongoing")
+        line2.append(f"{gap}alerts {ongoing}" if compact else f"{gap}alerts {ongoing} ongoing")
         parts = [(f"{crit} crit" if compact else f"{crit} critical", "bold red")] if crit else []
         parts += [(f"{clearing} clearing", "dim")] if clearing else []
         for i, (words, style) in enumerate(parts):     # "(2 critical, 1 clearing)"
@@ -223,7 +224,7 @@ class HeaderBar(Widget):
             line2.append(words, style)
         if parts:
             line2.append(")")
-        probs = Text("   incident 30m " if compact else "   incident probability 30 min ")
+        probs = Text(f"{gap}incident 30m " if compact else f"{gap}incident probability 30 min ")
         probs.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
         probs.append(" · 8h " if compact else " · 8 h ")
         probs.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")

@@ -667,9 +667,9 @@ async def test_keys_that_would_do_nothing_are_hidden():
         from tui.actions import ActionsProvider
         from tui.screens.help import help_renderable
 
-        assert set(app.unavailable_actions()) == {"speed_up", "slow_down", "step_back", "filter", "open_server"}
+        assert set(app.unavailable_actions()) == {"speed_up", "slow_down", "step_back", "filter", "open_server", "top"}
         offered = {a.action for a in ActionsProvider._entries(type("P", (), {"app": app})())}
-        assert not offered & {"speed_up", "slow_down", "step_back", "filter", "open_server"}
+        assert not offered & {"speed_up", "slow_down", "step_back", "filter", "open_server", "top"}
         assert "toggle_pause" in offered
         from rich.console import Console
 
@@ -1088,3 +1088,29 @@ async def test_header_keeps_both_incident_probabilities_whole_on_80_columns():
         await pilot.pause()
         line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
         assert f"8h {fmt_prob(env.incident_probability_8h)}" in line and "…" not in line, line
+
+
+async def test_g_brings_the_cursor_back_to_the_top_and_keeps_it_there():
+    app = fake_app(30, paused=True)
+    async with app.run_test(size=(120, 20)) as pilot:
+        await ready(pilot, app)
+        for _ in range(25):
+            await pilot.press("j")
+        table = app.table
+        assert table.cursor_row == 25 and table.user_moved and table.scroll_y > 0
+        await pilot.press("g")
+        await pilot.pause()
+        assert table.cursor_row == 0 and not table.user_moved and table.scroll_y == 0
+        # kept on the top row through a re-sort: another server put first is selected
+        from dataclasses import replace
+
+        snap = app.snapshot
+        last = snap.servers[-1]
+        top = replace(last, risk_8h=1.0, risk_30m=1.0)
+        app._apply_main(replace(snap, servers=(*snap.servers[:-1], top)))      # noqa: SLF001
+        await pilot.pause()
+        assert table.selected_name == top.server_name and table.cursor_row == 0
+        # the drill-down has no table to go to the top of
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is not app.main, what="drill-down")
+        assert app.check_action("top", ()) is False

@@ -52,6 +52,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("escape", "back", "Back / clear the filter", show=False),
     Action("j,down", "cursor_down", "Next server", show=False),
     Action("k,up", "cursor_up", "Previous server", show=False),
+    Action("g", "top", "Back to the top row, and keep to it (the riskiest server under the risk sort)",
+           show=False),
     Action("ctrl+p", "command_palette", "Command palette: every action by name", show=False,
            palette=False, footer="Palette"),
 )

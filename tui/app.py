@@ -166,6 +166,7 @@ class TftTopApp(App):
         if self._server_screens():
             out["filter"] = "the fleet view only"
             out["open_server"] = "the fleet view only"
+            out["top"] = "the fleet view only"
         if self.snapshot is not None and self.snapshot.metadata.get("finished"):
             # nothing left to play: pause, speed and ] would change nothing shown
             for action in ("toggle_pause", "speed_up", "slow_down", "step_forward"):
@@ -305,6 +306,10 @@ class TftTopApp(App):
                 self.screen.set_server(name)
         elif self.screen is self.screen_stack[0]:
             table.action_cursor_down() if delta > 0 else table.action_cursor_up()
+
+    def action_top(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self.table.follow_top()
 
     def action_cursor_down(self) -> None:
         self._move(1)

@@ -3,8 +3,9 @@
 Each snapshot changes only the cells whose text changed (``update_cell``); rows are added
 or removed only when servers appear, disappear or the filter changes; the table is
 re-sorted only when the order changes.  Once the operator has moved the cursor it stays on
-the same server through re-sorts; until then it stays on the top row (under the default
-sort, the server most at risk now, not the one that was on top at the first tick).
+the same server through re-sorts; until then, and again after ``g`` (``follow_top``), it
+stays on the top row (under the default sort, the server most at risk now, not the one
+that was on top at the first tick).
 """
 from __future__ import annotations
 
@@ -231,6 +232,20 @@ class FleetTable(DataTable):
         idx = self.get_row_index(name)
         if idx != self.cursor_row:
             self.move_cursor(row=idx, animate=False)
+
+    def follow_top(self) -> None:
+        """The cursor back on the top row and kept there, as before the operator moved it: a
+        server that turns critical while the cursor follows one further down sorts above the
+        view (the header and the alert log name it; this brings the table to it)."""
+        self.user_moved = False
+        self._batching = True
+        try:
+            if self.row_count:
+                self.move_cursor(row=0, animate=False)
+        finally:
+            self._batching = False
+        self.scroll_to(y=0, animate=False)
+        self.refresh()
 
     # -- applying snapshots ---------------------------------------------------------
     def apply(self, snapshot) -> None:

@@ -554,7 +554,8 @@ def test_alert_log_marks_a_stale_lead_of_an_alert_whose_condition_cleared():
     holding = [c.plain for c in alert_cells(Alert(**base, duration_minutes=10.0))]
     cleared = [c.plain for c in alert_cells(Alert(**base, duration_minutes=40.0, clear_minutes=30.0))]
     assert holding[2] == "● ongoing 10m" and holding[5] == "in 5m"
-    assert cleared[2] == "● ongoing 40m" and cleared[5] == "clear 30m"
+    # (the wide state said "● ongoing" beside "clear 30m": the short one already had ◌)
+    assert cleared[2] == "◌ clearing, open 40m" and cleared[5] == "clear 30m"
     assert [c.plain for c in alert_cells(Alert(**base, clear_minutes=30.0), compact=True)][1] == "◌ 10m"
     # resolved: how long the condition held (not the hour it waited clear), or that the server went silent
     done = dict(base, state="resolved", resolved_at="2024-03-01T13:10:00Z")
@@ -1059,6 +1060,16 @@ async def test_no_fleet_table_cell_is_cut_on_an_80_column_terminal():
         app = fake_app(12, paused=True)
 
 
+async def test_the_filter_box_leaves_the_table_its_width():
+    # (the box's side margins narrowed the table to 78 cells: load left the 80-column table)
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("slash", "w")
+        await pilot.pause()
+        assert app.table.region.width == 80 and "load_average" in app.table.shown_keys
+
+
 async def test_the_table_keeps_the_selected_server_when_its_columns_change():
     app = fake_app(12, paused=True)
     async with app.run_test(size=(160, 30)) as pilot:
@@ -1088,6 +1099,23 @@ async def test_header_keeps_both_incident_probabilities_whole_on_80_columns():
         await pilot.pause()
         line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
         assert f"8h {fmt_prob(env.incident_probability_8h)}" in line and "…" not in line, line
+        # an alert whose condition has cleared: its count gives way before the probabilities
+        ongoing = [a for a in app.snapshot.alerts if a.state == "ongoing"]
+        cleared = replace(ongoing[0], clear_minutes=20.0)
+        alerts = (cleared, *[a for a in app.snapshot.alerts if a.id != cleared.id])
+        app.header.set_snapshot(replace(app.snapshot, environment=env, alerts=alerts))
+        await pilot.pause()
+        line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
+        assert f"8h {fmt_prob(env.incident_probability_8h)}" in line and "…" not in line, line
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(160, 24)) as pilot:       # where it fits, it is said
+        await ready(pilot, app)
+        ongoing = [a for a in app.snapshot.alerts if a.state == "ongoing"]
+        cleared = replace(ongoing[0], clear_minutes=20.0)
+        alerts = (cleared, *[a for a in app.snapshot.alerts if a.id != cleared.id])
+        app.header.set_snapshot(replace(app.snapshot, environment=env, alerts=alerts))
+        await pilot.pause()
+        assert "1 clearing" in [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
 
 
 async def test_g_brings_the_cursor_back_to_the_top_and_keeps_it_there():

@@ -21,7 +21,8 @@ ALERTS = ("Alerts: WARN — the p90 forecast reaches the critical threshold and 
           "CRIT — the p50 forecast reaches it, or the value is there now (expected). "
           "An alert keeps its highest severity until it resolves ('critical until it resolves: …'). "
           "'in 2h' in the lead column is when; 'clear 25m' means the condition has been absent "
-          "for 25 minutes and the alert resolves after an hour clear.")
+          "for 25 minutes and the alert resolves after an hour clear. State: ● open, ◌ open but clearing, "
+          "✓ resolved, ? the server went silent.")
 BREACH = ("Breach in: when the p50 forecast reaches the critical threshold ('now': it is there); "
           "'2h?' when only the p90 forecast does — possible, not expected. "
           "src: TFT or heur(istic); '-25m' in its place: no sample from that server for 25 min (shown from 20) "

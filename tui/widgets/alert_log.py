@@ -74,7 +74,10 @@ def alert_texts(a) -> dict[str, Text]:
         short = Text(f"◌ {dur}", style="")       # open, its condition absent for clear_minutes
     else:
         short = Text(f"● {dur}", style="bold")
-    if a.state == "ongoing":
+    clearing = a.state == "ongoing" and getattr(a, "clear_minutes", 0.0) > 0
+    if clearing:        # still open, its condition gone (the wide log read "● ongoing" beside "clear 25m")
+        state = Text(f"◌ clearing, open {dur}", style="")
+    elif a.state == "ongoing":
         state = Text(f"● ongoing {dur}", style="bold")
     elif silent:           # the server stopped reporting: nothing says it recovered
         state = Text(f"? silent after {dur}", style="yellow")
@@ -84,7 +87,6 @@ def alert_texts(a) -> dict[str, Text]:
         # how long the condition held, not the hour of quiet an alert waits before it resolves
         held = max(a.duration_minutes - getattr(a, "clear_minutes", 0.0), 0.0)
         state = Text(f"✓ resolved, held {fmt_minutes(held) if held >= 5 else '<5m'}", style="dim")
-    clearing = a.state == "ongoing" and getattr(a, "clear_minutes", 0.0) > 0
     if a.lead_minutes is None or a.state != "ongoing":
         lead = ""
     elif clearing:          # the lead of the last tick that had the condition is stale

@@ -156,7 +156,7 @@ def matches(server, needle: str) -> bool:
 
 class FleetTable(DataTable):
     DEFAULT_CSS = """
-    FleetTable { height: 1fr; }
+    FleetTable { height: 1fr; width: 100%; }
     """
 
     def __init__(self, **kwargs) -> None:

@@ -216,18 +216,28 @@ class HeaderBar(Widget):
         clearing = sum(1 for a in ongoing if getattr(a, "clear_minutes", 0.0) > 0)
         crit = sum(1 for a in ongoing if a.severity == "critical" and not getattr(a, "clear_minutes", 0.0) > 0)
         ongoing = len(ongoing)
-        line2.append(f"{gap}alerts {ongoing}" if compact else f"{gap}alerts {ongoing} ongoing")
-        parts = [(f"{crit} crit" if compact else f"{crit} critical", "bold red")] if crit else []
-        parts += [(f"{clearing} clearing", "dim")] if clearing else []
-        for i, (words, style) in enumerate(parts):     # "(2 critical, 1 clearing)"
-            line2.append(" (" if i == 0 else ", ")
-            line2.append(words, style)
-        if parts:
-            line2.append(")")
         probs = Text(f"{gap}incident 30m " if compact else f"{gap}incident probability 30 min ")
         probs.append(fmt_prob(env.incident_probability_30m), prob_style(env.incident_probability_30m) or "bold")
         probs.append(" · 8h " if compact else " · 8 h ")
         probs.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")
+
+        def alert_counts(with_clearing: bool) -> Text:
+            t = Text(f"{gap}alerts {ongoing}" if compact else f"{gap}alerts {ongoing} ongoing")
+            parts = [(f"{crit} crit" if compact else f"{crit} critical", "bold red")] if crit else []
+            parts += [(f"{clearing} clearing", "dim")] if clearing and with_clearing else []
+            for i, (words, style) in enumerate(parts):     # "(2 critical, 1 clearing)"
+                t.append(" (" if i == 0 else ", ")
+                t.append(words, style)
+            if parts:
+                t.append(")")
+            return t
+
+        counts = alert_counts(True)
+        if clearing and len(line2.plain) + len(counts.plain) + len(probs.plain) > width:
+            # the clearing count gives way to the probabilities (at 80 columns "incident 30m
+            # 10…" was left of 100 %); the alert log marks those alerts ◌
+            counts = alert_counts(False)
+        line2.append_text(counts)
         since = md.get("alerts_since")
         since = f" since {fmt_time(since)}" if since else ""
         # after a long step back the log starts again: "0 ongoing" is not "no alerts"; but

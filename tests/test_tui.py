@@ -1146,3 +1146,48 @@ async def test_g_brings_the_cursor_back_to_the_top_and_keeps_it_there():
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen is not app.main, what="drill-down")
         assert app.check_action("top", ()) is False
+
+
+def test_y_ticks_label_the_threshold_rows_one_label_a_row():
+    from tui.widgets.charts import y_ticks
+
+    for rows in (2, 4, 7, 12, 30):
+        for lo, top, warn, crit in ((0.0, 100.0, 80.0, 95.0), (0.0, 10.0, 4.0, 8.0), (0.0, 50.0, 16.0, 32.0)):
+            ticks = y_ticks(lo, top, warn, crit, rows)
+            assert ticks == sorted(ticks) and all(lo <= t <= top for t in ticks)
+            row = [round((t - lo) / (top - lo) * (max(rows, 2) - 1)) for t in ticks]
+            assert len(set(row)) == len(row), (rows, ticks)          # never two labels on one row
+            assert crit in ticks                                      # the critical level always
+            crit_row = round((crit - lo) / (top - lo) * (max(rows, 2) - 1))
+            warn_row = round((warn - lo) / (top - lo) * (max(rows, 2) - 1))
+            assert (warn in ticks) == (warn_row != crit_row)          # the warning wherever it has a row
+
+
+async def test_drill_down_charts_keep_the_plot_clear_and_their_titles_whole():
+    from rich.text import Text as RichText
+    from tui.format import fmt_value
+    from tui.widgets.charts import MetricChart
+
+    for size in ((80, 24), (100, 30), (120, 40)):
+        app = fake_app(12, paused=True)
+        async with app.run_test(size=size) as pilot:
+            await ready(pilot, app)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is not app.main, what="drill-down")
+            await pilot.pause()
+            title = str(app.screen.query_one("#server-title").render())
+            for chart in app.screen.query(MetricChart):
+                room = chart.size.width - 4
+                assert len(chart.border_title) <= room and not chart.border_title.endswith("…"), (size, chart.border_title)
+                sub = chart._border_subtitle.plain      # noqa: SLF001
+                assert len(sub) <= room and sub.startswith("crit "), (size, sub)
+                plot = RichText.from_ansi(chart.plt.build()).plain
+                # no legend drawn over the plot (it hid the top left of the history)
+                assert "p10–p90" not in plot and "last 24 h" not in plot, plot
+                # the critical level is labelled on the row its line is drawn on
+                fc = app.snapshot.server(app.screen.server_name).metrics[chart.metric]
+                label = fmt_value(chart.metric, fc.critical)
+                rows = [line for line in plot.splitlines() if line.strip().startswith(label + "├")]
+                assert rows and "──" in rows[0], (size, chart.metric, plot)
+            if size[0] >= 120:
+                assert "charts: last 24 h · p50 · p10–p90 · warn · crit" in title

@@ -28,7 +28,9 @@ BREACH = ("Breach in: when the p50 forecast reaches the critical threshold ('now
           "src: TFT or heur(istic); '-25m' in its place: no sample from that server for 25 min (shown from 20) "
           "(its row repeats the last one; after 35 min it leaves the table as silent). "
           "risk 8h / risk 30m ('8h' / '30m' on a narrow terminal): the chance of reaching a critical "
-          "threshold within that time.")
+          "threshold within that time. "
+          "Drill-down charts: the last 24 h (cyan), the p50 forecast (orange) and its p10–p90 band (grey), "
+          "the warning (yellow) and critical (red) levels; hours from now along the bottom.")
 
 
 def help_renderable(unavailable: dict[str, str] | None = None) -> Table:

@@ -10,7 +10,7 @@ from textual.widgets import Footer, Static
 
 from tui.format import METRIC_SHORT, fmt_breach, fmt_prob, fmt_time, iso_epoch, prob_style
 from tui.widgets.alert_log import AlertLog
-from tui.widgets.charts import ImportanceBars, MetricChart
+from tui.widgets.charts import ImportanceBars, MetricChart, chart_key
 from tui.widgets.header_bar import HeaderBar
 
 METRICS = ("cpu_percent", "memory_percent", "disk_percent", "load_average")
@@ -116,6 +116,8 @@ class ServerScreen(Screen):
             t.append(f" · {server.cores} cores")
         n = server.history_len
         t.append(f"  last sample {fmt_time(server.last_seen)} · {n} sample{'' if n == 1 else 's'} in window")
+        t.append("   charts: ", "dim")       # (at the line's end: a narrow terminal cuts it first)
+        t.append_text(chart_key())
         t.append("\nforecast: ")
         if server.source == "tft":
             t.append("TFT", "bold green")

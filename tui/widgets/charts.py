@@ -11,6 +11,36 @@ from textual_plotext import PlotextPlot
 from tui.format import METRIC_LABEL, METRIC_SHORT, bar, fmt_prob, fmt_value, metric_bounds
 
 STEP_MIN = 5
+# each line's plotext colour, and the rich style its word in the key takes
+COLOURS = {"history": "cyan", "band": "gray", "p50": "orange", "warning": "yellow", "critical": "red"}
+STYLES = {"history": "cyan", "band": "grey62", "p50": "orange1", "warning": "yellow", "critical": "red"}
+
+
+def chart_key() -> Text:
+    """What the charts' lines are, each word in its line's colour."""
+    key = Text()
+    for i, (words, line) in enumerate((("last 24 h", "history"), ("p50", "p50"), ("p10–p90", "band"),
+                                       ("warn", "warning"), ("crit", "critical"))):
+        key.append(" · " if i else "", "dim")
+        key.append(words, STYLES[line])
+    return key
+
+
+def y_ticks(lo: float, top: float, warning: float, critical: float, rows: int) -> list[float]:
+    """Y-axis ticks for a plot ``rows`` rows tall: the critical and warning levels (labelled
+    on the rows where their lines are drawn), the axis ends, and values between about every
+    third row; at most one a row, in that order of precedence."""
+    rows = max(rows, 2)
+    span = (top - lo) or 1.0
+    wanted = [critical, warning, lo, top]
+    n = max(rows // 3, 1)
+    wanted += [lo + span * i / n for i in range(1, n)]
+    taken: dict[int, float] = {}
+    for t in wanted:
+        r = round((t - lo) / span * (rows - 1))
+        if lo <= t <= top and r not in taken:
+            taken[r] = t
+    return sorted(taken.values())
 
 
 class MetricChart(PlotextPlot):
@@ -58,7 +88,8 @@ class MetricChart(PlotextPlot):
         fx = [(i + 1) * STEP_MIN / 60.0 for i in range(h)]
         lo, hi = metric_bounds(m, forecast.critical)
         top = max([hi] + [float(v) for v in forecast.p90 if math.isfinite(v)] + [v for v in hist_y if math.isfinite(v)])
-        plt.ylim(lo, top if m != "cpu_percent" and m != "memory_percent" and m != "disk_percent" else max(100.0, top))
+        ymax = top if m != "cpu_percent" and m != "memory_percent" and m != "disk_percent" else max(100.0, top)
+        plt.ylim(lo, ymax)
         left = hist_x[0] if hist_x else -1.0
         right = fx[-1] if fx else 8
         plt.xlim(min(left, -0.5), right)
@@ -66,24 +97,42 @@ class MetricChart(PlotextPlot):
         step = 8 if left < -12 else (4 if left < -4 else 2)
         ticks = [float(t) for t in range(-24, int(right) + 1, step) if min(left, -0.5) <= t <= right]
         plt.xticks(ticks, ["now" if t == 0 else f"{t:+.0f}h" for t in ticks])
+        # the y axis labelled where the threshold lines are drawn: plotext's own ticks and
+        # its lines snap to rows apart (a critical load of 8 was drawn on the row labelled 6.5)
+        ticks = y_ticks(lo, ymax, forecast.warning, forecast.critical, rows - 3)
+        plt.yticks(ticks, [fmt_value(m, t) for t in ticks])
         if hist_x:
-            span = -hist_x[0]          # hours of history shown (the drill-down sends up to 24)
-            label = f"last {span:.0f} h" if span >= 1.5 else f"last {max(span * 60, STEP_MIN):.0f} min"
-            plt.plot(hist_x, hist_y, marker="braille", color="cyan", label=label)
-        plt.plot(fx, [float(v) for v in forecast.p10], marker="braille", color="gray", label="p10–p90")
-        plt.plot(fx, [float(v) for v in forecast.p90], marker="braille", color="gray")
-        plt.plot(fx, [float(v) for v in forecast.p50], marker="braille", color="orange", label="p50")
-        plt.hline(forecast.warning, "yellow")
-        plt.hline(forecast.critical, "red")
+            plt.plot(hist_x, hist_y, marker="braille", color=COLOURS["history"])
+        # no plotext legend: it is drawn over the plot's top left, where it hid the history
+        # (the drill-down's title line has the key, chart_key(), each word in its line's colour)
+        plt.plot(fx, [float(v) for v in forecast.p10], marker="braille", color=COLOURS["band"])
+        plt.plot(fx, [float(v) for v in forecast.p90], marker="braille", color=COLOURS["band"])
+        plt.plot(fx, [float(v) for v in forecast.p50], marker="braille", color=COLOURS["p50"])
+        plt.hline(forecast.warning, COLOURS["warning"])
+        plt.hline(forecast.critical, COLOURS["critical"])
         plt.vline(0, "white")
         self.border_title = self._title(forecast)
         self.tooltip = (f"P(critical) within 30 min {fmt_prob(forecast.prob_30m)}, within 8 h "
                         f"{fmt_prob(forecast.prob_8h)}")
-        # critical first: a narrow chart cuts the end of its subtitle
-        self.border_subtitle = (f"crit {fmt_value(m, forecast.critical)} · warn {fmt_value(m, forecast.warning)}"
-                                f" · x: hours from now")
+        self.border_subtitle = self._thresholds(forecast)
         self.has_data = True
         self.refresh()
+
+    @property
+    def _room(self) -> int:
+        # (size is inside the border; "╭─ " and " ─╮" around a title take 2 more cells a side)
+        return self.size.width - 4
+
+    def _thresholds(self, forecast) -> Text:
+        """'crit 95.0 · warn 80.0' in their lines' colours; the warning where it fits whole."""
+        m = self.metric
+        key = Text()
+        key.append(f"crit {fmt_value(m, forecast.critical)}", STYLES["critical"])     # (not Text(..., style): all red)
+        warn = f"warn {fmt_value(m, forecast.warning)}"
+        if len(key) + 3 + len(warn) <= self._room:
+            key.append(" · ", "dim")
+            key.append(warn, STYLES["warning"])
+        return key
 
     def _title(self, forecast) -> str:
         """Now and the p90 peak, in the words the chart's width holds: four charts share a
@@ -92,12 +141,11 @@ class MetricChart(PlotextPlot):
         peak = max(float(v) for v in forecast.p90) if len(forecast.p90) else forecast.current
         now, top = fmt_value(m, forecast.current), fmt_value(m, peak)
         short = METRIC_SHORT.get(m, m)
-        room = self.size.width - 4          # (the corners and a space each side)
-        for title in (f"{METRIC_LABEL.get(m, m)} · now {now} · p90 peak {top}",
-                      f"{short} now {now} · p90 peak {top}", f"{short} now {now} · p90 {top}"):
-            if len(title) <= room:
-                return title
-        return f"{short} {now} → p90 {top}"
+        titles = (f"{METRIC_LABEL.get(m, m)} · now {now} · p90 peak {top}", f"{short} now {now} · p90 peak {top}",
+                  f"{short} now {now} · p90 {top}", f"{short} {now} → p90 {top}", f"{short} {now} p90 {top}",
+                  f"{short} {now}")
+        # (at 80 columns "cpu 99.1 → p90 100…" was cut: the last form was not checked)
+        return next((t for t in titles if len(t) <= self._room), titles[-1])
 
     def on_resize(self) -> None:
         if self._last is not None:      # the axes and the too-short test follow the new size

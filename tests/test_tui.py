@@ -1191,3 +1191,7 @@ async def test_drill_down_charts_keep_the_plot_clear_and_their_titles_whole():
                 assert rows and "──" in rows[0], (size, chart.metric, plot)
             if size[0] >= 120:
                 assert "charts: last 24 h · p50 · p10–p90 · warn · crit" in title
+            # the side panel's titles: whole words that fit ("TFT variable importan…" at 80)
+            bars, log = app.screen.query_one("#importance"), app.screen.query_one("#server-alerts")
+            assert len(bars.border_title) <= bars.size.width - 2 and bars.border_title.endswith("importance")
+            assert len(log.border_title) <= log.size.width - 4 and "ongoing" in log.border_title

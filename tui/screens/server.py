@@ -98,8 +98,11 @@ class ServerScreen(Screen):
             else:
                 chart.show(fc, None, None, now)
         bars = self.query_one(ImportanceBars)
-        bars.border_title = "TFT variable importance" if server is not None and server.source == "tft" \
-            else "variable importance"
+        tft = server is not None and server.source == "tft"
+        # ("TFT variable importan…" on an 80-column terminal)
+        bars.border_title = next(t for t in (("TFT variable importance", "TFT importance") if tft else
+                                             ("variable importance", "importance"))
+                                 if len(t) <= bars.size.width - 2 or t in ("TFT importance", "importance"))
         bars.show(server)
         if snap is not None:
             self.query_one("#server-alerts", AlertLog).apply(a for a in snap.alerts if a.server_name == self.server_name)

@@ -178,8 +178,14 @@ class AlertLog(DataTable):
         # hide an ongoing alert below resolved ones
         alerts = tuple(sorted(alerts, key=lambda a: (a.state != "ongoing", -a.id)))[: self.cap]
         ongoing = sum(1 for a in alerts if a.state == "ongoing")
-        self.border_title = f"alerts: {ongoing} ongoing, {len(alerts) - ongoing} resolved" + (
-            f" (log since {fmt_time(since)})" if since else "")     # e.g. restarted by a long step back
+        # the longest that fits (the drill-down's side panel cut "alerts: 0 ongoing, 0 …");
+        # "since": the log restarted, e.g. by a long step back
+        titles = [f"alerts: {ongoing} ongoing, {len(alerts) - ongoing} resolved", f"alerts: {ongoing} ongoing",
+                  f"alerts {ongoing}"]
+        if since:
+            titles.insert(0, f"{titles[0]} (log since {fmt_time(since)})")
+        room = self.size.width - 4 if self.size.width else 200      # (inside the border, less "─ " a side)
+        self.border_title = next((t for t in titles if len(t) <= room), titles[-1])
         server_width = 0
         if self.with_server and not self.compact:
             # as wide as the longest name in the log (16 to 44): names that differ late

@@ -1195,3 +1195,17 @@ async def test_drill_down_charts_keep_the_plot_clear_and_their_titles_whole():
             bars, log = app.screen.query_one("#importance"), app.screen.query_one("#server-alerts")
             assert len(bars.border_title) <= bars.size.width - 2 and bars.border_title.endswith("importance")
             assert len(log.border_title) <= log.size.width - 4 and "ongoing" in log.border_title
+
+
+async def test_header_first_line_ends_on_a_whole_item():
+    # at 80 columns, paused, it ended "sort: r…"
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][0].rstrip()
+        assert "…" not in line and line.endswith("(1× on resume)"), line
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(160, 24)) as pilot:       # where it fits, all of it
+        await ready(pilot, app)
+        line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][0]
+        assert "sort: risk" in line and "tick " in line

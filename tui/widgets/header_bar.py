@@ -140,6 +140,7 @@ class HeaderBar(Widget):
         rest.append(fmt_time(snap.data_time), "bold")
         if snap.data_time:
             rest.append(" UTC")
+        whole = []      # where the line may end without cutting an item ("sort: r…" read as nothing)
         status = md.get("source_status")         # a live source's own state, e.g. "prometheus STALE: …"
         stale = bool(status) and "STALE" in status
         # every server silent (the feed stopped): nothing on the screen is current either
@@ -161,17 +162,22 @@ class HeaderBar(Widget):
                 rest.append(f" (≈{1000.0 / lat:.0f}× reached)", "yellow")
         else:
             rest.append("  ▶ live", "bold green")
+        whole.append(len(rest))
         if p.filter:
             shown = sum(1 for s in snap.servers if matches(s, p.filter))
             rest.append(f"  filter: {p.filter} ({shown} of {len(snap.servers)})",
                         "bold cyan" if shown else "bold red")      # a blank table says why
+            whole.append(len(rest))
         rest.append(f"  sort: {p.sort}", "cyan")
+        whole.append(len(rest))
         changed = md.get("thresholds_changed")   # --thresholds: an operator reading the screen must know
         if changed:
             rest.append(f"  thresholds {changed}", "bold magenta")
+            whole.append(len(rest))
         lat = md.get("tick_latency_ms")
         if lat is not None:
             rest.append(f"  tick {lat:.0f} ms")
+            whole.append(len(rest))
         if status:
             rest.append(f"  {status}", "bold red" if "STALE" in status else "dim")
         elif md.get("source"):
@@ -183,6 +189,13 @@ class HeaderBar(Widget):
         if len(badge) > room and badge.endswith(")"):
             badge = badge[:room - 2] + "…)"
         line1.append(f" {badge} ", style)
+        room = width - len(line1)
+        if len(rest) > room and not status:
+            # end after the last item that fits whole (a live source's status may be cut: its
+            # start says STALE or not, and the drill-down and /status have all of it)
+            ends = [n for n in whole if n <= room]
+            if ends:
+                rest = rest[:ends[-1]]
         line1.append_text(rest)
 
         env = snap.environment

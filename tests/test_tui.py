@@ -1209,3 +1209,23 @@ async def test_header_first_line_ends_on_a_whole_item():
         await ready(pilot, app)
         line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][0]
         assert "sort: risk" in line and "tick " in line
+
+
+async def test_the_footer_shows_every_key_whole_on_80_columns():
+    from textual.widgets._footer import FooterKey
+
+    from tui.widgets.footer import KeyFooter
+
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        for screen_name in ("fleet", "drill-down"):
+            if screen_name == "drill-down":
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: app.screen is not app.main, what="drill-down")
+            await pilot.pause()
+            footer = app.screen.query_one(KeyFooter)
+            keys = [k for k in footer.query(FooterKey) if k.display]
+            assert keys and all(k.region.right <= 80 and k.region.width > 0 for k in keys), \
+                [(k.key_display, k.description, k.region) for k in keys]
+            assert any(k.description == "Tick+" for k in keys)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 from textual.worker import get_current_worker
 
 from tui.actions import ActionsProvider, bindings
@@ -24,6 +24,7 @@ from tui.screens.server import ServerScreen
 from tui.widgets.alert_log import AlertLog
 from tui.widgets.fleet_table import SORTS, FleetTable
 from tui.widgets.header_bar import HeaderBar, PlayState
+from tui.widgets.footer import KeyFooter
 
 
 class TftTopApp(App):
@@ -54,7 +55,7 @@ class TftTopApp(App):
                     classes="hidden")
         yield FleetTable(id="fleet")
         yield AlertLog(id="alerts")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._sync_play()

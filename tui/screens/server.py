@@ -6,12 +6,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from tui.format import METRIC_SHORT, fmt_breach, fmt_prob, fmt_time, iso_epoch, prob_style
 from tui.widgets.alert_log import AlertLog
 from tui.widgets.charts import ImportanceBars, MetricChart, chart_key
 from tui.widgets.header_bar import HeaderBar
+from tui.widgets.footer import KeyFooter
 
 METRICS = ("cpu_percent", "memory_percent", "disk_percent", "load_average")
 
@@ -20,7 +21,7 @@ class ServerScreen(Screen):
     """Pushed by Enter; Esc (the app's ``back`` action) pops it."""
 
     # Esc leaves, and the footer says so here (on the fleet screen it clears the filter, unlisted)
-    BINDINGS = [Binding("escape", "app.back", "Back to the fleet", key_display="Esc")]
+    BINDINGS = [Binding("escape", "app.back", "Back", key_display="Esc", tooltip="Back to the fleet")]
 
     DEFAULT_CSS = """
     ServerScreen #server-title { height: 2; padding: 0 1; background: $boost; text-wrap: nowrap;
@@ -48,7 +49,7 @@ class ServerScreen(Screen):
             with Vertical(id="side"):
                 yield ImportanceBars(id="importance")
                 yield AlertLog(with_server=False, cap=30, compact=True, id="server-alerts")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         header = getattr(self.app, "header", None)

@@ -84,10 +84,14 @@ class LocalSource(Source):
     ``demo_interval`` seconds for a demo), aligned to the wall clock's interval grid;
     polls in between return an empty Tick.  CPU % is the busy share of all CPUs since
     the previous sample (psutil's formula, from this source's own ``cpu_times`` deltas,
-    so it does not depend on which thread polls or on other ``cpu_percent`` callers).
+    so it does not depend on which thread polls or on other ``cpu_percent`` callers); the
+    first sample's over its own ``first_window`` seconds, not since the source was built:
+    that span is tft-top's own start (torch, the model), which read as a host at 100 %.
     There is no history to backfill: ``backfill()`` returns an empty frame, and the
     forecaster uses its heuristic until the host has enough history.
     """
+
+    first_window = 0.5      # seconds the first CPU reading spans
 
     def __init__(self, interval_seconds: float = 300, demo_interval: float | None = None,
                  disk_path: str = "/", clock: Callable[[], float] = time.time):
@@ -105,7 +109,7 @@ class LocalSource(Source):
         self._empty = _empty_frame(self.name)      # shared by the empty ticks (nobody mutates a Tick's frame)
         self.next_due: float | None = None        # clock time of the next sample; None: at the first poll
         self.last_sample_at: float | None = None
-        self._cpu_last = psutil.cpu_times()
+        self._cpu_last = None       # the previous cpu_times(); None: none yet (the first sample times its own)
 
     def wall_time(self) -> float:
         return float(self.clock())
@@ -114,7 +118,11 @@ class LocalSource(Source):
         return self._empty
 
     def _cpu_percent(self) -> float:
-        """Busy % of all CPUs since the previous call (psutil.cpu_percent's formula)."""
+        """Busy % of all CPUs since the previous call (psutil.cpu_percent's formula); the
+        first call's over ``first_window`` seconds."""
+        if self._cpu_last is None:
+            self._cpu_last = self._psutil.cpu_times()
+            time.sleep(self.first_window)
         now = self._psutil.cpu_times()
         if _cpu_total(now) - _cpu_total(self._cpu_last) <= 0:  # too soon after the last read
             time.sleep(0.1)

@@ -484,3 +484,24 @@ def test_two_series_for_one_instance_are_said_and_a_huge_answer_refused(monkeypa
     monkeypatch.setattr(source._opener, "open", lambda request, timeout: Big())
     with pytest.raises(live.PrometheusError, match="answer larger than"):
         PrometheusSource._api(source, "/api/v1/query", {"query": "up"}, "vector")
+
+
+def test_local_first_cpu_reading_is_not_tft_tops_own_start(monkeypatch):
+    # built, then the model loads (the host busy with tft-top itself), then the first
+    # sample: it read 100 % of a quiet host, critical until the next sample 5 min on
+    from collections import namedtuple
+
+    import psutil
+
+    Times = namedtuple("Times", "user system idle")
+    readings = iter([Times(100.0, 0.0, 0.0),       # (a reading at construction, if any)
+                     Times(110.0, 0.0, 0.0),       # the model loading: 10 s busy
+                     Times(110.05, 0.0, 0.45)])    # then the first sample's own half second: 10 % busy
+    clock = FakeClock(1_800_000_000)
+    monkeypatch.setattr(psutil, "cpu_times", lambda: next(readings))
+    source = LocalSource(clock=clock)
+    monkeypatch.setattr(LocalSource, "first_window", 0.01, raising=False)
+    if source._cpu_last is None:          # noqa: SLF001 - nothing read at construction
+        next(readings)
+    cpu = float(source.poll().frame["cpu_percent"].iloc[0])
+    assert abs(cpu - 10.0) < 0.01, cpu

@@ -1229,3 +1229,16 @@ async def test_the_footer_shows_every_key_whole_on_80_columns():
             assert keys and all(k.region.right <= 80 and k.region.width > 0 for k in keys), \
                 [(k.key_display, k.description, k.region) for k in keys]
             assert any(k.description == "Tick+" for k in keys)
+
+
+async def test_header_says_a_connected_daemons_replay_has_finished():
+    # (--connect: the header read "▶ live" over the daemon's frozen last frame)
+    app = fake_app(4, live=True, paced=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await ready(pilot, app)
+        app.snapshot.metadata.update(daemon_finished=True, finished=False,
+                                     source_status="remote http://127.0.0.1:8765: replay finished")
+        app.header.set_snapshot(app.snapshot)
+        await pilot.pause()
+        line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][0]
+        assert "■ daemon's replay finished" in line and "▶" not in line, line

@@ -151,6 +151,9 @@ class HeaderBar(Widget):
             rest.append("  ✖ STALE", "bold white on red")
         elif md.get("finished"):
             rest.append("  ■ replay finished", "bold magenta")
+        elif md.get("daemon_finished") and not p.paused:
+            # --connect to a daemon whose replay ran out: not "▶ live" over a frozen fleet
+            rest.append("  ■ daemon's replay finished", "bold magenta")
         elif p.paused:
             rest.append("  ❚❚ paused", "bold yellow")
             if p.paced:        # +/- change the speed while paused: show what resuming will run at

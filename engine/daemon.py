@@ -180,8 +180,10 @@ def make_source(replay: Path | str | None = None, simulate: int | None = None, s
         except ValueError as exc:        # a bad URL or selector: one line, before anything loads
             raise DaemonError(str(exc)) from None
     if simulate is not None:
-        if simulate <= 0:
-            raise DaemonError("--simulate needs a number of servers > 0")
+        from engine.sources import simulated_count_problem
+
+        if simulated_count_problem(simulate):
+            raise DaemonError(simulated_count_problem(simulate))
         return SimulatorSource(int(simulate), seed=seed)
     if replay is not None:
         if not Path(replay).exists():
@@ -456,6 +458,8 @@ class Daemon:
         self._clients: set[asyncio.Queue] = set()
         self.app = self._build_app()
 
+    announce = None         # serve's console: told how the model load went (a callable taking a line)
+
     # -- the tick thread -------------------------------------------------------------
     def start(self) -> None:
         """Start the engine thread (loads the model there); returns at once."""
@@ -493,8 +497,12 @@ class Daemon:
                 seq = self._take_seq()
         except Exception as exc:  # noqa: BLE001 - reported by /status and the 503s
             self._fail(exc, starting=True)
+            if self.announce is not None:
+                self.announce(f"tft-top: {self.error}")
             return
         self._publish(snap, seq)
+        if self.announce is not None:       # the console said "loading the model…" and nothing after
+            self.announce(model_line(snap.metadata))
         due = time.monotonic() + self.interval
         while not self._stop.wait(max(due - time.monotonic(), 0.0)):
             now = time.monotonic()
@@ -1071,8 +1079,21 @@ def _signal_server(config):
     return Server(config)
 
 
+def model_line(md: dict) -> str:
+    """The console's line once the first snapshot is out: the model, or why the heuristic serves."""
+    if md.get("model_loaded"):
+        return (f"tft-top: model {md.get('model_dir')} loaded on {md.get('device')}; "
+                f"first snapshot out ({md.get('servers_on_tft', 0)} servers on the TFT, "
+                f"{md.get('servers_on_heuristic', 0)} on the heuristic)")
+    return f"tft-top: no model ({md.get('model_reason') or 'none found'}): every forecast is the heuristic's"
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)      # (a console piped to a log file would hold it back)
+
+
 def serve(daemon: Daemon, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "info",
-          access_log: bool = True, announce=print) -> None:
+          access_log: bool = True, announce=_say) -> None:
     """Serve until Ctrl-C / SIGTERM (blocking).  DaemonError (one line) when it cannot start."""
     import uvicorn
 
@@ -1080,11 +1101,13 @@ def serve(daemon: Daemon, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, lo
     sock = _bind(host, port)
     port = sock.getsockname()[1]          # the one the system chose for --port 0
     daemon.loopback_only = is_loopback(host)
-    shown = f"[{host}]" if ":" in host else host
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host     # ("[::1]" read "[[::1]]")
+    shown = f"[{bare}]" if ":" in bare else bare
     auth = "API key required" if daemon.api_key else "no API key: loopback only"
     what = "a fleet fed by POST /metrics" if daemon.push else daemon.engine.source.name
     announce(f"tft-top: serving {what} on http://{shown}:{port} ({auth}, a tick every {daemon.interval:g} s); "
              f"docs at /docs; loading the model…")
+    daemon.announce = announce
     daemon.start()
     try:
         _signal_server(_uvicorn_config(daemon, host, port, log_level, access_log)).run(sockets=[sock])

@@ -124,16 +124,20 @@ def snapshot_from_json(d: dict) -> Snapshot:
 
 def normalise_url(url: str) -> str:
     """``http(s)://host[:port][/prefix]`` without a trailing slash; a bare host:port gets http://."""
-    url = url.strip()
+    given = url = url.strip()
     if "://" not in url:
         url = "http://" + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"--connect {url!r}: expected http://HOST:PORT (or https://)")
+    try:
+        parts = urlsplit(url)
+        parts.hostname
+    except ValueError as exc:        # "Invalid IPv6 URL" said nothing of --connect or the value
+        raise ValueError(f"--connect {given!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ValueError(f"--connect {given!r}: expected http://HOST:PORT (or https://)")
     try:
         parts.port
     except ValueError:
-        raise ValueError(f"--connect {url!r}: bad port") from None
+        raise ValueError(f"--connect {given!r}: bad port") from None
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 

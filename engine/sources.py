@@ -204,6 +204,16 @@ class ReplaySource(Source):
         return Tick(frame, finished=self.position >= len(self._times))
 
 
+MAX_SIMULATED = 20_000     # servers: twice the largest fleet measured (10,000); 100 million grew past 1 GB silently
+
+
+def simulated_count_problem(n) -> str | None:
+    """Why ``--simulate n`` cannot run, or None."""
+    if not 1 <= n <= MAX_SIMULATED:
+        return f"--simulate needs a number of servers from 1 to {MAX_SIMULATED:,}, not {n:,}"
+    return None
+
+
 class SimulatorSource(Source):
     """A live synthetic fleet (engine.simulator), one tick per poll."""
 

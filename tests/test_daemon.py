@@ -849,3 +849,21 @@ def test_posts_beside_a_simulator_are_judged_against_its_clock():
             assert r.status_code == 422 and "is fed by simulator" in r.json()["detail"]
     finally:
         s.stop()
+
+
+def test_the_daemon_tells_its_console_how_the_model_load_went(tmp_path):
+    # (serve said "loading the model…" and nothing after: a missing model was only in /status)
+    said = []
+    d = make_daemon(3, model=tmp_path / "no-such-model")
+    d.announce = said.append
+    d.start()
+    try:
+        assert d.wait_ready(30), d.error
+    finally:
+        d.stop(timeout=5)
+    assert len(said) == 1 and said[0].startswith("tft-top: no model (") and "no-such-model" in said[0], said
+    assert "every forecast is the heuristic's" in said[0]
+    from engine.daemon import model_line
+
+    assert model_line({"model_loaded": True, "model_dir": "models/m", "device": "cpu", "servers_on_tft": 3,
+                       "servers_on_heuristic": 0}).startswith("tft-top: model models/m loaded on cpu")

@@ -865,6 +865,61 @@ def test_local_interval_without_local_is_refused_not_ignored(capsys):
     assert "--local-interval goes with --local" in capsys.readouterr().err
 
 
+def test_flags_that_would_be_ignored_are_refused_with_one_line(capsys, monkeypatch):
+    """--connect ran with --local, --model, --simulate ... given beside it, without a word;
+    --connect '' ran the demo replay; --selector and --api-key without their partners, an
+    endless --local-interval and a 100-million-server simulation were all taken."""
+    import tui.app
+
+    def never(*a, **k):
+        raise AssertionError("the app started")
+
+    monkeypatch.setattr(tui.app, "run_app", never)
+    cases = [
+        (["--connect", "http://127.0.0.1:9", "--local"], "--local with --connect: the daemon's model and fleet apply"),
+        (["--connect", "http://127.0.0.1:9", "--model", "m", "--simulate", "3"], "--model, --simulate with --connect"),
+        (["--connect", "http://127.0.0.1:9", "--device", "cpu"], "--device with --connect"),
+        (["--connect", ""], "--connect '': expected http://HOST:PORT"),
+        (["--connect", "http://[::1"], "--connect 'http://[::1': Invalid IPv6 URL"),
+        (["--connect", "not a url"], "--connect 'not a url': expected http://HOST:PORT"),
+        (["--selector", '{job="x"}'], "--selector goes with --prometheus"),
+        (["--api-key", "k"], "--api-key goes with --connect"),
+        (["--local", "--local-interval", "inf"], "--local-interval must be from 1 to 86400 seconds"),
+        (["--simulate", "100000000"], "--simulate needs a number of servers from 1 to 20,000, not 100,000,000"),
+        (["serve", "--simulate", "100000000"], "--simulate needs a number of servers from 1 to 20,000"),
+    ]
+    for argv, said in cases:
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code in (1, 2) and said in err and len(err.strip().splitlines()) == 1, (argv, code, err)
+
+
+def test_serve_announces_a_bracketed_ipv6_host_once_bracketed():
+    from engine.daemon import serve
+
+    said = []
+
+    class Stop(Exception):
+        pass
+
+    class FakeDaemon:
+        api_key = None
+        push = True
+        interval = 5.0
+        loopback_only = False
+
+        def start(self):
+            raise Stop
+
+    try:
+        serve(FakeDaemon(), host="[::1]", port=0, announce=said.append)
+    except Stop:
+        pass
+    except OSError:           # no IPv6 loopback on this machine: nothing to announce
+        return
+    assert said and "http://[::1]:" in said[0] and "[[" not in said[0], said
+
+
 def test_data_given_twice_or_two_data_for_predict_are_refused(replay_dir, capsys):
     assert main(["eval", "--data", str(replay_dir), "--data", str(replay_dir) + "/"]) == 2
     assert "is given twice" in capsys.readouterr().err

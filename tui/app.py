@@ -339,8 +339,10 @@ def run_app(model: Path | None = None, replay: Path | None = None, device: str =
     if not (speed > 0 and math.isfinite(speed)):
         print("tft-top: --speed must be a number > 0", file=sys.stderr)
         return 2
-    if simulate is not None and simulate <= 0:
-        print("tft-top: --simulate needs a number of servers > 0", file=sys.stderr)
+    from engine.sources import simulated_count_problem
+
+    if simulate is not None and simulated_count_problem(simulate):
+        print(f"tft-top: {simulated_count_problem(simulate)}", file=sys.stderr)
         return 2
     if not simulate and source_factory is None and engine_factory is None:
         replay = Path(replay) if replay is not None else Path("demo_data")

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --local: sample every SECONDS instead (a demo; samples in one 5-minute step are averaged)")
     parser.add_argument("--prometheus", default=None, metavar="URL",
                         help="watch the node_exporter fleet in a Prometheus server, e.g. http://localhost:9090")
-    parser.add_argument("--selector", default='{job="node"}', metavar="MATCHERS",
+    parser.add_argument("--selector", default=None, metavar="MATCHERS",
                         help='with --prometheus: PromQL label matchers for the node_exporter series (default: {job="node"})')
     parser.add_argument("--connect", metavar="URL", default=None,
                         help="watch a running `tft-top serve` daemon (e.g. http://127.0.0.1:8000) instead of "
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        if args.connect:
+        if args.connect is not None:        # ("" ran the demo replay)
             return _connect(args)
         return _tui(args)
     except KeyboardInterrupt:
@@ -549,6 +549,16 @@ def _connect(args) -> int:
         return _fail(str(exc))
     if args.thresholds:
         return _fail("--thresholds with --connect: the daemon's thresholds apply (give them to `tft-top serve`)")
+    # the daemon runs the model and its fleet: these were ignored without a word
+    ignored = [flag for flag, given in (("--model", args.model is not None), ("--replay", args.replay is not None),
+                                        ("--simulate", args.simulate is not None), ("--local", args.local),
+                                        ("--local-interval", args.local_interval is not None),
+                                        ("--prometheus", args.prometheus is not None),
+                                        ("--selector", args.selector is not None),
+                                        ("--device", args.device != "auto")) if given]
+    if ignored:
+        return _fail(f"{', '.join(ignored)} with --connect: the daemon's model and fleet apply "
+                     f"(give {'them' if len(ignored) > 1 else 'it'} to `tft-top serve`)")
     api_key = args.api_key or os.environ.get("TFT_TOP_API_KEY") or None
     return run_app(engine_factory=lambda: RemoteEngine(url, api_key), speed=args.speed, live=True)
 
@@ -562,8 +572,17 @@ def _tui(args) -> int:
         return _fail(f"{' and '.join(chosen)} exclude each other: pick one fleet")
     if args.local_interval is not None and not args.local:
         return _fail("--local-interval goes with --local (it sets how often this host is sampled)")
-    if args.local_interval is not None and not args.local_interval >= 1:
-        return _fail(f"--local-interval must be at least 1 second, not {args.local_interval:g}")
+    if args.local_interval is not None and not 1 <= args.local_interval <= 86_400:
+        # (inf sampled the host once, and never again)
+        return _fail(f"--local-interval must be from 1 to 86400 seconds (a day), not {args.local_interval:g}")
+    if args.selector is not None and not args.prometheus:
+        return _fail("--selector goes with --prometheus (it picks the Prometheus series to read)")
+    from engine.sources import simulated_count_problem
+
+    if args.simulate is not None and simulated_count_problem(args.simulate):
+        return _fail(simulated_count_problem(args.simulate))
+    if args.api_key is not None:
+        return _fail("--api-key goes with --connect (the daemon's key)")
     thresholds = _thresholds(args)
     if thresholds is None:
         return 2
@@ -575,11 +594,14 @@ def _tui(args) -> int:
     elif args.prometheus:
         from engine.live import PrometheusSource
 
+        from engine.live import DEFAULT_SELECTOR
+
+        selector = args.selector if args.selector is not None else DEFAULT_SELECTOR
         try:
-            PrometheusSource(args.prometheus, selector=args.selector)   # bad URL or selector: one line, now
+            PrometheusSource(args.prometheus, selector=selector)   # bad URL or selector: one line, now
         except ValueError as exc:
             return _fail(str(exc))
-        source_factory = lambda: PrometheusSource(args.prometheus, selector=args.selector)  # noqa: E731
+        source_factory = lambda: PrometheusSource(args.prometheus, selector=selector)  # noqa: E731
     return run_app(model=args.model, replay=args.replay or DEFAULT_DATA, device=args.device,
                    simulate=args.simulate, speed=args.speed, source_factory=source_factory,
                    live=True if source_factory else None, thresholds=thresholds)

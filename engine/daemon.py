@@ -564,7 +564,7 @@ class Daemon:
     # -- POST /metrics ---------------------------------------------------------------
     def note_refused(self, lines: list[str]) -> None:
         """A POST refused whole (not JSON, another content type, not a list of records):
-        counted in refused_records like any refusal (a collector that always sends one shows)."""
+        counted in problems_total like any refusal (a collector that always sends one shows)."""
         with self.lock:
             self.engine._note(lines)       # noqa: SLF001
 
@@ -626,7 +626,7 @@ class Daemon:
                 accepted = good
             notes = [str(p) for p in result.problems] + refused
             if notes:
-                self.engine._note(notes)      # noqa: SLF001 - counted in the snapshot's refused_records
+                self.engine._note(notes)      # noqa: SLF001 - counted in the snapshot's problems_total
             stored = len(refused) < len(frame)
             if stored:
                 self._dirty = True
@@ -699,7 +699,7 @@ class Daemon:
             "ticks": self.ticks,
             "seq": pub.seq if pub else None,
             "finished": bool(meta.get("finished", False)),
-            "refused_records": self.engine.refused_total,
+            "problems_total": self.engine.problems_noted,
             "recent_problems": list(self.engine.problems[-5:]),
             "uptime_s": round(time.time() - self.started_at, 1),
             "websocket_clients": len(self._clients),

@@ -89,7 +89,7 @@ class Engine:
         self.store = WindowStore(capacity=HISTORY_STEPS)
         self.alerts = AlertManager(thresholds)
         self.problems: list[str] = []       # refused records, newest last (capped)
-        self.refused_total = 0                # problem lines ever noted (the list above keeps 200)
+        self.problems_noted = 0                # problem lines ever noted (the list above keeps 200)
         self.finished = False
         self.started = False
         self.last_snapshot: Snapshot | None = None
@@ -194,7 +194,7 @@ class Engine:
             # one line each, of a readable length (an HTTP error page can be kilobytes of lines)
             lines = [_one_line(p) for p in problems]
             self.problems = (self.problems + lines)[-200:]
-            self.refused_total += len(lines)
+            self.problems_noted += len(lines)
             self.last_problem_at = time.time()
 
     def _learn_names(self, frame: pd.DataFrame) -> None:
@@ -354,7 +354,7 @@ class Engine:
                 "generated_at": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "source": self.source.name,
                 "finished": self.finished,
-                "refused_records": self.refused_total,
+                "problems_total": self.problems_noted,
                 "last_problem": self.problems[-1] if self.problems else None,
                 "last_problem_at": None if self.last_problem_at is None else
                 pd.Timestamp(self.last_problem_at, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),

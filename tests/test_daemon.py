@@ -464,7 +464,7 @@ def test_post_mixed_batch_keeps_the_good_records(push_srv):
                                      record("rack2/history", recent(5), cpu=44.0),
                                      record("..", recent(5), cpu=55.0)])
         assert r.status_code == 202 and r.json()["accepted"] == 4 and r.json()["problems"] == []
-        assert c.get("/status").json()["refused_records"] >= 3
+        assert c.get("/status").json()["problems_total"] >= 3
         # a name with '/' (sent as %2F) can be looked up like any other
         assert push_srv.daemon.wait_for_seq(r.json()["forecast_in_seq"], 30)
         one = c.get("/servers/rack1%2Fweb")
@@ -744,12 +744,12 @@ def test_the_snapshots_seq_is_in_the_json_and_status(srv):
     assert isinstance(st["seq"], int) and st["seq"] >= seq
 
 
-def test_refused_records_count_every_problem_not_the_200_kept():
+def test_problems_total_counts_every_problem_not_the_200_kept():
     engine = Engine(SimulatorSource(2, seed=3), None, device="cpu")
     engine.start()
     engine._note([f"post: row {k}, column cpu_percent: 500 is above 100" for k in range(300)])
     snap = engine.tick()
-    assert len(engine.problems) == 200 and snap.metadata["refused_records"] == 300
+    assert len(engine.problems) == 200 and snap.metadata["problems_total"] == 300
 
 
 def test_a_live_feed_that_stops_shows_its_servers_silent_not_a_frozen_snapshot():
@@ -818,19 +818,19 @@ def test_posts_beside_a_replay_neither_move_its_clock_nor_displace_its_servers(t
             assert r.status_code == 422 and f"ahead of this daemon's clock ({at(0)})" in r.json()["detail"]
             # a body refused whole counts as any refusal does (a collector that always sends
             # one was invisible in /status and the TUI)
-            before = c.get("/status").json()["refused_records"]
+            before = c.get("/status").json()["problems_total"]
             assert c.post("/metrics", json={"foo": 1}).status_code == 422
             after = c.get("/status").json()
-            assert after["refused_records"] == before + 1
+            assert after["problems_total"] == before + 1
             assert c.post("/metrics", json=[{"server_name": "x", "timestamp": at(0)}]).status_code == 422
             after = c.get("/status").json()
-            assert after["refused_records"] > before + 1 and "is missing" in after["recent_problems"][-1]
+            assert after["problems_total"] > before + 1 and "is missing" in after["recent_problems"][-1]
             r = c.post("/metrics", content=b"[]")
             assert r.status_code == 415 and r.json()["detail"].endswith("; the request had no Content-Type")
             r = c.post("/metrics", content=b"{not json", headers={"Content-Type": "application/json"})
             assert r.status_code == 400
             # (refused before the records are read, they counted nowhere either)
-            assert c.get("/status").json()["refused_records"] == after["refused_records"] + 2
+            assert c.get("/status").json()["problems_total"] == after["problems_total"] + 2
     finally:
         s.stop()
 

@@ -281,6 +281,6 @@ def _problem(md: dict) -> Text:
     problem = md.get("last_problem")
     if not problem:
         return Text()
-    n = int(md.get("refused_records") or 1)
+    n = int(md.get("problems_total") or 1)
     when = fmt_time(md.get("last_problem_at")) if md.get("last_problem_at") else ""
     return Text(f"   ⚠ {n} problem{'' if n == 1 else 's'}, newest {when} UTC: {problem}", "yellow")

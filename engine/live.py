@@ -186,6 +186,7 @@ def _cpu_busy(times) -> float:
 # --------------------------------------------------------------------------- Prometheus
 
 
+PROBE_EVERY_S = 30.0     # between steps, a Prometheus is asked whether it is there this often
 MAX_ANSWER_BYTES = 256 * 2**20     # a day of 5-minute steps for thousands of instances is tens of MB
 
 
@@ -344,6 +345,7 @@ class PrometheusSource(Source):
 
     def _guarded(self, fetch: Callable[[], Tick | None]) -> Tick:
         """Run a fetch; a failure becomes a problem line, staleness and the next retry time."""
+        asked = self.requests
         try:
             tick = fetch() or Tick(self._empty)
         except PrometheusError as exc:
@@ -351,7 +353,8 @@ class PrometheusSource(Source):
         except Exception as exc:  # noqa: BLE001 - nothing may raise into the engine loop
             return self._failed(f"{type(exc).__name__}: {exc}")
         self.stale, self.last_error, self.next_retry_at, self.failures = False, None, None, 0
-        self.last_success_at = self.clock()
+        if self.requests != asked:      # (a poll between steps asks nothing: it is no contact)
+            self.last_success_at = self.clock()
         return tick
 
     def _failed(self, reason: str) -> Tick:
@@ -389,6 +392,10 @@ class PrometheusSource(Source):
             self.last_step = end - self.step
         start = earliest if self.last_step is None else max(self.last_step + self.step, earliest)
         if start > end:
+            # between steps: a cheap query now and then, so that a Prometheus that has died
+            # turns STALE within PROBE_EVERY_S, not at the next 5-minute step ("ok" meanwhile)
+            if self.last_success_at is not None and self.clock() - self.last_success_at >= PROBE_EVERY_S:
+                self._api("/api/v1/query", {"query": "vector(1)", "time": str(self.clock())}, "vector")
             return None
         if not self._cores_tried:
             self._refresh_cores()

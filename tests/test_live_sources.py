@@ -336,6 +336,31 @@ def test_down_prometheus_goes_stale_backs_off_and_recovers(prom):
 
 
 @requires_prometheus
+def test_a_prometheus_that_dies_between_steps_turns_stale_within_the_probe_time(prom):
+    # (the header said "prometheus ok" for up to five minutes after it died)
+    from engine.live import PROBE_EVERY_S
+
+    clock = FakeClock(prom.end - 3600 + 5)          # 5 s into a step
+    proxy = FlakyProxy(prom.url)
+    proxy.start()
+    source = PrometheusSource(proxy.url, clock=clock, timeout=2)
+    try:
+        assert not source.poll().frame.empty and source.status_line().startswith("prometheus ok")
+        requests = source.requests
+        clock.advance(PROBE_EVERY_S / 2)
+        assert source.poll().problems == [] and source.requests == requests     # no query every poll
+        clock.advance(PROBE_EVERY_S / 2)
+        assert source.poll().problems == [] and source.requests == requests + 1  # alive: still ok
+        proxy.stop()
+        clock.advance(PROBE_EVERY_S)                 # still the same 5-minute step
+        tick = source.poll()
+        assert tick.frame.empty and "connection refused" in tick.problems[0]
+        assert source.stale and source.status_line().startswith("prometheus STALE: connection refused")
+    finally:
+        proxy.stop()
+
+
+@requires_prometheus
 def test_slow_or_wrong_prometheus_is_a_problem_line_not_an_exception(prom):
     clock = FakeClock(prom.end - 3600)
     proxy = FlakyProxy(prom.url, delay=1.0)

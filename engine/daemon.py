@@ -700,6 +700,7 @@ class Daemon:
             "seq": pub.seq if pub else None,
             "finished": bool(meta.get("finished", False)),
             "problems_total": self.engine.problems_noted,
+            "refused_records": self.engine.problems_noted,      # its old name, for clients of before 2026-11-29
             "recent_problems": list(self.engine.problems[-5:]),
             "uptime_s": round(time.time() - self.started_at, 1),
             "websocket_clients": len(self._clients),

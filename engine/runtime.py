@@ -355,6 +355,7 @@ class Engine:
                 "source": self.source.name,
                 "finished": self.finished,
                 "problems_total": self.problems_noted,
+                "refused_records": self.problems_noted,      # its old name, for clients of before 2026-11-29
                 "last_problem": self.problems[-1] if self.problems else None,
                 "last_problem_at": None if self.last_problem_at is None else
                 pd.Timestamp(self.last_problem_at, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),

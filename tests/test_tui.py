@@ -1190,7 +1190,7 @@ async def test_drill_down_charts_keep_the_plot_clear_and_their_titles_whole():
                 rows = [line for line in plot.splitlines() if line.strip().startswith(label + "├")]
                 assert rows and "──" in rows[0], (size, chart.metric, plot)
             if size[0] >= 120:
-                assert "charts: last 24 h · p50 · p10–p90 · warn · crit" in title
+                assert "key: 24 h · p50 · p10–p90 · warn · crit" in title
             # the side panel's titles: whole words that fit ("TFT variable importan…" at 80)
             bars, log = app.screen.query_one("#importance"), app.screen.query_one("#server-alerts")
             assert len(bars.border_title) <= bars.size.width - 2 and bars.border_title.endswith("importance")
@@ -1242,3 +1242,33 @@ async def test_header_says_a_connected_daemons_replay_has_finished():
         await pilot.pause()
         line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][0]
         assert "■ daemon's replay finished" in line and "▶" not in line, line
+
+
+async def test_drill_down_titles_follow_a_resize_and_the_key_is_whole_or_absent():
+    from tui.widgets.charts import ImportanceBars
+
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is not app.main, what="drill-down")
+        await pilot.pause()
+        bars = app.screen.query_one(ImportanceBars)
+        assert bars.border_title == "TFT variable importance"
+        await pilot.resize_terminal(80, 24)
+        # paused: no snapshot comes to redraw it (it stayed "TFT variable importan…")
+        await wait_for(pilot, lambda: bars.border_title == "TFT importance", what="short title")
+        title = str(app.screen.query_one("#server-title").render())
+        assert "key:" not in title and "p10–p90" not in title          # no key cut partway
+        await pilot.resize_terminal(160, 40)
+        await wait_for(pilot, lambda: bars.border_title == "TFT variable importance", what="long title")
+        await wait_for(pilot, lambda: "key: 24 h · p50 · p10–p90 · warn · crit"
+                       in str(app.screen.query_one("#server-title").render()), what="the key back")
+
+
+def test_the_problem_count_of_an_older_daemon_is_read_under_its_old_name():
+    from tui.widgets.header_bar import _problem
+
+    md = {"refused_records": 57, "last_problem": "x", "last_problem_at": "2026-11-29T10:00:00Z"}
+    assert "57 problems" in _problem(md).plain
+    assert "3 problems" in _problem({**md, "problems_total": 3}).plain

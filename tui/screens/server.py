@@ -98,15 +98,16 @@ class ServerScreen(Screen):
                 chart.show(fc, h.epochs, h.values[m], now)
             else:
                 chart.show(fc, None, None, now)
-        bars = self.query_one(ImportanceBars)
-        tft = server is not None and server.source == "tft"
-        # ("TFT variable importan…" on an 80-column terminal)
-        bars.border_title = next(t for t in (("TFT variable importance", "TFT importance") if tft else
-                                             ("variable importance", "importance"))
-                                 if len(t) <= bars.size.width - 2 or t in ("TFT importance", "importance"))
-        bars.show(server)
+        self.query_one(ImportanceBars).show(server)
         if snap is not None:
             self.query_one("#server-alerts", AlertLog).apply(a for a in snap.alerts if a.server_name == self.server_name)
+
+    def on_resize(self) -> None:
+        # the title line's key shows only where it fits whole: judged again at the new width
+        if self.is_mounted:
+            snap = self.snapshot
+            self.query_one("#server-title", Static).update(
+                self._title(None if snap is None else snap.server(self.server_name)))
 
     def _title(self, server) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
@@ -120,9 +121,9 @@ class ServerScreen(Screen):
             t.append(f" · {server.cores} cores")
         n = server.history_len
         t.append(f"  last sample {fmt_time(server.last_seen)} · {n} sample{'' if n == 1 else 's'} in window")
-        t.append("   charts: ", "dim")       # (at the line's end: a narrow terminal cuts it first)
-        t.append_text(chart_key())
-        t.append("\nforecast: ")
+        line1 = t
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append("forecast: ")
         if server.source == "tft":
             t.append("TFT", "bold green")
         else:
@@ -138,4 +139,12 @@ class ServerScreen(Screen):
         if server.breach_metric and server.minutes_to_breach is not None:
             possible = ", p90 only: possible" if server.breach_basis == "p90" else ""
             t.append(f" ({METRIC_SHORT.get(server.breach_metric, server.breach_metric)}{possible})")
-        return t
+        # the charts' key at the end of the first line that holds it whole (the help has it too)
+        width = self.query_one("#server-title").content_size.width or 1_000
+        for line in (line1, t):
+            key = chart_key(width - len(line) - 3)
+            if key:
+                line.append("   ")
+                line.append_text(key)
+                break
+        return line1 + Text("\n") + t

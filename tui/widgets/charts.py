@@ -16,13 +16,18 @@ COLOURS = {"history": "cyan", "band": "gray", "p50": "orange", "warning": "yello
 STYLES = {"history": "cyan", "band": "grey62", "p50": "orange1", "warning": "yellow", "critical": "red"}
 
 
-def chart_key() -> Text:
-    """What the charts' lines are, each word in its line's colour."""
+def chart_key(room: int = 1_000) -> Text:
+    """What the charts' lines are, each word in its line's colour: "key: 24 h · p50 · p10–p90 ·
+    warn · crit", whole, or nothing where ``room`` cells do not hold it (a key cut to
+    "last 24 h · p50 …" left the band and the levels unexplained; the help has it)."""
     key = Text()
-    for i, (words, line) in enumerate((("last 24 h", "history"), ("p50", "p50"), ("p10–p90", "band"),
-                                       ("warn", "warning"), ("crit", "critical"))):
+    words = (("24 h", "history"), ("p50", "p50"), ("p10–p90", "band"), ("warn", "warning"), ("crit", "critical"))
+    if len("key: ") + sum(len(w) for w, _ in words) + 3 * (len(words) - 1) > room:
+        return key
+    key.append("key: ", "dim")
+    for i, (text, line) in enumerate(words):
         key.append(" · " if i else "", "dim")
-        key.append(words, STYLES[line])
+        key.append(text, STYLES[line])
     return key
 
 
@@ -160,7 +165,13 @@ class ImportanceBars(Static):
     _server = None
 
     def show(self, server) -> None:
+        """Redraw for ``server`` (a ServerForecast or None), title included (also on resize)."""
         self._server = server
+        tft = server is not None and server.source == "tft"
+        # whole words that fit: "TFT variable importan…" on an 80-column terminal
+        # (the border and a padding cell each side: 2 cells beyond the content width)
+        titles = ("TFT variable importance", "TFT importance") if tft else ("variable importance", "importance")
+        self.border_title = next((t for t in titles if len(t) <= self.size.width - 2), titles[-1])
         if server is None:
             self.update(Text("server not in the latest snapshot", style="dim"))
             return

@@ -281,6 +281,7 @@ def _problem(md: dict) -> Text:
     problem = md.get("last_problem")
     if not problem:
         return Text()
-    n = int(md.get("problems_total") or 1)
+    # (a daemon before 2026-11-29 sends the count as refused_records)
+    n = int(md.get("problems_total", md.get("refused_records")) or 1)
     when = fmt_time(md.get("last_problem_at")) if md.get("last_problem_at") else ""
     return Text(f"   ⚠ {n} problem{'' if n == 1 else 's'}, newest {when} UTC: {problem}", "yellow")

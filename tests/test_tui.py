@@ -668,9 +668,9 @@ async def test_keys_that_would_do_nothing_are_hidden():
         from tui.actions import ActionsProvider
         from tui.screens.help import help_renderable
 
-        assert set(app.unavailable_actions()) == {"speed_up", "slow_down", "step_back", "filter", "open_server", "top"}
+        assert set(app.unavailable_actions()) == {"speed_up", "slow_down", "step_back", "filter", "open_server", "top", "columns_right", "columns_left"}
         offered = {a.action for a in ActionsProvider._entries(type("P", (), {"app": app})())}
-        assert not offered & {"speed_up", "slow_down", "step_back", "filter", "open_server", "top"}
+        assert not offered & {"speed_up", "slow_down", "step_back", "filter", "open_server", "top", "columns_right", "columns_left"}
         assert "toggle_pause" in offered
         from rich.console import Console
 
@@ -1272,3 +1272,43 @@ def test_the_problem_count_of_an_older_daemon_is_read_under_its_old_name():
     md = {"refused_records": 57, "last_problem": "x", "last_problem_at": "2026-11-29T10:00:00Z"}
     assert "57 problems" in _problem(md).plain
     assert "3 problems" in _problem({**md, "problems_total": 3}).plain
+
+
+def test_left_out_columns_stay_within_reach_with_the_arrow_keys():
+    from tui.widgets.fleet_table import COLUMN_KEYS, fleet_layout
+
+    # (leaving whole columns out at 80 columns made the peak, sparkline and profile unreachable)
+    first = fleet_layout(78)
+    assert first[0][1] == "server  → more"
+    seen = set()
+    for skip in range(len(COLUMN_KEYS)):
+        layout = fleet_layout(78, skip=skip)
+        keys = [k for k, _, _ in layout]
+        assert keys[:2] == ["server", "src"] and sum(w + 2 for _, _, w in layout) <= 78
+        seen.update(keys)
+    assert seen == set(COLUMN_KEYS)
+    assert fleet_layout(78, skip=len(COLUMN_KEYS))[0][1] == "server  ← more"
+    assert fleet_layout(300)[0][1] == "server"               # nothing left out: no arrows
+
+
+async def test_arrow_keys_move_the_fleet_tables_columns_on_a_narrow_terminal():
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("j", "j")
+        chosen = app.table.selected_name
+        for _ in range(12):
+            await pilot.press("right")
+        await pilot.pause()
+        assert "profile" in app.table.shown_keys and "risk_8h" not in app.table.shown_keys
+        assert app.table.selected_name == chosen
+        for _ in range(12):
+            await pilot.press("left")
+        await pilot.pause()
+        assert "risk_8h" in app.table.shown_keys and app.table.skip == 0
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(200, 24)) as pilot:      # every column shown: nothing to move
+        await ready(pilot, app)
+        await pilot.press("right")
+        await pilot.pause()
+        assert app.table.skip == 0 and app.table.shown_keys[-1] == "profile"

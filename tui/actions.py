@@ -33,7 +33,7 @@ class Action:
         return " / ".join(_KEY_NAMES.get(k, k) for k in self.keys.split(","))
 
 
-_KEY_NAMES = {"down": "↓", "up": "↑", "enter": "Enter", "escape": "Esc", "ctrl+p": "Ctrl+P"}
+_KEY_NAMES = {"down": "↓", "up": "↑", "right": "→", "left": "←", "enter": "Enter", "escape": "Esc", "ctrl+p": "Ctrl+P"}
 
 ACTIONS: tuple[Action, ...] = (
     Action("q", "quit", "Quit", footer="Quit"),
@@ -52,6 +52,9 @@ ACTIONS: tuple[Action, ...] = (
     Action("escape", "back", "Back / clear the filter", show=False),
     Action("j,down", "cursor_down", "Next server", show=False),
     Action("k,up", "cursor_up", "Previous server", show=False),
+    Action("right", "columns_right", "Next columns: those a narrow terminal leaves out on the right",
+           show=False, label="→", palette=False),
+    Action("left", "columns_left", "Previous columns, back to the left", show=False, label="←", palette=False),
     Action("g", "top", "Back to the top row, and keep to it (the riskiest server under the risk sort)",
            show=False),
     Action("ctrl+p", "command_palette", "Command palette: every action by name", show=False,

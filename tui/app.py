@@ -168,6 +168,7 @@ class TftTopApp(App):
             out["filter"] = "the fleet view only"
             out["open_server"] = "the fleet view only"
             out["top"] = "the fleet view only"
+            out["columns_right"] = out["columns_left"] = "the fleet view only"
         if self.snapshot is not None and self.snapshot.metadata.get("finished"):
             # nothing left to play: pause, speed and ] would change nothing shown
             for action in ("toggle_pause", "speed_up", "slow_down", "step_forward"):
@@ -307,6 +308,14 @@ class TftTopApp(App):
                 self.screen.set_server(name)
         elif self.screen is self.screen_stack[0]:
             table.action_cursor_down() if delta > 0 else table.action_cursor_up()
+
+    def action_columns_right(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self.table.shift_columns(1)
+
+    def action_columns_left(self) -> None:
+        if self.screen is self.screen_stack[0]:
+            self.table.shift_columns(-1)
 
     def action_top(self) -> None:
         if self.screen is self.screen_stack[0]:

@@ -50,11 +50,17 @@ SORTS = ("risk", "name", "cpu", "memory", "disk", "load/crit", "time to breach")
 _INF = float("inf")
 
 
-def fleet_layout(room: int, server_width: int = SERVER_WIDTH, padding: int = 1) -> tuple:
+FIXED = 2      # server and src stay at the left; → / ← move the columns after them
+
+
+def fleet_layout(room: int, server_width: int = SERVER_WIDTH, padding: int = 1, skip: int = 0) -> tuple:
     """The columns (key, label, width) that fit whole in ``room`` cells, each drawn with
-    ``padding`` cells either side: the full columns while they show at least the four
-    metrics, else the compact ones; in both, the longest run of COLUMNS that fits.  A
-    terminal too narrow even for the compact server, source and risks gets those, cut."""
+    ``padding`` cells either side: server and src, then COLUMNS from the ``skip``-th after
+    them (→ and ← move it: the columns a narrow terminal leaves out stay within reach).
+    Full widths while they show at least the four metrics (or, skipped past some, as many
+    columns as the compact ones), else compact; in both, the longest run that fits.  The
+    server column's label says which way more columns lie ("server  → more").  A terminal
+    too narrow even for the compact server, source and one more column gets those, cut."""
     def fitting(columns):
         used, n = 0, 0
         for _, _, width in columns:
@@ -64,12 +70,26 @@ def fleet_layout(room: int, server_width: int = SERVER_WIDTH, padding: int = 1) 
             n += 1
         return columns[:n]
 
+    skip = max(0, min(skip, len(COLUMNS) - FIXED - 1))
     full = tuple((k, label, server_width if k == "server" else w) for k, label, w in COLUMNS)
-    shown = fitting(full)
-    if len(shown) >= CORE:
-        return shown
+    full = full[:FIXED] + full[FIXED + skip:]
     compact = tuple((k, *COMPACT.get(k, (label, w))) for k, label, w in full)
-    return fitting(compact) if len(fitting(compact)) >= 3 else compact[:3]
+    shown = fitting(full)
+    if (len(shown) < CORE) if skip == 0 else (len(shown) < len(fitting(compact))):
+        shown = fitting(compact)
+    if len(shown) < FIXED + 1:
+        shown = compact[:FIXED + 1]
+    more = len(shown) < len(full)
+    arrows = ("←" if skip else "") + ("→" if more else "")
+    if arrows:
+        label = f"server  {arrows} more" if len(arrows) == 1 and shown[0][2] >= 14 else f"server {arrows}"
+        shown = ((shown[0][0], label, shown[0][2]), *shown[1:])
+    return shown
+
+
+def columns_left_out(layout: tuple) -> bool:
+    """Whether ``layout`` leaves columns out on the right (→ shows them)."""
+    return bool(layout) and layout[-1][0] != COLUMN_KEYS[-1]
 
 
 def worst_metric(server) -> str | None:
@@ -187,8 +207,27 @@ class FleetTable(DataTable):
     layout: tuple = ()      # the columns shown now: fleet_layout's answer for this width
     shown_keys: tuple = ()
 
+    skip = 0                # columns after server and src moved out on the left (→ / ←)
+
     def on_mount(self) -> None:
         self._set_columns(fleet_layout(self._room()))
+
+    def shift_columns(self, delta: int) -> bool:
+        """→ (+1) / ← (-1): the next / previous columns after server and src, where a narrow
+        terminal leaves some out; False when there is nothing that way."""
+        if delta > 0 and not columns_left_out(self.layout):
+            return False
+        if delta < 0 and not self.skip:
+            return False
+        self.skip += 1 if delta > 0 else -1
+        self._sync()
+        return True
+
+    def action_cursor_right(self) -> None:      # (DataTable's: the table is focused)
+        self.shift_columns(1)
+
+    def action_cursor_left(self) -> None:
+        self.shift_columns(-1)
 
     def on_resize(self) -> None:
         self._sync()
@@ -275,7 +314,10 @@ class FleetTable(DataTable):
         visible.sort(key=sort_key(self.sort_by))
         names = [s.server_name for s in visible]
         wanted = set(names)
-        layout = fleet_layout(self._room(), self._server_width(names), self.cell_padding)
+        room, server_width = self._room(), self._server_width(names)
+        if self.skip and columns_left_out(fleet_layout(room, server_width, self.cell_padding)) is False:
+            self.skip = 0       # wide enough again for every column: none moved out
+        layout = fleet_layout(room, server_width, self.cell_padding, self.skip)
         if layout != self.layout:
             self._set_columns(layout)
         for name in [n for n in self.specs if n not in wanted]:

@@ -1179,6 +1179,8 @@ async def test_drill_down_charts_keep_the_plot_clear_and_their_titles_whole():
             for chart in app.screen.query(MetricChart):
                 room = chart.size.width - 4
                 assert len(chart.border_title) <= room and not chart.border_title.endswith("…"), (size, chart.border_title)
+                # a short form keeps its arrow or its words: never two bare numbers side by side
+                assert "p90" not in chart.border_title or "→" in chart.border_title or "·" in chart.border_title
                 sub = chart._border_subtitle.plain      # noqa: SLF001
                 assert len(sub) <= room and sub.startswith("crit "), (size, sub)
                 plot = RichText.from_ansi(chart.plt.build()).plain
@@ -1203,7 +1205,8 @@ async def test_header_first_line_ends_on_a_whole_item():
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
         line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][0].rstrip()
-        assert "…" not in line and line.endswith("(1× on resume)"), line
+        # the paused speed gives way first: the sort stays in sight (`s` seemed to do nothing)
+        assert "…" not in line and "❚❚ paused" in line and "sort: risk" in line and "on resume" not in line, line
     app = fake_app(12, paused=True)
     async with app.run_test(size=(160, 24)) as pilot:       # where it fits, all of it
         await ready(pilot, app)
@@ -1312,3 +1315,37 @@ async def test_arrow_keys_move_the_fleet_tables_columns_on_a_narrow_terminal():
         await pilot.press("right")
         await pilot.pause()
         assert app.table.skip == 0 and app.table.shown_keys[-1] == "profile"
+
+
+async def test_keys_the_filter_box_types_leave_the_footer_while_it_has_the_focus():
+    # (the footer offered "+ Faster" while "+" went into the box as text)
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("slash", "w")
+        await pilot.pause()
+        assert app.check_action("speed_up", ()) is False and app.check_action("cycle_sort", ()) is False
+        assert app.check_action("back", ()) is True               # Esc still clears it
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.check_action("speed_up", ()) is True
+
+
+async def test_a_wider_terminal_brings_back_the_columns_moved_out():
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("right")
+        await pilot.pause()
+        # one step right brings a new column in (at 80 the first step only dropped "8h")
+        assert app.table.skip > 0 and app.table.shown_keys[-1] != "load_average"
+        for _ in range(10):
+            await pilot.press("right")                       # to the last column
+        await pilot.pause()
+        assert app.table.shown_keys[-1] == "profile" and "risk_30m" not in app.table.shown_keys
+        await pilot.resize_terminal(130, 24)
+        # the fewest moved out that still reach as far right: at 130 only "risk 8h" stays out
+        await wait_for(pilot, lambda: "risk_30m" in app.table.shown_keys, what="the risks back")
+        assert app.table.skip == 1 and app.table.shown_keys[-1] == "profile"
+        await pilot.resize_terminal(160, 24)
+        await wait_for(pilot, lambda: app.table.skip == 0 and "risk_8h" in app.table.shown_keys, what="all")

@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input
 from textual.worker import get_current_worker
 
-from tui.actions import ActionsProvider, bindings
+from tui.actions import ACTIONS, ActionsProvider, bindings
 from tui.messages import EngineFailed, EngineNotice, EngineStatus, HistoryReady, SnapshotReady
 from tui.runner import Controls, EngineFactory, EngineLoop, EngineThread, make_engine_factory, next_speed
 from tui.screens.help import HELP_ACTIONS, HelpScreen
@@ -25,6 +25,13 @@ from tui.widgets.alert_log import AlertLog
 from tui.widgets.fleet_table import SORTS, FleetTable
 from tui.widgets.header_bar import HeaderBar, PlayState
 from tui.widgets.footer import KeyFooter
+
+
+# actions whose every key is a character the filter box takes as text while it has the focus
+_TEXT_KEYS = {"slash", "plus", "equals_sign", "minus", "question_mark", "left_square_bracket",
+              "right_square_bracket"}
+TYPED_ACTIONS = frozenset(a.action for a in ACTIONS
+                          if all(len(k) == 1 or k in _TEXT_KEYS for k in a.keys.split(",")))
 
 
 class TftTopApp(App):
@@ -184,6 +191,8 @@ class TftTopApp(App):
             return False          # (help, palette or drill-down on top: no table to filter)
         if isinstance(self.screen, HelpScreen) and action not in HELP_ACTIONS:
             return False          # (the help is modal: pause, sort, speed keys would not reach the app)
+        if isinstance(self.focused, Input) and action in TYPED_ACTIONS:
+            return False          # (typing in the filter box: "+" is a "+" there, not "Faster")
         return action not in self.unavailable_actions()
 
     def action_help(self) -> None:

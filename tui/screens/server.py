@@ -137,8 +137,12 @@ class ServerScreen(Screen):
         t.append("   breach in ")
         t.append(*fmt_breach(server.minutes_to_breach, server.breach_basis))
         if server.breach_metric and server.minutes_to_breach is not None:
+            metric = METRIC_SHORT.get(server.breach_metric, server.breach_metric)
             possible = ", p90 only: possible" if server.breach_basis == "p90" else ""
-            t.append(f" ({METRIC_SHORT.get(server.breach_metric, server.breach_metric)}{possible})")
+            width = self.query_one("#server-title").content_size.width or 1_000
+            if len(t) + len(metric) + len(possible) + 3 > width:
+                possible = ""        # (the "?" says it; "(cpu, p90 only: pos…" at 80 columns)
+            t.append(f" ({metric}{possible})")
         # the charts' key at the end of the first line that holds it whole (the help has it too)
         width = self.query_one("#server-title").content_size.width or 1_000
         for line in (line1, t):

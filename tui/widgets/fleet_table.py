@@ -219,9 +219,22 @@ class FleetTable(DataTable):
             return False
         if delta < 0 and not self.skip:
             return False
-        self.skip += 1 if delta > 0 else -1
+        if delta > 0:
+            # as far as it takes to bring one more column in on the right (at 80 columns the
+            # first step only traded "8h" for nothing: the narrowed columns stayed as they were)
+            reach = self._reach(self.skip)
+            self.skip = next((s for s in range(self.skip + 1, len(COLUMNS)) if self._reach(s) > reach),
+                             self.skip + 1)
+        else:
+            self.skip -= 1
         self._sync()
         return True
+
+    def _reach(self, skip: int) -> int:
+        """How far right (an index into COLUMNS) the layout with ``skip`` reaches at this width."""
+        names = list(self.specs)
+        layout = fleet_layout(self._room(), self._server_width(names), self.cell_padding, skip)
+        return COLUMN_KEYS.index(layout[-1][0])
 
     def action_cursor_right(self) -> None:      # (DataTable's: the table is focused)
         self.shift_columns(1)
@@ -315,8 +328,14 @@ class FleetTable(DataTable):
         names = [s.server_name for s in visible]
         wanted = set(names)
         room, server_width = self._room(), self._server_width(names)
-        if self.skip and columns_left_out(fleet_layout(room, server_width, self.cell_padding)) is False:
-            self.skip = 0       # wide enough again for every column: none moved out
+
+        def reach(skip):
+            return COLUMN_KEYS.index(fleet_layout(room, server_width, self.cell_padding, skip)[-1][0])
+
+        # the fewest columns moved out that reach as far right: after a resize wider, or a
+        # shorter server name, the risks come back rather than leave blank room on the right
+        while self.skip and reach(self.skip - 1) >= reach(self.skip):
+            self.skip -= 1
         layout = fleet_layout(room, server_width, self.cell_padding, self.skip)
         if layout != self.layout:
             self._set_columns(layout)

@@ -141,6 +141,7 @@ class HeaderBar(Widget):
         if snap.data_time:
             rest.append(" UTC")
         whole = []      # where the line may end without cutting an item ("sort: r…" read as nothing)
+        resume = None   # (where, text) of the paused speed, the first to go where room is short
         status = md.get("source_status")         # a live source's own state, e.g. "prometheus STALE: …"
         stale = bool(status) and "STALE" in status
         # every server silent (the feed stopped): nothing on the screen is current either
@@ -157,7 +158,8 @@ class HeaderBar(Widget):
         elif p.paused:
             rest.append("  ❚❚ paused", "bold yellow")
             if p.paced:        # +/- change the speed while paused: show what resuming will run at
-                rest.append(f" ({p.speed:g}× on resume)", "yellow")
+                resume = (len(rest), f" ({p.speed:g}× on resume)")
+                rest.append(resume[1], "yellow")
         elif p.paced:
             rest.append(f"  ▶ {p.speed:g}×", "bold green")
             lat = md.get("tick_latency_ms")
@@ -193,6 +195,12 @@ class HeaderBar(Widget):
             badge = badge[:room - 2] + "…)"
         line1.append(f" {badge} ", style)
         room = width - len(line1)
+        if len(rest) > room and resume is not None:
+            # "(1× on resume)" gives way before the sort and the filter (at 80 columns, paused,
+            # they left the line and `s` seemed to do nothing)
+            at, text = resume
+            rest = rest[:at] + rest[at + len(text):]
+            whole = [n - len(text) if n > at else n for n in whole]
         if len(rest) > room and not status:
             # end after the last item that fits whole (a live source's status may be cut: its
             # start says STALE or not, and the drill-down and /status have all of it)

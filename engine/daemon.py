@@ -182,8 +182,9 @@ def make_source(replay: Path | str | None = None, simulate: int | None = None, s
     if simulate is not None:
         from engine.sources import simulated_count_problem
 
-        if simulated_count_problem(simulate):
-            raise DaemonError(simulated_count_problem(simulate))
+        problem = simulated_count_problem(simulate)
+        if problem:
+            raise DaemonError(problem)
         return SimulatorSource(int(simulate), seed=seed)
     if replay is not None:
         if not Path(replay).exists():

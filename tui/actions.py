@@ -62,6 +62,14 @@ ACTIONS: tuple[Action, ...] = (
 )
 
 
+# actions whose every key is a character a text box (the filter) takes as text while it has
+# the focus: "+" types a "+" there, so "+ Faster" must not be offered then
+_TEXT_KEYS = {"slash", "plus", "equals_sign", "minus", "question_mark", "left_square_bracket",
+              "right_square_bracket"}
+TYPED_ACTIONS = frozenset(a.action for a in ACTIONS
+                          if all(len(k) == 1 or k in _TEXT_KEYS for k in a.keys.split(",")))
+
+
 def bindings() -> list[Binding]:
     out = []
     for a in ACTIONS:

@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input
 from textual.worker import get_current_worker
 
-from tui.actions import ACTIONS, ActionsProvider, bindings
+from tui.actions import TYPED_ACTIONS, ActionsProvider, bindings
 from tui.messages import EngineFailed, EngineNotice, EngineStatus, HistoryReady, SnapshotReady
 from tui.runner import Controls, EngineFactory, EngineLoop, EngineThread, make_engine_factory, next_speed
 from tui.screens.help import HELP_ACTIONS, HelpScreen
@@ -25,13 +25,6 @@ from tui.widgets.alert_log import AlertLog
 from tui.widgets.fleet_table import SORTS, FleetTable
 from tui.widgets.header_bar import HeaderBar, PlayState
 from tui.widgets.footer import KeyFooter
-
-
-# actions whose every key is a character the filter box takes as text while it has the focus
-_TEXT_KEYS = {"slash", "plus", "equals_sign", "minus", "question_mark", "left_square_bracket",
-              "right_square_bracket"}
-TYPED_ACTIONS = frozenset(a.action for a in ACTIONS
-                          if all(len(k) == 1 or k in _TEXT_KEYS for k in a.keys.split(",")))
 
 
 class TftTopApp(App):
@@ -359,8 +352,9 @@ def run_app(model: Path | None = None, replay: Path | None = None, device: str =
         return 2
     from engine.sources import simulated_count_problem
 
-    if simulate is not None and simulated_count_problem(simulate):
-        print(f"tft-top: {simulated_count_problem(simulate)}", file=sys.stderr)
+    problem = None if simulate is None else simulated_count_problem(simulate)
+    if problem:
+        print(f"tft-top: {problem}", file=sys.stderr)
         return 2
     if not simulate and source_factory is None and engine_factory is None:
         replay = Path(replay) if replay is not None else Path("demo_data")

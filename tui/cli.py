@@ -579,8 +579,9 @@ def _tui(args) -> int:
         return _fail("--selector goes with --prometheus (it picks the Prometheus series to read)")
     from engine.sources import simulated_count_problem
 
-    if args.simulate is not None and simulated_count_problem(args.simulate):
-        return _fail(simulated_count_problem(args.simulate))
+    problem = None if args.simulate is None else simulated_count_problem(args.simulate)
+    if problem:
+        return _fail(problem)
     if args.api_key is not None:
         return _fail("--api-key goes with --connect (the daemon's key)")
     thresholds = _thresholds(args)

@@ -230,11 +230,11 @@ class FleetTable(DataTable):
         self._sync()
         return True
 
-    def _reach(self, skip: int) -> int:
-        """How far right (an index into COLUMNS) the layout with ``skip`` reaches at this width."""
-        names = list(self.specs)
-        layout = fleet_layout(self._room(), self._server_width(names), self.cell_padding, skip)
-        return COLUMN_KEYS.index(layout[-1][0])
+    def _reach(self, skip: int, names=None) -> int:
+        """How far right (an index into COLUMNS) the layout with ``skip`` reaches at this width,
+        with the server column fitted to ``names`` (default: the rows shown)."""
+        width = self._server_width(self.order if names is None else names)
+        return COLUMN_KEYS.index(fleet_layout(self._room(), width, self.cell_padding, skip)[-1][0])
 
     def action_cursor_right(self) -> None:      # (DataTable's: the table is focused)
         self.shift_columns(1)
@@ -327,16 +327,11 @@ class FleetTable(DataTable):
         visible.sort(key=sort_key(self.sort_by))
         names = [s.server_name for s in visible]
         wanted = set(names)
-        room, server_width = self._room(), self._server_width(names)
-
-        def reach(skip):
-            return COLUMN_KEYS.index(fleet_layout(room, server_width, self.cell_padding, skip)[-1][0])
-
         # the fewest columns moved out that reach as far right: after a resize wider, or a
         # shorter server name, the risks come back rather than leave blank room on the right
-        while self.skip and reach(self.skip - 1) >= reach(self.skip):
+        while self.skip and self._reach(self.skip - 1, names) >= self._reach(self.skip, names):
             self.skip -= 1
-        layout = fleet_layout(room, server_width, self.cell_padding, self.skip)
+        layout = fleet_layout(self._room(), self._server_width(names), self.cell_padding, self.skip)
         if layout != self.layout:
             self._set_columns(layout)
         for name in [n for n in self.specs if n not in wanted]:

@@ -668,7 +668,8 @@ async def test_keys_that_would_do_nothing_are_hidden():
         from tui.actions import ActionsProvider
         from tui.screens.help import help_renderable
 
-        assert set(app.unavailable_actions()) == {"speed_up", "slow_down", "step_back", "filter", "open_server", "top", "columns_right", "columns_left"}
+        assert set(app.unavailable_actions()) == {"speed_up", "slow_down", "step_back", "filter", "open_server", "top", "columns_right", "columns_left",
+                                                "focus_alerts"}
         offered = {a.action for a in ActionsProvider._entries(type("P", (), {"app": app})())}
         assert not offered & {"speed_up", "slow_down", "step_back", "filter", "open_server", "top", "columns_right", "columns_left"}
         assert "toggle_pause" in offered
@@ -1349,3 +1350,47 @@ async def test_a_wider_terminal_brings_back_the_columns_moved_out():
         assert app.table.skip == 1 and app.table.shown_keys[-1] == "profile"
         await pilot.resize_terminal(160, 24)
         await wait_for(pilot, lambda: app.table.skip == 0 and "risk_8h" in app.table.shown_keys, what="all")
+
+
+async def test_tab_selects_the_alert_log_to_reach_every_alert_and_open_its_server():
+    """More alerts than the log shows were reachable by the mouse wheel only: Tab selects the
+    log, j / ↓ move through it (scrolling), Enter opens the alert's server, Esc goes back."""
+    import dataclasses
+
+    from tui.widgets.alert_log import AlertLog
+
+    app = fake_app(200, paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        log = app.query_one("#alerts", AlertLog)
+        await until(pilot, lambda: "more below" in str(log.border_title))     # it says alerts are out of sight
+        assert log.selected_alert is None
+        await pilot.press("tab")
+        await until(pilot, lambda: app.focused is log)
+        assert "Enter" in str(log.border_title)
+        for _ in range(9):
+            await pilot.press("j")
+        await until(pilot, lambda: log.cursor_row == 9)
+        assert log.scroll_y > 0                       # the log scrolled to keep its cursor in sight
+        chosen = log.selected_alert
+        assert chosen is not None and chosen.id == [a for a in log._alerts][9].id
+        # a new alert rebuilds the log: the cursor stays on the alert it was on
+        newer = dataclasses.replace(chosen, id=999, server_name="web-0001")
+        log.apply((newer,) + tuple(app.snapshot.alerts))
+        assert log.selected_alert.id == chosen.id and log.cursor_row == 10
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ServerScreen))
+        assert app.screen.server_name == chosen.server_name
+        assert app.table.selected_name == chosen.server_name      # j / k go on from it
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main and app.focused is log)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.focused is app.table)
+        assert log.selected_alert is None and "Enter" not in str(log.border_title)
+        await pilot.press("tab", "tab")
+        await until(pilot, lambda: app.focused is app.table)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("tab")                      # the help keeps its own Tab
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, HelpScreen)

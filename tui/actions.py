@@ -25,6 +25,7 @@ class Action:
     label: str | None = None   # how the help screen writes the keys (default: from ``keys``)
     palette: bool = True       # offered in the command palette
     footer: str | None = None  # short footer label (default: the description)
+    priority: bool = False     # checked before the focused widget's and the screen's own keys
 
     @property
     def key_label(self) -> str:
@@ -33,7 +34,7 @@ class Action:
         return " / ".join(_KEY_NAMES.get(k, k) for k in self.keys.split(","))
 
 
-_KEY_NAMES = {"down": "↓", "up": "↑", "right": "→", "left": "←", "enter": "Enter", "escape": "Esc", "ctrl+p": "Ctrl+P"}
+_KEY_NAMES = {"tab": "Tab", "down": "↓", "up": "↑", "right": "→", "left": "←", "enter": "Enter", "escape": "Esc", "ctrl+p": "Ctrl+P"}
 
 ACTIONS: tuple[Action, ...] = (
     Action("q", "quit", "Quit", footer="Quit"),
@@ -55,6 +56,11 @@ ACTIONS: tuple[Action, ...] = (
     Action("right", "columns_right", "Next columns: those a narrow terminal leaves out on the right",
            show=False, label="→", palette=False),
     Action("left", "columns_left", "Previous columns, back to the left", show=False, label="←", palette=False),
+    # (priority: the screen's own Tab moves the focus to "the next widget", which on the fleet
+    # view would also stop at the hidden-then-shown filter box; this one toggles the two lists)
+    Action("tab", "focus_alerts", "Alert log: select it to move through the alerts (↑ / ↓, j / k) and "
+           "open one's server (Enter); Tab or Esc goes back to the fleet", label="Tab", show=False,
+           priority=True),      # (not in the footer, full at 80 columns: the log's title says "Tab" when it overflows)
     Action("g", "top", "Back to the top row, and keep to it (the riskiest server under the risk sort)",
            show=False),
     Action("ctrl+p", "command_palette", "Command palette: every action by name", show=False,
@@ -76,7 +82,7 @@ def bindings() -> list[Binding]:
         # enter and the arrows belong to the focused table first (its own bindings); the app's are
         # the fallback on the drill-down and help screens.
         out.append(Binding(a.keys, a.action, a.footer or a.description, show=a.show, key_display=a.label,
-                           tooltip=a.description))
+                           tooltip=a.description, priority=a.priority))
     return out
 
 

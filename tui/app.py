@@ -54,7 +54,7 @@ class TftTopApp(App):
         yield Input(placeholder="filter by name or profile (Enter keeps it, Esc clears)", id="filter",
                     classes="hidden")
         yield FleetTable(id="fleet")
-        yield AlertLog(id="alerts")
+        yield AlertLog(id="alerts", selectable=True)
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -86,6 +86,10 @@ class TftTopApp(App):
     @property
     def table(self) -> FleetTable:
         return self.main.query_one(FleetTable)
+
+    @property
+    def alert_log(self) -> AlertLog:
+        return self.main.query_one("#alerts", AlertLog)
 
     def _shutting_down(self) -> bool:
         """True once the app is shutting down: its widgets may already be gone.
@@ -139,7 +143,7 @@ class TftTopApp(App):
     def _apply_main(self, snapshot) -> None:
         self._main_stale = False
         self.table.apply(snapshot)
-        self.main.query_one("#alerts", AlertLog).apply(snapshot.alerts, snapshot.metadata.get("alerts_since"))
+        self.alert_log.apply(snapshot.alerts, snapshot.metadata.get("alerts_since"))
 
     def on_history_ready(self, message: HistoryReady) -> None:
         if self._shutting_down():
@@ -168,6 +172,7 @@ class TftTopApp(App):
             out["filter"] = "the fleet view only"
             out["open_server"] = "the fleet view only"
             out["top"] = "the fleet view only"
+            out["focus_alerts"] = "the fleet view only"
             out["columns_right"] = out["columns_left"] = "the fleet view only"
         if self.snapshot is not None and self.snapshot.metadata.get("finished"):
             # nothing left to play: pause, speed and ] would change nothing shown
@@ -186,6 +191,8 @@ class TftTopApp(App):
             return False          # (the help is modal: pause, sort, speed keys would not reach the app)
         if isinstance(self.focused, Input) and action in TYPED_ACTIONS:
             return False          # (typing in the filter box: "+" is a "+" there, not "Faster")
+        if action == "focus_alerts" and self.screen is not self.main:
+            return False          # (the help, the palette: their own Tab)
         return action not in self.unavailable_actions()
 
     def action_help(self) -> None:
@@ -204,6 +211,9 @@ class TftTopApp(App):
                 # re-sorted while hidden: bring the selected row into view once laid out again
                 # (the view kept its old scroll, the selection and the critical servers out of it)
                 self.set_timer(0.05, self._show_cursor)   # (after the main screen's layout)
+            return
+        if self.focused is self.alert_log:
+            self.table.focus()
             return
         box = self.main.query_one("#filter", Input)
         if box.has_class("hidden") and not self.table.filter_text:
@@ -261,10 +271,26 @@ class TftTopApp(App):
     def action_step_forward(self) -> None:
         self._step("step_forward")
 
-    def action_open_server(self) -> None:
+    def action_focus_alerts(self) -> None:
+        log = self.alert_log
+        (self.table if self.focused is log else log).focus()
+
+    @on(DataTable.RowSelected, "#alerts")
+    def _alert_selected(self, event: DataTable.RowSelected) -> None:
+        alert = self.alert_log.selected_alert
+        if alert is None:
+            return
+        if self.snapshot is None or not any(s.server_name == alert.server_name for s in self.snapshot.servers):
+            self.notify(f"{alert.server_name} is not in the fleet now", severity="warning")
+            return
+        # the fleet's cursor too, so that j / k in the drill-down go on from this server
+        self.table.select_name(alert.server_name)
+        self.action_open_server(alert.server_name)
+
+    def action_open_server(self, name: str | None = None) -> None:
         if len(self.screen_stack) > 1:
             return
-        name = self.table.selected_name
+        name = name or self.table.selected_name
         if name is None:
             return
         self._watch(name)
@@ -292,6 +318,9 @@ class TftTopApp(App):
 
     def _move(self, delta: int) -> None:
         table = self.table
+        if self.focused is self.alert_log and self.screen is self.main:
+            self.alert_log.action_cursor_down() if delta > 0 else self.alert_log.action_cursor_up()
+            return
         if isinstance(self.screen, ServerScreen):
             if self._main_stale and self.snapshot is not None:
                 # the hidden table is not updated while a drill-down is open: next and previous

@@ -102,22 +102,31 @@ def alert_texts(a) -> dict[str, Text]:
 
 
 class AlertLog(DataTable):
-    """Rebuilt only when the alerts change (they are few: capped at MAX_ALERTS)."""
+    """Rebuilt only when the alerts change (they are few: capped at MAX_ALERTS).
+
+    ``selectable`` (the fleet view's log): with the focus (Tab) it shows a row cursor that
+    stays on its alert through rebuilds, and its subtitle says which keys work; without it,
+    a subtitle says when alerts run past its bottom edge (the mouse was the only way to them).
+    """
 
     DEFAULT_CSS = """
     AlertLog { height: auto; max-height: 12; border-top: solid $primary-darken-2; }
+    AlertLog:focus { border-top: solid $accent; }
     """
 
-    def __init__(self, with_server: bool = True, cap: int = MAX_ALERTS, compact: bool = False, **kwargs) -> None:
+    def __init__(self, with_server: bool = True, cap: int = MAX_ALERTS, compact: bool = False,
+                 selectable: bool = False, **kwargs) -> None:
         super().__init__(cursor_type="none", zebra_stripes=False, show_cursor=False, **kwargs)
         self.with_server = with_server
         self.compact = compact
         self.cap = cap
+        self.selectable = selectable
         self._signature: tuple | None = None
         self._cells: dict[str, list[Text]] = {}
         self._alerts: tuple = ()
         self._since: str | None = None
         self._layout: tuple = ()
+        self._titles = ["alerts"]
 
     def _message_width(self, layout, server_width: int) -> int:
         """What the message column gets in ``layout``: the width the others leave (every
@@ -167,9 +176,53 @@ class AlertLog(DataTable):
     def on_resize(self, event: events.Resize) -> None:
         if self._signature is not None:
             self.apply(self._alerts, self._since)
+        self._hint()
+
+    # -- selecting an alert (the fleet view's log) ------------------------------------------
+    def on_focus(self) -> None:
+        if self.selectable:
+            self.cursor_type, self.show_cursor = "row", True
+        self._hint(focused=True)
+
+    def on_blur(self) -> None:
+        if self.selectable:
+            self.cursor_type, self.show_cursor = "none", False
+        self._hint(focused=False)
+
+    @property
+    def selected_alert(self):
+        """The alert under the cursor (None without the focus, or on "no alerts")."""
+        if not self.show_cursor or not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return next((a for a in self._alerts if str(a.id) == key), None)
+
+    def hidden_rows(self) -> int:
+        """How many lines of alerts lie below the visible part of the log."""
+        return max(0, self.virtual_size.height - self.scrollable_content_region.height - round(self.scroll_y))
+
+    def _hint(self, focused: bool | None = None) -> None:
+        """The title: the longest count that fits, then, in the fleet view's log, the keys
+        that work while it has the focus, else whether alerts run past its bottom edge (the
+        log has no bottom border for a subtitle).  ``focused``: the state being entered,
+        from the focus events (``has_focus`` is not yet set then)."""
+        room = self.size.width - 4 if self.size.width else 200      # (inside the border, less "─ " a side)
+        title = next((t for t in self._titles if len(t) <= room), self._titles[-1])
+        hints: list[str] = []
+        if self.selectable and (self.has_focus if focused is None else focused):
+            hints = ["↑↓ move · Enter: open its server · Tab: back to the fleet", "Enter: open its server · Tab: back",
+                     "Enter: open · Tab: back", "Enter · Tab"]
+        elif self.selectable and self.hidden_rows() > 0:
+            hints = ["more below: Tab selects the log", "more: Tab", "Tab"]
+        hint = next((h for h in hints if len(title) + 3 + len(h) <= room), "")
+        self.border_title = f"{title} · {hint}" if hint else title
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._hint()
 
     def on_mount(self) -> None:
-        self.border_title = "alerts"
+        self._hint()
 
     def apply(self, alerts, since: str | None = None) -> None:
         """Rows are keyed by alert id: the table is rebuilt only when alerts open, resolve or
@@ -184,8 +237,7 @@ class AlertLog(DataTable):
                   f"alerts {ongoing}"]
         if since:
             titles.insert(0, f"{titles[0]} (log since {fmt_time(since)})")
-        room = self.size.width - 4 if self.size.width else 200      # (inside the border, less "─ " a side)
-        self.border_title = next((t for t in titles if len(t) <= room), titles[-1])
+        self._titles = titles
         server_width = 0
         if self.with_server and not self.compact:
             # as wide as the longest name in the log (16 to 44): names that differ late
@@ -208,9 +260,12 @@ class AlertLog(DataTable):
         self._alerts, self._since = alerts, since
         if sig != self._signature:
             self._signature = sig
+            kept = self.selected_alert
             self.clear()
             for a in alerts:
                 self.add_row(*cells[str(a.id)], key=str(a.id), height=lines[str(a.id)])
+            if kept is not None and str(kept.id) in cells:      # the cursor stays on its alert
+                self.move_cursor(row=self.get_row_index(str(kept.id)), animate=False)
             if not alerts:
                 # the wide log: in its first column, the opening time's; the layouts without it
                 # (narrow, the drill-down's) have a 6-wide first column: in the message column
@@ -224,3 +279,5 @@ class AlertLog(DataTable):
                     if prev is None or new != prev:
                         self.update_cell(key, col, new)
         self._cells = cells
+        self._hint()
+        self.call_after_refresh(self._hint)        # (whether rows run past the edge: once laid out)

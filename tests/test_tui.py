@@ -1150,17 +1150,24 @@ async def test_g_brings_the_cursor_back_to_the_top_and_keeps_it_there():
 
 
 def test_y_ticks_label_the_threshold_rows_one_label_a_row():
+    """Rows as plotext itself assigns them (its get_matrix_data): with Python's rounding a
+    filler tick took the critical line's row on a 4-core load chart 0..14.37 over 18 rows,
+    and the critical line read 7.19."""
+    from plotext._utility import get_matrix_data
+
     from tui.widgets.charts import y_ticks
 
-    for rows in (2, 4, 7, 12, 30):
-        for lo, top, warn, crit in ((0.0, 100.0, 80.0, 95.0), (0.0, 10.0, 4.0, 8.0), (0.0, 50.0, 16.0, 32.0)):
+    cases = [(0.0, 100.0, 80.0, 95.0), (0.0, 10.0, 4.0, 8.0), (0.0, 50.0, 16.0, 32.0), (0.0, 14.37, 4.0, 8.0)]
+    cases += [(0.0, 2.0 * c * f, 1.0 * c, 2.0 * c) for c in range(1, 33) for f in (1.0, 1.07, 1.3, 1.8, 2.5)]
+    for rows in (2, 4, 7, 12, 18, 30, 39):
+        for lo, top, warn, crit in cases:
             ticks = y_ticks(lo, top, warn, crit, rows)
             assert ticks == sorted(ticks) and all(lo <= t <= top for t in ticks)
-            row = [round((t - lo) / (top - lo) * (max(rows, 2) - 1)) for t in ticks]
-            assert len(set(row)) == len(row), (rows, ticks)          # never two labels on one row
+            bins = max(rows, 2)
+            row = get_matrix_data(ticks, [lo, top], bins)
+            assert len(set(row)) == len(row), (rows, top, ticks)     # never two labels on one row
             assert crit in ticks                                      # the critical level always
-            crit_row = round((crit - lo) / (top - lo) * (max(rows, 2) - 1))
-            warn_row = round((warn - lo) / (top - lo) * (max(rows, 2) - 1))
+            crit_row, warn_row = get_matrix_data([crit, warn], [lo, top], bins)
             assert (warn in ticks) == (warn_row != crit_row)          # the warning wherever it has a row
 
 

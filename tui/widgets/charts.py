@@ -31,10 +31,19 @@ def chart_key(room: int = 1_000) -> Text:
     return key
 
 
+def plot_row(value: float, lo: float, top: float, rows: int) -> int:
+    """The canvas row plotext draws ``value`` on, for a y range lo..top over ``rows`` rows:
+    its own mapping (``plotext._utility.get_matrix_data``: half-up rounding), which tick
+    labels and level lines share.  Python's ``round`` (half to even) put a filler tick on a
+    threshold's row in 1 case in 60, where plotext then drew the filler's label (a critical
+    load of 8 labelled 7.19)."""
+    return math.floor(round(0.5 + (rows - 1) * (value - lo) / ((top - lo) or 1.0), 8))
+
+
 def y_ticks(lo: float, top: float, warning: float, critical: float, rows: int) -> list[float]:
     """Y-axis ticks for a plot ``rows`` rows tall: the critical and warning levels (labelled
     on the rows where their lines are drawn), the axis ends, and values between about every
-    third row; at most one a row, in that order of precedence."""
+    third row; at most one a row (as plotext assigns rows), in that order of precedence."""
     rows = max(rows, 2)
     span = (top - lo) or 1.0
     wanted = [critical, warning, lo, top]
@@ -42,7 +51,7 @@ def y_ticks(lo: float, top: float, warning: float, critical: float, rows: int) -
     wanted += [lo + span * i / n for i in range(1, n)]
     taken: dict[int, float] = {}
     for t in wanted:
-        r = round((t - lo) / span * (rows - 1))
+        r = plot_row(t, lo, top, rows)
         if lo <= t <= top and r not in taken:
             taken[r] = t
     return sorted(taken.values())

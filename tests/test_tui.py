@@ -1401,3 +1401,38 @@ async def test_tab_selects_the_alert_log_to_reach_every_alert_and_open_its_serve
         await pilot.press("tab")                      # the help keeps its own Tab
         await pilot.pause(0.1)
         assert isinstance(app.screen, HelpScreen)
+
+
+async def test_the_drill_downs_alert_panel_says_clearing_and_keeps_messages_whole_where_it_has_room():
+    """The side panel has no lead column: a clearing alert read 'at 98.4, at or above critical 95'
+    beside a chart now at 28; and its 3-line cap cut '…above critical' with rows free below."""
+    from textual.app import App
+
+    from engine.snapshot import Alert
+    from tui.widgets.alert_log import AlertLog
+
+    base = dict(severity="critical", server_name="web-20", metric="cpu_percent",
+                message="cpu_percent at 98.66, at or above critical 95", opened_at="2024-03-01T12:00:00Z",
+                updated_at="2024-03-01T12:25:00Z", predicted_crossing=None, lead_minutes=0.0, state="ongoing")
+    clearing = Alert(id=2, **base, duration_minutes=25.0, clear_minutes=15.0)
+    holding = Alert(id=1, **{**base, "server_name": "web-20"}, duration_minutes=75.0)
+
+    class Host(App):
+        CSS = "AlertLog { height: 1fr; max-height: 100; }"      # (as the drill-down's panel)
+
+        def compose(self):
+            yield AlertLog(with_server=False, compact=True, cap=30)
+
+    for width, height in ((30, 12), (30, 5), (60, 12)):
+        app = Host()
+        async with app.run_test(size=(width, height)) as pilot:
+            log = app.query_one(AlertLog)
+            log.apply([clearing, holding])
+            await pilot.pause()
+            text = "\n".join("".join(seg.text for seg in log.render_line(y)) for y in range(0, height))
+            words = " ".join(text.split())
+            assert "clear 15m:" in words, text
+            if height == 12:        # room for both whole: nothing cut
+                assert words.count("critical 95") == 2, text
+            else:                   # too short: rows are capped so that both stay in view
+                assert all(row.height <= 3 for row in log.rows.values())

@@ -34,7 +34,7 @@ WIDE_LAYOUTS = (
 # The drill-down's side panel; narrow (about 34 columns on a 100-column terminal, where
 # the message had 3 cells), it puts the state and the metric in the message's lines.
 COMPACT_LAYOUTS = (
-    (("sev", "sev", 6), ("state_short", "state", 9), ("metric", "metric", 6), ("message", "message", None)),
+    (("sev", "sev", 6), ("state_short", "state", 9), ("metric", "metric", 6), ("message_compact", "message", None)),
     (("sev", "sev", 6), ("message_full", "alert", None)),
 )
 
@@ -95,10 +95,13 @@ def alert_texts(a) -> dict[str, Text]:
         lead = "now" if a.lead_minutes <= 0 else f"in {fmt_minutes(a.lead_minutes)}"
     metric = METRIC_SHORT.get(a.metric, a.metric)
     message = Text(shown_message(a), style="" if a.state == "ongoing" and not clearing else "dim")
+    # the side panel has no lead column: a clearing alert's message (the last tick with its
+    # condition: "at 98.4, at or above critical 95") beside a chart now at 28 read as current
+    compact = Text.assemble((f"clear {fmt_minutes(a.clear_minutes)}: ", "bold"), message) if clearing else message
     return {"opened": Text(fmt_time(a.opened_at)), "sev": sev, "state": state, "state_short": short,
             "server": Text(a.server_name, style="bold"), "metric": Text(metric),
             "lead": Text(lead, style="dim" if clearing else ("red" if lead else "")), "message": message,
-            "message_full": Text.assemble(short, f" {metric} ", message)}
+            "message_compact": compact, "message_full": Text.assemble(short, f" {metric} ", compact)}
 
 
 class AlertLog(DataTable):
@@ -255,7 +258,10 @@ class AlertLog(DataTable):
         most = MESSAGE_LINES + 1 if self.compact else MESSAGE_LINES     # (the side panel is narrow and tall)
         if width < MESSAGE_FLOOR:       # (a letter or two a line reads as nothing; one line keeps rows in view)
             most = 1
-        lines = {k: min(most, max(1, self._lines(row[-1], width))) for k, row in cells.items()}
+        full = {k: max(1, self._lines(row[-1], width)) for k, row in cells.items()}
+        if self.compact and sum(full.values()) <= self.scrollable_content_region.height - 1:
+            most = max(full.values(), default=1)    # (the panel holds them whole: "…above critical" lost its 95)
+        lines = {k: min(most, n) for k, n in full.items()}
         sig = (width, tuple((a.id, a.state, lines[str(a.id)]) for a in alerts))
         self._alerts, self._since = alerts, since
         if sig != self._signature:

@@ -747,6 +747,13 @@ async def test_header_says_when_the_asked_speed_is_not_reached():
         assert "▶ 64× (≈9× reached)" in app.header.render().plain
         app.header.set_play(PlayState(speed=4.0))
         assert "reached" not in app.header.render().plain
+        # a fleet too big for 1×: 0.67 ticks a second is not "≈1× reached"
+        app.snapshot.metadata["tick_latency_ms"] = 1500.0
+        app.header.set_snapshot(app.snapshot)
+        app.header.set_play(PlayState(speed=1.0))
+        assert "▶ 1× (≈0.7× reached)" in app.header.render().plain
+        app.snapshot.metadata["tick_latency_ms"] = 110.0
+        app.header.set_snapshot(app.snapshot)
         # thresholds changed with --thresholds are on the screen
         assert "thresholds" not in app.header.render().plain
         app.snapshot.metadata["thresholds_changed"] = "cpu=60:90"

@@ -164,7 +164,8 @@ class HeaderBar(Widget):
             rest.append(f"  ▶ {p.speed:g}×", "bold green")
             lat = md.get("tick_latency_ms")
             if lat and p.speed > 1.25 * 1000.0 / lat:      # ticks cannot come faster than they take
-                rest.append(f" (≈{1000.0 / lat:.0f}× reached)", "yellow")
+                rate = 1000.0 / lat     # (one decimal below 2×: 0.67 read "≈1× reached" under "▶ 1×")
+                rest.append(f" (≈{rate:.1f}× reached)" if rate < 2 else f" (≈{rate:.0f}× reached)", "yellow")
         else:
             rest.append("  ▶ live", "bold green")
         whole.append(len(rest))

@@ -328,6 +328,27 @@ async def test_drill_down_of_a_heuristic_server_names_the_reason_instead_of_impo
         assert "heuristic" in text and "test reason" in text
 
 
+async def test_drill_down_title_keeps_the_risks_and_breach_before_a_long_heuristic_reason():
+    # "forecast: heuristic (history 2.2 h < 3.0 h the model needs)   risk 30 min 100…" at 80 columns
+    import dataclasses
+
+    app = fake_app(6, model_type="heuristic", paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ServerScreen))
+        screen = app.screen
+        server = app.snapshot.server(screen.server_name)
+        cpu = dataclasses.replace(server.metrics["cpu_percent"], breach_basis="p50", minutes_to_breach=15.0)
+        server = dataclasses.replace(server, reason="history 2.2 h < 3.0 h the model needs", minutes_to_breach=15.0,
+                                     breach_metric="cpu_percent", metrics={**server.metrics, "cpu_percent": cpu})
+        line2 = screen._title(server).plain.split("\n")[1]
+        width = screen.query_one("#server-title").content_size.width
+        shown = line2[:width]
+        assert "risk 30 min" in shown and " · 8 h " in shown and "breach in 15m (cpu)" in shown, shown
+        assert shown.startswith("forecast: heuristic")
+
+
 async def test_mixed_badge_counts_servers_on_the_heuristic():
     app = fake_app(10, model_type="mixed", paused=True)
     async with app.run_test(size=SIZE) as pilot:

@@ -128,8 +128,6 @@ class ServerScreen(Screen):
             t.append("TFT", "bold green")
         else:
             t.append("heuristic", "bold yellow")
-            if server.reason:
-                t.append(f" ({server.reason})", "yellow")
         t.append("   risk 30 min ")
         t.append(fmt_prob(server.risk_30m), prob_style(server.risk_30m) or "bold")
         t.append(" · 8 h ")
@@ -143,6 +141,10 @@ class ServerScreen(Screen):
             if len(t) + len(metric) + len(possible) + 3 > width:
                 possible = ""        # (the "?" says it; "(cpu, p90 only: pos…" at 80 columns)
             t.append(f" ({metric}{possible})")
+        if server.source != "tft" and server.reason:
+            # last: a long reason cut the risks and the breach off the line ("risk 30 min 100…");
+            # the importance panel has it whole
+            t.append(f"   heuristic: {server.reason}", "yellow")
         # the charts' key at the end of the first line that holds it whole (the help has it too)
         width = self.query_one("#server-title").content_size.width or 1_000
         for line in (line1, t):

@@ -282,6 +282,7 @@ class AlertManager:
         forecasts: list[MetricForecast] = []
         crit: list[float] = []
         young: list[bool] = []
+        guessed: list[bool] = []      # a load level from the fallback, the core count unknown
         for s in servers:
             for m, f in s.metrics.items():
                 c = f.critical if self.thresholds is None else self.thresholds.for_metric(m, s.cores)[1]
@@ -294,6 +295,7 @@ class AlertManager:
                 forecasts.append(f)
                 crit.append(c)
                 young.append(s.history_len < MIN_WARN_HISTORY)
+                guessed.append(m == "load_average" and not s.cores)
         if not keys:
             return {}, criticals
         lengths = {len(f.p50) for f in forecasts}
@@ -314,9 +316,10 @@ class AlertManager:
                     found.append((k, severity, basis, minutes))
         out = {}
         for k, severity, basis, minutes in found:
-            out[keys[k]] = _Condition(severity, minutes,
-                                      _message(keys[k][1], basis, minutes, forecasts[k].current, crit[k]),
-                                      float(crit[k]))
+            message = _message(keys[k][1], basis, minutes, forecasts[k].current, crit[k])
+            if guessed[k]:      # (a 16-core host at load 15 is busy, not critical: say what the 8 is)
+                message += " (core count unknown: the fallback level)"
+            out[keys[k]] = _Condition(severity, minutes, message, float(crit[k]))
         return out, criticals
 
 

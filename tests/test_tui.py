@@ -347,6 +347,12 @@ async def test_drill_down_title_keeps_the_risks_and_breach_before_a_long_heurist
         shown = line2[:width]
         assert "risk 30 min" in shown and " · 8 h " in shown and "breach in 15m (cpu)" in shown, shown
         assert shown.startswith("forecast: heuristic")
+        # a host whose core count is unknown: its load levels are the fallback, and the title says so
+        load = server.metrics["load_average"]
+        line1 = screen._title(dataclasses.replace(server, cores=None)).plain.split("\n")[0]
+        assert f"cores unknown: load levels {fmt_value('load_average', load.warning)} / " \
+               f"{fmt_value('load_average', load.critical)} (fallback)" in line1, line1
+        assert "unknown" not in screen._title(server).plain.split("\n")[0]
 
 
 async def test_mixed_badge_counts_servers_on_the_heuristic():

@@ -8,7 +8,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Static
 
-from tui.format import METRIC_SHORT, fmt_breach, fmt_prob, fmt_time, iso_epoch, prob_style
+from tui.format import METRIC_SHORT, fmt_breach, fmt_value, fmt_prob, fmt_time, iso_epoch, prob_style
 from tui.widgets.alert_log import AlertLog
 from tui.widgets.charts import ImportanceBars, MetricChart, chart_key
 from tui.widgets.header_bar import HeaderBar
@@ -119,6 +119,11 @@ class ServerScreen(Screen):
         t.append(f"  {server.profile}")
         if server.cores:
             t.append(f" · {server.cores} cores")
+        elif "load_average" in server.metrics:
+            # the load levels are the configured fallback, not the host's (README: Thresholds)
+            load = server.metrics["load_average"]
+            t.append(f" · cores unknown: load levels {fmt_value('load_average', load.warning)}"
+                     f" / {fmt_value('load_average', load.critical)} (fallback)", "yellow")
         n = server.history_len
         t.append(f"  last sample {fmt_time(server.last_seen)} · {n} sample{'' if n == 1 else 's'} in window")
         line1 = t

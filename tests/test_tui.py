@@ -1470,3 +1470,35 @@ async def test_the_drill_downs_alert_panel_says_clearing_and_keeps_messages_whol
                 assert words.count("critical 95") == 2, text
             else:                   # too short: rows are capped so that both stay in view
                 assert all(row.height <= 3 for row in log.rows.values())
+
+
+async def test_long_host_names_leave_the_alert_log_its_message_on_80_columns():
+    # 37-character host:port names took the log's room: the message column was 1 cell wide
+    from textual.app import App
+
+    from engine.snapshot import Alert
+    from tui.widgets.alert_log import AlertLog, short_names
+
+    names = ["newcomer-web-1a.prod.example.com:9100", "newcomer-web-1b.prod.example.com:9100"]
+    alerts = [Alert(id=i + 1, severity="critical", server_name=n, metric="cpu_percent",
+                    message="cpu_percent at 98.66, at or above critical 95", opened_at="2024-03-01T12:00:00Z",
+                    updated_at="2024-03-01T12:25:00Z", predicted_crossing=None, lead_minutes=0.0, state="ongoing")
+              for i, n in enumerate(names)]
+
+    class Host(App):
+        def compose(self):
+            yield AlertLog()
+
+    app = Host()
+    async with app.run_test(size=(80, 20)) as pilot:
+        log = app.query_one(AlertLog)
+        log.apply(alerts)
+        await pilot.pause()
+        text = "\n".join("".join(seg.text for seg in log.render_line(y)) for y in range(0, 8))
+        words = " ".join(text.split())
+        assert "at 98.66, at or above critical 95" in words, text
+        assert "newcomer-web-1a…" in words and "newcomer-web-1b…" in words, text     # still told apart
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    # names that differ only at the end keep their end
+    assert set(short_names(["node.prod.example.com:9100", "node.prod.example.com:9101"], 16).values()) == \
+        {"node.pro…om:9100", "node.pro…om:9101"}

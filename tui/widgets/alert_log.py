@@ -39,6 +39,25 @@ COMPACT_LAYOUTS = (
 )
 
 
+def short_names(names, width: int) -> dict[str, str]:
+    """Every name in ``width`` cells, told apart: names longer than that lose their end
+    (web-1a.prod.exam…), else their middle, else their start (…example.com:9101), whichever
+    first keeps the names shown distinct (host names differ at the start or the end)."""
+    names = sorted(set(names))
+    long = [n for n in names if len(n) > width]
+    if not long or width < 2:
+        return {n: n[:max(width, 0)] if len(n) > width else n for n in names}
+    head = (width - 1 + 1) // 2
+    forms = (lambda n: n[:width - 1] + "…",
+             lambda n: n[:head] + "…" + n[len(n) - (width - 1 - head):] if width - 1 - head > 0 else n[:width - 1] + "…",
+             lambda n: "…" + n[len(n) - (width - 1):])
+    for form in forms:
+        out = {n: form(n) if len(n) > width else n for n in names}
+        if len(set(out.values())) == len(out):
+            return out
+    return {n: forms[1](n) if len(n) > width else n for n in names}
+
+
 def alert_duration(a) -> float:
     """The alert's duration; for an ongoing alert whose duration is not filled in, the span
     between its own opened_at and updated_at."""
@@ -248,9 +267,19 @@ class AlertLog(DataTable):
             from tui.widgets.fleet_table import SERVER_WIDTH, SERVER_WIDTH_MAX
 
             server_width = max(SERVER_WIDTH, min(SERVER_WIDTH_MAX, max((len(a.server_name) for a in alerts), default=0)))
+            # but not at the message's cost: with 37-character host:port names an 80-column log
+            # left the message 1 cell (the narrowest layout's); the names then lose their middle
+            short = self._message_width(self._keep(WIDE_LAYOUTS[-1]), server_width)
+            if self.size.width and short < MESSAGE_MIN:
+                server_width = max(SERVER_WIDTH, server_width - (MESSAGE_MIN - short))
         width = self._set_layout(server_width)
         keys = [key.value for key in self.columns]
         texts = {str(a.id): alert_texts(a) for a in alerts}
+        if server_width:
+            shown = short_names((a.server_name for a in alerts), server_width)
+            for a in alerts:
+                if shown[a.server_name] != a.server_name:
+                    texts[str(a.id)]["server"] = Text(shown[a.server_name], style="bold")
         cells = {k: [t[key] for key in keys] for k, t in texts.items()}
         # a message wraps within the log's width rather than run off its edge ("critical until
         # it resolves: load_average may" was all an operator saw): a row is as tall as its

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -1157,3 +1158,16 @@ def test_a_live_source_polled_between_samples_is_not_forecast_again():
     engine.store.append("srv-01", int(source.now), np.full(4, 50.0))
     engine.tick()
     assert len(calls) == 5
+
+
+def test_run_from_another_directory_the_defaults_are_the_checkouts_model_and_demo_fleet(tmp_path, monkeypatch):
+    # from /tmp every server went to the heuristic: "no model directory found under models/"
+    from tui import cli
+
+    root = Path(cli.__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    assert cli._here_or_in_checkout("models") == root / "models"
+    assert cli._here_or_in_checkout("demo_data") == root / "demo_data"
+    (tmp_path / "models").mkdir()                    # one in the working directory comes first
+    assert cli._here_or_in_checkout("models") == Path("models")
+    assert cli._here_or_in_checkout("no-such-thing") == Path("no-such-thing")

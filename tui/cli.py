@@ -12,8 +12,21 @@ import re
 import sys
 from pathlib import Path
 
-DEFAULT_MODELS = Path("models")
-DEFAULT_DATA = Path("demo_data")
+
+
+def _here_or_in_checkout(name: str) -> Path:
+    """``name`` in the working directory, else in the checkout this tft-top runs from (the
+    README's editable install): run from another directory, the app put every server on the
+    heuristic ("no model directory found under models/") and had no demo fleet."""
+    here = Path(name)
+    if here.exists():
+        return here
+    there = Path(__file__).resolve().parents[1] / name
+    return there if there.exists() else here
+
+
+DEFAULT_MODELS = _here_or_in_checkout("models")
+DEFAULT_DATA = _here_or_in_checkout("demo_data")
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -604,7 +617,7 @@ def _tui(args) -> int:
             return _fail(str(exc))
         source_factory = lambda: PrometheusSource(args.prometheus, selector=selector)  # noqa: E731
     return run_app(model=args.model, replay=args.replay or DEFAULT_DATA, device=args.device,
-                   simulate=args.simulate, speed=args.speed, source_factory=source_factory,
+                   models_root=DEFAULT_MODELS, simulate=args.simulate, speed=args.speed, source_factory=source_factory,
                    live=True if source_factory else None, thresholds=thresholds)
 
 

@@ -1502,3 +1502,29 @@ async def test_long_host_names_leave_the_alert_log_its_message_on_80_columns():
     # names that differ only at the end keep their end
     assert set(short_names(["node.prod.example.com:9100", "node.prod.example.com:9101"], 16).values()) == \
         {"node.pro…om:9100", "node.pro…om:9101"}
+
+
+async def test_a_120_column_table_shows_the_sparkline_at_half_width_exactly():
+    # at 120 columns the sparkline was left out beside 16 blank columns
+    import numpy as np
+
+    from tui.format import Spark, halve_spark, sparkline_spec
+    from tui.widgets.fleet_table import COLUMN_KEYS, SPARK_NARROW_LABEL, SPARK_WIDTH, fleet_layout, row_spec
+
+    assert fleet_layout(118)[-1] == ("spark", SPARK_NARROW_LABEL, SPARK_WIDTH // 2 + 5)
+    assert fleet_layout(130)[-1][2] == SPARK_WIDTH + 5 and fleet_layout(98)[-1][0] != "spark"
+    rng = np.random.default_rng(3)
+    for _ in range(50):        # half the cells, each the max of its slice: as drawn at that width
+        v = rng.uniform(0, 110, 96)
+        full = Spark("cpu  ", *sparkline_spec(v, 0, 100, SPARK_WIDTH, 80, 95))
+        assert halve_spark(full) == Spark("cpu  ", *sparkline_spec(v, 0, 100, SPARK_WIDTH // 2, 80, 95))
+    app = fake_app(12, paused=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await ready(pilot, app)
+        table = app.table
+        assert table.shown_keys[-1] == "spark"
+        name = table.selected_name
+        spark = row_spec(app.snapshot.server(name), table.data_epoch)[COLUMN_KEYS.index("spark")]
+        half = halve_spark(spark)
+        assert table.get_cell(name, "spark").plain == half.prefix + half.chars
+        assert len(half.chars) == SPARK_WIDTH // 2

@@ -140,6 +140,18 @@ class Spark(NamedTuple):
     levels: str
 
 
+_LEVEL_RANK = {"o": 0, "w": 1, "c": 2}
+
+
+def halve_spark(spark: "Spark") -> "Spark":
+    """The sparkline in half the cells: each the higher of two neighbours.  Exact, as a cell
+    is the max of its slice of the forecast and the block and the level grow with it."""
+    chars, levels = spark.chars, spark.levels
+    pairs = range(0, len(chars) - 1, 2)
+    return Spark(spark.prefix, "".join(max(chars[i], chars[i + 1], key=BLOCKS.index) for i in pairs),
+                 "".join(max(levels[i], levels[i + 1], key=_LEVEL_RANK.__getitem__) for i in pairs))
+
+
 def spec_text(spec) -> Text:
     """Build a Text from a cell spec: a str, (plain, style[, justify]) or a Spark."""
     if isinstance(spec, str):

@@ -16,9 +16,10 @@ import numpy as np
 from textual.widgets import DataTable
 
 from tui.format import (DIM, Spark, METRIC_SHORT, PERCENT, fmt_breach, fmt_prob, fmt_value, iso_epoch,
-                        level_style, metric_bounds, prob_style, sparkline_spec, spec_text)
+                        halve_spark, level_style, metric_bounds, prob_style, sparkline_spec, spec_text)
 
 SPARK_WIDTH = 16
+SPARK_NARROW_LABEL = "8h (p50)"     # the sparkline column at half width (SPARK_WIDTH // 2 cells)
 # (key, label, width).  What an operator scans for first comes first: a terminal too narrow
 # for the whole table leaves out whole columns from the right (``fleet_layout``), never
 # half a column: at 80 columns the table cut "24.6" to "24." under "disk %".
@@ -63,9 +64,14 @@ def fleet_layout(room: int, server_width: int = SERVER_WIDTH, padding: int = 1, 
     too narrow even for the compact server, source and one more column gets those, cut."""
     def fitting(columns):
         used, n = 0, 0
-        for _, _, width in columns:
+        for key, _, width in columns:
             used += width + 2 * padding
             if used > room:
+                # the sparkline at half its width where the whole one does not fit (at 120
+                # columns it was left out beside 16 blank ones)
+                narrow = SPARK_WIDTH // 2 + 5
+                if key == "spark" and used - width + narrow <= room:
+                    return (*columns[:n], (key, SPARK_NARROW_LABEL, narrow))
                 break
             n += 1
         return columns[:n]
@@ -338,17 +344,23 @@ class FleetTable(DataTable):
             self.remove_row(name)
             del self.specs[name]
         shown = [i for i, key in enumerate(COLUMN_KEYS) if key in self.shown_keys]
+        narrow = any(k == "spark" and label == SPARK_NARROW_LABEL for k, label, _ in self.layout)
+        spark = COLUMN_KEYS.index("spark")
+
+        def text(i, spec):
+            return spec_text(halve_spark(spec) if narrow and i == spark and isinstance(spec, Spark) else spec)
+
         added = False
         for s in visible:
             spec = row_spec(s, self.data_epoch)
             old = self.specs.get(s.server_name)
             if old is None:
-                self.add_row(*(spec_text(spec[i]) for i in shown), key=s.server_name)
+                self.add_row(*(text(i, spec[i]) for i in shown), key=s.server_name)
                 added = True
             elif old != spec:
-                for key, a, b in zip(COLUMN_KEYS, old, spec):
+                for i, (key, a, b) in enumerate(zip(COLUMN_KEYS, old, spec)):
                     if a != b and key in self.shown_keys:
-                        self.update_cell(s.server_name, key, spec_text(b))
+                        self.update_cell(s.server_name, key, text(i, b))
                         self.cells_updated += 1
             self.specs[s.server_name] = spec
         if names != self.order or added:

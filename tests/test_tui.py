@@ -1528,3 +1528,20 @@ async def test_a_120_column_table_shows_the_sparkline_at_half_width_exactly():
         half = halve_spark(spark)
         assert table.get_cell(name, "spark").plain == half.prefix + half.chars
         assert len(half.chars) == SPARK_WIDTH // 2
+
+
+async def test_header_leaves_out_a_healthy_source_status_it_cannot_show_whole_and_keeps_a_mixed_reason():
+    # at 120 columns --local read "tick 513 ms  l…"; at 80 "MIXED (2 servers on heuris…)"
+    app = fake_app(10, model_type="mixed", paused=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        md = app.snapshot.metadata
+        md["heuristic_why"] = "short history"
+        md["source_status"] = "local this-host.example.com ok, every 300 s"
+        app.header.set_snapshot(app.snapshot)
+        line1 = app.header.render().plain.splitlines()[0]
+        assert "short history)" in line1, line1
+        assert "this-host" not in line1 and not line1.rstrip().endswith("…"), line1
+        md["source_status"] = "local STALE: no sample for 12 min"
+        app.header.set_snapshot(app.snapshot)
+        assert "STALE" in app.header.render().plain.splitlines()[0]      # a stale one stays, cut if need be

@@ -191,7 +191,12 @@ class HeaderBar(Widget):
         # a long fallback reason is cut so that the data time and play state stay on the line
         # (the whole reason is in the drill-down and in every server's reason)
         width = self.size.width or 150
-        room = max(28, width - 2 - len("tft-top ") - 2 - min(len(rest.plain), 52))
+        # (room kept for the data time and the play state, what must stay; the rest gives way)
+        essential = whole[0] - (len(resume[1]) if resume else 0) if whole else len(rest.plain)
+        room = max(28, width - 2 - len("tft-top ") - 2 - min(essential, 52))
+        if len(badge) > room and badge.startswith("MIXED ("):
+            # the reason before the words: "MIXED (2 servers on heuris…)" at 80 columns
+            badge = re.sub(r" servers? on heuristic", " on heur.", badge, count=1)
         if len(badge) > room and badge.endswith(")"):
             badge = badge[:room - 2] + "…)"
         line1.append(f" {badge} ", style)
@@ -202,9 +207,10 @@ class HeaderBar(Widget):
             at, text = resume
             rest = rest[:at] + rest[at + len(text):]
             whole = [n - len(text) if n > at else n for n in whole]
-        if len(rest) > room and not status:
-            # end after the last item that fits whole (a live source's status may be cut: its
-            # start says STALE or not, and the drill-down and /status have all of it)
+        if len(rest) > room and not (status and "STALE" in status):
+            # end after the last item that fits whole; a STALE source's status may be cut (its
+            # start says it, and the drill-down and /status have all of it), a healthy one's
+            # leaves (at 120 columns --local read "tick 513 ms  l…")
             ends = [n for n in whole if n <= room]
             if ends:
                 rest = rest[:ends[-1]]

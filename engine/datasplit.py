@@ -58,6 +58,32 @@ class SplitSpec:
         return (last - pd.Timedelta(days=self.heldout_days)).dt.floor(f"{STEP_SECONDS}s")
 
 
+def data_key(path) -> str:
+    """One key for a data path however it is written ("d", "d/", "./d", its absolute path)."""
+    return str(Path(str(path)).resolve())
+
+
+def recorded_training_end(meta: dict, path) -> pd.Timestamp | None:
+    """The last timestamp of data set ``path``'s training part, as a model's
+    training_metadata.json records it (``data[].training_span``); None where not recorded."""
+    for entry in meta.get("data") or []:
+        if isinstance(entry, dict) and data_key(entry.get("path")) == data_key(path):
+            try:
+                end = pd.Timestamp(entry["training_span"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                return None
+            return end.tz_localize("UTC") if end.tzinfo is None else end
+    return None
+
+
+def training_end_now(spec: SplitSpec, frame: pd.DataFrame, servers) -> pd.Timestamp | None:
+    """Where the training part of ``frame`` ends under ``spec``, counted as training records
+    it (the latest over the servers in ``servers``: the step before their held-out start)."""
+    starts = spec.heldout_start(frame)
+    starts = starts[starts.index.isin(set(servers))]
+    return None if starts.empty else starts.max() - pd.Timedelta(seconds=STEP_SECONDS)
+
+
 def read_split(path: Path | str) -> SplitSpec:
     """The split for a data path: its split.json when present, else the defaults."""
     path = Path(path)

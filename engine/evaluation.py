@@ -25,7 +25,7 @@ import pandas as pd
 
 from engine.baselines import BASELINES
 from engine.calibration import apply_calibration, window_scale
-from engine.contract import METRICS, DataError, load_path, to_grid
+from engine.contract import METRICS, STEP_SECONDS, DataError, load_path, to_grid
 from engine.datasplit import (SplitSpec, extract_windows, informative_columns, origins_for,
                               read_split)
 from engine.tft_model import LoadedModel, ModelConfig, build_dataset, one_window_per_origin, prepare_frame
@@ -143,9 +143,10 @@ class DatasetReport:
     # results[group][metric][forecaster] = Scores; group in ("seen", "heldout")
     results: dict[str, dict[str, dict[str, Scores]]] = field(default_factory=dict)
     every: int = DEFAULT_EVERY          # steps between forecast origins
+    note: str | None = None             # e.g. a held-out period that reaches into the training data
 
     def to_json(self) -> dict:
-        return {"name": self.name, "split": self.split, "every": self.every,
+        return {"name": self.name, "split": self.split, "every": self.every, "note": self.note,
                 # (a machine reading "cells_missing: 0" must also learn that nothing was scored)
                 "nothing_to_score": None if self.results else nothing_to_score(self.every),
                 "results": {g: {m: {f: s.to_json() for f, s in fs.items()} for m, fs in ms.items()}
@@ -208,8 +209,30 @@ def evaluate_paths(loaded: LoadedModel | None, paths: list[Path | str], every: i
     seen = set(loaded.metadata.get("servers", [])) if loaded else set()
     grids = [(str(path), load_grid(path)) for path in paths]
     check_unique_servers(grids)
-    return [evaluate_frame(loaded, grid, read_split(path), name, seen, every)
-            for path, (name, grid) in zip(paths, grids)]
+    reports = []
+    for path, (name, grid) in zip(paths, grids):
+        spec = read_split(path)
+        report = evaluate_frame(loaded, grid, spec, name, seen, every)
+        report.note = training_overlap(loaded, path, grid, spec)
+        reports.append(report)
+    return reports
+
+
+def training_overlap(loaded: LoadedModel | None, path, grid: pd.DataFrame, spec: SplitSpec) -> str | None:
+    """Why the held-out period of ``path`` is not held out for this model, if it is not: the
+    data changed since training (a file cut short moves each server's last days, the default
+    split, back into the days the model trained on), so the scores include training rows."""
+    from engine.datasplit import recorded_training_end, training_end_now
+
+    if loaded is None:
+        return None
+    ended = recorded_training_end(loaded.metadata, path)
+    now = training_end_now(spec, grid, loaded.metadata.get("servers") or [])
+    if ended is None or now is None or now >= ended - pd.Timedelta(seconds=STEP_SECONDS):
+        return None
+    return (f"{path}: its held-out period now starts {now + pd.Timedelta(seconds=STEP_SECONDS):%Y-%m-%d %H:%M}, "
+            f"before the end of the data the model trained on ({ended:%Y-%m-%d %H:%M}): the data changed since "
+            "training, and the seen servers' scores include rows the model trained on")
 
 
 def _best_baseline_loss(fs: dict[str, Scores]) -> float:

@@ -385,18 +385,27 @@ def _check_calibration_split(model_dir, meta: dict, sources: list[Source], frame
     of servers), or servers it never trained on.  Fitting the bands there would fit them on
     the data its evaluation scores (a split.json moved to 2030 fitted on all 48 demo servers,
     the 8 held out among them, and on the held-out days)."""
-    def key(path) -> str:       # "d", "d/", "./d" and its absolute path are one data set
-        return str(Path(str(path)).resolve())
+    from engine.datasplit import data_key, recorded_training_end
 
-    recorded = {key(d.get("path")): d.get("split") or {} for d in meta.get("data") or []}
+    recorded = {data_key(d.get("path")): d.get("split") or {} for d in meta.get("data") or []}
     for src in sources:
-        was = recorded.get(key(src.path))
+        was = recorded.get(data_key(src.path))
         now = src.split.to_json()
         if was is not None and (was.get("heldout_from"), was.get("heldout_servers")) != \
                 (now["heldout_from"], now["heldout_servers"]):
             raise DataError(f"{src.path}: its split ({now['origin']}) is not the one {model_dir} was trained with "
                             f"(held out from {was.get('heldout_from')}, servers {was.get('heldout_servers')}): "
                             "the calibration is left as it was")
+        # the default split (each server's last days) moves with the data: a file cut or grown
+        # since training has its validation days elsewhere (cut by 3 days, the bands were
+        # fitted on days the model trained on, and calibrate said "calibrated on 24 windows")
+        ended = recorded_training_end(meta, src.path)
+        if ended is not None and len(src.train):
+            end_now = src.train["timestamp"].max()
+            if abs(end_now - ended) > pd.Timedelta(seconds=STEP_SECONDS):
+                raise DataError(f"{src.path}: its training part now ends {end_now:%Y-%m-%d %H:%M}, not "
+                                f"{ended:%Y-%m-%d %H:%M} as when {model_dir} was trained (the data changed, and "
+                                "with it the split): the calibration is left as it was")
     trained = set(meta.get("servers") or [])
     unseen = sorted(set(frame["server_name"].astype(str)) - trained)
     if unseen:

@@ -977,3 +977,48 @@ def test_an_ignored_ctrl_c_stays_ignored_inside_the_wrapper():
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_calibrate_refuses_and_eval_notes_data_that_changed_since_training(trained, tmp_path, capsys):
+    """A data file cut short since training moves each server's last days (the default split)
+    back into the days the model trained on: calibrate fitted the bands there ("calibrated on
+    24 windows") and eval scored those rows as held out, without a word."""
+    import pandas as pd
+
+    from tui.cli import main
+
+    model_dir, _ = trained
+    copy, before, data, cut = _copies(model_dir, tmp_path, "cut")
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    ended = pd.Timestamp(meta["data"][0]["training_span"][1])
+    meta["data"][0]["path"] = str(cut)
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    frame = pd.read_csv(cut / "fleet.csv")
+    stamps = pd.to_datetime(frame["timestamp"], utc=True)
+    frame[stamps <= ended - pd.Timedelta(hours=3)].to_csv(cut / "fleet.csv", index=False)
+    assert main(["calibrate", "--model", str(copy), "--data", str(cut), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert f"its training part now ends {ended - pd.Timedelta(hours=3):%Y-%m-%d %H:%M}, not {ended:%Y-%m-%d %H:%M}" \
+        in err and err.count("\n") == 1
+    assert (copy / CONFIG_FILE).read_text() == before
+    # the training data as it was: calibrated
+    meta["data"][0]["path"] = str(data)
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["calibrate", "--model", str(copy), "--data", str(data), "--force"]) == 0
+    capsys.readouterr()
+    # eval: the default split, and a model that trained up to a day later than this data's
+    # held-out start, scores training rows as held out: it says so (stderr and JSON)
+    (data_copy := tmp_path / "default").mkdir()
+    shutil.copy(data / "fleet.csv", data_copy / "fleet.csv")
+    meta["data"][0]["path"] = str(data_copy)
+    meta["data"][0]["training_span"][1] = (pd.Timestamp(frame["timestamp"].max()) + pd.Timedelta(days=1)).isoformat()
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["eval", "--model", str(copy), "--data", str(data_copy), "--no-alerts", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "before the end of the data the model trained on" in err
+    assert "rows the model trained on" in json.loads(out)["datasets"][0]["note"]
+    meta["data"][0]["path"] = str(data)                   # recorded for another data set: no note
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["eval", "--model", str(copy), "--data", str(data_copy), "--no-alerts", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "trained on" not in err and json.loads(out)["datasets"][0]["note"] is None

@@ -438,6 +438,9 @@ def _eval(args) -> int:
         why = loaded.metadata_problem or f"{model_dir}/training_metadata.json records no training servers"
         print(f"tft-top: note: {why}: every server is counted as never seen, and the never-seen vs seen target "
               "is not scored", file=sys.stderr)
+    for report in reports:
+        if report.note:
+            print(f"tft-top: note: {report.note}", file=sys.stderr)
     if args.json:
         print(json.dumps(record, indent=2))
     else:

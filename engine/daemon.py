@@ -60,11 +60,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, LoadResult, validate_records
-from engine.runtime import STALE_AFTER_SECONDS, Engine, iso
+from engine.runtime import FORGET_AFTER_SECONDS, STALE_AFTER_SECONDS, Engine, iso
 from engine.forecaster import default_torch_threads
 from engine.live import DEFAULT_SELECTOR
 from engine.snapshot import Snapshot
-from engine.sources import Source, Tick
+from engine.sources import MAX_SIMULATED, Source, Tick
 from engine.thresholds import DEFAULT_THRESHOLDS
 
 log = logging.getLogger("tft_top.daemon")
@@ -80,6 +80,9 @@ POST_SOURCE = "POST /metrics"        # how refused records name where they came 
 # POST-fed fleet, the newest sample for a replay or simulator): the fleet's time is its newest
 # sample, so one sample from the future would make every other server stale.
 MAX_AHEAD_SECONDS = 600
+# servers a daemon holds at most: POSTed records of a new server beyond it are refused (the bound
+# of --simulate, twice the largest fleet measured)
+MAX_POSTED_SERVERS = MAX_SIMULATED
 # the only routes that never need the key: liveness, and the API's own documentation (no fleet
 # data; a browser cannot send the key for the page's own fetch of /openapi.json).  The docs
 # offer no place to type the key (Swagger UI's scripts come from a CDN): call the API itself
@@ -606,6 +609,13 @@ class Daemon:
                     # its POSTed sample would come before the source's own, which the store
                     # would then refuse as older: the recorded data lost to one POST
                     reason = f"{names[k]} is fed by {source.name}; POST samples for other servers"
+                    column = "server_name"
+                elif str(names[k]) not in store and len(store) >= MAX_POSTED_SERVERS:
+                    # (8 POSTs of 5,000 new names took a daemon to 40,000 servers, 10 s a tick
+                    # and 6 GB; --simulate has the same bound)
+                    reason = (f"this daemon already holds {len(store):,} servers, the most it takes: records of a "
+                              f"new server are refused until silent ones are forgotten "
+                              f"({FORGET_AFTER_SECONDS // 3600} h after their last sample)")
                     column = "server_name"
                 elif limit is not None and int(epochs[k]) > limit:
                     reason = (f"{iso(int(epochs[k]))} is more than {MAX_AHEAD_SECONDS // 60} min ahead of this "

@@ -74,6 +74,9 @@ class WindowStore:
     def __len__(self) -> int:
         return len(self._names)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
     @property
     def names(self) -> list[str]:
         return list(self._names)

@@ -867,3 +867,24 @@ def test_the_daemon_tells_its_console_how_the_model_load_went(tmp_path):
 
     assert model_line({"model_loaded": True, "model_dir": "models/m", "device": "cpu", "servers_on_tft": 3,
                        "servers_on_heuristic": 0}).startswith("tft-top: model models/m loaded on cpu")
+
+
+def test_a_post_fed_daemon_takes_no_more_servers_than_its_bound(monkeypatch):
+    # 8 POSTs of 5,000 new names took a daemon to 40,000 servers, 10 s a tick and 6 GB
+    import engine.daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "MAX_POSTED_SERVERS", 3)
+    s = serve(make_daemon(push=True, interval=0.2))
+    try:
+        with client(s) as c:
+            ts = recent(10)
+            r = c.post("/metrics", json=[record(f"b-{i}", ts) for i in range(5)])
+            d = r.json()
+            assert r.status_code == 422 and d["accepted_indices"] == [0, 1, 2] and d["refused_indices"] == [3, 4]
+            assert d["problems"][0]["column"] == "server_name" and "already holds 3 servers" in d["detail"]
+            # a server it holds still reports
+            r = c.post("/metrics", json=[record("b-1", recent(5))])
+            assert r.status_code == 202, r.json()
+        assert len(s.daemon.engine.store) == 3
+    finally:
+        s.stop()

@@ -50,8 +50,13 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but no CUDA device is available")
+        from engine.tft_model import DeviceError
+
+        raise DeviceError(NO_CUDA)
     return device
+
+
+NO_CUDA = "--device cuda: no CUDA device is available here (use --device cpu or auto)"
 
 
 @dataclass

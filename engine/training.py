@@ -103,7 +103,9 @@ def resolve_device(device: str) -> tuple[str, int]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+            from engine.forecaster import NO_CUDA
+
+            raise DeviceError(NO_CUDA)
         return "gpu", torch.cuda.device_count()
     return "cpu", 1
 

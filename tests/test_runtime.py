@@ -606,7 +606,27 @@ def test_cuda_asked_for_without_one_is_a_plain_reason(tiny_model_dir):
         pytest.skip("this machine has a CUDA device")
     fc = Forecaster(tiny_model_dir, device="cuda")
     fc.load()
-    assert fc.model_reason == "--device cuda asked for, but no CUDA device is available"
+    assert fc.model_reason == "--device cuda: no CUDA device is available here (use --device cpu or auto)"
+
+
+def test_predict_and_serve_refuse_cuda_where_there_is_none(replay_dir, tiny_model_dir, capsys, monkeypatch):
+    # predict put every server on the heuristic and exited 0 (train refused the same flag)
+    import torch
+
+    import engine.daemon
+
+    def reached(*args, **kwargs):      # (a serve that got past the check would run until killed)
+        raise AssertionError("serve built a daemon for --device cuda")
+
+    monkeypatch.setattr(engine.daemon, "build_daemon", reached)
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert main(["predict", "--model", str(tiny_model_dir), "--data", str(replay_dir), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err == "tft-top: --device cuda: no CUDA device is available here (use --device cpu or auto)\n"
+    assert main(["serve", "--simulate", "3", "--device", "cuda", "--port", "0"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_servers_left_out_as_stale_are_counted_named_and_said(tmp_path):

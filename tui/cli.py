@@ -287,6 +287,21 @@ def _command(args) -> int:
         return 0
 
 
+def _no_device(device: str) -> str | None:
+    """Why an explicit ``--device cuda`` cannot run here, or None: a one-shot command or a daemon
+    refuses it (predict put every server on the heuristic and exited 0), as train does."""
+    if device != "cuda":
+        return None
+    from engine.forecaster import resolve_device
+    from engine.tft_model import DeviceError
+
+    try:
+        resolve_device(device)
+    except DeviceError as exc:
+        return str(exc)
+    return None
+
+
 def _known_errors():
     from engine.contract import DataError
     from engine.tft_model import DeviceError, ModelLoadError
@@ -499,6 +514,9 @@ def _predict(args) -> int:
     thresholds = _thresholds(args)
     if thresholds is None:
         return 2
+    problem = _no_device(args.device)
+    if problem:
+        return _fail(problem)
     model_dir = args.model
     if model_dir is None:
         from engine.tft_model import find_latest_model
@@ -538,6 +556,9 @@ def _serve(args) -> int:
     thresholds = _thresholds(args)
     if thresholds is None:
         return 2
+    problem = _no_device(args.device)
+    if problem:
+        return _fail(problem)
     api_key = api_key_from_env(args.api_key)
     model = args.model if args.model is not None else find_latest_model(DEFAULT_MODELS)
     try:

@@ -735,18 +735,26 @@ def _plausibility_notes(source: str, frame: pd.DataFrame) -> list[str]:
     if len(frame) < 12:
         return []
     notes = []
-    with np.errstate(invalid="ignore"):
-        tops = [float(np.nanmax(frame[m].to_numpy(dtype=np.float64))) if frame[m].notna().any() else None
-                for m in PERCENT_METRICS]
-    tops = [t for t in tops if t is not None]
-    if len(tops) >= 2 and max(tops) <= 1.0 and max(tops) > 0:
+    # per server (one collector of several writing fractions went unnoticed beside the others):
+    # two or more percent columns with values, every one of them at most 1, over 12 samples
+    by = frame.groupby("server_name", sort=True)
+    tops = by[list(PERCENT_METRICS)].max()
+    counted = tops.notna().sum(axis=1)
+    fractions = (counted >= 2) & (tops.max(axis=1) <= 1.0) & (tops.max(axis=1) > 0) & (by.size() >= 12)
+    if fractions.all():
         notes.append(f"{source}: every {', '.join(PERCENT_METRICS)} value is between 0 and 1: percentages "
                      f"written as fractions? (0.5 reads as 0.5 %, not 50 %)")
+    elif fractions.any():
+        names = [str(n) for n in fractions[fractions].index]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        notes.append(f"{source}: {shown}: every {', '.join(PERCENT_METRICS)} value of "
+                     f"{'this server' if len(names) == 1 else 'these servers'} is between 0 and 1, unlike the "
+                     f"others': percentages written as fractions? (0.5 reads as 0.5 %, not 50 %)")
     ns = frame["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
     first, last = int(ns.min()), int(ns.max())
     if first < _YEAR_2000_NS:
-        notes.append(f"{source}: timestamps from {_time(first)}, before 2000: numbers are read as Unix epoch "
-                     f"seconds; are they in another unit?")
+        notes.append(f"{source}: timestamps from {_time(first)}, before 2000: is that right? (numbers are read "
+                     f"as Unix epoch seconds: are they in another unit?)")
     servers = frame["server_name"].nunique()
     steps = (last - first) // _STEP_NS + 1
     if len(frame) > 3 * servers * steps:

@@ -1109,6 +1109,12 @@ def test_valid_data_that_is_probably_not_what_was_meant_is_noted(tmp_path: Path)
     assert len(frac.frame) == 50 and frac.notes == [
         f"{tmp_path / 'frac.csv'}: every cpu_percent, memory_percent, disk_percent value is between 0 and 1: "
         f"percentages written as fractions? (0.5 reads as 0.5 %, not 50 %)"]
+    # one server of several writing fractions: named (a note only when every server did missed it)
+    mixed = [*_rows(50), *(r.replace("a,", "b,", 1) for r in _rows(50, 0.3, 0.5, 0.4))]
+    one = load_path(csv_file(tmp_path, *mixed, name="mixed.csv"))
+    assert one.notes == [f"{tmp_path / 'mixed.csv'}: b: every cpu_percent, memory_percent, disk_percent value of this "
+                         f"server is between 0 and 1, unlike the others': percentages written as fractions? "
+                         f"(0.5 reads as 0.5 %, not 50 %)"]
     # spreadsheet days read as epoch seconds: 1970, and 50 samples within a minute
     days = load_path(csv_file(tmp_path, *[f"a,{46027 + i / 288:.6f},30,50,40,1" for i in range(50)], name="days.csv"))
     assert len(days.notes) == 2

@@ -96,6 +96,10 @@ def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) ->
             raise ValueError(f"--thresholds {part!r}: a level below {MIN_LEVEL} is not a threshold")
         if key in percent and crit > 100:
             raise ValueError(f"--thresholds {part!r}: a percentage's critical level is at most 100")
+        if key in percent and crit <= 1:
+            # (cpu=0.5:0.9 put every server at critical: health 0 %)
+            raise ValueError(f"--thresholds {part!r}: levels are percentages (0–100), not fractions: "
+                             f"{name.strip()}={warn * 100:g}:{crit * 100:g}?")
         if key in percent:
             percent[key] = (warn, crit)
         else:

@@ -330,7 +330,8 @@ def test_thresholds_from_the_command_line_syntax():
     for bad, why in (("cpu=97:85", "0 < warning < critical"), ("gpu=1:2", "NAME one of"),
                      ("cpu=80", "two numbers"), ("disk=50:101", "at most 100"),
                      ("cpu=1:2,cpu=3:4", "given twice"), ("load=nan:5", "0 < warning"),
-                     ("cpu=1_0:20", "two numbers"), ("load=1e-300:2e-300", "below 0.01 is not a threshold")):
+                     ("cpu=1_0:20", "two numbers"), ("load=1e-300:2e-300", "below 0.01 is not a threshold"),
+                     ("cpu=0.5:0.9", r"not fractions: cpu=50:90\?")):
         with pytest.raises(ValueError, match=why) as info:
             parse_thresholds(bad)
         assert "\n" not in str(info.value)

@@ -788,7 +788,10 @@ def _normalise_columns(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, lis
         return df, problems, notes
     extra = list(dict.fromkeys(c for c in df.columns if c not in CANONICAL_COLUMNS))
     if extra:
-        notes.append(f"{source}: ignored extra columns: {', '.join(c or '(unnamed)' for c in extra)}")
+        # (the first ten: a record with 30,000 extra keys got a 229 KB answer naming each)
+        named = ", ".join(c or "(unnamed)" for c in extra[:10])
+        notes.append(f"{source}: ignored extra columns: {named}"
+                     + (f" and {len(extra) - 10:,} more" if len(extra) > 10 else ""))
         df = df.drop(columns=extra)
     return df, [], notes
 

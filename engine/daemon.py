@@ -893,7 +893,7 @@ class Daemon:
                                                                               "items": record_schema}}}]}}}}},
                   responses={202: {"description": "all records accepted"},
                              400: {"description": "the body is not JSON"},
-                             415: {"description": "the Content-Type is not application/json"},
+                             415: {"description": "the Content-Type is not application/json, or the body is compressed"},
                              503: {"description": "the engine has not started yet: retry"},
                              413: {"description": "the body is too large"},
                              422: {"description": "some or all records refused (the good ones are still accepted)"}})
@@ -906,6 +906,12 @@ class Daemon:
                 got = f"not {media}" if media else "the request had no Content-Type"
                 detail = f"send the records as JSON (Content-Type: application/json); {got}"
                 await run_in_threadpool(daemon.note_refused, [f"{POST_SOURCE}: {detail}"])   # (the lock: off the loop)
+                return JSONResponse({"detail": detail}, status_code=415)
+            coding = request.headers.get("content-encoding", "").strip().lower()
+            if coding and coding != "identity":
+                # (a gzip body was answered "not valid JSON ('utf-8' codec can't decode byte 0x8b…)")
+                detail = f"Content-Encoding {coding} is not supported: send the records as plain JSON"
+                await run_in_threadpool(daemon.note_refused, [f"{POST_SOURCE}: {detail}"])
                 return JSONResponse({"detail": detail}, status_code=415)
             try:
                 body = await request.body()

@@ -345,6 +345,19 @@ def test_post_rejects_bad_payloads(push_srv):
         assert r.status_code == 422 and "expected a list of records" in r.json()["detail"]
         r = c.post("/metrics", json=[])
         assert r.status_code == 422 and "no records" in r.json()["detail"]
+        # a compressed body: said so, not "not valid JSON ('utf-8' codec can't decode byte 0x8b…)"
+        import gzip
+
+        r = c.post("/metrics", content=gzip.compress(b"[]"),
+                   headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert r.status_code == 415 and r.json()["detail"] == \
+            "Content-Encoding gzip is not supported: send the records as plain JSON"
+        # a record with thousands of extra keys: the answer names ten, and counts the rest
+        r = c.post("/metrics", json=[{**record("p-x", recent(30)), **{f"k{i}": 1 for i in range(3000)}}])
+        notes = r.json()["notes"]
+        assert any(n.endswith("ignored extra columns: k0, k1, k2, k3, k4, k5, k6, k7, k8, k9 and 2,990 more")
+                   for n in notes), notes
+        assert len(r.content) < 5_000
         r = c.post("/metrics", json=[record("p-1", "2026-01-05T00:00:00Z", cpu="abc")])
         d = r.json()
         assert r.status_code == 422 and d["accepted"] == 0 and d["refused_indices"] == [0]

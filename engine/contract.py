@@ -727,6 +727,26 @@ def _check(df: pd.DataFrame, source: str, rows: np.ndarray, empty_message: str |
 _YEAR_2000_NS = 946_684_800 * 1_000_000_000
 
 
+def _apart_servers(frame: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """(server, first ns, last ns) of servers whose samples all lie more than a day after, or
+    before, every other server's (one host with its clock ten years ahead made a file's
+    forecast "as of 2036" and left the rest of the fleet out as silent)."""
+    ns = frame["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    spans = pd.DataFrame({"server_name": frame["server_name"].to_numpy(), "t": ns}).groupby("server_name")["t"]
+    first, last = spans.min(), spans.max()
+    if len(first) < 2:
+        return []
+    day = 86_400 * 10**9
+    # every other server's latest last (and earliest first): the top two, so a server is not
+    # compared with itself
+    top = np.sort(last.to_numpy())[-2:]
+    bottom = np.sort(first.to_numpy())[:2]
+    others_last = np.where(last.to_numpy() == top[1], top[0], top[1])
+    others_first = np.where(first.to_numpy() == bottom[0], bottom[1], bottom[0])
+    far = (first.to_numpy() > others_last + day) | (last.to_numpy() < others_first - day)
+    return [(str(n), int(first[n]), int(last[n])) for n in first.index[far]]
+
+
 def _plausibility_notes(source: str, frame: pd.DataFrame) -> list[str]:
     """Notes on valid data that is probably not what its writer meant: percentages written
     as fractions (a server at 0.99 would never alert), times before 2000 (numbers in another
@@ -755,6 +775,12 @@ def _plausibility_notes(source: str, frame: pd.DataFrame) -> list[str]:
     if first < _YEAR_2000_NS:
         notes.append(f"{source}: timestamps from {_time(first)}, before 2000: is that right? (numbers are read "
                      f"as Unix epoch seconds: are they in another unit?)")
+    apart = _apart_servers(frame)
+    if apart:
+        shown = ", ".join(f"{name} ({_time(a)} .. {_time(b)})" for name, a, b in apart[:3])
+        more = f" and {len(apart) - 3} more" if len(apart) > 3 else ""
+        notes.append(f"{source}: {shown}{more}: over a day apart from every other server's samples: a wrong clock? "
+                     "(a replay plays the whole span between, and the fleet's time is the newest sample)")
     servers = frame["server_name"].nunique()
     steps = (last - first) // _STEP_NS + 1
     if len(frame) > 3 * servers * steps:

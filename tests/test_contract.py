@@ -1115,6 +1115,13 @@ def test_valid_data_that_is_probably_not_what_was_meant_is_noted(tmp_path: Path)
     assert one.notes == [f"{tmp_path / 'mixed.csv'}: b: every cpu_percent, memory_percent, disk_percent value of this "
                          f"server is between 0 and 1, unlike the others': percentages written as fractions? "
                          f"(0.5 reads as 0.5 %, not 50 %)"]
+    # one host's clock ten years ahead: the fleet's time would be its (forecast "as of 2036")
+    ahead = [*_rows(50), *(r.replace("a,", "b,", 1) for r in _rows(50)),
+             *(r.replace("a,", "c,", 1) for r in _rows(50, start="2036-01-05"))]
+    far = load_path(csv_file(tmp_path, *ahead, name="ahead.csv"))
+    assert len(far.frame) == 150 and len(far.notes) == 1, far.notes
+    assert far.notes[0].startswith(f"{tmp_path / 'ahead.csv'}: c (2036-01-05T00:00:00Z .. ")
+    assert "over a day apart from every other server's samples: a wrong clock?" in far.notes[0]
     # spreadsheet days read as epoch seconds: 1970, and 50 samples within a minute
     days = load_path(csv_file(tmp_path, *[f"a,{46027 + i / 288:.6f},30,50,40,1" for i in range(50)], name="days.csv"))
     assert len(days.notes) == 2

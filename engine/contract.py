@@ -731,11 +731,11 @@ def _apart_servers(frame: pd.DataFrame) -> list[tuple[str, int, int]]:
     """(server, first ns, last ns) of servers whose samples all lie more than a day after, or
     before, every other server's (one host with its clock ten years ahead made a file's
     forecast "as of 2036" and left the rest of the fleet out as silent)."""
-    ns = frame["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    spans = pd.DataFrame({"server_name": frame["server_name"].to_numpy(), "t": ns}).groupby("server_name")["t"]
-    first, last = spans.min(), spans.max()
-    if len(first) < 2:
+    spans = frame.groupby("server_name", sort=False)["timestamp"].agg(["min", "max"])
+    if len(spans) < 2:
         return []
+    as_ns = lambda col: pd.Series(spans[col].to_numpy(dtype="datetime64[ns]").view(np.int64), index=spans.index)  # noqa: E731
+    first, last = as_ns("min"), as_ns("max")
     day = 86_400 * 10**9
     # every other server's latest last (and earliest first): the top two, so a server is not
     # compared with itself

@@ -141,15 +141,17 @@ class Spark(NamedTuple):
 
 
 _LEVEL_RANK = {"o": 0, "w": 1, "c": 2}
+_LEVEL_MAX = {a + b: max(a, b, key=_LEVEL_RANK.__getitem__) for a in _LEVEL_RANK for b in _LEVEL_RANK}
 
 
 def halve_spark(spark: "Spark") -> "Spark":
     """The sparkline in half the cells: each the higher of two neighbours.  Exact, as a cell
-    is the max of its slice of the forecast and the block and the level grow with it."""
+    is the max of its slice of the forecast and the block and the level grow with it (the
+    blocks are consecutive code points: the higher block is the larger character)."""
     chars, levels = spark.chars, spark.levels
-    pairs = range(0, len(chars) - 1, 2)
-    return Spark(spark.prefix, "".join(max(chars[i], chars[i + 1], key=BLOCKS.index) for i in pairs),
-                 "".join(max(levels[i], levels[i + 1], key=_LEVEL_RANK.__getitem__) for i in pairs))
+    m = len(chars) // 2 * 2
+    return Spark(spark.prefix, "".join(map(max, chars[0:m:2], chars[1:m:2])),
+                 "".join(map(_LEVEL_MAX.__getitem__, map(str.__add__, levels[0:m:2], levels[1:m:2]))))
 
 
 def spec_text(spec) -> Text:

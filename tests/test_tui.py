@@ -1419,6 +1419,15 @@ async def test_tab_selects_the_alert_log_to_reach_every_alert_and_open_its_serve
         newer = dataclasses.replace(chosen, id=999, server_name="web-0001")
         log.apply((newer,) + tuple(app.snapshot.alerts))
         assert log.selected_alert.id == chosen.id and log.cursor_row == 10
+        # ... and through a new column layout (a longer server name widens its column)
+        longer = dataclasses.replace(chosen, id=998, server_name="a-much-longer-host-name.example.com")
+        log.apply((longer, newer) + tuple(app.snapshot.alerts))
+        assert log.selected_alert.id == chosen.id and log.cursor_row == 11
+        # its alert gone from the log: the cursor keeps its place, not the top
+        log.apply((longer, newer) + tuple(a for a in app.snapshot.alerts if a.id != chosen.id))
+        assert log.cursor_row == 11 and log.selected_alert.id != chosen.id
+        log.apply((newer,) + tuple(app.snapshot.alerts))
+        log.move_cursor(row=10, animate=False)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, ServerScreen))
         assert app.screen.server_name == chosen.server_name
@@ -1545,3 +1554,23 @@ async def test_header_leaves_out_a_healthy_source_status_it_cannot_show_whole_an
         md["source_status"] = "local STALE: no sample for 12 min"
         app.header.set_snapshot(app.snapshot)
         assert "STALE" in app.header.render().plain.splitlines()[0]      # a stale one stays, cut if need be
+
+
+async def test_opening_an_alerts_server_that_the_filter_hides_clears_the_filter():
+    # j / k in the drill-down went on from the filtered table's cursor, not from the server opened
+    from tui.widgets.alert_log import AlertLog
+
+    app = fake_app(200, paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        log = app.query_one("#alerts", AlertLog)
+        hidden = next(a for a in log._alerts if not a.server_name.startswith("web"))
+        await pilot.press("slash", "w", "e", "b", "enter")
+        await until(pilot, lambda: app.table.filter_text == "web" and app.focused is app.table)
+        assert hidden.server_name not in app.table.specs
+        await pilot.press("tab")
+        await until(pilot, lambda: app.focused is log)
+        log.move_cursor(row=log.get_row_index(str(hidden.id)), animate=False)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ServerScreen))
+        assert app.table.filter_text == "" and app.table.selected_name == hidden.server_name

@@ -218,10 +218,14 @@ class TftTopApp(App):
         box = self.main.query_one("#filter", Input)
         if box.has_class("hidden") and not self.table.filter_text:
             return
+        self._clear_filter()
+        self.table.focus()
+
+    def _clear_filter(self) -> None:
+        box = self.main.query_one("#filter", Input)
         box.value = ""
         box.add_class("hidden")
         self.table.set_filter("")
-        self.table.focus()
         self._sync_play()
 
     def action_filter(self) -> None:
@@ -283,7 +287,10 @@ class TftTopApp(App):
         if self.snapshot is None or not any(s.server_name == alert.server_name for s in self.snapshot.servers):
             self.notify(f"{alert.server_name} is not in the fleet now", severity="warning")
             return
-        # the fleet's cursor too, so that j / k in the drill-down go on from this server
+        # the fleet's cursor too, so that j / k in the drill-down go on from this server (a
+        # filter that hides it goes: j / k went on from wherever the filtered table's cursor was)
+        if alert.server_name not in self.table.specs:
+            self._clear_filter()
         self.table.select_name(alert.server_name)
         self.action_open_server(alert.server_name)
 

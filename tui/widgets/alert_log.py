@@ -252,6 +252,9 @@ class AlertLog(DataTable):
         # ongoing first (newest first), then resolved: the log's few visible rows must never
         # hide an ongoing alert below resolved ones
         alerts = tuple(sorted(alerts, key=lambda a: (a.state != "ongoing", -a.id)))[: self.cap]
+        # where the cursor is, read before anything here clears the rows (a new column layout
+        # does, on a resize or a longer server name: the cursor went back to the top)
+        kept, kept_row = self.selected_alert, (self.cursor_row if self.show_cursor else None)
         ongoing = sum(1 for a in alerts if a.state == "ongoing")
         # the longest that fits (the drill-down's side panel cut "alerts: 0 ongoing, 0 …");
         # "since": the log restarted, e.g. by a long step back
@@ -295,12 +298,13 @@ class AlertLog(DataTable):
         self._alerts, self._since = alerts, since
         if sig != self._signature:
             self._signature = sig
-            kept = self.selected_alert
             self.clear()
             for a in alerts:
                 self.add_row(*cells[str(a.id)], key=str(a.id), height=lines[str(a.id)])
             if kept is not None and str(kept.id) in cells:      # the cursor stays on its alert
                 self.move_cursor(row=self.get_row_index(str(kept.id)), animate=False)
+            elif kept_row is not None and alerts:               # its alert left: the row at its place
+                self.move_cursor(row=min(kept_row, len(alerts) - 1), animate=False)
             if not alerts:
                 # the wide log: in its first column, the opening time's; the layouts without it
                 # (narrow, the drill-down's) have a 6-wide first column: in the message column

@@ -352,6 +352,7 @@ async def test_drill_down_title_keeps_the_risks_and_breach_before_a_long_heurist
         line1 = screen._title(dataclasses.replace(server, cores=None)).plain.split("\n")[0]
         assert f"cores unknown: load levels {fmt_value('load_average', load.warning)} / " \
                f"{fmt_value('load_average', load.critical)} (fallback)" in line1, line1
+        assert line1.index("last sample") < line1.index("cores unknown")     # (it cut the sample time at 80)
         assert "unknown" not in screen._title(server).plain.split("\n")[0]
 
 
@@ -779,6 +780,9 @@ async def test_header_says_when_the_asked_speed_is_not_reached():
         app.header.set_snapshot(app.snapshot)
         app.header.set_play(PlayState(speed=1.0))
         assert "▶ 1× (≈0.7× reached)" in app.header.render().plain
+        app.snapshot.metadata["tick_latency_ms"] = 25_000.0
+        app.header.set_snapshot(app.snapshot)
+        assert "▶ 1× (<0.1× reached)" in app.header.render().plain       # not "≈0.0×"
         app.snapshot.metadata["tick_latency_ms"] = 110.0
         app.header.set_snapshot(app.snapshot)
         # thresholds changed with --thresholds are on the screen

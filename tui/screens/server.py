@@ -119,13 +119,14 @@ class ServerScreen(Screen):
         t.append(f"  {server.profile}")
         if server.cores:
             t.append(f" · {server.cores} cores")
-        elif "load_average" in server.metrics:
-            # the load levels are the configured fallback, not the host's (README: Thresholds)
-            load = server.metrics["load_average"]
-            t.append(f" · cores unknown: load levels {fmt_value('load_average', load.warning)}"
-                     f" / {fmt_value('load_average', load.critical)} (fallback)", "yellow")
         n = server.history_len
         t.append(f"  last sample {fmt_time(server.last_seen)} · {n} sample{'' if n == 1 else 's'} in window")
+        if not server.cores and "load_average" in server.metrics:
+            # the load levels are the configured fallback, not the host's (README: Thresholds);
+            # last on the line, which it cut at 80 columns before the sample time
+            load = server.metrics["load_average"]
+            t.append(f"  cores unknown: load levels {fmt_value('load_average', load.warning)}"
+                     f" / {fmt_value('load_average', load.critical)} (fallback)", "yellow")
         line1 = t
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append("forecast: ")

@@ -165,7 +165,8 @@ class HeaderBar(Widget):
             lat = md.get("tick_latency_ms")
             if lat and p.speed > 1.25 * 1000.0 / lat:      # ticks cannot come faster than they take
                 rate = 1000.0 / lat     # (one decimal below 2×: 0.67 read "≈1× reached" under "▶ 1×")
-                rest.append(f" (≈{rate:.1f}× reached)" if rate < 2 else f" (≈{rate:.0f}× reached)", "yellow")
+                shown = "<0.1" if rate < 0.1 else (f"≈{rate:.1f}" if rate < 2 else f"≈{rate:.0f}")
+                rest.append(f" ({shown}× reached)", "yellow")
         else:
             rest.append("  ▶ live", "bold green")
         whole.append(len(rest))

@@ -28,13 +28,11 @@ import pandas as pd
 import torch
 
 from engine.contract import METRICS, PERCENT_METRICS, STEP_SECONDS, UNKNOWN_PROFILE, reason_line
+# the directory's names, and finding the newest, live in engine.model_dir (no torch there)
+from engine.model_dir import CONFIG_FILE, METADATA_FILE, MODEL_DIR_PREFIX, WEIGHTS_FILE, find_latest_model  # noqa: F401
 
 FORMAT_NAME = "tft-top-model"
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-METADATA_FILE = "training_metadata.json"
-MODEL_DIR_PREFIX = "tft_model_"
 
 TIME_FEATURES = ("hour_sin", "hour_cos", "dow_sin", "dow_cos")
 QUANTILES = (0.1, 0.5, 0.9)
@@ -901,21 +899,6 @@ def _storage_groups(model) -> dict[str, list[str]]:
     for key, tensor in state.items():
         by_ptr.setdefault((tensor.untyped_storage().data_ptr(), tensor.numel()), []).append(key)
     return {key: by_ptr[(t.untyped_storage().data_ptr(), t.numel())] for key, t in state.items()}
-
-
-_STAMPED = re.compile(rf"^{MODEL_DIR_PREFIX}\d{{8}}T\d{{6}}Z$")
-
-
-def find_latest_model(models_root: Path | str) -> Path | None:
-    """The newest ``tft_model_<UTC stamp>`` directory under ``models_root`` that holds a
-    config and weights (stamps sort by time; "tft_model_old_backup" or an empty directory
-    from an interrupted run is not a candidate).  None when there is none."""
-    root = Path(models_root)
-    if not root.is_dir():
-        return None
-    dirs = sorted(p for p in root.iterdir() if _STAMPED.match(p.name) and p.is_dir()
-                  and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file())
-    return dirs[-1] if dirs else None
 
 
 def quantile_index(config: ModelConfig, q: float) -> int:

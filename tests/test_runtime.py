@@ -14,7 +14,7 @@ from engine.alert_eval import AlertRecord, score_alerts, score_by_kind
 from engine.contract import METRICS
 from engine.runtime import Engine, predict_at
 from engine.sources import ReplaySource, SimulatorSource, Tick
-from engine.tft_model import CONFIG_FILE, WEIGHTS_FILE
+from engine.tft_model import CONFIG_FILE, WEIGHTS_FILE, find_latest_model
 from fleet_fixtures import make_grid, write_fleet
 from tui.cli import main
 
@@ -1186,8 +1186,20 @@ def test_run_from_another_directory_the_defaults_are_the_checkouts_model_and_dem
 
     root = Path(cli.__file__).resolve().parents[1]
     monkeypatch.chdir(tmp_path)
-    assert cli._here_or_in_checkout("models") == root / "models"
+    assert cli._here_or_in_checkout("models", cli._holds_a_model) == root / "models"
     assert cli._here_or_in_checkout("demo_data") == root / "demo_data"
-    (tmp_path / "models").mkdir()                    # one in the working directory comes first
-    assert cli._here_or_in_checkout("models") == Path("models")
+    # a ./models without a model of ours (other weights: common on ML hosts) does not hide it
+    (tmp_path / "models" / "resnet").mkdir(parents=True)
+    assert cli._here_or_in_checkout("models", cli._holds_a_model) == root / "models"
+    shutil.copytree(root / "models" / find_latest_model(root / "models").name,
+                    tmp_path / "models" / find_latest_model(root / "models").name)
+    assert cli._here_or_in_checkout("models", cli._holds_a_model) == Path("models")    # one here comes first
     assert cli._here_or_in_checkout("no-such-thing") == Path("no-such-thing")
+    # the app's run gets the same default as predict, serve and eval
+    seen = {}
+    import tui.app
+
+    monkeypatch.setattr(tui.app, "run_app", lambda **kw: seen.update(kw) or 0)
+    monkeypatch.setattr(cli, "DEFAULT_MODELS", root / "models")
+    assert cli.main(["--replay", str(root / "demo_data")]) == 0
+    assert seen["models_root"] == root / "models"

@@ -14,18 +14,26 @@ from pathlib import Path
 
 
 
-def _here_or_in_checkout(name: str) -> Path:
+def _here_or_in_checkout(name: str, holds=Path.exists) -> Path:
     """``name`` in the working directory, else in the checkout this tft-top runs from (the
-    README's editable install): run from another directory, the app put every server on the
-    heuristic ("no model directory found under models/") and had no demo fleet."""
+    README's editable install), whichever ``holds`` what is looked for: run from another
+    directory, the app put every server on the heuristic ("no model directory found under
+    models/") and had no demo fleet."""
     here = Path(name)
-    if here.exists():
+    if holds(here):
         return here
     there = Path(__file__).resolve().parents[1] / name
-    return there if there.exists() else here
+    return there if holds(there) else here
 
 
-DEFAULT_MODELS = _here_or_in_checkout("models")
+def _holds_a_model(path: Path) -> bool:
+    # (an unrelated ./models of other weights, common on ML hosts, hid the shipped model)
+    from engine.model_dir import find_latest_model
+
+    return path.is_dir() and find_latest_model(path) is not None
+
+
+DEFAULT_MODELS = _here_or_in_checkout("models", _holds_a_model)
 DEFAULT_DATA = _here_or_in_checkout("demo_data")
 
 

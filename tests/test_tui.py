@@ -1441,6 +1441,8 @@ async def test_tab_selects_the_alert_log_to_reach_every_alert_and_open_its_serve
         await pilot.press("escape")
         await until(pilot, lambda: app.focused is app.table)
         assert log.selected_alert is None and "Enter" not in str(log.border_title)
+        # left, the log shows its top again: the newest ongoing alerts (it stayed scrolled down)
+        await until(pilot, lambda: log.scroll_y == 0)
         await pilot.press("tab", "tab")
         await until(pilot, lambda: app.focused is app.table)
         await pilot.press("question_mark")

@@ -209,6 +209,9 @@ class AlertLog(DataTable):
     def on_blur(self) -> None:
         if self.selectable:
             self.cursor_type, self.show_cursor = "none", False
+            # back at the top, where the newest ongoing alerts are: left scrolled down, the log
+            # hid them with nothing in its title to say so
+            self.scroll_to(y=0, animate=False)
         self._hint(focused=False)
 
     @property
@@ -232,8 +235,8 @@ class AlertLog(DataTable):
         title = next((t for t in self._titles if len(t) <= room), self._titles[-1])
         hints: list[str] = []
         if self.selectable and (self.has_focus if focused is None else focused):
-            hints = ["↑↓ move · Enter: open its server · Tab: back to the fleet", "Enter: open its server · Tab: back",
-                     "Enter: open · Tab: back", "Enter · Tab"]
+            hints = ["↑↓ move · Enter: open its server · Tab: back to the fleet", "↑↓ · Enter: open its server · Tab: back",
+                     "↑↓ Enter: open · Tab: back", "↑↓ Enter Tab"]
         elif self.selectable and self.hidden_rows() > 0:
             hints = ["more below: Tab selects the log", "more: Tab", "Tab"]
         hint = next((h for h in hints if len(title) + 3 + len(h) <= room), "")

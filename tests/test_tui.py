@@ -1150,6 +1150,14 @@ async def test_header_keeps_both_incident_probabilities_whole_on_80_columns():
         await pilot.pause()
         line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
         assert f"8h {fmt_prob(env.incident_probability_8h)}" in line and "…" not in line, line
+        # a 300-server fleet with 10 alerts, 8 critical: "… alerts 10 (8 crit)  incident 30m 100% · 8h 10…"
+        env = replace(env, incident_probability_8h=1.0, total_servers=300, high_risk_servers=8, fleet_health=97.3)
+        many = tuple(replace(ongoing[0], id=100 + k, severity="critical" if k < 8 else "warning",
+                             server_name=f"srv-{k:03d}") for k in range(10))
+        app.header.set_snapshot(replace(app.snapshot, environment=env, alerts=many))
+        await pilot.pause()
+        line = [s.text for s in app.header.render_lines(app.header.region.reset_offset)][1]
+        assert "8h 100%" in line and "…" not in line and "alerts 10" in line, line
     app = fake_app(12, paused=True)
     async with app.run_test(size=(160, 24)) as pilot:       # where it fits, it is said
         await ready(pilot, app)

@@ -253,9 +253,9 @@ class HeaderBar(Widget):
         probs.append(" · 8h " if compact else " · 8 h ")
         probs.append(fmt_prob(env.incident_probability_8h), prob_style(env.incident_probability_8h) or "bold")
 
-        def alert_counts(with_clearing: bool) -> Text:
+        def alert_counts(with_clearing: bool, with_crit: bool = True) -> Text:
             t = Text(f"{gap}alerts {ongoing}" if compact else f"{gap}alerts {ongoing} ongoing")
-            parts = [(f"{crit} crit" if compact else f"{crit} critical", "bold red")] if crit else []
+            parts = [(f"{crit} crit" if compact else f"{crit} critical", "bold red")] if crit and with_crit else []
             parts += [(f"{clearing} clearing", "dim")] if clearing and with_clearing else []
             for i, (words, style) in enumerate(parts):     # "(2 critical, 1 clearing)"
                 t.append(" (" if i == 0 else ", ")
@@ -264,11 +264,13 @@ class HeaderBar(Widget):
                 t.append(")")
             return t
 
-        counts = alert_counts(True)
-        if clearing and len(line2.plain) + len(counts.plain) + len(probs.plain) > width:
-            # the clearing count gives way to the probabilities (at 80 columns "incident 30m
-            # 10…" was left of 100 %); the alert log marks those alerts ◌
-            counts = alert_counts(False)
+        # the alert counts give way to the probabilities, which must stay whole (at 80 columns
+        # "incident 30m 10…" was left of 100 %, and with 10 alerts "8h 10…"): the clearing
+        # count first (the log marks those alerts ◌), then the critical one, then all (the
+        # log's title counts them)
+        for counts in (alert_counts(True), alert_counts(False), alert_counts(False, False), Text()):
+            if len(line2.plain) + len(counts.plain) + len(probs.plain) <= width:
+                break
         line2.append_text(counts)
         since = md.get("alerts_since")
         since = f" since {fmt_time(since)}" if since else ""

@@ -318,7 +318,7 @@ class AlertManager:
         for k, severity, basis, minutes in found:
             message = _message(keys[k][1], basis, minutes, forecasts[k].current, crit[k])
             if guessed[k]:      # (a 16-core host at load 15 is busy, not critical: say what the 8 is)
-                message += " (core count unknown: the fallback level)"
+                message += " (cores unknown: fallback level)"
             out[keys[k]] = _Condition(severity, minutes, message, float(crit[k]))
         return out, criticals
 

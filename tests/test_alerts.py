@@ -352,7 +352,7 @@ def test_load_uses_core_scaled_thresholds():
     unknown = am2.update([loaded_server(None, 10.0)], tick(0))[0]
     assert unknown.severity == "critical"   # >= 8 absolute
     # the 8 is the fallback, not the host's: a 16-core host at 10 is busy, not critical
-    assert unknown.message.endswith("critical 8 (core count unknown: the fallback level)"), unknown.message
+    assert unknown.message.endswith("critical 8 (cores unknown: fallback level)"), unknown.message
     assert "unknown" not in am.update([loaded_server(8, 15.0)], tick(1))[0].message
     # the override recomputes thresholds from the server's cores
     am3 = AlertManager(Thresholds(load_per_core=(0.5, 1.0)), open_after=1)

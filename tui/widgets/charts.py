@@ -70,6 +70,9 @@ class MetricChart(PlotextPlot):
 
     # plot rows below which plotext draws no curve and muddles its axis (50 above 100)
     MIN_PLOT_ROWS = 4
+    # plot rows below which the warning and critical lines are not drawn: a row spans a fifth
+    # of the axis or more, and a curve on a level's row reads as at that level
+    LEVEL_ROWS = 6
     _last: tuple | None = None
 
     def show(self, forecast, history_epochs=None, history_values=None, now_epoch: float | None = None) -> None:
@@ -113,7 +116,13 @@ class MetricChart(PlotextPlot):
         plt.xticks(ticks, ["now" if t == 0 else f"{t:+.0f}h" for t in ticks])
         # the y axis labelled where the threshold lines are drawn: plotext's own ticks and
         # its lines snap to rows apart (a critical load of 8 was drawn on the row labelled 6.5)
-        ticks = y_ticks(lo, ymax, forecast.warning, forecast.critical, rows - 3)
+        levels = rows - 3 >= self.LEVEL_ROWS
+        if levels:
+            ticks = y_ticks(lo, ymax, forecast.warning, forecast.critical, rows - 3)
+        else:
+            # too few rows to tell a level from the curve: a memory at 87 % drawn on the row of
+            # the 95 % line read as critical (80x24); the subtitle gives the levels
+            ticks = [lo, ymax]
         plt.yticks(ticks, [fmt_value(m, t) for t in ticks])
         if hist_x:
             plt.plot(hist_x, hist_y, marker="braille", color=COLOURS["history"])
@@ -122,8 +131,9 @@ class MetricChart(PlotextPlot):
         plt.plot(fx, [float(v) for v in forecast.p10], marker="braille", color=COLOURS["band"])
         plt.plot(fx, [float(v) for v in forecast.p90], marker="braille", color=COLOURS["band"])
         plt.plot(fx, [float(v) for v in forecast.p50], marker="braille", color=COLOURS["p50"])
-        plt.hline(forecast.warning, COLOURS["warning"])
-        plt.hline(forecast.critical, COLOURS["critical"])
+        if levels:
+            plt.hline(forecast.warning, COLOURS["warning"])
+            plt.hline(forecast.critical, COLOURS["critical"])
         plt.vline(0, "white")
         self.border_title = self._title(forecast)
         self.tooltip = (f"P(critical) within 30 min {fmt_prob(forecast.prob_30m)}, within 8 h "

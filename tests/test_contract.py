@@ -1113,8 +1113,13 @@ def test_valid_data_that_is_probably_not_what_was_meant_is_noted(tmp_path: Path)
     mixed = [*_rows(50), *(r.replace("a,", "b,", 1) for r in _rows(50, 0.3, 0.5, 0.4))]
     one = load_path(csv_file(tmp_path, *mixed, name="mixed.csv"))
     assert one.notes == [f"{tmp_path / 'mixed.csv'}: b: every cpu_percent, memory_percent, disk_percent value of this "
-                         f"server is between 0 and 1, unlike the others': percentages written as fractions? "
+                         f"server is between 0 and 1, unlike other servers': percentages written as fractions? "
                          f"(0.5 reads as 0.5 %, not 50 %)"]
+    # every server writing fractions, one of them too short to judge alone: the file's note,
+    # not "unlike other servers'"
+    short = [*_rows(50, 0.3, 0.5, 0.4), *(r.replace("a,", "b,", 1) for r in _rows(5, 0.3, 0.5, 0.4))]
+    both = load_path(csv_file(tmp_path, *short, name="short.csv"))
+    assert len(both.notes) == 1 and "every cpu_percent, memory_percent, disk_percent value is between" in both.notes[0]
     # one host's clock ten years ahead: the fleet's time would be its (forecast "as of 2036")
     ahead = [*_rows(50), *(r.replace("a,", "b,", 1) for r in _rows(50)),
              *(r.replace("a,", "c,", 1) for r in _rows(50, start="2036-01-05"))]

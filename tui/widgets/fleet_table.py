@@ -346,21 +346,21 @@ class FleetTable(DataTable):
         shown = [i for i, key in enumerate(COLUMN_KEYS) if key in self.shown_keys]
         narrow = any(k == "spark" and label == SPARK_NARROW_LABEL for k, label, _ in self.layout)
         spark = COLUMN_KEYS.index("spark")
-
-        def text(i, spec):
-            return spec_text(halve_spark(spec) if narrow and i == spark and isinstance(spec, Spark) else spec)
-
         added = False
         for s in visible:
             spec = row_spec(s, self.data_epoch)
+            if narrow and isinstance(spec[spark], Spark):
+                # the half-width sparkline, as shown: a change only in the detail it leaves out
+                # updates no cell
+                spec = (*spec[:spark], halve_spark(spec[spark]), *spec[spark + 1:])
             old = self.specs.get(s.server_name)
             if old is None:
-                self.add_row(*(text(i, spec[i]) for i in shown), key=s.server_name)
+                self.add_row(*(spec_text(spec[i]) for i in shown), key=s.server_name)
                 added = True
             elif old != spec:
-                for i, (key, a, b) in enumerate(zip(COLUMN_KEYS, old, spec)):
+                for key, a, b in zip(COLUMN_KEYS, old, spec):
                     if a != b and key in self.shown_keys:
-                        self.update_cell(s.server_name, key, text(i, b))
+                        self.update_cell(s.server_name, key, spec_text(b))
                         self.cells_updated += 1
             self.specs[s.server_name] = spec
         if names != self.order or added:

@@ -76,6 +76,25 @@ def recorded_training_end(meta: dict, path) -> pd.Timestamp | None:
     return None
 
 
+def recorded_training_ends(meta: dict, path) -> dict[str, pd.Timestamp]:
+    """Each server's last training timestamp in data set ``path``, as training_metadata.json
+    records it (``data[].training_ends``, from 2026-11-29); {} where not recorded."""
+    for entry in meta.get("data") or []:
+        if isinstance(entry, dict) and data_key(entry.get("path")) == data_key(path):
+            ends = entry.get("training_ends")
+            if not isinstance(ends, dict):
+                return {}
+            out = {}
+            for name, when in ends.items():
+                try:
+                    t = pd.Timestamp(when)
+                except (TypeError, ValueError):
+                    continue
+                out[str(name)] = t.tz_localize("UTC") if t.tzinfo is None else t
+            return out
+    return {}
+
+
 def training_end_now(spec: SplitSpec, frame: pd.DataFrame, servers) -> pd.Timestamp | None:
     """Where the training part of ``frame`` ends under ``spec``, counted as training records
     it (the latest over the servers in ``servers``: the step before their held-out start)."""

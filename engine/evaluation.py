@@ -222,15 +222,28 @@ def training_overlap(loaded: LoadedModel | None, path, grid: pd.DataFrame, spec:
     """Why the held-out period of ``path`` is not held out for this model, if it is not: the
     data changed since training (a file cut short moves each server's last days, the default
     split, back into the days the model trained on), so the scores include training rows."""
-    from engine.datasplit import recorded_training_end, training_end_now
+    from engine.datasplit import recorded_training_end, recorded_training_ends, training_end_now
 
     if loaded is None:
         return None
+    step = pd.Timedelta(seconds=STEP_SECONDS)
+    # each server where its end is recorded (a file cut for some servers moves only theirs)
+    ends = recorded_training_ends(loaded.metadata, path)
+    if ends:
+        starts = spec.heldout_start(grid)
+        early = sorted(str(n) for n, t in starts.items() if str(n) in ends and t <= ends[str(n)])
+        if early:
+            name = early[0]
+            return (f"{path}: the held-out period of {len(early)} server(s) ({name}: from "
+                    f"{starts[name]:%Y-%m-%d %H:%M}) now starts before the end of its data the model trained on "
+                    f"({ends[name]:%Y-%m-%d %H:%M}): the data changed since training, and the seen servers' scores "
+                    "include rows the model trained on")
+        return None
     ended = recorded_training_end(loaded.metadata, path)
     now = training_end_now(spec, grid, loaded.metadata.get("servers") or [])
-    if ended is None or now is None or now >= ended - pd.Timedelta(seconds=STEP_SECONDS):
+    if ended is None or now is None or now >= ended - step:
         return None
-    return (f"{path}: its held-out period now starts {now + pd.Timedelta(seconds=STEP_SECONDS):%Y-%m-%d %H:%M}, "
+    return (f"{path}: its held-out period now starts {now + step:%Y-%m-%d %H:%M}, "
             f"before the end of the data the model trained on ({ended:%Y-%m-%d %H:%M}): the data changed since "
             "training, and the seen servers' scores include rows the model trained on")
 

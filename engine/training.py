@@ -387,7 +387,7 @@ def _check_calibration_split(model_dir, meta: dict, sources: list[Source], frame
     of servers), or servers it never trained on.  Fitting the bands there would fit them on
     the data its evaluation scores (a split.json moved to 2030 fitted on all 48 demo servers,
     the 8 held out among them, and on the held-out days)."""
-    from engine.datasplit import data_key, recorded_training_end
+    from engine.datasplit import data_key, recorded_training_end, recorded_training_ends
 
     recorded = {data_key(d.get("path")): d.get("split") or {} for d in meta.get("data") or []}
     for src in sources:
@@ -402,12 +402,21 @@ def _check_calibration_split(model_dir, meta: dict, sources: list[Source], frame
         # since training has its validation days elsewhere (cut by 3 days, the bands were
         # fitted on days the model trained on, and calibrate said "calibrated on 24 windows")
         ended = recorded_training_end(meta, src.path)
+        step = pd.Timedelta(seconds=STEP_SECONDS)
         if ended is not None and len(src.train):
             end_now = src.train["timestamp"].max()
-            if abs(end_now - ended) > pd.Timedelta(seconds=STEP_SECONDS):
+            if abs(end_now - ended) > step:
                 raise DataError(f"{src.path}: its training part now ends {end_now:%Y-%m-%d %H:%M}, not "
                                 f"{ended:%Y-%m-%d %H:%M} as when {model_dir} was trained (the data changed, and "
                                 "with it the split): the calibration is left as it was")
+        ends = recorded_training_ends(meta, src.path)
+        if ends and len(src.train):
+            for name, end_now in src.train.groupby("server_name")["timestamp"].max().items():
+                was = ends.get(str(name))
+                if was is not None and abs(end_now - was) > step:
+                    raise DataError(f"{src.path}: server {name}'s training part now ends {end_now:%Y-%m-%d %H:%M}, "
+                                    f"not {was:%Y-%m-%d %H:%M} as when {model_dir} was trained (its data changed, "
+                                    "and with it the split): the calibration is left as it was")
     trained = set(meta.get("servers") or [])
     unseen = sorted(set(frame["server_name"].astype(str)) - trained)
     if unseen:
@@ -562,6 +571,9 @@ def train(opts: TrainOptions) -> Path:
             "trained_servers": int(s.train["server_name"].nunique()),
             "span": [s.grid["timestamp"].min().isoformat(), s.grid["timestamp"].max().isoformat()],
             "training_span": [s.train["timestamp"].min().isoformat(), s.train["timestamp"].max().isoformat()],
+            # each server's own end: the default split is per server, and a file cut for some
+            # servers moves theirs without moving the span's end
+            "training_ends": {str(k): v.isoformat() for k, v in s.train.groupby("server_name")["timestamp"].max().items()},
             "split": s.split.to_json(),
             "disk_masked_servers": int((s.train.groupby("server_name")["disk_weight"].max() == 0).sum()),
         } for s in sources],

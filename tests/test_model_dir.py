@@ -1001,6 +1001,16 @@ def test_calibrate_refuses_and_eval_notes_data_that_changed_since_training(train
     assert f"its training part now ends {ended - pd.Timedelta(hours=3):%Y-%m-%d %H:%M}, not {ended:%Y-%m-%d %H:%M}" \
         in err and err.count("\n") == 1
     assert (copy / CONFIG_FILE).read_text() == before
+    # cut for one server only: the span's end does not move, that server's does
+    assert meta["data"][0]["training_ends"]["srv-01"] == ended.isoformat()
+    frame = pd.read_csv(data / "fleet.csv")
+    stamps = pd.to_datetime(frame["timestamp"], utc=True)
+    frame[~((frame["server_name"] == "srv-01") & (stamps > ended - pd.Timedelta(hours=3)))].to_csv(
+        cut / "fleet.csv", index=False)
+    assert main(["calibrate", "--model", str(copy), "--data", str(cut), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "server srv-01's training part now ends" in err and err.count("\n") == 1
+    assert (copy / CONFIG_FILE).read_text() == before
     # the training data as it was: calibrated
     meta["data"][0]["path"] = str(data)
     (copy / METADATA_FILE).write_text(json.dumps(meta))
@@ -1011,12 +1021,28 @@ def test_calibrate_refuses_and_eval_notes_data_that_changed_since_training(train
     (data_copy := tmp_path / "default").mkdir()
     shutil.copy(data / "fleet.csv", data_copy / "fleet.csv")
     meta["data"][0]["path"] = str(data_copy)
-    meta["data"][0]["training_span"][1] = (pd.Timestamp(frame["timestamp"].max()) + pd.Timedelta(days=1)).isoformat()
+    later = (pd.Timestamp(frame["timestamp"].max()) + pd.Timedelta(days=1)).isoformat()
+    meta["data"][0]["training_span"][1] = later
+    ends = meta["data"][0].pop("training_ends")       # (a model trained before they were recorded)
     (copy / METADATA_FILE).write_text(json.dumps(meta))
     assert main(["eval", "--model", str(copy), "--data", str(data_copy), "--no-alerts", "--json"]) == 0
     out, err = capsys.readouterr()
     assert "before the end of the data the model trained on" in err
     assert "rows the model trained on" in json.loads(out)["datasets"][0]["note"]
+    # per server where recorded: one server's end past its held-out start is enough (the
+    # training data with its split, srv-01 recorded as trained a day further)
+    shutil.copytree(data, tmp_path / "split")
+    meta["data"][0]["path"] = str(tmp_path / "split")
+    meta["data"][0]["training_span"] = [meta["data"][0]["training_span"][0], ended.isoformat()]
+    meta["data"][0]["training_ends"] = ends
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["eval", "--model", str(copy), "--data", str(tmp_path / "split"), "--no-alerts", "--json"]) == 0
+    assert "trained on" not in capsys.readouterr().err          # as trained: no note
+    meta["data"][0]["training_ends"] = {**ends, "srv-01": later}
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["eval", "--model", str(copy), "--data", str(tmp_path / "split"), "--no-alerts", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "the held-out period of 1 server(s) (srv-01: from" in err, err
     meta["data"][0]["path"] = str(data)                   # recorded for another data set: no note
     (copy / METADATA_FILE).write_text(json.dumps(meta))
     assert main(["eval", "--model", str(copy), "--data", str(data_copy), "--no-alerts", "--json"]) == 0

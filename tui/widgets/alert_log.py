@@ -240,7 +240,9 @@ class AlertLog(DataTable):
         elif self.selectable and self.hidden_rows() > 0:
             hints = ["more below: Tab selects the log", "more: Tab", "Tab"]
         hint = next((h for h in hints if len(title) + 3 + len(h) <= room), "")
-        self.border_title = f"{title} · {hint}" if hint else title
+        full = f"{title} · {hint}" if hint else title
+        if full != self.border_title:       # (every tick calls this: no repaint for the same title)
+            self.border_title = full
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
@@ -299,7 +301,8 @@ class AlertLog(DataTable):
         lines = {k: min(most, n) for k, n in full.items()}
         sig = (width, tuple((a.id, a.state, lines[str(a.id)]) for a in alerts))
         self._alerts, self._since = alerts, since
-        if sig != self._signature:
+        rebuilt = sig != self._signature
+        if rebuilt:
             self._signature = sig
             self.clear()
             for a in alerts:
@@ -322,4 +325,5 @@ class AlertLog(DataTable):
                         self.update_cell(key, col, new)
         self._cells = cells
         self._hint()
-        self.call_after_refresh(self._hint)        # (whether rows run past the edge: once laid out)
+        if rebuilt:
+            self.call_after_refresh(self._hint)    # (whether rows run past the edge: once laid out)

@@ -98,6 +98,7 @@ class Forecaster:
         self.quantiles = QUANTILES
         self.min_history = 1
         self.capacity = 0
+        self.calibrated: bool | None = None     # whether its bands carry a calibration (None: no model)
 
     def load(self) -> None:
         """Load the model; on any failure keep going on the heuristic and remember why."""
@@ -129,6 +130,7 @@ class Forecaster:
             self.model_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             return
         config = loaded.config
+        self.calibrated = bool(config.calibration)     # (a config.json without one gives the raw bands)
         self.model_reason = None
         self.horizon = config.max_prediction_length
         self.quantiles = tuple(config.quantiles)

@@ -340,6 +340,9 @@ class Engine:
                 "model_type": fc.model_type if len(windows.names) else ("TFT" if self.forecaster.loaded else "heuristic"),
                 "model_dir": None if self.forecaster.model_dir is None else str(self.forecaster.model_dir),
                 "model_loaded": self.forecaster.loaded,
+                # False: the model's config.json has no band calibration, its p10-p90 are the raw
+                # network's (the badge says so); None without a model
+                "bands_calibrated": self.forecaster.calibrated if self.forecaster.loaded else None,
                 "model_reason": self.forecaster.model_reason or _run_time_failure(fc.reason),
                 "heuristic_why": fallback_why(fc.reason),
                 "device": self.forecaster.device,

@@ -9,12 +9,13 @@ def model_badge(snap: Snapshot) -> str:
     """`TFT on cpu`, `HEURISTIC (why)` or `MIXED (n servers on heuristic)` — the same words the TUI shows."""
     meta = snap.metadata
     kind = meta.get("model_type")
+    raw = ", bands uncalibrated" if meta.get("bands_calibrated") is False else ""
     if kind == "TFT":
-        return f"TFT on {meta.get('device', 'cpu')}"
+        return f"TFT on {meta.get('device', 'cpu')}{raw}"
     if kind == "mixed":
         n = meta.get('servers_on_heuristic', 0)
         why = meta.get("heuristic_why")
-        return f"MIXED ({n} server{'' if n == 1 else 's'} on heuristic{': ' + why if why else ''})"
+        return f"MIXED ({n} server{'' if n == 1 else 's'} on heuristic{': ' + why if why else ''}){raw}"
     reasons = {s.reason for s in snap.servers if s.reason}
     why = meta.get("model_reason") or (reasons.pop() if len(reasons) == 1 else "see per-server reasons")
     return f"HEURISTIC ({why})"

@@ -90,7 +90,28 @@ def test_predict_json_schema(replay_dir, tiny_model_dir, capsys):
             assert all(a <= b <= c for a, b, c in zip(f["p10"], f["p50"], f["p90"]))
             assert f["trend"] in {"rising", "falling", "steady"} and isinstance(f["current"], float)
         assert server["_meta"]["source"] in {"tft", "heuristic"}
+    assert out["metadata"]["bands_calibrated"] is True
 
+
+def test_a_model_without_band_calibration_says_so_in_its_badge(replay_dir, tiny_model_dir, tmp_path, capsys):
+    # a config.json with its calibration deleted loaded as "TFT on cpu", its raw bands shown as the
+    # calibrated 80 % ones
+    copy = tmp_path / tiny_model_dir.name
+    shutil.copytree(tiny_model_dir, copy)
+    cfg = json.loads((copy / CONFIG_FILE).read_text())
+    cfg["calibration"] = None
+    (copy / CONFIG_FILE).write_text(json.dumps(cfg))
+    assert main(["predict", "--model", str(copy), "--data", str(replay_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metadata"]["bands_calibrated"] is False
+    assert main(["predict", "--model", str(copy), "--data", str(replay_dir)]) == 0
+    assert "bands uncalibrated" in capsys.readouterr().out.splitlines()[0]
+    assert main(["predict", "--model", str(tiny_model_dir), "--data", str(replay_dir)]) == 0
+    assert "uncalibrated" not in capsys.readouterr().out
+    from tui.widgets.header_bar import model_badge
+
+    assert model_badge({"model_type": "TFT", "device": "cpu", "bands_calibrated": False})[0] == \
+        "TFT on cpu, bands uncalibrated"
+    assert model_badge({"model_type": "TFT", "device": "cpu", "bands_calibrated": True})[0] == "TFT on cpu"
 
 
 def test_thresholds_option_moves_risk_and_alerts_and_is_refused_when_bad(replay_dir, tiny_model_dir, capsys):

@@ -22,12 +22,15 @@ def model_badge(metadata: dict | None, servers=()) -> tuple[str, str]:
         # (a reason about a URL and its routes: no file paths to shorten here)
         why = str(metadata.get("model_reason") or "waiting")
         return f"CONNECTING ({why})", "bold black on grey70"
+    # a model whose config.json has no band calibration: its p10-p90 are not the 80 % bands
+    # the README measures (engine.summary.model_badge says the same)
+    raw = ", bands uncalibrated" if metadata.get("bands_calibrated") is False else ""
     if kind == "tft":
-        return f"TFT on {metadata.get('device', 'cpu')}", "bold black on green"
+        return f"TFT on {metadata.get('device', 'cpu')}{raw}", "bold black on green"
     if kind == "mixed":
         n = metadata.get("servers_on_heuristic", "?")
         why = metadata.get("heuristic_why")           # e.g. "short history" (engine.runtime.fallback_why)
-        return (f"MIXED ({n} server{'s' if n != 1 else ''} on heuristic{': ' + str(why) if why else ''})",
+        return (f"MIXED ({n} server{'s' if n != 1 else ''} on heuristic{': ' + str(why) if why else ''}){raw}",
                 "bold black on dark_orange")
     why = metadata.get("model_reason")
     if not why:

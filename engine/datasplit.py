@@ -86,9 +86,15 @@ def recorded_training_ends(meta: dict, path) -> dict[str, pd.Timestamp]:
                 return {}
             out = {}
             for name, when in ends.items():
+                # an ISO time only: null, NaN or "" would be NaT (no check at all) and "now" the
+                # time of reading (an overlap invented)
+                if not (isinstance(when, str) and when[:1].isdigit()):
+                    continue
                 try:
                     t = pd.Timestamp(when)
                 except (TypeError, ValueError):
+                    continue
+                if pd.isna(t):
                     continue
                 out[str(name)] = t.tz_localize("UTC") if t.tzinfo is None else t
             return out

@@ -231,7 +231,9 @@ def training_overlap(loaded: LoadedModel | None, path, grid: pd.DataFrame, spec:
     ends = recorded_training_ends(loaded.metadata, path)
     if ends:
         starts = spec.heldout_start(grid)
-        early = sorted(str(n) for n, t in starts.items() if str(n) in ends and t <= ends[str(n)])
+        # (held out from the step after its training end; one step earlier is within the
+        # tolerance calibrate allows too)
+        early = sorted(str(n) for n, t in starts.items() if str(n) in ends and t < ends[str(n)])
         if early:
             name = early[0]
             return (f"{path}: the held-out period of {len(early)} server(s) ({name}: from "

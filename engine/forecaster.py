@@ -98,7 +98,8 @@ class Forecaster:
         self.quantiles = QUANTILES
         self.min_history = 1
         self.capacity = 0
-        self.calibrated: bool | None = None     # whether its bands carry a calibration (None: no model)
+        self.calibrated: bool | None = None     # whether every target's bands are calibrated (None: no model)
+        self.uncalibrated: list[str] = []       # the targets whose bands are not
 
     def load(self) -> None:
         """Load the model; on any failure keep going on the heuristic and remember why."""
@@ -130,7 +131,11 @@ class Forecaster:
             self.model_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             return
         config = loaded.config
-        self.calibrated = bool(config.calibration)     # (a config.json without one gives the raw bands)
+        # (a config.json without a calibration gives the raw bands; a fit leaves out a metric
+        # with no usable window, e.g. a disk flat in every calibration window)
+        tables = (config.calibration or {}).get("lower") or {}
+        self.uncalibrated = [m for m in config.targets if m not in tables]
+        self.calibrated = not self.uncalibrated
         self.model_reason = None
         self.horizon = config.max_prediction_length
         self.quantiles = tuple(config.quantiles)

@@ -28,3 +28,14 @@ def find_latest_model(models_root: Path | str) -> Path | None:
     dirs = sorted(p for p in root.iterdir() if _STAMPED.match(p.name) and p.is_dir()
                   and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file())
     return dirs[-1] if dirs else None
+
+
+def uncalibrated_words(md: dict) -> str:
+    """The badge's words for a model whose bands lack a calibration, from a snapshot's
+    metadata: ", bands uncalibrated", or ", disk bands uncalibrated" for some metrics; "" when
+    they are calibrated or there is no model.  (Here, torch-free, for the app's badge and
+    engine.summary's alike.)"""
+    if md.get("bands_calibrated") is not False:
+        return ""
+    some = [str(m).split("_")[0] for m in md.get("bands_uncalibrated") or []]
+    return f", {'/'.join(some)} bands uncalibrated" if 0 < len(some) < 4 else ", bands uncalibrated"

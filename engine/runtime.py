@@ -343,6 +343,7 @@ class Engine:
                 # False: the model's config.json has no band calibration, its p10-p90 are the raw
                 # network's (the badge says so); None without a model
                 "bands_calibrated": self.forecaster.calibrated if self.forecaster.loaded else None,
+                "bands_uncalibrated": list(self.forecaster.uncalibrated) if self.forecaster.loaded else [],
                 "model_reason": self.forecaster.model_reason or _run_time_failure(fc.reason),
                 "heuristic_why": fallback_why(fc.reason),
                 "device": self.forecaster.device,

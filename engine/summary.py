@@ -1,6 +1,7 @@
 """A short plain-text summary of a snapshot, for `tft-top predict`."""
 from __future__ import annotations
 
+from engine.model_dir import uncalibrated_words
 from engine.risk import format_probability
 from engine.snapshot import Snapshot
 
@@ -9,7 +10,7 @@ def model_badge(snap: Snapshot) -> str:
     """`TFT on cpu`, `HEURISTIC (why)` or `MIXED (n servers on heuristic)` — the same words the TUI shows."""
     meta = snap.metadata
     kind = meta.get("model_type")
-    raw = ", bands uncalibrated" if meta.get("bands_calibrated") is False else ""
+    raw = uncalibrated_words(meta)
     if kind == "TFT":
         return f"TFT on {meta.get('device', 'cpu')}{raw}"
     if kind == "mixed":

@@ -1043,6 +1043,19 @@ def test_calibrate_refuses_and_eval_notes_data_that_changed_since_training(train
     assert main(["eval", "--model", str(copy), "--data", str(tmp_path / "split"), "--no-alerts", "--json"]) == 0
     out, err = capsys.readouterr()
     assert "the held-out period of 1 server(s) (srv-01: from" in err, err
+    # one step later is within the tolerance calibrate allows too: no note
+    one_step = (pd.Timestamp(ends["srv-01"]) + pd.Timedelta(minutes=5)).isoformat()
+    meta["data"][0]["training_ends"] = {**ends, "srv-01": one_step}
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["eval", "--model", str(copy), "--data", str(tmp_path / "split"), "--no-alerts", "--json"]) == 0
+    assert "trained on" not in capsys.readouterr().err
+    # values that are no time ("now" read as the time of reading; null or "" as no check) are
+    # left out, and with none left the data set's end is compared
+    meta["data"][0]["training_ends"] = {"srv-00": "now", "srv-01": None, "srv-02": ""}
+    meta["data"][0]["training_span"][1] = later
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["eval", "--model", str(copy), "--data", str(tmp_path / "split"), "--no-alerts", "--json"]) == 0
+    assert "its held-out period now starts" in capsys.readouterr().err
     meta["data"][0]["path"] = str(data)                   # recorded for another data set: no note
     (copy / METADATA_FILE).write_text(json.dumps(meta))
     assert main(["eval", "--model", str(copy), "--data", str(data_copy), "--no-alerts", "--json"]) == 0

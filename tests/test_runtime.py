@@ -112,6 +112,15 @@ def test_a_model_without_band_calibration_says_so_in_its_badge(replay_dir, tiny_
     assert model_badge({"model_type": "TFT", "device": "cpu", "bands_calibrated": False})[0] == \
         "TFT on cpu, bands uncalibrated"
     assert model_badge({"model_type": "TFT", "device": "cpu", "bands_calibrated": True})[0] == "TFT on cpu"
+    # a fit that left a metric out (a disk flat in every calibration window): that one is named
+    cfg = json.loads((tiny_model_dir / CONFIG_FILE).read_text())
+    for part in ("lower", "upper"):
+        del cfg["calibration"][part]["disk_percent"]
+    (copy / CONFIG_FILE).write_text(json.dumps(cfg))
+    assert main(["predict", "--model", str(copy), "--data", str(replay_dir), "--json"]) == 0
+    md = json.loads(capsys.readouterr().out)["metadata"]
+    assert md["bands_calibrated"] is False and md["bands_uncalibrated"] == ["disk_percent"]
+    assert model_badge(md)[0].endswith(", disk bands uncalibrated")
 
 
 def test_thresholds_option_moves_risk_and_alerts_and_is_refused_when_bad(replay_dir, tiny_model_dir, capsys):
@@ -1216,6 +1225,16 @@ def test_run_from_another_directory_the_defaults_are_the_checkouts_model_and_dem
                     tmp_path / "models" / find_latest_model(root / "models").name)
     assert cli._here_or_in_checkout("models", cli._holds_a_model) == Path("models")    # one here comes first
     assert cli._here_or_in_checkout("no-such-thing") == Path("no-such-thing")
+    # an unreadable ./models: not ours (every command died importing tui.cli)
+    import engine.model_dir
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(engine.model_dir, "find_latest_model", unreadable)
+    assert cli._holds_a_model(Path("models")) is False
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     # the app's run gets the same default as predict, serve and eval
     seen = {}
     import tui.app

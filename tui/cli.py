@@ -30,7 +30,10 @@ def _holds_a_model(path: Path) -> bool:
     # (an unrelated ./models of other weights, common on ML hosts, hid the shipped model)
     from engine.model_dir import find_latest_model
 
-    return path.is_dir() and find_latest_model(path) is not None
+    try:
+        return path.is_dir() and find_latest_model(path) is not None
+    except OSError:         # (an unreadable ./models: every command died importing this module)
+        return False
 
 
 DEFAULT_MODELS = _here_or_in_checkout("models", _holds_a_model)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widget import Widget
 
+from engine.model_dir import uncalibrated_words
 from tui.format import fmt_prob, fmt_time, prob_style
 from tui.widgets.fleet_table import matches
 
@@ -24,7 +25,7 @@ def model_badge(metadata: dict | None, servers=()) -> tuple[str, str]:
         return f"CONNECTING ({why})", "bold black on grey70"
     # a model whose config.json has no band calibration: its p10-p90 are not the 80 % bands
     # the README measures (engine.summary.model_badge says the same)
-    raw = ", bands uncalibrated" if metadata.get("bands_calibrated") is False else ""
+    raw = uncalibrated_words(metadata)
     if kind == "tft":
         return f"TFT on {metadata.get('device', 'cpu')}{raw}", "bold black on green"
     if kind == "mixed":

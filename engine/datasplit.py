@@ -63,42 +63,43 @@ def data_key(path) -> str:
     return str(Path(str(path)).resolve())
 
 
+def _recorded_entry(meta: dict, path) -> dict | None:
+    """training_metadata.json's ``data[]`` entry for data set ``path``, or None."""
+    for entry in meta.get("data") or []:
+        if isinstance(entry, dict) and data_key(entry.get("path")) == data_key(path):
+            return entry
+    return None
+
+
+def _recorded_time(value) -> pd.Timestamp | None:
+    """A recorded ISO time, in UTC; None for anything else (null, NaN or "" would be NaT,
+    no check at all, and "now" the time of reading, an overlap invented)."""
+    if not (isinstance(value, str) and value[:1].isdigit()):
+        return None
+    try:
+        t = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return None
+    if pd.isna(t):
+        return None
+    return t.tz_localize("UTC") if t.tzinfo is None else t
+
+
 def recorded_training_end(meta: dict, path) -> pd.Timestamp | None:
     """The last timestamp of data set ``path``'s training part, as a model's
     training_metadata.json records it (``data[].training_span``); None where not recorded."""
-    for entry in meta.get("data") or []:
-        if isinstance(entry, dict) and data_key(entry.get("path")) == data_key(path):
-            try:
-                end = pd.Timestamp(entry["training_span"][1])
-            except (KeyError, IndexError, TypeError, ValueError):
-                return None
-            return end.tz_localize("UTC") if end.tzinfo is None else end
-    return None
+    span = (_recorded_entry(meta, path) or {}).get("training_span")
+    return _recorded_time(span[1]) if isinstance(span, list) and len(span) == 2 else None
 
 
 def recorded_training_ends(meta: dict, path) -> dict[str, pd.Timestamp]:
     """Each server's last training timestamp in data set ``path``, as training_metadata.json
     records it (``data[].training_ends``, from 2026-11-29); {} where not recorded."""
-    for entry in meta.get("data") or []:
-        if isinstance(entry, dict) and data_key(entry.get("path")) == data_key(path):
-            ends = entry.get("training_ends")
-            if not isinstance(ends, dict):
-                return {}
-            out = {}
-            for name, when in ends.items():
-                # an ISO time only: null, NaN or "" would be NaT (no check at all) and "now" the
-                # time of reading (an overlap invented)
-                if not (isinstance(when, str) and when[:1].isdigit()):
-                    continue
-                try:
-                    t = pd.Timestamp(when)
-                except (TypeError, ValueError):
-                    continue
-                if pd.isna(t):
-                    continue
-                out[str(name)] = t.tz_localize("UTC") if t.tzinfo is None else t
-            return out
-    return {}
+    ends = (_recorded_entry(meta, path) or {}).get("training_ends")
+    if not isinstance(ends, dict):
+        return {}
+    times = {str(name): _recorded_time(when) for name, when in ends.items()}
+    return {name: t for name, t in times.items() if t is not None}
 
 
 def training_end_now(spec: SplitSpec, frame: pd.DataFrame, servers) -> pd.Timestamp | None:

@@ -412,10 +412,10 @@ def _check_calibration_split(model_dir, meta: dict, sources: list[Source], frame
         ends = recorded_training_ends(meta, src.path)
         if ends and len(src.train):
             for name, end_now in src.train.groupby("server_name")["timestamp"].max().items():
-                was = ends.get(str(name))
-                if was is not None and abs(end_now - was) > step:
+                end_then = ends.get(str(name))
+                if end_then is not None and abs(end_now - end_then) > step:
                     raise DataError(f"{src.path}: server {name}'s training part now ends {end_now:%Y-%m-%d %H:%M}, "
-                                    f"not {was:%Y-%m-%d %H:%M} as when {model_dir} was trained (its data changed, "
+                                    f"not {end_then:%Y-%m-%d %H:%M} as when {model_dir} was trained (its data changed, "
                                     "and with it the split): the calibration is left as it was")
     trained = set(meta.get("servers") or [])
     unseen = sorted(set(frame["server_name"].astype(str)) - trained)

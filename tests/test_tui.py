@@ -1090,8 +1090,8 @@ def test_fleet_layout_leaves_out_whole_columns_never_half_of_one():
 async def test_no_fleet_table_cell_is_cut_on_an_80_column_terminal():
     from rich.cells import cell_len
 
-    app = fake_app(12, paused=True)
     for width in (80, 100, 130, 160):
+        app = fake_app(12, paused=True)       # (an app runs once)
         async with app.run_test(size=(width, 24)) as pilot:
             await ready(pilot, app)
             table = app.table
@@ -1103,7 +1103,6 @@ async def test_no_fleet_table_cell_is_cut_on_an_80_column_terminal():
             for row in table.ordered_rows:
                 for column, cell in zip(columns, table.get_row(row.key)):
                     assert cell_len(str(cell)) <= column.width, (width, column.key.value, str(cell))
-        app = fake_app(12, paused=True)
 
 
 async def test_the_filter_box_leaves_the_table_its_width():

@@ -284,7 +284,7 @@ class TftTopApp(App):
         alert = self.alert_log.selected_alert
         if alert is None:
             return
-        if self.snapshot is None or not any(s.server_name == alert.server_name for s in self.snapshot.servers):
+        if self.snapshot is None or self.snapshot.server(alert.server_name) is None:
             self.notify(f"{alert.server_name} is not in the fleet now", severity="warning")
             return
         # the fleet's cursor too, so that j / k in the drill-down go on from this server (a

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 
-
 def _here_or_in_checkout(name: str, holds=Path.exists) -> Path:
     """``name`` in the working directory, else in the checkout this tft-top runs from (the
     README's editable install), whichever ``holds`` what is looked for: run from another

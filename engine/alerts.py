@@ -44,9 +44,11 @@ is absent it keeps the message, crossing and lead of the last tick that had it (
 ``updated_at``) and ``clear_minutes`` says for how long the condition has been absent, so
 a reader never takes a stale "in 5 min" for a current forecast.
 
-``predicted_crossing`` is ``now`` + the minutes until the critical threshold is reached:
-0 when already there, else the first p50 step for a critical condition, the first p90 step
-for a warning one; ``lead_minutes`` is that difference at the update.  Times are data times (the tick's
+``predicted_crossing`` is the server's last sample + the minutes until the critical threshold
+is reached: 0 when already there, else the first p50 step for a critical condition, the first
+p90 step for a warning one; ``lead_minutes`` is what is left of them at the tick's ``now``
+(less than the minutes for a server whose newest sample is older than the fleet's; 0 when
+the crossing is due by now).  Times are data times (the tick's
 ``now``), ISO 8601 UTC.
 
 :meth:`AlertManager.update` returns the ongoing alerts and the most recent resolved ones
@@ -113,9 +115,10 @@ WARN_PROBABILITY: dict[str, float] = {
 @dataclass
 class _Condition:
     severity: str
-    minutes: float             # to the critical threshold (0: already there)
+    minutes: float             # the lead: from the tick's ``now`` to the crossing (0: there, or overdue)
     message: str
     critical: float            # the critical threshold it was judged against
+    crossing: pd.Timestamp     # the server's own forecast start + its minutes to the threshold
 
 
 @dataclass
@@ -174,7 +177,7 @@ class AlertManager:
         quiet = {s.server_name for s in servers
                  if s.last_seen and self._last_seen.get(s.server_name) == s.last_seen}   # ("": not known)
         self._last_seen = {s.server_name: s.last_seen for s in servers}
-        conditions, criticals = self._conditions([s for s in servers if s.server_name not in quiet])
+        conditions, criticals = self._conditions([s for s in servers if s.server_name not in quiet], now)
         present = {s.server_name for s in servers}
         for key, cond in conditions.items():
             track = self._tracks.get(key)
@@ -229,11 +232,10 @@ class AlertManager:
     # ------------------------------------------------------------------ transitions
 
     def _open(self, key: tuple[str, str], track: _Track, cond: _Condition, now: pd.Timestamp, stamp: str) -> None:
-        crossing, lead = _crossing(now, cond.minutes)
         track.alert = Alert(
             id=self._next_id, severity=cond.severity, server_name=key[0], metric=key[1],
-            message=cond.message, opened_at=stamp, updated_at=stamp, predicted_crossing=crossing,
-            lead_minutes=lead, state=ONGOING,
+            message=cond.message, opened_at=stamp, updated_at=stamp, predicted_crossing=_iso(cond.crossing),
+            lead_minutes=cond.minutes, state=ONGOING,
         )
         track.opened = track.last_condition = now
         track.pending = track.clear = 0
@@ -251,11 +253,10 @@ class AlertManager:
             severity = cond.severity if _RANK[cond.severity] > _RANK[old.severity] else old.severity
             # the sticky severity first: a narrow log cuts the end of a message
             message = cond.message if severity == cond.severity else f"{severity} until it resolves: {cond.message}"
-        crossing, lead = _crossing(now, cond.minutes)
         track.last_condition = now
         track.critical = cond.critical
         track.alert = replace(old, severity=severity, message=message, updated_at=stamp,
-                              predicted_crossing=crossing, lead_minutes=lead,
+                              predicted_crossing=_iso(cond.crossing), lead_minutes=cond.minutes,
                               duration_minutes=_minutes(now - track.opened), clear_minutes=0.0)
 
     def _resolve(self, key: tuple[str, str], track: _Track, now: pd.Timestamp, stamp: str,
@@ -263,20 +264,26 @@ class AlertManager:
         # updated_at stays the last tick with the condition, the one predicted_crossing and the
         # lead were read on; clear_minutes says how long it had been absent
         message = track.alert.message if note is None else f"{track.alert.message}; {note}"
+        # a server gone silent sent no sample without the condition: its clear_minutes stay
+        # what its last sample said (0 when the condition held to the end), not the silence
+        clear = track.alert.clear_minutes if resolution == "silent" else _minutes(now - track.last_condition)
         self._resolved.append(replace(track.alert, state=RESOLVED, resolved_at=stamp, resolution=resolution,
                                       message=message,
                                       duration_minutes=_minutes(now - track.opened),
-                                      clear_minutes=_minutes(now - track.last_condition)))
+                                      clear_minutes=clear))
         while len(self._resolved) > self.max_resolved:
             self._resolved.popleft()
         del self._tracks[key]
 
     # ------------------------------------------------------------------ conditions
 
-    def _conditions(self, servers: Sequence[ServerForecast]
+    def _conditions(self, servers: Sequence[ServerForecast], now: pd.Timestamp
                     ) -> tuple[dict[tuple[str, str], _Condition], dict[tuple[str, str], float]]:
         """The (server, metric) pairs with a condition this tick, vectorised over the fleet;
-        and every pair's critical threshold this tick."""
+        and every pair's critical threshold this tick.  A forecast's minutes count from its
+        server's own last sample, which may be older than ``now`` (a collector that posts
+        later than the others, a lagging scrape): the crossing is that sample's time + the
+        minutes, and the lead what is left of them at ``now``."""
         criticals: dict[tuple[str, str], float] = {}
         keys: list[tuple[str, str]] = []
         forecasts: list[MetricForecast] = []
@@ -315,11 +322,22 @@ class AlertManager:
                         warn_probability=float(bars[k])):
                     found.append((k, severity, basis, minutes))
         out = {}
+        origins: dict[str, pd.Timestamp] = {}
+        by_name = {s.server_name: s for s in servers}
         for k, severity, basis, minutes in found:
-            message = _message(keys[k][1], basis, minutes, forecasts[k].current, crit[k])
+            name = keys[k][0]
+            if name not in origins:
+                seen = by_name[name].last_seen
+                try:
+                    origins[name] = min(_utc(seen), now) if seen else now
+                except ValueError:
+                    origins[name] = now
+            crossing = origins[name] + pd.Timedelta(minutes=minutes)
+            lead = max(0.0, _minutes(crossing - now))
+            message = _message(keys[k][1], basis, lead, forecasts[k].current, crit[k])
             if guessed[k]:      # (a 16-core host at load 15 is busy, not critical: say what the 8 is)
                 message += " (cores unknown: fallback level)"
-            out[keys[k]] = _Condition(severity, minutes, message, float(crit[k]))
+            out[keys[k]] = _Condition(severity, lead, message, float(crit[k]), crossing)
         return out, criticals
 
 
@@ -378,19 +396,18 @@ def _bars(warn_probability: float | Mapping[str, float]) -> dict[str, float]:
 def _message(metric: str, basis: str, minutes: float, current: float, critical: float) -> str:
     if basis == "now":
         return f"{metric} at {_num(current)}, at or above critical {_num(critical)}"
+    # (minutes 0 with a forecast basis: the crossing its server's last sample forecast is due by
+    # now, and no newer sample has come to say whether it came)
+    when = f"in {_in(minutes)}" if minutes > 0 else "by now"
     if basis == "p50":
-        return f"{metric} expected to reach {_num(critical)} in {_in(minutes)} (p50)"
-    return f"{metric} may reach {_num(critical)} in {_in(minutes)} (p90)"
+        return f"{metric} expected to reach {_num(critical)} {when} (p50)"
+    return f"{metric} may reach {_num(critical)} {when} (p90)"
 
 
 def _in(minutes: float) -> str:
     """55 -> "55 min", 340 -> "5h40m" (as the app's lead column writes it)."""
     m = int(round(minutes))
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{_num(minutes)} min"
-
-
-def _crossing(now: pd.Timestamp, minutes: float) -> tuple[str, float]:
-    return _iso(now + pd.Timedelta(minutes=minutes)), float(minutes)
 
 
 def _minutes(delta: pd.Timedelta) -> float:

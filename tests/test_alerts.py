@@ -294,6 +294,9 @@ def test_a_server_that_leaves_the_fleet_is_closed_as_silent_not_as_recovered():
     r = am.update([server("db")], tick(2))[0]
     assert (r.server_name, r.state, r.duration_minutes, r.resolution) == ("web", "resolved", 5.0, "silent")
     assert r.to_json()["resolution"] == "silent"
+    # no sample came without the condition: not "absent for 5 min" (clear_minutes is what its
+    # last sample said, the condition still held)
+    assert r.clear_minutes == 0.0
 
 
 def test_a_server_that_sends_nothing_new_keeps_its_alert_as_it_was():
@@ -321,6 +324,32 @@ def test_a_server_that_sends_nothing_new_keeps_its_alert_as_it_was():
     am = AlertManager()
     am.update([at(0, cpu_percent="now")], tick(0))
     assert am.update([at(0, cpu_percent="now")], tick(1)) == ()
+
+
+def test_a_server_behind_the_fleet_has_its_crossing_read_from_its_own_last_sample():
+    """A forecast's minutes count from its server's last sample: a collector that posts after
+    the others (a POST-fed daemon ticks on the first one) is one step or more behind the
+    fleet's time.  Its crossing was read as the fleet's time + the minutes: 15 minutes late
+    for a server 15 minutes behind, "in 5 min" for a crossing its forecast put in the past."""
+    from dataclasses import replace
+
+    def at(name, k, lag, **kw):
+        return replace(server(name, **kw), last_seen=(tick(k) - pd.Timedelta(minutes=lag)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    am = AlertManager()
+    for k in (0, 1):
+        alerts = am.update([at("on-time", k, 0, memory_percent="critical@10"),
+                            at("behind", k, 15, memory_percent="critical@10"),
+                            at("overdue", k, 15, cpu_percent="critical@0")], tick(k))
+    by = {a.server_name: a for a in alerts}
+    # on time: 55 min from 12:05
+    assert (by["on-time"].predicted_crossing, by["on-time"].lead_minutes) == ("2024-03-01T13:00:00Z", 55.0)
+    # 15 minutes behind: its forecast's 55 min run from 11:50, so 40 are left at 12:05
+    assert (by["behind"].predicted_crossing, by["behind"].lead_minutes) == ("2024-03-01T12:45:00Z", 40.0)
+    assert by["behind"].message == "memory_percent expected to reach 95 in 40 min (p50)"
+    # a crossing 5 min after a sample 15 min old is due by now: lead 0, not "in 5 min"
+    assert (by["overdue"].predicted_crossing, by["overdue"].lead_minutes) == ("2024-03-01T11:55:00Z", 0.0)
+    assert by["overdue"].message == "cpu_percent expected to reach 95 by now (p50)"
 
 
 def test_a_server_under_an_hour_old_raises_no_warning_but_its_critical_conditions_stand():

@@ -107,11 +107,11 @@ def snapshot_from_json(d: dict) -> Snapshot:
             servers=tuple(server_from_json(n, s) for n, s in (d.get("predictions") or {}).items()),
             alerts=tuple(alert_from_json(a) for a in (d.get("alerts") or ())),
             environment=Environment(
-                incident_probability_30m=_f(env.get("incident_probability_30m"), 0.0),
-                incident_probability_8h=_f(env.get("incident_probability_8h"), 0.0),
+                incident_probability_30m=_f(env.get("incident_probability_30m")),
+                incident_probability_8h=_f(env.get("incident_probability_8h")),
                 high_risk_servers=int(env.get("high_risk_servers") or 0),
                 total_servers=int(env.get("total_servers") or 0),
-                fleet_health=_f(env.get("fleet_health"), 100.0),
+                fleet_health=_f(env.get("fleet_health")),   # (null: no server reporting)
             ),
             metadata=dict(d.get("metadata") or {}),
         )

@@ -6,7 +6,9 @@ Method
 lower sigma ``(p50 - p10) / 1.2816`` and upper sigma ``(p90 - p50) / 1.2816`` (each
 floored at ``SIGMA_EPS``), so p10 and p90 are reproduced exactly and a skewed band gives a
 skewed distribution.  ``P_t = P(X_t >= threshold) = 1 - Phi((threshold - p50) / sigma)`` with
-the sigma of the threshold's side: threshold at p50 gives 0.5, at p90 gives 0.10.
+the sigma of the threshold's side: threshold at p50 gives 0.5, at p90 gives 0.10; at or
+below p10 at least 0.90 (also when the band has collapsed onto the threshold: a disk
+forecast full at 100 against a critical level of 100 reads 0.9, not 0.5).
 
 **Within a window.**  The probability of reaching the threshold within the first ``steps``
 steps is the union over the steps, with the forecast errors' correlation in time taken into
@@ -82,7 +84,10 @@ def step_probability(p10: float, p50: float, p90: float, threshold: float) -> fl
         sigma = max((p90 - p50) / Z90, SIGMA_EPS)
     else:
         sigma = max((p50 - p10) / Z90, SIGMA_EPS)
-    return 0.5 * math.erfc((threshold - p50) / sigma / math.sqrt(2.0))
+    p = 0.5 * math.erfc((threshold - p50) / sigma / math.sqrt(2.0))
+    # p10 at or above the threshold: P >= 0.9 (a band collapsed onto it, p10 = p50 = threshold,
+    # e.g. a disk forecast full against a critical level of 100, read 0.5 from the upper side)
+    return max(p, 0.9) if p10 >= threshold else p
 
 
 def crossing_probability(p10: Sequence[float], p50: Sequence[float], p90: Sequence[float],
@@ -193,14 +198,18 @@ def is_high_risk(server: ServerForecast) -> bool:
 
 
 def environment(servers: Sequence[ServerForecast]) -> Environment:
-    """Fleet-wide incident probabilities (independence), high-risk count and health."""
+    """Fleet-wide incident probabilities (independence), high-risk count and health; with no
+    server (none reporting yet, or all silent) the health and probabilities are unknown (NaN,
+    null in the JSON), not a healthy 100 % and 0 %."""
     total = len(servers)
+    if total == 0:
+        return Environment(math.nan, math.nan, 0, 0, math.nan)
     high = sum(is_high_risk(s) for s in servers)
     return Environment(
         incident_probability_30m=_any_of([s.risk_30m for s in servers]),
         incident_probability_8h=_any_of([s.risk_8h for s in servers]),
         high_risk_servers=int(high), total_servers=total,
-        fleet_health=100.0 if total == 0 else 100.0 * (1.0 - high / total),
+        fleet_health=100.0 * (1.0 - high / total),
     )
 
 
@@ -219,6 +228,10 @@ def standard_scores(q: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
     sigma *= 1.0 / Z90
     np.maximum(sigma, SIGMA_EPS, out=sigma)
     diff /= sigma
+    # p10 at or above the threshold: z <= -Z90 (P >= 0.9), which the split normal gives
+    # unless the band has collapsed onto the threshold (p10 = p50 = threshold read 0.5)
+    tie = p10 >= (threshold[..., None] if threshold.ndim else threshold)
+    np.minimum(diff, -Z90, out=diff, where=tie)
     # a step with no usable number (NaN) is no evidence of a crossing, rather than a NaN that
     # would win every min/max over the horizon (the forecaster hands none to the engine)
     np.nan_to_num(diff, copy=False, nan=np.inf, posinf=np.inf, neginf=-np.inf)

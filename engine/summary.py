@@ -36,7 +36,9 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
         f"tft-top forecast as of {snap.data_time or '(no data yet)'} — model: {model_badge(snap)}",
         f"fleet: {env.total_servers} servers, health {env.health_text(0)} %, "
         f"{env.high_risk_servers} high-risk; P(incident) 30 min {format_probability(env.incident_probability_30m)}, "
-        f"8 h {format_probability(env.incident_probability_8h)}",
+        f"8 h {format_probability(env.incident_probability_8h)}" if env.total_servers else
+        # (no fresh server: nothing is known of the fleet, not "health 100 %, nothing heading")
+        "fleet: no server reporting: no health or incident probability to give",
     ]
     newest = snap.metadata.get("newest_before_requested")
     if newest:
@@ -62,7 +64,7 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
             lines.append(f"… and {len(heading) - top} more heading for a threshold (--json lists every server)")
         if any(s.breach_basis == "p90" for s in ranked):
             lines.append("breach: when the p50 forecast reaches critical; (p90): only the p90 does (possible)")
-    else:
+    elif env.total_servers:
         lines.append("no server is heading for a critical threshold in the next 8 h")
     stale = snap.metadata.get("stale_servers") or 0
     if stale:

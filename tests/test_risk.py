@@ -128,9 +128,18 @@ def test_a_few_spikes_of_the_band_count_as_the_largest_not_as_their_union():
 
 def test_degenerate_band_is_a_step_function():
     q = np.full((H, 3), 50.0)
-    assert crossing_probability(*cols(q), 50.0, 6) == pytest.approx(0.5)
+    # at the threshold: p10 there says P >= 0.9 (the upper side alone, collapsed, read 0.5: a
+    # disk forecast full at 100 against a critical level of 100 was "risk 50 %")
+    assert crossing_probability(*cols(q), 50.0, 6) == pytest.approx(0.9)
     assert crossing_probability(*cols(q), 50.1, H) == 0.0
     assert crossing_probability(*cols(q), 49.9, H) == 1.0
+    # the same on the vectorised path, and with only the upper side collapsed (p50 = p90 = the
+    # threshold, p10 below: 0.5 is what the quantiles say)
+    upper = band(np.full(H, 100.0), 1.0, 0.0)
+    thr = np.array([50.0, 50.1, 49.9, 100.0])
+    got = crossing_probability_batch(np.stack([q, q, q, upper]), thr, 6)
+    np.testing.assert_allclose(got, [0.9, 0.0, 1.0, 0.5], atol=1e-6)
+    assert [step_probability(50, 50, 50, 50), step_probability(99, 100, 100, 100)] == pytest.approx([0.9, 0.5])
 
 
 def test_batch_probability_equals_scalar_on_random_inputs():
@@ -213,9 +222,13 @@ def test_environment_arithmetic():
 
 
 def test_empty_fleet():
+    # no server: nothing known, not a healthy fleet (a feed that stopped read "health 100 %, 0 %")
     env = environment([])
-    assert (env.incident_probability_30m, env.incident_probability_8h) == (0.0, 0.0)
-    assert (env.high_risk_servers, env.total_servers, env.fleet_health) == (0, 0, 100.0)
+    assert all(math.isnan(x) for x in (env.incident_probability_30m, env.incident_probability_8h, env.fleet_health))
+    assert (env.high_risk_servers, env.total_servers) == (0, 0)
+    assert env.to_json() == {"incident_probability_30m": None, "incident_probability_8h": None,
+                             "high_risk_servers": 0, "total_servers": 0, "fleet_health": None}
+    assert env.health_text(1) == "n/a"
     assert build_fleet([], np.zeros((0, 4)), np.zeros((0, 4, H, 3))) == ()
     assert build_fleet([], [], {}) == ()
 
@@ -335,3 +348,56 @@ def test_thresholds_from_the_command_line_syntax():
         with pytest.raises(ValueError, match=why) as info:
             parse_thresholds(bad)
         assert "\n" not in str(info.value)
+    # levels finer than a sample (float32) can tell apart, or beyond what it holds
+    for bad, why in (("cpu=95:95.000001", "same level at the precision"), ("load=1:1e39", "beyond the largest")):
+        with pytest.raises(ValueError, match=why):
+            parse_thresholds(bad)
+    # the levels in use, exactly: rounded to six digits, 80.00001 read as the default 80
+    t = parse_thresholds("cpu=80.00001:95,load=1234567:12345678,load_per_core=1.3:2.6")
+    assert describe_thresholds(t) == "cpu=80.00001:95,memory=85:95,disk=85:95,load_per_core=1.3:2.6,load=1234567:12345678"
+    assert parse_thresholds(describe_thresholds(t)) == t
+
+
+def test_a_sample_typed_exactly_at_a_custom_critical_level_is_at_critical():
+    # samples are kept as float32: 95.1 is 95.0999985 in the store, and read against a float64
+    # 95.1 it was below critical (basis p90, risk 50 %, no alert) though the JSON said 95.1
+    import pandas as pd
+
+    from engine.alerts import AlertManager
+    from engine.heuristic import heuristic_forecast_batch
+    from engine.store import WindowStore
+    from engine.thresholds import parse_thresholds
+
+    t = parse_thresholds("cpu=85:95.1,load_per_core=1.3:2.7")
+    st = WindowStore()
+    for k in range(20):
+        st.append("web-01", 1767225600 + 300 * k, [95.1, 40.0, 30.0, 12 * 2.7])
+    st.set_cores("web-01", 12)
+    w = st.windows()
+    current = w.values[:, -1, :].astype(np.float64)            # as engine.runtime reads it
+    q = np.stack([heuristic_forecast_batch(w.values[:, :, j], w.lengths, H, metric=m)
+                  for j, m in enumerate(METRICS)], 1)
+    am = AlertManager(t)
+    for k in range(2):
+        now = pd.Timestamp(1767225600 + 300 * (19 + k), unit="s", tz="UTC")
+        s = build_fleet(w.names, current, q, thresholds=t, cores=w.cores, last_seen=[now.isoformat()],
+                        history_len=[20])[0]
+        alerts = am.update([s], now)
+    cpu, load = s.metrics["cpu_percent"], s.metrics["load_average"]
+    assert (cpu.breach_basis, cpu.prob_30m, cpu.to_json()["thresholds"]["critical"]) == ("now", 1.0, 95.1)
+    assert (load.breach_basis, load.prob_30m) == ("now", 1.0)       # 12 cores x 2.7, as a sample holds it
+    assert sorted((a.metric, a.severity) for a in alerts) == [("cpu_percent", "critical"), ("load_average", "critical")]
+
+
+def test_summary_of_a_fleet_all_silent_claims_no_health():
+    # every server silent (a feed that stopped): predict said "health 100 %, 0 high-risk; P(incident)
+    # 30 min 0%" and "no server is heading for a critical threshold"
+    from engine.snapshot import Snapshot
+    from engine.summary import format_summary
+
+    snap = Snapshot(data_time="2026-01-01T00:00:00Z", servers=(), alerts=(), environment=environment([]),
+                    metadata={"model_type": "TFT", "stale_servers": 2, "stale_after_minutes": 35.0,
+                              "stale_examples": [{"server": "web-1", "last_seen": "2025-12-31T23:00:00Z"}]})
+    text = format_summary(snap)
+    assert "no server reporting" in text and "2 servers" in text, text
+    assert "health" not in text.replace("no health", "") and "heading for" not in text and "0%" not in text, text

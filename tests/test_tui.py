@@ -938,7 +938,9 @@ async def test_header_on_120_columns_shows_a_dead_feed_as_stale_names_silent_ser
                                         environment=Environment(0.0, 0.0, 0, 0, 100.0)))
         await pilot.pause()
         lines = [s.text for s in app.header.render_lines(app.header.region.reset_offset)]
-        assert "✖ STALE" in lines[0] and lines[1].strip().startswith("all 2 servers silent"), lines
+        assert "✖ STALE" in lines[0] and lines[1].strip().startswith("all 2 servers silent: "), lines
+        # ... and nothing after it claims a healthy fleet of none (it read "fleet health 100.0%")
+        assert "health" not in lines[1] and "incident" not in lines[1] and lines[1].count("silent") == 1, lines
 
 
 def test_importance_names_stay_distinct_when_narrow():

@@ -229,8 +229,14 @@ class HeaderBar(Widget):
         silent = int(md.get("stale_servers") or 0)
         if env.total_servers == 0 and silent:
             # every server is silent (a feed that stopped): that is the news, not "not yet"
+            # (no health, no incident probabilities: of no fresh server, nothing is known)
             line2.append(f"all {silent} server{'s' if silent != 1 else ''} silent", "bold yellow")
-            line2.append_text(_silent_names(md, 3))
+            names = _silent_names(md, 3)
+            if names.plain:
+                line2.append(": ", "yellow")
+                line2.append_text(names)
+            line2.append_text(_problem(md))
+            return line1 + Text("\n") + line2
         elif env.total_servers == 0:      # no fleet is not a healthy fleet: no green 100 %
             line2.append("no servers reporting yet", "dim")
             line2.append_text(_problem(md))      # (the same words as beside a fleet)

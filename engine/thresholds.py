@@ -7,7 +7,20 @@ core count is known, else the configured absolute fallback values.
 """
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass, field
+
+
+def as_sample(x: float) -> float:
+    """``x`` at the precision the window store keeps a sample (float32), as a float: a level
+    compared with samples must be one of their values, or a sample typed as exactly the
+    level (``--thresholds cpu=85:95.1``, a sample of 95.1) reads as below it (95.0999985 <
+    95.1).  inf where float32 cannot hold it."""
+    try:
+        return struct.unpack("f", struct.pack("f", x))[0]
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
 
 # (warning, critical) for the percentage metrics.
 DEFAULT_PERCENT_THRESHOLDS: dict[str, tuple[float, float]] = {
@@ -31,11 +44,17 @@ class Thresholds:
     load_per_core: tuple[float, float] = DEFAULT_LOAD_PER_CORE
     load_absolute: tuple[float, float] = DEFAULT_LOAD_ABSOLUTE
 
+    def __post_init__(self) -> None:
+        # every level at a sample's precision (as_sample), so that a sample equal to it is at it
+        pair = lambda p: (as_sample(float(p[0])), as_sample(float(p[1])))        # noqa: E731
+        object.__setattr__(self, "percent", {m: pair(p) for m, p in self.percent.items()})
+        object.__setattr__(self, "load_absolute", pair(self.load_absolute))
+
     def for_metric(self, metric: str, cores: int | None = None) -> tuple[float, float]:
         """(warning, critical) for ``metric`` on a server with ``cores`` cores (None: unknown)."""
         if metric == "load_average":
             if cores:
-                return (self.load_per_core[0] * cores, self.load_per_core[1] * cores)
+                return (as_sample(self.load_per_core[0] * cores), as_sample(self.load_per_core[1] * cores))
             return self.load_absolute
         return self.percent[metric]
 
@@ -100,6 +119,13 @@ def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) ->
             # (cpu=0.5:0.9 put every server at critical: health 0 %)
             raise ValueError(f"--thresholds {part!r}: levels are percentages (0–100), not fractions: "
                              f"{name.strip()}={warn * 100:g}:{crit * 100:g}?")
+        if key != "load_per_core":      # (a multiple of the cores is rounded once multiplied)
+            typed, (warn, crit) = crit, (as_sample(warn), as_sample(crit))
+            if not crit < float("inf"):
+                raise ValueError(f"--thresholds {part!r}: {typed:g} is beyond the largest value a sample can hold")
+            if not warn < crit:
+                raise ValueError(f"--thresholds {part!r}: warning and critical are the same level at the "
+                                 "precision samples are kept (7 significant digits)")
         if key in percent:
             percent[key] = (warn, crit)
         else:
@@ -107,10 +133,23 @@ def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) ->
     return Thresholds(percent=percent, load_per_core=load["load_per_core"], load_absolute=load["load_absolute"])
 
 
+def _level(x: float, single: bool = True) -> str:
+    """The shortest decimal that reads back as ``x`` (at a sample's precision when ``single``):
+    95.1, not 95.0999984741211; 80.0000001, which samples cannot tell from 80, as 80."""
+    text = repr(x)
+    for digits in range(1, 18):
+        value = float(f"{x:.{digits}g}")
+        if (as_sample(value) == as_sample(x)) if single else value == x:
+            text = repr(value)          # (not the g format's own text: 80 read "8e+01")
+            break
+    return text[:-2] if text.endswith(".0") else text
+
+
 def describe_thresholds(t: Thresholds) -> str:
-    """One line, in parse_thresholds' own syntax."""
+    """One line, in parse_thresholds' own syntax, naming each level in use exactly (a level
+    rounded to six digits read as the default when it was not)."""
     short = {"cpu_percent": "cpu", "memory_percent": "memory", "disk_percent": "disk"}
-    parts = [f"{short[m]}={w:g}:{c:g}" for m, (w, c) in t.percent.items()]
-    parts += [f"load_per_core={t.load_per_core[0]:g}:{t.load_per_core[1]:g}",
-              f"load={t.load_absolute[0]:g}:{t.load_absolute[1]:g}"]
+    parts = [f"{short[m]}={_level(w)}:{_level(c)}" for m, (w, c) in t.percent.items()]
+    parts += [f"load_per_core={_level(t.load_per_core[0], False)}:{_level(t.load_per_core[1], False)}",
+              f"load={_level(t.load_absolute[0])}:{_level(t.load_absolute[1])}"]
     return ",".join(parts)

@@ -45,7 +45,8 @@ expected crossing of another (the row's risk would then be the other metric's). 
 servers as independent (correlated incidents make the true value lower; it is a "how
 likely is my pager to go off" number, not a sum).  High-risk servers have ``risk_8h >=
 HIGH_RISK`` or a metric already at critical; fleet health is the percentage of servers
-that are not high-risk (100 for an empty fleet).
+that are not high-risk; with no server (none reporting yet, or every one silent) the health
+and the incident probabilities are unknown: NaN, null in the JSON.
 
 :func:`build_fleet` computes everything for n servers from arrays in vectorised numpy
 (:func:`risk_arrays`) and then builds the dataclasses; the scalar functions are the

@@ -212,10 +212,35 @@ def evaluate_paths(loaded: LoadedModel | None, paths: list[Path | str], every: i
     reports = []
     for path, (name, grid) in zip(paths, grids):
         spec = read_split(path)
-        report = evaluate_frame(loaded, grid, spec, name, seen, every)
-        report.note = training_overlap(loaded, path, grid, spec)
+        seen_here, stranger = trained_servers(loaded, path, grid, seen)
+        report = evaluate_frame(loaded, grid, spec, name, seen_here, every)
+        notes = [stranger, training_overlap(loaded, path, grid, spec)]
+        report.note = "; ".join(n for n in notes if n) or None
         reports.append(report)
     return reports
+
+
+def trained_servers(loaded: LoadedModel | None, path, grid: pd.DataFrame, seen: set[str]) -> tuple[set[str], str | None]:
+    """The servers of data set ``path`` the model trained on, and a note when names alone would
+    have said otherwise.  A model records the data sets it trained on (``data[].path``): the
+    servers of another data set are never seen, whatever their names (an operator's own
+    ``web-01`` was scored as seen because the demo fleet has one)."""
+    from engine.datasplit import _recorded_entry
+
+    if loaded is None:
+        return set(), None
+    recorded = [e for e in loaded.metadata.get("data") or [] if isinstance(e, dict) and e.get("path")]
+    if not recorded or _recorded_entry(loaded.metadata, path) is not None:
+        return seen, None                   # (a model that does not record its data: names it is)
+    clash = sorted(set(grid["server_name"].astype(str).unique()) & seen)
+    if not clash:
+        return set(), None
+    named = ", ".join(clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
+    trained = ", ".join(str(e["path"]) for e in recorded[:4]) + (" …" if len(recorded) > 4 else "")
+    return set(), (f"{path}: not a data set the model trained on ({trained}, as paths from where it was "
+                   f"trained), so all its servers are scored as never seen, though {len(clash)} share a name with "
+                   f"servers it trained on ({named}); if it is one of those, give its path as training did, "
+                   "from the same directory")
 
 
 def training_overlap(loaded: LoadedModel | None, path, grid: pd.DataFrame, spec: SplitSpec) -> str | None:

@@ -1056,8 +1056,30 @@ def test_calibrate_refuses_and_eval_notes_data_that_changed_since_training(train
     (copy / METADATA_FILE).write_text(json.dumps(meta))
     assert main(["eval", "--model", str(copy), "--data", str(tmp_path / "split"), "--no-alerts", "--json"]) == 0
     assert "its held-out period now starts" in capsys.readouterr().err
-    meta["data"][0]["path"] = str(data)                   # recorded for another data set: no note
+    meta["data"][0]["path"] = str(data)                   # recorded for another data set: no overlap note
     (copy / METADATA_FILE).write_text(json.dumps(meta))
     assert main(["eval", "--model", str(copy), "--data", str(data_copy), "--no-alerts", "--json"]) == 0
     out, err = capsys.readouterr()
-    assert "trained on" not in err and json.loads(out)["datasets"][0]["note"] is None
+    assert "rows the model trained on" not in err and "rows the model" not in json.loads(out)["datasets"][0]["note"]
+
+
+def test_eval_scores_servers_of_a_data_set_the_model_never_trained_on_as_never_seen(trained, tmp_path, capsys):
+    """An operator's own fleet with a web-01 was scored as "seen in training" because the demo
+    fleet the model trained on has a web-01: seen went by name alone."""
+    from tui.cli import main
+
+    model_dir, _ = trained
+    copy, _, data, other = _copies(model_dir, tmp_path, "theirs")     # the same names, another data set
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    meta["data"][0]["path"] = str(data)
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    assert main(["eval", "--model", str(copy), "--data", str(other), "--no-alerts", "--json"]) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)["datasets"][0]
+    assert not report["results"].get("seen") and report["results"]["heldout"], report["results"].keys()
+    assert "all its servers are scored as never seen" in report["note"] and "srv-00" in report["note"]
+    assert "scored as never seen" in err and err.count("\n") == 1
+    # the data set it trained on, by the path training recorded: its trained servers are seen
+    assert main(["eval", "--model", str(copy), "--data", str(data), "--no-alerts", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["datasets"][0]
+    assert report["results"]["seen"] and report["note"] is None

@@ -659,6 +659,26 @@ def test_predict_and_serve_refuse_cuda_where_there_is_none(replay_dir, tiny_mode
     assert "no CUDA device" in capsys.readouterr().err
 
 
+def test_a_model_path_that_does_not_exist_is_refused_not_run_on_the_heuristic(replay_dir, tiny_model_dir, capsys,
+                                                                             monkeypatch):
+    # a typo in --model: predict ran the whole fleet on the heuristic and exited 0, nothing on stderr
+    import engine.daemon
+    import tui.app
+
+    def reached(*args, **kwargs):
+        raise AssertionError("started without the model asked for")
+
+    monkeypatch.setattr(engine.daemon, "build_daemon", reached)
+    monkeypatch.setattr(tui.app, "run_app", reached)
+    typo = str(tiny_model_dir) + "x"
+    for argv in (["predict", "--model", typo, "--data", str(replay_dir)],
+                 ["serve", "--model", typo, "--simulate", "3", "--port", "0"],
+                 ["--model", typo, "--replay", str(replay_dir)]):
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err == f"tft-top: --model {typo}: no such file or directory (without --model " \
+                                          "the newest model under models/ is used)\n"
+
+
 def test_servers_left_out_as_stale_are_counted_named_and_said(tmp_path):
     from engine.summary import format_summary
 

@@ -319,6 +319,15 @@ def _known_errors():
     return (DataError, ModelLoadError, DeviceError)
 
 
+def _no_model_there(path) -> str | None:
+    """Why an explicit --model cannot be used before anything starts: a path that does not
+    exist is a typo, not a model that failed (that one runs on the heuristic, labelled), and a
+    script must not read exit 0 for a run that quietly left the model out."""
+    if path is None or Path(path).exists():
+        return None
+    return f"--model {path}: no such file or directory (without --model the newest model under models/ is used)"
+
+
 def _resolve_model(path: Path | None) -> Path:
     from engine.tft_model import ModelLoadError, find_latest_model
 
@@ -524,7 +533,7 @@ def _predict(args) -> int:
     thresholds = _thresholds(args)
     if thresholds is None:
         return 2
-    problem = _no_device(args.device)
+    problem = _no_device(args.device) or _no_model_there(args.model)
     if problem:
         return _fail(problem)
     model_dir = args.model
@@ -566,7 +575,7 @@ def _serve(args) -> int:
     thresholds = _thresholds(args)
     if thresholds is None:
         return 2
-    problem = _no_device(args.device)
+    problem = _no_device(args.device) or _no_model_there(args.model)
     if problem:
         return _fail(problem)
     api_key = api_key_from_env(args.api_key)
@@ -626,7 +635,7 @@ def _tui(args) -> int:
         return _fail("--selector goes with --prometheus (it picks the Prometheus series to read)")
     from engine.sources import simulated_count_problem
 
-    problem = None if args.simulate is None else simulated_count_problem(args.simulate)
+    problem = (None if args.simulate is None else simulated_count_problem(args.simulate)) or _no_model_there(args.model)
     if problem:
         return _fail(problem)
     if args.api_key is not None:

@@ -979,7 +979,8 @@ def _ordering_problems(
         else:
             message = (
                 f"timestamp goes backwards: {_time(ns[i])} is earlier than {_time(previous_max[i])}"
-                f" at row {first} for server {server}"
+                f" at row {first} for server {server} (each server's rows must be in time order: "
+                "sorted by timestamp, e.g. an export with ORDER BY server_name, timestamp)"
             )
         problems.append(Problem(source, int(rows[i]), "timestamp", message))
     return problems, repeat | backwards

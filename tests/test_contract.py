@@ -321,7 +321,8 @@ def test_timestamp_going_backwards_is_dropped(tmp_path: Path) -> None:
     result = load_file(path)
     assert str(only_problem(result)) == (
         f"{path}: row 4, column timestamp: timestamp goes backwards: 2024-01-01T00:05:00Z is earlier than"
-        " 2024-01-01T00:10:00Z at row 2 for server web-01"
+        " 2024-01-01T00:10:00Z at row 2 for server web-01 (each server's rows must be in time order: sorted by"
+        " timestamp, e.g. an export with ORDER BY server_name, timestamp)"   # (a shuffled export read as a clock fault)
     )
     assert list(result.frame["cpu_percent"]) == [1.0, 2.0, 5.0, 3.0]
 

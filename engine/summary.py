@@ -83,9 +83,15 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
     if ongoing:
         since = snap.metadata.get("alerts_since")
         # (predict replays only the hour before its time: an older alert shows as opened then)
-        lines.append(f"{len(ongoing)} ongoing alerts" + (f" (alert history from {since[:16]}Z):" if since else ":"))
-        lines += [f"  [{a.severity}] {a.server_name}: {a.message}"
-                  + (f" (as of {_minutes(a.clear_minutes)} ago; clear since)" if a.clear_minutes > 0 else "")
+        lines.append(f"{len(ongoing)} ongoing alert{'' if len(ongoing) == 1 else 's'}"
+                     + (f" (alert history from {since[:16]}Z):" if since else ":"))
+        # an alert whose condition has cleared (it resolves after an hour clear) says so first,
+        # then what its last condition said, as of then: "critical … may reach … clear since"
+        # read as three claims about now
+        lines += [f"  [{a.severity}] {a.server_name}: {a.message}" if not a.clear_minutes > 0 else
+                  f"  [{a.severity}, clear for {_minutes(a.clear_minutes)}] {a.server_name}: "
+                  f"{a.message.removeprefix(f'{a.severity} until it resolves: ')} "
+                  f"(its last condition, {_minutes(a.clear_minutes)} ago; it resolves after an hour clear)"
                   for a in ongoing[:top]]
         if len(ongoing) > top:
             lines.append(f"  … and {len(ongoing) - top} more (--json lists every alert)")

@@ -258,8 +258,19 @@ def test_predict_summary_says_when_an_ongoing_alerts_condition_cleared():
                     alerts=(Alert(id=2, **base, clear_minutes=30.0), Alert(id=1, **base)),
                     environment=Environment(0.0, 0.0, 0, 0, 100.0), metadata={"model_type": "TFT"})
     lines = format_summary(snap).splitlines()
-    assert lines[-2].endswith("(p90) (as of 30 min ago; clear since)")
+    assert lines[-2] == ("  [warning, clear for 30 min] db-1: cpu_percent may reach 95 in 5 min (p90) "
+                         "(its last condition, 30 min ago; it resolves after an hour clear)")
     assert lines[-1].endswith("(p90)")
+    # a critical alert held open by a p90-only condition, now clear: said once, not
+    # "critical … critical until it resolves: … may reach … clear since"
+    held = Alert(id=3, **{**base, "severity": "critical",
+                          "message": "critical until it resolves: cpu_percent may reach 95 in 5 min (p90)"},
+                 clear_minutes=20.0)
+    snap = Snapshot(data_time="2024-03-01T12:40:00Z", servers=(), alerts=(held,),
+                    environment=Environment(0.0, 0.0, 0, 0, 100.0), metadata={"model_type": "TFT"})
+    lines = format_summary(snap).splitlines()
+    assert lines[-2] == "1 ongoing alert:"
+    assert lines[-1].startswith("  [critical, clear for 20 min] db-1: cpu_percent may reach 95 in 5 min (p90) (its")
 
 
 def test_by_default_an_alert_resolves_after_an_hour_without_its_condition():

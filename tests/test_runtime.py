@@ -608,7 +608,7 @@ def test_predict_says_where_its_alert_history_starts(tmp_path):
     # the alert really opened ~3 h earlier: it can only show as opened inside the replayed hour,
     # and the summary says where that history starts
     assert pd.Timestamp(alert.opened_at) >= pd.Timestamp(since)
-    assert f"1 ongoing alerts (alert history from {since[:16]}Z):" in format_summary(snap)
+    assert f"1 ongoing alert (alert history from {since[:16]}Z):" in format_summary(snap)
 
 
 def test_predict_summary_does_not_repeat_the_fleets_shared_reason(tmp_path, tiny_model_dir):

@@ -815,7 +815,14 @@ def _normalise_columns(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, lis
         hint = ""
         if len(df.columns) == 1:        # one column that holds the others: another separator
             hint = _separator_hint(str(df.columns[0]))
-        problems = [Problem(source, None, c, f"column '{c}' is missing (columns: {found}{hint})") for c in missing]
+            if hint:                    # said first: "'server_name' is missing" beside it looked false
+                return df, [Problem(source, None, missing[0], f"{hint.strip(' ;')}: the columns were read as one "
+                                                              f"({found[:120]})")], notes
+        # each problem names every missing column (one run to fix them all, not one per run)
+        gone = ", ".join(missing)
+        what = f"column '{missing[0]}' is missing" if len(missing) == 1 else f"columns {gone} are missing"
+        problems = [Problem(source, None, c, f"{what} (columns: {found}{hint}; expected: "
+                                             f"{', '.join(REQUIRED_COLUMNS)})") for c in missing]
         return df, problems, notes
     extra = list(dict.fromkeys(c for c in df.columns if c not in CANONICAL_COLUMNS))
     if extra:

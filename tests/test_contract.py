@@ -359,10 +359,17 @@ def test_missing_required_column(tmp_path: Path) -> None:
     problem = only_problem(result)
     assert str(problem) == (
         f"{path}: column 'cpu_percent' is missing"
-        " (columns: server_name, timestamp, memory_percent, disk_percent, load_average)"
+        " (columns: server_name, timestamp, memory_percent, disk_percent, load_average; expected: server_name,"
+        " timestamp, cpu_percent, memory_percent, disk_percent, load_average)"
     )
     assert (problem.row, problem.column) == (None, "cpu_percent")
     assert result.frame.empty
+    # several missing: the first line names them all (it named one, and a run per column followed)
+    path = csv_file(tmp_path, "web-01,2024-01-01T00:00:00Z,2,3,0.1,4,x", name="theirs.csv",
+                    header="host,time,cpu,mem,disk,load,profile")
+    first = str(load_file(path).problems[0])
+    assert first.startswith(f"{path}: columns server_name, timestamp, cpu_percent, memory_percent, disk_percent, "
+                            "load_average are missing (columns: host, time, cpu, mem, disk, load, profile"), first
     assert list(result.frame.columns) == CANONICAL
 
 
@@ -1079,7 +1086,9 @@ def test_a_row_after_blank_lines_names_its_line_too(tmp_path: Path) -> None:
 
 def test_a_csv_with_another_separator_or_in_utf16_says_so(tmp_path: Path) -> None:
     semi = csv_file(tmp_path, "a;2026-01-01T00:00:00Z;1;2;3;4", name="semi.csv", header=HEADER.replace(",", ";"))
-    assert "the header is separated by semicolons: tft-top reads comma-separated files" in str(load_path(semi).problems[0])
+    # the separator first: "column 'server_name' is missing (columns: server_name;…" looked false
+    assert str(load_path(semi).problems[0]).startswith(
+        f"{semi}: the header is separated by semicolons: tft-top reads comma-separated files: the columns were read as one")
     # the European export: semicolons and decimal commas, so the rows are wider than the header
     euro = csv_file(tmp_path, "a;2026-01-01T00:00:00Z;1,5;2,5;3;4", name="euro.csv", header=HEADER.replace(",", ";"))
     assert str(only_problem(load_path(euro))).endswith(

@@ -34,12 +34,15 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
     env = snap.environment
     lines = [
         f"tft-top forecast as of {snap.data_time or '(no data yet)'} — model: {model_badge(snap)}",
-        f"fleet: {env.total_servers} servers, health {env.health_text(0)} %, "
+        f"fleet: {env.total_servers} servers, health {env.health_text(1)} %, "
         f"{env.high_risk_servers} high-risk; P(incident) 30 min {format_probability(env.incident_probability_30m)}, "
         f"8 h {format_probability(env.incident_probability_8h)}" if env.total_servers else
         # (no fresh server: nothing is known of the fleet, not "health 100 %, nothing heading")
         "fleet: no server reporting: no health or incident probability to give",
     ]
+    changed = snap.metadata.get("thresholds_changed")
+    if changed:         # (the app's header shows them; every figure below is judged against them)
+        lines.insert(1, f"thresholds changed: {changed} (others at their defaults)")
     newest = snap.metadata.get("newest_before_requested")
     if newest:
         asked = snap.metadata.get("requested_at", "")

@@ -136,6 +136,11 @@ def test_thresholds_option_moves_risk_and_alerts_and_is_refused_when_bad(replay_
         assert server["cpu_percent"]["thresholds"] == {"warning": 1.0, "critical": 2.0}
     assert low["environment"]["high_risk_servers"] == low["environment"]["total_servers"]
     assert low["environment"]["high_risk_servers"] > default["environment"]["high_risk_servers"]
+    # the summary says so too (only the JSON did: every figure in it was judged against them)
+    assert main(base[:-1] + ["--thresholds", "cpu=1:2"]) == 0
+    assert "thresholds changed: cpu=1:2 (others at their defaults)" in capsys.readouterr().out.splitlines()[1]
+    assert main(base[:-1]) == 0
+    assert "thresholds changed" not in capsys.readouterr().out
     assert main(base + ["--thresholds", "cpu=95:80"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "need 0 < warning < critical" in err

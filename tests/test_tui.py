@@ -844,7 +844,7 @@ async def test_health_is_never_shown_as_100_beside_a_high_risk_server():
         await pilot.pause()
         text = app.header.render().plain
         assert "99.9%" in text and "100.0%" not in text, text
-        assert "health 99 %, 1 high-risk" in format_summary(snap)
+        assert "health 99.9 %, 1 high-risk" in format_summary(snap)      # (as the header: 97.9 read "97")
         assert snap.environment.to_json()["fleet_health"] == 99.9
 
 

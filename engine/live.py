@@ -527,6 +527,9 @@ def _http_error(exc: urllib.error.HTTPError) -> str:
         detail = f": {payload.get('error')}" if isinstance(payload, dict) and payload.get("error") else ""
     except (ValueError, OSError):
         pass
+    if exc.code == 404 and not detail:
+        # (a URL with a path, such as …:9090/graph, had a bare "HTTP 404 Not Found" retried forever)
+        detail = ": no Prometheus API there (give the server's base URL, e.g. http://host:9090, without a path)"
     return f"HTTP {exc.code} {exc.reason}{detail}"[:200]
 
 

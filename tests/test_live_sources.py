@@ -384,6 +384,7 @@ def test_slow_or_wrong_prometheus_is_a_problem_line_not_an_exception(prom):
     wrong = PrometheusSource(prom.url + "/no/such/prefix", clock=clock)
     tick = wrong.poll()
     assert tick.frame.empty and "HTTP 404" in tick.problems[0] and wrong.stale
+    assert "give the server's base URL" in tick.problems[0]          # (a bare 404 was retried forever)
     closed = PrometheusSource(f"http://127.0.0.1:{free_port()}", clock=clock)
     assert closed.backfill().empty                                   # never raises
     assert "connection refused" in closed.poll().problems[0]

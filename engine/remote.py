@@ -212,9 +212,11 @@ class RemoteEngine:
                  "remote_age_s": None if self.received_at is None else round(time.time() - self.received_at, 1)}
         if snap is None:
             out = Snapshot(data_time=None, servers=(), alerts=(),
-                           environment=Environment(0.0, 0.0, 0, 0, 100.0),
+                           environment=Environment(math.nan, math.nan, 0, 0, math.nan),   # (nothing known yet)
                            metadata={"model_type": "unknown", "model_loaded": False, "device": "remote",
-                                     "model_reason": f"waiting for {self.url}" + (f": {err}" if err else ""),
+                                     # the reason first: at 120 columns a long URL cut "API key" off
+                                     "model_reason": f"{err} · waiting for {self.url}" if err else
+                                     f"waiting for {self.url}",
                                      "source": self.source.name, "finished": False, "tick_latency_ms": 0.0,
                                      "servers_on_tft": 0, "servers_on_heuristic": 0, **extra})
         else:
@@ -388,7 +390,7 @@ class RemoteEngine:
         if isinstance(exc, InvalidStatus):
             code = exc.response.status_code
             if code == 401:
-                return f"the daemon refused the connection (HTTP {code}): missing or wrong API key"
+                return f"missing or wrong API key: the daemon refused the connection (HTTP {code})"
             if self.transport == "auto":
                 # something in between does not pass WebSockets, or the daemon refused the
                 # handshake (403 is all a refused handshake says: a wrong key, path or Host
@@ -464,7 +466,7 @@ class RemoteEngine:
                 elif r.status_code == 503:          # warming up: connected, nothing to show yet
                     self._set_connected(True, f"the daemon is not ready: {_detail(r)}")
                 elif r.status_code in (401, 403):
-                    raise _Refused(f"the daemon refused the request (HTTP {r.status_code}): {_detail(r)}")
+                    raise _Refused(f"{_detail(r)} (the daemon refused the request: HTTP {r.status_code})")
                 else:
                     raise _Refused(f"/predictions/current answered HTTP {r.status_code}: {_detail(r)}")
                 self._stop.wait(self.poll_interval)

@@ -686,7 +686,7 @@ def test_remote_engine_with_a_wrong_key_never_raises(auth_srv):
         assert snap.servers == () and snap.metadata["stale"]
         from tui.widgets.header_bar import model_badge
 
-        assert model_badge(snap.metadata)[0].startswith("CONNECTING (waiting for http://")
+        assert model_badge(snap.metadata)[0].startswith("CONNECTING (missing or wrong API key")   # (cut off at 120 columns)
     finally:
         remote.close()
 

@@ -43,6 +43,7 @@ import logging
 import math
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -338,6 +339,8 @@ class Guard:
         kind = scope["type"]
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
+        if kind == "websocket":     # the server's connection, to cut one whose client stopped reading
+            scope["tft_top.transport"] = getattr(getattr(send, "__self__", None), "transport", None)
         host = _header(scope, b"host")
         if self.daemon.loopback_only and host is not None and not _host_is_loopback(host):
             if kind == "websocket":
@@ -955,7 +958,7 @@ class Daemon:
                 last = 0
                 pub = daemon.latest
                 if pub is not None:
-                    await websocket.send_text(pub.text)
+                    await _send(websocket, pub.text)
                     last = pub.seq
                 while True:
                     getter = asyncio.ensure_future(q.get())
@@ -965,7 +968,7 @@ class Daemon:
                         return
                     pub = getter.result()
                     if pub.seq > last:
-                        await websocket.send_text(pub.text)
+                        await _send(websocket, pub.text)
                         last = pub.seq
             except Exception:  # noqa: BLE001 - the client went away mid-send
                 return
@@ -974,6 +977,31 @@ class Daemon:
                 receiver.cancel()
 
         return app
+
+
+WS_SEND_TIMEOUT = 60.0      # seconds a client may take to read one snapshot before it is dropped
+
+
+async def _send(websocket: WebSocket, text: str) -> None:
+    """Send one snapshot; a client that does not read it within WS_SEND_TIMEOUT (a suspended
+    `tft-top --connect`, a stuck reader) is dropped: it held its socket, a frame and the
+    kernel's send buffer for as long as it lived, and the server's pings queued behind it."""
+    try:
+        await asyncio.wait_for(websocket.send_text(text), WS_SEND_TIMEOUT)
+    except (asyncio.TimeoutError, TimeoutError):
+        # a close frame would queue behind the unsent snapshot: cut the connection itself
+        # (uvicorn's protocol object owns the ASGI send Guard was given; else a bounded close)
+        transport = websocket.scope.get("tft_top.transport")      # (Guard puts it there)
+        if transport is not None and hasattr(transport, "abort"):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:        # a reset: the kernel drops the MBs queued for it, not trickles them out
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        else:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(code=1008, reason="not reading"), 1.0)
+        raise
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:

@@ -189,6 +189,45 @@ def test_websocket_sends_a_snapshot_per_tick(srv):
     assert times == sorted(times) and len(set(times)) == 4      # each tick a new data time
 
 
+def test_a_websocket_client_that_stops_reading_is_dropped(monkeypatch):
+    """A client that handshakes and never reads (a suspended `tft-top --connect`) held its
+    socket, a snapshot and the kernel's send buffer for as long as it lived: the send blocked,
+    and the server's pings queued behind it."""
+    import base64
+    import os
+
+    import engine.daemon
+
+    monkeypatch.setattr(engine.daemon, "WS_SEND_TIMEOUT", 0.5)
+    d = make_daemon(n=300)
+    s = serve(d)
+    stuck = socket.create_connection(("127.0.0.1", int(s.url.rsplit(":", 1)[1])))
+    try:
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        key = base64.b64encode(os.urandom(16)).decode()
+        stuck.sendall((f"GET /ws/predictions HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not d._clients:     # connected, a snapshot going out
+            time.sleep(0.05)
+        assert d._clients
+        while time.monotonic() < deadline and d._clients:
+            time.sleep(0.1)
+        assert not d._clients, "the stuck client was never dropped"
+        # ... and its connection reset: the kernel does not go on trickling the MBs queued for it
+        # (a plain close kept a stuck reader's 4 KB window fed for 100 s)
+        stuck.settimeout(5)
+        with pytest.raises(ConnectionResetError):
+            while stuck.recv(1 << 20):
+                pass
+        # a client that reads is served as before
+        with ws_connect(ws_url(s), proxy=None, max_size=None, open_timeout=5) as ws:
+            assert json.loads(ws.recv(timeout=10))["data_time"]
+    finally:
+        stuck.close()
+        s.stop()
+
+
 def test_warming_up_and_a_failed_start_answer_503():
     import threading
 

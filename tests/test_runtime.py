@@ -684,6 +684,20 @@ def test_a_model_path_that_does_not_exist_is_refused_not_run_on_the_heuristic(re
                                           "the newest model under models/ is used)\n"
 
 
+def test_serve_quiet_leaves_out_the_servers_own_info_lines_too(monkeypatch):
+    # --quiet turned off the access log only: uvicorn still logged two lines per WebSocket
+    # connection, 1,224 lines for 612 reconnects in a soak run
+    import engine.daemon
+
+    seen = {}
+    monkeypatch.setattr(engine.daemon, "build_daemon", lambda **kw: object())
+    monkeypatch.setattr(engine.daemon, "serve", lambda daemon, **kw: seen.update(kw))
+    assert main(["serve", "--simulate", "3", "--port", "0", "--quiet"]) == 0
+    assert seen["access_log"] is False and seen["log_level"] == "warning"
+    assert main(["serve", "--simulate", "3", "--port", "0"]) == 0
+    assert seen["access_log"] is True and seen["log_level"] == "info"
+
+
 def test_servers_left_out_as_stale_are_counted_named_and_said(tmp_path):
     from engine.summary import format_summary
 

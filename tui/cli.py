@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--seed", type=_counted(0, 2**32 - 1), default=None, help="--simulate: the synthetic fleet's seed (default 0)")
     sv.add_argument("--max-body", type=_counted(1), default=1_000_000, metavar="BYTES",
                     help="largest request body accepted (default 1000000; larger: 413)")
-    sv.add_argument("--quiet", action="store_true", help="no access log")
+    sv.add_argument("--quiet", action="store_true", help="no access log, and no line per WebSocket connection")
     sv.add_argument("--thresholds", default=argparse.SUPPRESS, metavar="SPEC", help=THRESHOLDS_HELP)
     return parser
 
@@ -587,7 +587,9 @@ def _serve(args) -> int:
                               max_body=args.max_body, thresholds=thresholds, prometheus=args.prometheus,
                               selector=args.selector if args.selector is not None else DEFAULT_SELECTOR)
         _print_notes()
-        serve(daemon, host=args.host, port=args.port, access_log=not args.quiet)
+        # (--quiet: uvicorn's own INFO lines too, two per WebSocket connection, without end)
+        serve(daemon, host=args.host, port=args.port, access_log=not args.quiet,
+              log_level="warning" if args.quiet else "info")
     except (DaemonError, *_known_errors()) as exc:
         return _fail(str(exc))
     return 0

@@ -8,7 +8,9 @@ deviation, floored as the model's normaliser floors it):
     lower = q_0.9( (p10 - y) / s )      upper = q_0.9( (y - p90) / s )
 
 and at inference move the band to ``[p10 - lower*s, p90 + upper*s]`` (split conformal
-quantile regression, scaled; either term may be negative and narrow the band).  p50
+quantile regression, scaled; either term may be negative and narrow the band), each
+bucket's numbers applied at its middle step and interpolated linearly between (no jump at
+each hour of the horizon).  p50
 is left as the model gave it.  The numbers live in config.json under ``calibration``.
 
 Servers of different kinds need different corrections (a lightly used real VM and a
@@ -110,6 +112,15 @@ def _fit(quantiles, actual, scale, weights, mask, q_levels, coverage) -> dict:
     return out
 
 
+def per_step(values, step: int, horizon: int) -> np.ndarray:
+    """A bucket's adjustment at each step: linear between the buckets' middle steps (held
+    flat before the first and after the last).  Held constant over each bucket, the band
+    jumped at every hour of the horizon (a p90 of 14.8 at step 11, 26.6 at step 12)."""
+    values = np.asarray(values, dtype=np.float64)
+    centres = np.arange(len(values)) * step + (step - 1) / 2.0
+    return np.interp(np.arange(horizon, dtype=np.float64), centres, values)
+
+
 def apply_calibration(calibration: dict | None, metric: str, q: np.ndarray, scale: np.ndarray,
                       q_levels=(0.1, 0.5, 0.9), groups=None) -> np.ndarray:
     """Calibrated copy of q (n, H, 3) for one metric, clipped to its range and ordered.
@@ -122,17 +133,16 @@ def apply_calibration(calibration: dict | None, metric: str, q: np.ndarray, scal
     if calibration and metric in calibration.get("lower", {}):
         step = int(calibration["bucket_steps"])
         horizon = out.shape[1]
-        bucket = np.minimum(np.arange(horizon) // step, len(calibration["lower"][metric]) - 1)
         n = out.shape[0]
-        lower = np.tile(np.asarray(calibration["lower"][metric])[bucket], (n, 1))
-        upper = np.tile(np.asarray(calibration["upper"][metric])[bucket], (n, 1))
+        lower = np.tile(per_step(calibration["lower"][metric], step, horizon), (n, 1))
+        upper = np.tile(per_step(calibration["upper"][metric], step, horizon), (n, 1))
         if groups is not None:
             groups = np.asarray(groups)
             for g, adj in (calibration.get("groups") or {}).items():
                 sel = groups == g
                 if sel.any() and metric in adj["lower"]:
-                    lower[sel] = np.asarray(adj["lower"][metric])[bucket]
-                    upper[sel] = np.asarray(adj["upper"][metric])[bucket]
+                    lower[sel] = per_step(adj["lower"][metric], step, horizon)
+                    upper[sel] = per_step(adj["upper"][metric], step, horizon)
         s = np.asarray(scale, dtype=np.float64)[:, None]
         out[:, :, lo_j] -= lower * s
         out[:, :, hi_j] += upper * s

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import torch
 
+from engine.calibration import per_step
 from engine.tft_model import DAY_KNOWN, TARGET_RANGE, day_ago_feature, level_feature
 
 _EPS32 = float(torch.finfo(torch.float32).eps)
@@ -188,14 +189,13 @@ class CalibrationTables:
         for m in config.targets:
             if m not in cal.get("lower", {}):
                 continue
-            bucket = np.minimum(np.arange(horizon) // step, len(cal["lower"][m]) - 1)
-            lower = [np.asarray(cal["lower"][m], dtype=np.float64)[bucket]]
-            upper = [np.asarray(cal["upper"][m], dtype=np.float64)[bucket]]
+            lower = [per_step(cal["lower"][m], step, horizon)]
+            upper = [per_step(cal["upper"][m], step, horizon)]
             for g in self.group_names:
                 adj = groups[g]
                 own = m in adj["lower"]
-                lower.append(np.asarray(adj["lower"][m], dtype=np.float64)[bucket] if own else lower[0])
-                upper.append(np.asarray(adj["upper"][m], dtype=np.float64)[bucket] if own else upper[0])
+                lower.append(per_step(adj["lower"][m], step, horizon) if own else lower[0])
+                upper.append(per_step(adj["upper"][m], step, horizon) if own else upper[0])
             self.tables[m] = (torch.from_numpy(np.stack(lower)).to(device),
                               torch.from_numpy(np.stack(upper)).to(device))
 

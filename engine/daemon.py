@@ -444,6 +444,7 @@ class Daemon:
         self.torch_threads = torch_threads    # None: leave torch's setting alone
         self.interval = float(interval)
         self._published_at: deque[float] = deque(maxlen=21)     # monotonic times of the newest snapshots
+        self._said_finished = False
         self.api_key = api_key or None
         self.max_body = max_body
         self.push = isinstance(engine.source, PushSource) if push is None else push
@@ -539,6 +540,11 @@ class Daemon:
                 self._publish(snap, seq)
             except Exception as exc:  # noqa: BLE001 - a snapshot that cannot be encoded must not end the loop
                 self._fail(exc, starting=False)
+            if self.engine.finished and not self._said_finished and self.announce is not None:
+                # (only /status and the metadata said so: the console went quiet mid-sentence)
+                self._said_finished = True
+                self.announce(f"tft-top: {self.engine.source.name} has run out of data at {snap.data_time}; "
+                              "serving its last snapshot")
 
     def _take_seq(self) -> int:          # under self.lock, with the tick it numbers
         seq, self._next_seq = self._next_seq, self._next_seq + 1

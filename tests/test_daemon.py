@@ -947,3 +947,27 @@ def test_a_post_fed_daemon_takes_no_more_servers_than_its_bound(monkeypatch):
         assert len(s.daemon.engine.store) == 3
     finally:
         s.stop()
+
+
+def test_a_replay_that_runs_out_of_data_says_so_on_the_console(tmp_path):
+    # only /status and the snapshot metadata said "finished": the console went quiet
+    from fleet_fixtures import make_grid
+
+    from engine.sources import ReplaySource
+
+    frame = make_grid(n_servers=2, days=0.25)
+    frame.to_csv(tmp_path / "fleet.csv", index=False)
+    said = []
+    d = Daemon(Engine(ReplaySource(tmp_path, start=frame["timestamp"].iloc[-6]), None, device="cpu"), interval=0.02)
+    d.announce = said.append
+    s = serve(d)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("run out of data" in line for line in said):
+            time.sleep(0.05)
+        ended = [line for line in said if "run out of data" in line]
+        assert len(ended) == 1 and ended[0].endswith("serving its last snapshot"), said
+        time.sleep(0.2)
+        assert len([line for line in said if "run out of data" in line]) == 1       # once, not every tick
+    finally:
+        s.stop()

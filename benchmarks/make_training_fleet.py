@@ -16,6 +16,19 @@ never needs to look back a day; real machines (SMD) repeat irregular daily shape
     python benchmarks/make_training_fleet.py [OUT_DIR]     # default /tmp/tft_training_fleet
     python benchmarks/make_training_fleet.py OUT --seed 2028 --prefix trd- --daily-templates 0.6
 
+``--steady-growth S`` gives a share S of the servers long, steady fills in place of their
+disk (or, for a third of them, memory) series: a level that rises at a constant rate
+(0.05-1.5 points an hour, drawn per fill) for days until it is full (96-100 % disk, 94-99 %
+memory), stays there a while, and drops when someone cleans up or restarts (back to 25-75
+%), then fills again at another rate; some fills pause on the way.  The simulator's disks
+clean themselves up before they get full (at a "comfort" level, with a soft cap at 88-92
+%), so a model trained on it alone learned that a disk filling steadily at 92 % turns down,
+and forecast a real steady fill to fall (an operator's review, 2026-11-29).  Each fill that
+crosses 95 is labelled in incidents.csv (``disk_fill`` / ``memory_leak``, from 8 h before
+the crossing), and the simulator's labels on a replaced series are dropped.
+
+    python benchmarks/make_training_fleet.py OUT --seed 2029 --prefix trg- --steady-growth 0.6
+
 ``--selection`` writes a fleet for choosing between trained models instead: every server
 is held out for the last 3 days (``tft-top eval --model DIR --data OUT --no-alerts``
 scores them all as never seen), so models are compared on servers none of them trained
@@ -74,6 +87,59 @@ def add_daily_templates(metrics: pd.DataFrame, share: float, seed: int) -> list[
     return changed
 
 
+def add_steady_growth(metrics: pd.DataFrame, labels: pd.DataFrame, share: float, seed: int
+                      ) -> tuple[pd.DataFrame, list[str]]:
+    """Replace the disk (or memory) series of a share of the servers by steady fills (in
+    place; see the module doc); returns the labels (the replaced series' dropped, the new
+    crossings added) and the names of the servers changed."""
+    rng = np.random.default_rng(seed + 17)
+    changed, new_labels, drop = [], [], set()
+    ts = metrics["timestamp"]
+    for name, idx in sorted(metrics.groupby("server_name").indices.items()):
+        if rng.random() >= share:
+            continue
+        metric = "memory_percent" if rng.random() < 1 / 3 else "disk_percent"
+        kind = "memory_leak" if metric == "memory_percent" else "disk_fill"
+        x = metrics[metric].to_numpy()[idx].astype(float)
+        n = len(idx)
+        # the original's short-term texture (memory's daily swings, a disk's small steps) stays
+        smooth = np.convolve(np.pad(x, 36, mode="edge"), np.full(73, 1 / 73), mode="valid")
+        texture = x - smooth if metric == "memory_percent" else np.zeros(n)
+        level, k = float(rng.uniform(25, 75)), 0
+        out = np.empty(n)
+        while k < n:
+            rate = float(np.exp(rng.uniform(np.log(0.05), np.log(1.5)))) / 12.0    # points per 5-min step
+            top = float(rng.uniform(96, 100) if metric == "disk_percent" else rng.uniform(94, 99))
+            start = k
+            pause_at = float(rng.uniform(level, top)) if rng.random() < 0.3 else None
+            while k < n and level < top:
+                if pause_at is not None and level >= pause_at:        # growth stops for a while
+                    stop = min(n, k + int(rng.uniform(2, 36) * 12))
+                    out[k:stop] = level
+                    k, pause_at = stop, None
+                    continue
+                level = min(top, level + rate)
+                out[k] = level
+                k += 1
+            crossing = start + int(np.argmax(out[start:k] >= 95.0)) if k > start and (out[start:k] >= 95.0).any() else None
+            hold = int(rng.uniform(0, 12 if metric == "disk_percent" else 1) * 12) + 1
+            stop = min(n, k + hold)
+            out[k:stop] = level
+            k = stop
+            if crossing is not None and k < n:
+                new_labels.append({"server_name": name, "kind": kind, "metric": metric,
+                                   "start": ts.iloc[idx[max(start, crossing - 96)]], "crossing": ts.iloc[idx[crossing]],
+                                   "end": ts.iloc[idx[k - 1]], "threshold": 95.0})
+            level = float(rng.uniform(25, 75))                       # cleaned up / restarted
+        noise = rng.normal(0, 0.03, n)
+        metrics.loc[metrics.index[idx], metric] = np.round(np.clip(out + texture + noise, 0, 100), 2)
+        drop.add((name, metric))
+        changed.append(name)
+    keep = [(n, m) not in drop for n, m in zip(labels["server_name"], labels["metric"], strict=True)]
+    labels = pd.concat([labels[keep], pd.DataFrame(new_labels, columns=labels.columns)], ignore_index=True)
+    return labels.sort_values(["crossing", "server_name"], ignore_index=True), changed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", nargs="?", default="/tmp/tft_training_fleet")
@@ -81,6 +147,7 @@ def main() -> None:
     ap.add_argument("--servers", type=int, default=N_SERVERS)
     ap.add_argument("--prefix", default="trn-")
     ap.add_argument("--daily-templates", type=float, default=0.0, metavar="S")
+    ap.add_argument("--steady-growth", type=float, default=0.0, metavar="S")
     ap.add_argument("--selection", action="store_true",
                     help="hold every server out for the last 3 days (a fleet for choosing between models)")
     args = ap.parse_args()
@@ -88,6 +155,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     metrics, labels = FleetSimulator(args.servers, seed=args.seed, start=START, incident_rate=RATE).generate(DAYS)
     changed = add_daily_templates(metrics, args.daily_templates, args.seed) if args.daily_templates else []
+    grown = []
+    if args.steady_growth:
+        labels, grown = add_steady_growth(metrics, labels, args.steady_growth, args.seed)
     metrics["server_name"] = args.prefix + metrics["server_name"]
     labels["server_name"] = args.prefix + labels["server_name"]
     metrics["timestamp"] = metrics["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -101,6 +171,7 @@ def main() -> None:
         split = {"heldout_from": "2030-01-01T00:00:00Z", "heldout_servers": []}
     (out / "split.json").write_text(json.dumps(split, indent=1))
     extra = f", {len(changed)} with a daily routine" if changed else ""
+    extra += f", {len(grown)} with steady fills" if grown else ""
     print(f"wrote {out}: {metrics['server_name'].nunique()} servers x {DAYS} days, {len(labels)} incidents{extra}")
 
 

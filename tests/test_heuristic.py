@@ -200,3 +200,22 @@ def test_cpu_bands_cover_what_happens_on_the_demo_fleets_training_period(monkeyp
     assert 0.72 <= unscaled <= 0.8 and unscaled < scaled - 0.03
     monkeypatch.setattr(heuristic, "_hstep_spread", lambda y, valid, qs, steps: np.zeros((len(y), len(steps), len(qs) - 1)))
     assert coverage() < 0.65                      # the old cap alone
+
+
+def test_a_server_with_little_history_gets_the_band_servers_in_general_have():
+    # one sample gave an 8 h CPU band of +-2 points and a "<1 %" risk of reaching 95 from 70
+    from engine.heuristic import MIN_CAP, YOUNG_PRIOR
+    from engine.risk import build_metric_forecast
+
+    one = np.full((1, 288), 70.0)
+    q = heuristic_forecast_batch(one, np.array([1]), H, metric="cpu_percent")[0]
+    half = (q[-1, 2] - q[-1, 0]) / 2
+    assert half == pytest.approx(YOUNG_PRIOR["cpu_percent"][-1] * (1 - 1 / MIN_CAP), rel=1e-6)
+    assert build_metric_forecast("cpu_percent", 70.0, q).prob_8h > 0.01
+    # fading as its own history fills: none of it from 3 h on (a flat series keeps its floor)
+    widths = [np.ptp(heuristic_forecast_batch(one, np.array([n]), H, metric="cpu_percent")[0, -1, [0, 2]])
+              for n in (1, 12, 24, MIN_CAP, 288)]
+    assert widths[0] > widths[1] > widths[2] > widths[3] == widths[4]
+    # load: in proportion to its level
+    load = heuristic_forecast_batch(np.full((1, 288), 8.0), np.array([1]), H, metric="load_average")[0]
+    assert (load[-1, 2] - load[-1, 1]) == pytest.approx(8.0 * YOUNG_PRIOR["load_average"][-1] * (1 - 1 / MIN_CAP))

@@ -72,7 +72,8 @@ FLOOR_GROWTH_MAX = 4.0       # the floor grows with sqrt(h) up to this factor
 # servers in general move by, fading out as its own history fills (none left at MIN_CAP, 3 h).
 # The half-width covering 80 % of |y[t+h] - y[t]| over every server's training part of
 # demo_data, Bitbrains and SMD (each data set weighted equally; flat series left out; load
-# as a multiple of max(level, 0.5)), at h = 1, 3, 6, 12, 24, 48, 96 steps (2026-11-29).
+# as a multiple of max(level, 0.5)), at h = 1, 3, 6, 12, 24, 48, 96 steps (2026-11-29;
+# `python benchmarks/young_band_prior.py demo_data ../shared/data/real/bitbrains_rnd.csv.gz ../shared/data/real/smd.csv.gz`).
 # One sample gave an 8 h CPU band of +-2 points and a "<1 %" risk (an operator's review).
 YOUNG_STEPS = (1, 3, 6, 12, 24, 48, 96)
 YOUNG_PRIOR: dict[str, tuple[float, ...]] = {

@@ -412,7 +412,8 @@ def test_post_rejects_bad_payloads(push_srv):
                                          "message": "'abc' is not a number",
                                          "text": "POST /metrics: row 1, column cpu_percent: 'abc' is not a number"}
         r = c.post("/metrics", json=[{"server_name": "p-1", "timestamp": "2026-01-05T00:00:00Z"}])
-        assert r.status_code == 422 and "column 'cpu_percent' is missing" in r.json()["detail"]
+        assert r.status_code == 422 and \
+            "columns cpu_percent, memory_percent, disk_percent, load_average are missing" in r.json()["detail"]
         # (the problems name no row: every record is refused, and the indices say which)
         assert r.json()["refused"] == 1 and r.json()["refused_indices"] == [0]
         # a method the path does not take: the answer lists every one it does, HEAD included
@@ -883,7 +884,7 @@ def test_posts_beside_a_replay_neither_move_its_clock_nor_displace_its_servers(t
             assert after["problems_total"] == before + 1
             assert c.post("/metrics", json=[{"server_name": "x", "timestamp": at(0)}]).status_code == 422
             after = c.get("/status").json()
-            assert after["problems_total"] > before + 1 and "is missing" in after["recent_problems"][-1]
+            assert after["problems_total"] > before + 1 and " missing (columns" in after["recent_problems"][-1]
             r = c.post("/metrics", content=b"[]")
             assert r.status_code == 415 and r.json()["detail"].endswith("; the request had no Content-Type")
             r = c.post("/metrics", content=b"{not json", headers={"Content-Type": "application/json"})

@@ -4,10 +4,10 @@ For every labelled ``disk_fill`` / ``memory_leak`` incident of a data set (its
 ``incidents.csv``; with ``--heldout`` only those crossing in its held-out period) whose metric
 rose slowly and steadily over the hours before its crossing (at most ``--max-rate`` points an
 hour, never dropping more than 2 points), the script forecasts from 1, 2, 4 and 6 h before
-the crossing with each model given, and prints per lead: how often the p50 reaches critical
+the crossing with each model given, and prints per lead (for all of them, then per metric): how often the p50 reaches critical
 within the horizon, its median error in minutes against the real crossing (a p50 that never
 reaches it counts as the horizon's end), how often the p90 reaches it, and how often the p50
-turns down (its value at +8 h below the present value).  ``--model none`` is the heuristic.
+turns down (its value at +8 h below its first step's), and the median of that change.  ``--model none`` is the heuristic.
 
 A model trained on the simulator alone learned that disks clean themselves up before they
 are full (the simulator's disks do): an operator's review (2026-11-29) found a disk at 92 %,
@@ -106,13 +106,16 @@ def main() -> None:
         for h in LEADS_H:
             cases.append((row.server_name, crossing - pd.Timedelta(hours=h)))
             meta.append((h, METRICS.index(row.metric)))
-    print(f"{'model':<44}{'lead':>5}{'p50 reaches':>13}{'p50 error (median min)':>24}{'p90 reaches':>13}{'p50 turns down':>16}")
+    print(f"{'model':<44}{'metric':<8}{'lead':>5}{'p50 reaches':>13}{'p50 error (median min)':>24}{'p90 reaches':>13}"
+          f"{'p50 turns down':>16}{'p50 +8h - now (median)':>24}")
+    groups = [("all", None)] + [(METRICS[j].split("_")[0], j) for j in sorted({j for _, j in meta})]
     for model in args.model:
         qs, sources = forecasts(model, frame, cases)
-        for h in LEADS_H:
-            idx = [k for k, (lead, _) in enumerate(meta) if lead == h]
+        for label, metric_j in groups:
+          for h in LEADS_H:
+            idx = [k for k, (lead, j) in enumerate(meta) if lead == h and (metric_j is None or j == metric_j)]
             reach50 = reach90 = down = 0
-            errors = []
+            errors, change = [], []
             for k in idx:
                 m = meta[k][1]
                 q = qs[k][m]                                       # (H, 3)
@@ -124,11 +127,12 @@ def main() -> None:
                 reach50 += bool(len(hit50))
                 reach90 += bool(len(hit90))
                 down += bool(q[-1, 1] < q[0, 1] - 0.5)
+                change.append(q[-1, 1] - q[0, 1])
             n = len(idx)
             name = model if model == "none" else Path(model).name
             src = "" if model == "none" else f" ({sum(s == 'tft' for s in sources)}/{len(sources)} tft)"
-            print(f"{(name + src)[:43]:<44}{h:>4}h{reach50:>8}/{n:<4}{np.median(errors):>20.0f}    "
-                  f"{reach90:>8}/{n:<4}{down:>11}/{n:<4}")
+            print(f"{(name + src)[:43]:<44}{label:<8}{h:>4}h{reach50:>8}/{n:<4}{np.median(errors):>20.0f}    "
+                  f"{reach90:>8}/{n:<4}{down:>11}/{n:<4}{np.median(change):>+20.1f}")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ THRESHOLDS_HELP = ("warning:critical pairs, e.g. 'cpu=85:97,memory=90:98,load_pe
 
 
 MIN_LEVEL = 0.01
+MAX_CORES = 65_536          # the most cores servers.csv accepts (engine.sources.MAX_CORES; this module stays pandas-free)
 
 
 def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) -> Thresholds:
@@ -119,13 +120,19 @@ def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) ->
             # (cpu=0.5:0.9 put every server at critical: health 0 %)
             raise ValueError(f"--thresholds {part!r}: levels are percentages (0–100), not fractions: "
                              f"{name.strip()}={warn * 100:g}:{crit * 100:g}?")
-        if key != "load_per_core":      # (a multiple of the cores is rounded once multiplied)
-            typed, (warn, crit) = crit, (as_sample(warn), as_sample(crit))
-            if not crit < float("inf"):
-                raise ValueError(f"--thresholds {part!r}: {typed:g} is beyond the largest value a sample can hold")
-            if not warn < crit:
-                raise ValueError(f"--thresholds {part!r}: warning and critical are the same level at the "
-                                 "precision samples are kept (7 significant digits)")
+        # at a sample's precision: levels it cannot hold or tell apart are refused (a multiple
+        # of the cores is checked for the most cores a server may have, and kept unrounded:
+        # it is rounded once multiplied)
+        most = MAX_CORES if key == "load_per_core" else 1
+        typed, rounded = crit, (as_sample(warn * most), as_sample(crit * most))
+        if not rounded[1] < float("inf"):
+            raise ValueError(f"--thresholds {part!r}: {typed:g}{' x the cores' if most > 1 else ''} is beyond the "
+                             "largest value a sample can hold")
+        if not as_sample(warn) < as_sample(crit):
+            raise ValueError(f"--thresholds {part!r}: warning and critical are the same level at the "
+                             "precision samples are kept (7 significant digits)")
+        if key != "load_per_core":
+            warn, crit = as_sample(warn), as_sample(crit)
         if key in percent:
             percent[key] = (warn, crit)
         else:

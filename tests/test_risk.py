@@ -349,7 +349,8 @@ def test_thresholds_from_the_command_line_syntax():
             parse_thresholds(bad)
         assert "\n" not in str(info.value)
     # levels finer than a sample (float32) can tell apart, or beyond what it holds
-    for bad, why in (("cpu=95:95.000001", "same level at the precision"), ("load=1:1e39", "beyond the largest")):
+    for bad, why in (("cpu=95:95.000001", "same level at the precision"), ("load=1:1e39", "beyond the largest"),
+                     ("load_per_core=1:1.00000001", "same level"), ("load_per_core=1:1e38", "x the cores is beyond")):
         with pytest.raises(ValueError, match=why):
             parse_thresholds(bad)
     # the levels in use, exactly: rounded to six digits, 80.00001 read as the default 80

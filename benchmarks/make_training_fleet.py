@@ -102,11 +102,13 @@ def add_steady_growth(metrics: pd.DataFrame, labels: pd.DataFrame, share: float,
         kind = "memory_leak" if metric == "memory_percent" else "disk_fill"
         x = metrics[metric].to_numpy()[idx].astype(float)
         n = len(idx)
-        # the original's short-term texture (memory's daily swings, a disk's small steps) stays
-        smooth = np.convolve(np.pad(x, 36, mode="edge"), np.full(73, 1 / 73), mode="valid")
-        texture = x - smooth if metric == "memory_percent" else np.zeros(n)
+        # the original memory's short-term wiggle stays, within +-2 points (its daily job jumps
+        # of 25-36 points would cross 95 every day on a steady level, unlabelled)
+        smooth = np.convolve(np.pad(x, 6, mode="edge"), np.full(13, 1 / 13), mode="valid")
+        texture = np.clip(x - smooth, -2.0, 2.0) if metric == "memory_percent" else np.zeros(n)
         level, k = float(rng.uniform(25, 75)), 0
         out = np.empty(n)
+        episodes = []
         while k < n:
             rate = float(np.exp(rng.uniform(np.log(0.05), np.log(1.5)))) / 12.0    # points per 5-min step
             top = float(rng.uniform(96, 100) if metric == "disk_percent" else rng.uniform(94, 99))
@@ -121,18 +123,23 @@ def add_steady_growth(metrics: pd.DataFrame, labels: pd.DataFrame, share: float,
                 level = min(top, level + rate)
                 out[k] = level
                 k += 1
-            crossing = start + int(np.argmax(out[start:k] >= 95.0)) if k > start and (out[start:k] >= 95.0).any() else None
             hold = int(rng.uniform(0, 12 if metric == "disk_percent" else 1) * 12) + 1
             stop = min(n, k + hold)
             out[k:stop] = level
             k = stop
-            if crossing is not None and k < n:
+            episodes.append((start, k))
+            level = float(rng.uniform(25, 75))                       # cleaned up / restarted
+        final = np.round(np.clip(out + texture + rng.normal(0, 0.03, n), 0, 100), 2)
+        metrics.loc[metrics.index[idx], metric] = final
+        # each fill's first crossing of 95 in the series as written (one that runs to the end of
+        # the data too), from 8 h before it
+        for start, stop in episodes:
+            over = np.flatnonzero(final[start:stop] >= 95.0)
+            if len(over):
+                crossing = start + int(over[0])
                 new_labels.append({"server_name": name, "kind": kind, "metric": metric,
                                    "start": ts.iloc[idx[max(start, crossing - 96)]], "crossing": ts.iloc[idx[crossing]],
-                                   "end": ts.iloc[idx[k - 1]], "threshold": 95.0})
-            level = float(rng.uniform(25, 75))                       # cleaned up / restarted
-        noise = rng.normal(0, 0.03, n)
-        metrics.loc[metrics.index[idx], metric] = np.round(np.clip(out + texture + noise, 0, 100), 2)
+                                   "end": ts.iloc[idx[stop - 1]], "threshold": 95.0})
         drop.add((name, metric))
         changed.append(name)
     keep = [(n, m) not in drop for n, m in zip(labels["server_name"], labels["metric"], strict=True)]

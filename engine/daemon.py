@@ -86,9 +86,10 @@ MAX_AHEAD_SECONDS = 600
 # of --simulate, twice the largest fleet measured)
 MAX_POSTED_SERVERS = MAX_SIMULATED
 # the only routes that never need the key: liveness, and the API's own documentation (no fleet
-# data; a browser cannot send the key for the page's own fetch of /openapi.json).  The docs
-# offer no place to type the key (Swagger UI's scripts come from a CDN): call the API itself
-# with the key in a header.
+# data; a browser cannot send the key for the page's own fetch of /openapi.json).  With a key,
+# the schema declares it (X-API-Key or a bearer token): the docs' "Authorize" button takes it.
+# Swagger UI's scripts come from a CDN (cdn.jsdelivr.net): on a network without it the page is
+# blank, and /openapi.json is the API's description.
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 _GZIP_LEVEL = 5
 
@@ -993,6 +994,22 @@ class Daemon:
                 daemon._clients.discard(q)
                 receiver.cancel()
 
+        if self.api_key:
+            # the docs' "Authorize" button: the key as X-API-Key (or a bearer token), on every
+            # route but those open without it (their own "security": [])
+            plain_openapi = app.openapi
+
+            def openapi_with_key() -> dict:
+                if app.openapi_schema is None:
+                    schema = plain_openapi()
+                    schema.setdefault("components", {})["securitySchemes"] = {
+                        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                        "bearer": {"type": "http", "scheme": "bearer"}}
+                    schema["security"] = [{"apiKey": []}, {"bearer": []}]
+                    app.openapi_schema = schema
+                return app.openapi_schema
+
+            app.openapi = openapi_with_key
         return app
 
 

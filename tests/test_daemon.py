@@ -82,6 +82,18 @@ def auth_srv():
     s.stop()
 
 
+def test_the_docs_declare_the_api_key_so_their_authorize_button_takes_it(auth_srv, srv):
+    # the docs offered no place for the key: with one set, every "Try it out" answered 401
+    with client(auth_srv) as c:
+        schema = c.get("/openapi.json").json()                  # (open: no key needed for the docs)
+        assert c.get("/predictions/current").status_code == 401
+    assert schema["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert schema["security"] == [{"apiKey": []}, {"bearer": []}]
+    assert schema["paths"]["/health"]["get"]["security"] == []      # open without the key
+    with client(srv) as c:                                      # no key: nothing to declare
+        assert "security" not in c.get("/openapi.json").json()
+
+
 @pytest.fixture(scope="module")
 def push_srv():
     s = serve(make_daemon(push=True, interval=0.2))
@@ -308,7 +320,7 @@ def test_auth_on(auth_srv):
         # page's own fetch: open, with the key scheme declared for its "Authorize" button
         assert c.get("/docs").status_code == 200
         spec = c.get("/openapi.json").json()
-        assert "/status" in spec["paths"] and "securitySchemes" not in spec.get("components", {})
+        assert "/status" in spec["paths"] and "apiKey" in spec["components"]["securitySchemes"]
         assert c.get("/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/status", headers={"X-API-Key": "wrong"}).status_code == 401
         assert c.post("/metrics", json=[]).status_code == 401

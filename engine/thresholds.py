@@ -96,6 +96,8 @@ def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) ->
     seen: set[str] = set()
     for part in spec.split(","):
         part = part.strip()
+        if not part and spec.strip().endswith(","):      # a trailing comma ("disk=85:95,") is no pair
+            continue
         name, eq, pair = part.partition("=")
         key = _SPEC_NAMES.get(name.strip().lower())
         if not eq or key is None:

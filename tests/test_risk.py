@@ -340,6 +340,7 @@ def test_thresholds_from_the_command_line_syntax():
     assert t.for_metric("load_average", 4) == (6.0, 12.0) and t.for_metric("load_average", None) == (6.0, 12.0)
     assert parse_thresholds(describe_thresholds(t)) == t                     # the metadata's line reads back
     assert parse_thresholds(None) is DEFAULT_THRESHOLDS
+    assert parse_thresholds("cpu=85:97,") == parse_thresholds("cpu=85:97")   # a trailing comma: read "'': give NAME=…"
     for bad, why in (("cpu=97:85", "0 < warning < critical"), ("gpu=1:2", "NAME one of"),
                      ("cpu=80", "two numbers"), ("disk=50:101", "at most 100"),
                      ("cpu=1:2,cpu=3:4", "given twice"), ("load=nan:5", "0 < warning"),

@@ -112,27 +112,27 @@ def main() -> None:
     for model in args.model:
         qs, sources = forecasts(model, frame, cases)
         for label, metric_j in groups:
-          for h in LEADS_H:
-            idx = [k for k, (lead, j) in enumerate(meta) if lead == h and (metric_j is None or j == metric_j)]
-            reach50 = reach90 = down = 0
-            errors, change = [], []
-            for k in idx:
-                m = meta[k][1]
-                q = qs[k][m]                                       # (H, 3)
-                hit50 = np.flatnonzero(q[:, 1] >= CRITICAL)
-                hit90 = np.flatnonzero(q[:, 2] >= CRITICAL)
-                step_min = STEP_SECONDS / 60
-                predicted = (hit50[0] + 1) * step_min if len(hit50) else len(q) * step_min
-                errors.append(abs(predicted - h * 60))
-                reach50 += bool(len(hit50))
-                reach90 += bool(len(hit90))
-                down += bool(q[-1, 1] < q[0, 1] - 0.5)
-                change.append(q[-1, 1] - q[0, 1])
-            n = len(idx)
-            name = model if model == "none" else Path(model).name
-            src = "" if model == "none" else f" ({sum(s == 'tft' for s in sources)}/{len(sources)} tft)"
-            print(f"{(name + src)[:43]:<44}{label:<8}{h:>4}h{reach50:>8}/{n:<4}{np.median(errors):>20.0f}    "
-                  f"{reach90:>8}/{n:<4}{down:>11}/{n:<4}{np.median(change):>+20.1f}")
+            for h in LEADS_H:
+                idx = [k for k, (lead, j) in enumerate(meta) if lead == h and (metric_j is None or j == metric_j)]
+                reach50 = reach90 = down = 0
+                errors, change = [], []
+                for k in idx:
+                    m = meta[k][1]
+                    q = qs[k][m]                                       # (H, 3)
+                    hit50 = np.flatnonzero(q[:, 1] >= CRITICAL)
+                    hit90 = np.flatnonzero(q[:, 2] >= CRITICAL)
+                    step_min = STEP_SECONDS / 60
+                    predicted = (hit50[0] + 1) * step_min if len(hit50) else len(q) * step_min
+                    errors.append(abs(predicted - h * 60))
+                    reach50 += bool(len(hit50))
+                    reach90 += bool(len(hit90))
+                    down += bool(q[-1, 1] < q[0, 1] - 0.5)
+                    change.append(q[-1, 1] - q[0, 1])
+                n = len(idx)
+                name = model if model == "none" else Path(model).name
+                src = "" if model == "none" else f" ({sum(s == 'tft' for s in sources)}/{len(sources)} tft)"
+                print(f"{(name + src)[:43]:<44}{label:<8}{h:>4}h{reach50:>8}/{n:<4}{np.median(errors):>20.0f}    "
+                      f"{reach90:>8}/{n:<4}{down:>11}/{n:<4}{np.median(change):>+20.1f}")
 
 
 if __name__ == "__main__":

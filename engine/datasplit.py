@@ -63,7 +63,7 @@ def data_key(path) -> str:
     return str(Path(str(path)).resolve())
 
 
-def _recorded_entry(meta: dict, path) -> dict | None:
+def recorded_entry(meta: dict, path) -> dict | None:
     """training_metadata.json's ``data[]`` entry for data set ``path``, or None."""
     for entry in meta.get("data") or []:
         if isinstance(entry, dict) and data_key(entry.get("path")) == data_key(path):
@@ -88,14 +88,14 @@ def _recorded_time(value) -> pd.Timestamp | None:
 def recorded_training_end(meta: dict, path) -> pd.Timestamp | None:
     """The last timestamp of data set ``path``'s training part, as a model's
     training_metadata.json records it (``data[].training_span``); None where not recorded."""
-    span = (_recorded_entry(meta, path) or {}).get("training_span")
+    span = (recorded_entry(meta, path) or {}).get("training_span")
     return _recorded_time(span[1]) if isinstance(span, list) and len(span) == 2 else None
 
 
 def recorded_training_ends(meta: dict, path) -> dict[str, pd.Timestamp]:
     """Each server's last training timestamp in data set ``path``, as training_metadata.json
     records it (``data[].training_ends``, from 2026-11-29); {} where not recorded."""
-    ends = (_recorded_entry(meta, path) or {}).get("training_ends")
+    ends = (recorded_entry(meta, path) or {}).get("training_ends")
     if not isinstance(ends, dict):
         return {}
     times = {str(name): _recorded_time(when) for name, when in ends.items()}

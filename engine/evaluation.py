@@ -225,12 +225,12 @@ def trained_servers(loaded: LoadedModel | None, path, grid: pd.DataFrame, seen: 
     have said otherwise.  A model records the data sets it trained on (``data[].path``): the
     servers of another data set are never seen, whatever their names (an operator's own
     ``web-01`` was scored as seen because the demo fleet has one)."""
-    from engine.datasplit import _recorded_entry
+    from engine.datasplit import recorded_entry
 
     if loaded is None:
         return set(), None
     recorded = [e for e in loaded.metadata.get("data") or [] if isinstance(e, dict) and e.get("path")]
-    if not recorded or _recorded_entry(loaded.metadata, path) is not None:
+    if not recorded or recorded_entry(loaded.metadata, path) is not None:
         return seen, None                   # (a model that does not record its data: names it is)
     clash = sorted(set(grid["server_name"].astype(str).unique()) & seen)
     if not clash:

@@ -212,7 +212,7 @@ class RemoteEngine:
                  "remote_age_s": None if self.received_at is None else round(time.time() - self.received_at, 1)}
         if snap is None:
             out = Snapshot(data_time=None, servers=(), alerts=(),
-                           environment=Environment(math.nan, math.nan, 0, 0, math.nan),   # (nothing known yet)
+                           environment=Environment.unknown(),
                            metadata={"model_type": "unknown", "model_loaded": False, "device": "remote",
                                      # the reason first: at 120 columns a long URL cut "API key" off
                                      "model_reason": f"{err} · waiting for {self.url}" if err else

@@ -204,7 +204,7 @@ def environment(servers: Sequence[ServerForecast]) -> Environment:
     null in the JSON), not a healthy 100 % and 0 %."""
     total = len(servers)
     if total == 0:
-        return Environment(math.nan, math.nan, 0, 0, math.nan)
+        return Environment.unknown()
     high = sum(is_high_risk(s) for s in servers)
     return Environment(
         incident_probability_30m=_any_of([s.risk_30m for s in servers]),

@@ -133,6 +133,12 @@ class Environment:
     total_servers: int
     fleet_health: float               # % of servers that are not high-risk
 
+    @classmethod
+    def unknown(cls) -> "Environment":
+        """A fleet with no server reporting (none yet, or every one silent): nothing is known of
+        its health or incident probabilities (NaN, null in the JSON), which is not 100 % and 0 %."""
+        return cls(math.nan, math.nan, 0, 0, math.nan)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "incident_probability_30m": _p(self.incident_probability_30m),

@@ -125,16 +125,14 @@ def parse_thresholds(spec: str | None, base: Thresholds = DEFAULT_THRESHOLDS) ->
         # at a sample's precision: levels it cannot hold or tell apart are refused (a multiple
         # of the cores is checked for the most cores a server may have, and kept unrounded:
         # it is rounded once multiplied)
+        # (Thresholds itself rounds the levels it keeps)
         most = MAX_CORES if key == "load_per_core" else 1
-        typed, rounded = crit, (as_sample(warn * most), as_sample(crit * most))
-        if not rounded[1] < float("inf"):
-            raise ValueError(f"--thresholds {part!r}: {typed:g}{' x the cores' if most > 1 else ''} is beyond the "
+        if not as_sample(crit * most) < float("inf"):
+            raise ValueError(f"--thresholds {part!r}: {crit:g}{' x the cores' if most > 1 else ''} is beyond the "
                              "largest value a sample can hold")
         if not as_sample(warn) < as_sample(crit):
             raise ValueError(f"--thresholds {part!r}: warning and critical are the same level at the "
                              "precision samples are kept (7 significant digits)")
-        if key != "load_per_core":
-            warn, crit = as_sample(warn), as_sample(crit)
         if key in percent:
             percent[key] = (warn, crit)
         else:

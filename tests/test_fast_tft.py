@@ -465,11 +465,13 @@ def test_bad_lengths_are_refused(windows, fast):
 
 
 @pytest.mark.slow
-def test_shipped_model_matches_the_library_path():
-    """The shipped model on simulated servers (full and short windows): the library path and
-    ours agree to 1e-5 relative + 1e-4 absolute (percent / load units).  The trained network
-    amplifies one-ulp input differences ~300-fold: with the window centre computed in
-    float64 instead of as the library's float32 torch.mean, the two were 2.2e-3 apart."""
+@pytest.mark.parametrize("short", [True, False])
+def test_shipped_model_matches_the_library_path(short):
+    """The shipped model on simulated servers (full and short windows; all full, which runs
+    the traced network): the library path and ours agree to 1e-5 relative + 1e-4 absolute
+    (percent / load units).  The trained network amplifies one-ulp input differences
+    ~300-fold: with the window centre computed in float64 instead of as the library's
+    float32 torch.mean, the two were 2.2e-3 apart."""
     from engine.sources import SimulatorSource
     from engine.store import WindowStore
     from engine.tft_model import find_latest_model
@@ -483,7 +485,8 @@ def test_shipped_model_matches_the_library_path():
     store.extend_frame(SimulatorSource(16, seed=5, backfill=pd.Timedelta(minutes=5 * L)).backfill())
     w = store.windows()
     lengths = np.minimum(w.lengths, L).astype(np.int64)
-    lengths[::3] = [40, 100, 200, 287, 150, L - 1][: len(lengths[::3])]
+    if short:
+        lengths[::3] = [40, 100, 200, 287, 150, L - 1][: len(lengths[::3])]
     parts, origins = [], []
     for i, name in enumerate(w.names):
         n = int(lengths[i])
@@ -495,9 +498,11 @@ def test_shipped_model_matches_the_library_path():
         origins.append((f"{name}#0", name, int(w.last_epoch[i] // 300) + 1))
     origins = pd.DataFrame(origins, columns=["series", "server_name", "origin_idx"])
     stock = stock_predict(loaded, prepare_frame(pd.concat(parts, ignore_index=True)), origins)
-    ours = FastTFT(loaded).predict(w.values[:, -L:], lengths, w.last_epoch, w.profiles)
+    fast = FastTFT(loaded)
+    ours = fast.predict(w.values[:, -L:], lengths, w.last_epoch, w.profiles)
     for m in loaded.config.targets:
         np.testing.assert_allclose(ours.raw[m], stock[m], rtol=1e-5, atol=1e-4, err_msg=m)
+    assert bool(fast._traced) == (not short and not loaded.config.day_ago)
 
 
 @pytest.mark.parametrize("n, size, expected", [(10000, 8192, [5000, 5000]), (1000, 64, [63] * 15 + [55]),
@@ -506,3 +511,92 @@ def test_even_batches_cover_every_row_once_in_the_fewest_equal_batches(n, size, 
     batches = even_batches(n, size)
     assert [b.stop - b.start for b in batches] == expected
     assert [b.start for b in batches] == list(np.cumsum([0, *expected[:-1]]))[:len(batches)]
+
+
+def _aligned_fleet(config, n: int, seed: int, end: int = 1_768_000_200):
+    """n full windows of random values, all ending at ``end``: the batches FastTFT traces."""
+    rng = np.random.default_rng(seed)
+    L = config.max_encoder_length
+    values = np.stack([rng.uniform(0, 100, (n, L)), rng.uniform(0, 100, (n, L)), rng.uniform(0, 100, (n, L)),
+                       rng.uniform(0, 8, (n, L))], axis=-1)
+    profiles = list(rng.choice(["web", "database", "batch", "gpu-box", ""], n))
+    return values, np.full(n, L, dtype=np.int64), np.full(n, end, dtype=np.int64), profiles
+
+
+def _same_forecasts(a, b, targets):
+    for m in targets:
+        np.testing.assert_array_equal(a.raw[m], b.raw[m], err_msg=m)
+        np.testing.assert_array_equal(a.quantiles[m], b.quantiles[m], err_msg=m)
+    assert a.importance == b.importance
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_traced_network_gives_the_network_s_forecasts_bit_for_bit(weighted, workers):
+    """Full windows that end together run through a torch.jit trace of the network (no GIL
+    per op); traced on one fleet, it gives the untraced network's numbers on others of the
+    same shapes, whatever their values, profiles and end time."""
+    targets = weighted.config.targets
+    traced = FastTFT(weighted, batch_size=3, workers=workers)
+    plain = FastTFT(weighted, batch_size=3, workers=workers, trace=False)
+    for seed, end in ((0, 1_768_000_200), (1, 1_768_000_200), (2, 1_790_123_400)):
+        fleet = _aligned_fleet(weighted.config, 7, seed, end)            # batches of 3, 2 and 2
+        _same_forecasts(traced.predict(*fleet, with_importance=True), plain.predict(*fleet, with_importance=True),
+                        targets)
+    assert len(traced._traced) == 2 and all(net is not None for net in traced._traced.values())
+    assert traced.trace_error is None and not plain._traced
+
+
+def test_windows_a_trace_cannot_stand_for_run_untraced(trained):
+    """A trace freezes what Python decided from its batch: a batch with a short window or
+    windows ending at different times is not traced, and one traced full batch is not
+    used for them."""
+    loaded, _ = trained
+    fast, plain = FastTFT(loaded, batch_size=4), FastTFT(loaded, batch_size=4, trace=False)
+    values, lengths, ends, profiles = _aligned_fleet(loaded.config, 4, 3)
+    short = lengths.copy()
+    short[1] = loaded.config.min_encoder_length
+    apart = ends.copy()
+    apart[2] -= 300
+    for case in ((values, short, ends, profiles), (values, lengths, apart, profiles)):
+        _same_forecasts(fast.predict(*case), plain.predict(*case), loaded.config.targets)
+        assert not fast._traced
+    fast.predict(values, lengths, ends, profiles)
+    assert len(fast._traced) == 1
+    for case in ((values, short, ends, profiles), (values, lengths, apart, profiles)):
+        _same_forecasts(fast.predict(*case), plain.predict(*case), loaded.config.targets)
+
+
+def test_a_trace_that_differs_or_fails_is_not_used(trained, monkeypatch):
+    loaded, _ = trained
+    fleet = _aligned_fleet(loaded.config, 4, 4)
+    want = FastTFT(loaded, trace=False).predict(*fleet)
+    real_trace = torch.jit.trace
+
+    def off_by_a_little(module, example, **kw):
+        net = real_trace(module, example, **kw)
+        return lambda *a: tuple(t + 1e-6 for t in net(*a))
+
+    monkeypatch.setattr(torch.jit, "trace", off_by_a_little)
+    fast = FastTFT(loaded)
+    _same_forecasts(fast.predict(*fleet), want, loaded.config.targets)
+    assert list(fast._traced.values()) == [None] and fast.trace and fast.trace_error is None
+
+    def broken(*a, **kw):
+        raise RuntimeError("tracing is not supported\nin this build")
+
+    monkeypatch.setattr(torch.jit, "trace", broken)
+    fast = FastTFT(loaded)
+    _same_forecasts(fast.predict(*fleet), want, loaded.config.targets)
+    assert not fast.trace and fast.trace_error == "RuntimeError: tracing is not supported in this build"
+    assert not loaded.model.__dict__.get("_jit_is_scripting") and not fast.model.__dict__.get("_jit_is_scripting")
+
+
+def test_traces_are_kept_for_a_few_batch_sizes_only(trained, monkeypatch):
+    import engine.fast_tft as fast_tft
+
+    loaded, _ = trained
+    monkeypatch.setattr(fast_tft, "MAX_TRACES", 2)
+    fast = FastTFT(loaded, batch_size=64)
+    for n in (3, 4, 5):
+        fast.predict(*_aligned_fleet(loaded.config, n, n))
+    assert [key[1][0][0] for key in fast._traced] == [4, 5]          # batch sizes; 3's trace forgotten

@@ -547,11 +547,22 @@ def _network_error(reason: object, timeout: float) -> str:
     return str(reason) or type(reason).__name__
 
 
+# what an instance lacks when a query found nothing for it (a record missing that metric
+# is refused whole: the model reads all four)
+_ABSENT = {
+    "cpu_percent": 'no node_cpu_seconds_total{mode="idle"} series',
+    "memory_percent": "no node_memory_MemAvailable_bytes and MemTotal_bytes series",
+    "disk_percent": 'no filesystem mounted at "/" (node_filesystem_*{mountpoint="/"})',
+    "load_average": "no node_load1 series",
+}
+
+
 def _describe(problems: Sequence[Problem], keys: list[tuple[str, int]], source: str) -> list[str]:
     """Problem strings that name the refused record by instance and time (not by row).
 
     The same refusal repeated over several steps (an instance without a "/" filesystem,
-    say) is one line with a count, not one line per step.
+    say) is one line with a count, not one line per step.  A metric that no query found
+    for the instance says which series it lacks, and that the server is left out.
     """
     lines: dict[tuple, list] = {}
     for p in problems:
@@ -566,6 +577,9 @@ def _describe(problems: Sequence[Problem], keys: list[tuple[str, int]], source: 
             continue
         where = f"{instance or '(no instance label)'} at {_iso(ts)}"
         where += f", column {p.column}" if p.column else ""
-        lines[key] = [f"{source}: {where}: {p.message}", 1, None]
+        message = p.message
+        if message == "missing value" and p.column in _ABSENT:
+            message = f"{_ABSENT[p.column]} for this instance: it is left out until it has one"
+        lines[key] = [f"{source}: {where}: {message}", 1, None]
     return [text if count == 1 else f"{text} (and {count - 1} more steps until {_iso(last)})"
             for text, count, last in lines.values()]

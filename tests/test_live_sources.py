@@ -164,7 +164,8 @@ def test_bad_records_are_refused_and_named_by_instance_and_time():
     assert neg.startswith("prometheus http://127.0.0.1:9/prom: neg at ")
     assert "column cpu_percent: -7 is outside 0–100" in neg
     nodisk = next(p for p in tick.problems if "nodisk" in p)
-    assert "column disk_percent: missing value (and 1 more steps until" in nodisk
+    assert ('column disk_percent: no filesystem mounted at "/" (node_filesystem_*{mountpoint="/"}) for this '
+            "instance: it is left out until it has one (and 1 more steps until") in nodisk
 
 
 # --------------------------------------------------------------------------- a real Prometheus

@@ -516,19 +516,24 @@ class FastTFT:
         quantiles = {m: block[:, j] for j, m in enumerate(self.targets)}
         importance = np.empty((n, len(self.encoder_variables)), dtype=np.float64) if with_importance else None
 
+        order, batches = self._plan(lengths, last_epoch, day is None)
+        if order is not None:                    # the rows as batched; put back at the end
+            v32, lengths, last_epoch, codes, normalised = (a[order] for a in (v32, lengths, last_epoch, codes,
+                                                                              normalised))
         v_t, ends_t, codes_t = (torch.from_numpy(np.ascontiguousarray(a)) for a in (v32, last_epoch, codes))
         day_t = None if day is None else tuple(torch.from_numpy(a) for a in day)
-        shared_end = bool(n) and bool((last_epoch == last_epoch[0]).all())
-        traceable = self.trace and self.device == "cpu" and shared_end and day_t is None
+        traceable = self.trace and self.device == "cpu" and day_t is None
 
         def run(sl: slice) -> None:
+            shared_end = bool((last_epoch[sl] == last_epoch[sl.start]).all())
             with torch.inference_mode():         # thread-local: set in the worker itself
                 x = batch_inputs(self, v_t[sl], lengths[sl], ends_t[sl], codes_t[sl], shared_end,
                                  None if day_t is None else (day_t[0][sl], day_t[1][sl]))
                 if self.device != "cpu":        # (on_device=False on a GPU: inputs made on the host)
                     x = {k: [t.to(self.device) for t in v] if isinstance(v, list) else v.to(self.device)
                          for k, v in x.items()}
-                net = self._traced_network(x) if traceable and bool((lengths[sl] == self.L).all()) else None
+                full = bool((lengths[sl] == self.L).all())
+                net = self._traced_network(x) if traceable and shared_end and full else None
                 if net is None:
                     out = self.model(x)
                 else:
@@ -544,7 +549,6 @@ class FastTFT:
             self._calibrate(v32[sl], lengths[sl], normalised[sl], {m: raw[m][sl] for m in self.targets},
                             {m: quantiles[m][sl] for m in self.targets})
 
-        batches = even_batches(n, self.batch_size)
         if self.workers > 1 and len(batches) > 1:
             # batches are independent: each worker thread runs whole ones (torch ops release
             # the GIL) and writes its own rows; no intra-op thread barriers involved
@@ -557,7 +561,34 @@ class FastTFT:
             for sl in batches:
                 run(sl)
 
+        if order is not None:
+            back = np.empty_like(order)
+            back[order] = np.arange(n)
+            block, raw = block[back], {m: r[back] for m, r in raw.items()}
+            importance = None if importance is None else importance[back]
         return FastForecast(block, self.targets, raw, self._importance_dicts(importance))
+
+    def _plan(self, lengths: np.ndarray, last_epoch: np.ndarray, plain: bool) -> tuple[np.ndarray | None, list[slice]]:
+        """The batches, as slices of the rows in the order returned (None: their own order).
+
+        On the CPU (and without day-ago inputs) the full windows that end at the fleet's most
+        common time are batched apart from the others (young servers, a silent one, a
+        collector a step behind), so that their batches run the traced network and one odd
+        window does not send a whole fleet, or a whole batch, to the untraced one."""
+        n = len(lengths)
+        if not (plain and self.device == "cpu") or n == 0:
+            return None, even_batches(n, self.batch_size)
+        full = lengths == self.L
+        if not full.any():
+            return None, even_batches(n, self.batch_size)
+        ends, counts = np.unique(last_epoch[full], return_counts=True)
+        main = full & (last_epoch == ends[counts == counts.max()].max())      # a tie: the latest
+        k = int(main.sum())
+        if k == n:
+            return None, even_batches(n, self.batch_size)
+        order = np.concatenate([np.flatnonzero(main), np.flatnonzero(~main)])
+        rest = [slice(k + sl.start, k + sl.stop) for sl in even_batches(n - k, self.batch_size)]
+        return order, even_batches(k, self.batch_size) + rest
 
     def _traced_network(self, x: dict) -> Callable | None:
         """The traced network for batches like ``x`` (full, aligned windows: see "the traced

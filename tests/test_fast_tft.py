@@ -467,8 +467,8 @@ def test_bad_lengths_are_refused(windows, fast):
 @pytest.mark.slow
 @pytest.mark.parametrize("short", [True, False])
 def test_shipped_model_matches_the_library_path(short):
-    """The shipped model on simulated servers (full and short windows; all full, which runs
-    the traced network): the library path and ours agree to 1e-5 relative + 1e-4 absolute
+    """The shipped model on simulated servers (full and short windows, the full ones batched
+    apart through the traced network; all full): the library path and ours agree to 1e-5 relative + 1e-4 absolute
     (percent / load units).  The trained network amplifies one-ulp input differences
     ~300-fold: with the window centre computed in float64 instead of as the library's
     float32 torch.mean, the two were 2.2e-3 apart."""
@@ -502,7 +502,7 @@ def test_shipped_model_matches_the_library_path(short):
     ours = fast.predict(w.values[:, -L:], lengths, w.last_epoch, w.profiles)
     for m in loaded.config.targets:
         np.testing.assert_allclose(ours.raw[m], stock[m], rtol=1e-5, atol=1e-4, err_msg=m)
-    assert bool(fast._traced) == (not short and not loaded.config.day_ago)
+    assert bool(fast._traced) == (not loaded.config.day_ago)     # the full windows' batches
 
 
 @pytest.mark.parametrize("n, size, expected", [(10000, 8192, [5000, 5000]), (1000, 64, [63] * 15 + [55]),
@@ -547,23 +547,30 @@ def test_traced_network_gives_the_network_s_forecasts_bit_for_bit(weighted, work
 
 
 def test_windows_a_trace_cannot_stand_for_run_untraced(trained):
-    """A trace freezes what Python decided from its batch: a batch with a short window or
-    windows ending at different times is not traced, and one traced full batch is not
-    used for them."""
+    """A trace freezes what Python decided from its batch.  The full windows that end at the
+    fleet's most common time are batched apart; a batch of the others (a short window,
+    another end) has the same tensor shapes here but runs the untraced network, or its
+    forecasts would be wrong (half of them, measured with the check taken out)."""
     loaded, _ = trained
     fast, plain = FastTFT(loaded, batch_size=4), FastTFT(loaded, batch_size=4, trace=False)
-    values, lengths, ends, profiles = _aligned_fleet(loaded.config, 4, 3)
-    short = lengths.copy()
-    short[1] = loaded.config.min_encoder_length
+    values, lengths, ends, profiles = _aligned_fleet(loaded.config, 8, 3)
+    odd = lengths.copy()
+    odd[[1, 6]] = [loaded.config.min_encoder_length, loaded.config.max_encoder_length - 1]
     apart = ends.copy()
-    apart[2] -= 300
-    for case in ((values, short, ends, profiles), (values, lengths, apart, profiles)):
-        _same_forecasts(fast.predict(*case), plain.predict(*case), loaded.config.targets)
-        assert not fast._traced
-    fast.predict(values, lengths, ends, profiles)
-    assert len(fast._traced) == 1
-    for case in ((values, short, ends, profiles), (values, lengths, apart, profiles)):
-        _same_forecasts(fast.predict(*case), plain.predict(*case), loaded.config.targets)
+    apart[[0, 3, 5]] -= 300
+    mixed = ends.copy()
+    mixed[4:] -= [300, 300, 600, 600]         # rows 4-7: a batch of full windows, two end times
+    for case in ((values, odd, ends, profiles), (values, lengths, apart, profiles),
+                 (values, odd, apart, profiles), (values, lengths, mixed, profiles)):
+        _same_forecasts(fast.predict(*case, with_importance=True), plain.predict(*case, with_importance=True),
+                        loaded.config.targets)
+    assert [key[1][0][0] for key, net in fast._traced.items() if net is not None] == [3, 2, 4]
+    # the last case: full rows 2, 4, 7 end at the common time (a traced batch of 3); rows 0, 1
+    # and 3 are a batch of the same shapes (1 is short, 0 and 3 full), which must not take it
+    order, batches = fast._plan(odd, apart, True)
+    assert list(order) == [2, 4, 7, 0, 1, 3, 5, 6]
+    assert [(b.start, b.stop) for b in batches] == [(0, 3), (3, 6), (6, 8)]
+    assert fast._plan(lengths, ends, True)[0] is None               # all alike: the rows' own order
 
 
 def test_a_trace_that_differs_or_fails_is_not_used(trained, monkeypatch):

@@ -255,10 +255,11 @@ _swap = swap_interpolation   # FastTFT's argument of the same name shadows it
 #
 # Traces run without the JIT's graph optimisations (no faster here, and their profiling
 # kept ~30 MB more); tracing peaks at ~40 MB of intermediates in the tracing thread's
-# malloc arena, handed back to the OS afterwards.  At most MAX_TRACES signatures are kept
-# (a CPU fleet's batches come in at most two sizes at a time; a fleet that changes size
-# traces anew, ~0.5 s once, and forgets the oldest).
+# malloc arena, handed back to the OS afterwards.  Traced batches come in at most four sizes
+# whatever the fleet's (FastTFT._plan), each traced once (~0.5 s); MAX_TRACES bounds what
+# is kept all the same, forgetting the oldest.
 MAX_TRACES = 8
+TRACE_STEP = 16          # traced batches hold a multiple of this many windows (a quarter batch if more)
 _NOT_YET = object()
 
 
@@ -510,21 +511,23 @@ class FastTFT:
         normalised = np.array([_normalise_profile(p) for p in profiles], dtype=object)
         if self.on_device and n:
             return self._predict_on_device(v32, lengths, last_epoch, codes, normalised, with_importance, day)
-        Q = len(self.config.quantiles)
-        raw = {m: np.empty((n, self.H, Q), dtype=np.float64) for m in self.targets}
-        block = np.empty((n, len(self.targets), self.H, Q), dtype=np.float64)
-        quantiles = {m: block[:, j] for j, m in enumerate(self.targets)}
-        importance = np.empty((n, len(self.encoder_variables)), dtype=np.float64) if with_importance else None
-
         order, batches = self._plan(lengths, last_epoch, day is None)
-        if order is not None:                    # the rows as batched; put back at the end
+        if order is not None:                    # the rows as batched (some twice); put back at the end
             v32, lengths, last_epoch, codes, normalised = (a[order] for a in (v32, lengths, last_epoch, codes,
                                                                               normalised))
+        rows = n if order is None else len(order)
+        Q = len(self.config.quantiles)
+        raw = {m: np.empty((rows, self.H, Q), dtype=np.float64) for m in self.targets}
+        block = np.empty((rows, len(self.targets), self.H, Q), dtype=np.float64)
+        quantiles = {m: block[:, j] for j, m in enumerate(self.targets)}
+        importance = np.empty((rows, len(self.encoder_variables)), dtype=np.float64) if with_importance else None
+
         v_t, ends_t, codes_t = (torch.from_numpy(np.ascontiguousarray(a)) for a in (v32, last_epoch, codes))
         day_t = None if day is None else tuple(torch.from_numpy(a) for a in day)
         traceable = self.trace and self.device == "cpu" and day_t is None
 
-        def run(sl: slice) -> None:
+        def run(batch: tuple[slice, bool]) -> None:
+            sl, may_trace = batch
             shared_end = bool((last_epoch[sl] == last_epoch[sl.start]).all())
             with torch.inference_mode():         # thread-local: set in the worker itself
                 x = batch_inputs(self, v_t[sl], lengths[sl], ends_t[sl], codes_t[sl], shared_end,
@@ -533,7 +536,7 @@ class FastTFT:
                     x = {k: [t.to(self.device) for t in v] if isinstance(v, list) else v.to(self.device)
                          for k, v in x.items()}
                 full = bool((lengths[sl] == self.L).all())
-                net = self._traced_network(x) if traceable and shared_end and full else None
+                net = self._traced_network(x) if traceable and may_trace and shared_end and full else None
                 if net is None:
                     out = self.model(x)
                 else:
@@ -558,37 +561,43 @@ class FastTFT:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tft-batch")
             list(self._pool.map(run, batches))
         else:
-            for sl in batches:
-                run(sl)
+            for batch in batches:
+                run(batch)
 
         if order is not None:
-            back = np.empty_like(order)
-            back[order] = np.arange(n)
+            back = np.empty(n, dtype=np.int64)
+            back[order[::-1]] = np.arange(len(order))[::-1]      # each row's first place in the order
             block, raw = block[back], {m: r[back] for m, r in raw.items()}
             importance = None if importance is None else importance[back]
         return FastForecast(block, self.targets, raw, self._importance_dicts(importance))
 
-    def _plan(self, lengths: np.ndarray, last_epoch: np.ndarray, plain: bool) -> tuple[np.ndarray | None, list[slice]]:
-        """The batches, as slices of the rows in the order returned (None: their own order).
+    def _plan(self, lengths: np.ndarray, last_epoch: np.ndarray,
+              plain: bool) -> tuple[np.ndarray | None, list[tuple[slice, bool]]]:
+        """The batches, as (slice of the rows in the order returned, may it run traced); the
+        order (None: the rows' own) may repeat a row, whose second forecast is not used.
 
         On the CPU (and without day-ago inputs) the full windows that end at the fleet's most
         common time are batched apart from the others (young servers, a silent one, a
-        collector a step behind), so that their batches run the traced network and one odd
-        window does not send a whole fleet, or a whole batch, to the untraced one."""
+        collector a step behind), so that one odd window does not send a whole fleet, or a
+        whole batch, to the untraced network.  Their batches hold exactly ``batch_size``
+        windows, the last one filled up (with its last window again) to a multiple of
+        TRACE_STEP or a quarter batch: the traced batches then come in at most four sizes
+        that do not change with the fleet's (64, 16, 32, 48), and a fleet that grows or shrinks
+        by a server, or whose odd windows come and go, traces nothing anew.  The others run
+        untraced (their sizes come and go)."""
         n = len(lengths)
-        if not (plain and self.device == "cpu") or n == 0:
-            return None, even_batches(n, self.batch_size)
         full = lengths == self.L
-        if not full.any():
-            return None, even_batches(n, self.batch_size)
+        if not (plain and self.device == "cpu") or not full.any():
+            return None, [(sl, False) for sl in even_batches(n, self.batch_size)]
         ends, counts = np.unique(last_epoch[full], return_counts=True)
-        main = full & (last_epoch == ends[counts == counts.max()].max())      # a tie: the latest
-        k = int(main.sum())
-        if k == n:
-            return None, even_batches(n, self.batch_size)
-        order = np.concatenate([np.flatnonzero(main), np.flatnonzero(~main)])
-        rest = [slice(k + sl.start, k + sl.stop) for sl in even_batches(n - k, self.batch_size)]
-        return order, even_batches(k, self.batch_size) + rest
+        main = np.flatnonzero(full & (last_epoch == ends[counts == counts.max()].max()))    # a tie: the latest
+        size, k = self.batch_size, len(main)
+        step = min(size, max(TRACE_STEP, -(-size // 4)))
+        padded = -(-k // step) * step
+        order = np.concatenate([main, np.repeat(main[-1:], padded - k), np.flatnonzero(~np.isin(np.arange(n), main))])
+        batches = [(slice(s, min(s + size, padded)), True) for s in range(0, padded, size)]
+        batches += [(slice(padded + sl.start, padded + sl.stop), False) for sl in even_batches(n - k, size)]
+        return order, batches
 
     def _traced_network(self, x: dict) -> Callable | None:
         """The traced network for batches like ``x`` (full, aligned windows: see "the traced

@@ -539,38 +539,40 @@ def test_traced_network_gives_the_network_s_forecasts_bit_for_bit(weighted, work
     traced = FastTFT(weighted, batch_size=3, workers=workers)
     plain = FastTFT(weighted, batch_size=3, workers=workers, trace=False)
     for seed, end in ((0, 1_768_000_200), (1, 1_768_000_200), (2, 1_790_123_400)):
-        fleet = _aligned_fleet(weighted.config, 7, seed, end)            # batches of 3, 2 and 2
+        fleet = _aligned_fleet(weighted.config, 7, seed, end)            # 3 batches of 3, one window twice
         _same_forecasts(traced.predict(*fleet, with_importance=True), plain.predict(*fleet, with_importance=True),
                         targets)
-    assert len(traced._traced) == 2 and all(net is not None for net in traced._traced.values())
+    assert len(traced._traced) == 1 and all(net is not None for net in traced._traced.values())
     assert traced.trace_error is None and not plain._traced
 
 
 def test_windows_a_trace_cannot_stand_for_run_untraced(trained):
     """A trace freezes what Python decided from its batch.  The full windows that end at the
-    fleet's most common time are batched apart; a batch of the others (a short window,
-    another end) has the same tensor shapes here but runs the untraced network, or its
-    forecasts would be wrong (half of them, measured with the check taken out)."""
+    fleet's most common time are batched apart; a batch of the others has the same tensor
+    shapes here (a short window among full ones, or two end times) but must run the
+    untraced network, or its forecasts would be wrong (a third to a half of them, measured
+    with the checks taken out)."""
     loaded, _ = trained
     fast, plain = FastTFT(loaded, batch_size=4), FastTFT(loaded, batch_size=4, trace=False)
     values, lengths, ends, profiles = _aligned_fleet(loaded.config, 8, 3)
-    odd = lengths.copy()
-    odd[[1, 6]] = [loaded.config.min_encoder_length, loaded.config.max_encoder_length - 1]
-    apart = ends.copy()
-    apart[[0, 3, 5]] -= 300
+    short = lengths.copy()
+    short[4] = loaded.config.min_encoder_length
+    late = ends.copy()
+    late[4:] -= 300                           # rows 4-7 a step behind, row 4 short too
     mixed = ends.copy()
-    mixed[4:] -= [300, 300, 600, 600]         # rows 4-7: a batch of full windows, two end times
-    for case in ((values, odd, ends, profiles), (values, lengths, apart, profiles),
-                 (values, odd, apart, profiles), (values, lengths, mixed, profiles)):
+    mixed[4:] -= [300, 300, 600, 600]         # rows 4-7: full windows, two end times
+    for case in ((values, short, late, profiles), (values, lengths, mixed, profiles)):
+        order, batches = fast._plan(case[1], case[2], True)
+        assert [(b.start, b.stop, t) for b, t in batches] == [(0, 4, True), (4, 8, False)]
         _same_forecasts(fast.predict(*case, with_importance=True), plain.predict(*case, with_importance=True),
                         loaded.config.targets)
-    assert [key[1][0][0] for key, net in fast._traced.items() if net is not None] == [3, 2, 4]
-    # the last case: full rows 2, 4, 7 end at the common time (a traced batch of 3); rows 0, 1
-    # and 3 are a batch of the same shapes (1 is short, 0 and 3 full), which must not take it
-    order, batches = fast._plan(odd, apart, True)
-    assert list(order) == [2, 4, 7, 0, 1, 3, 5, 6]
-    assert [(b.start, b.stop) for b in batches] == [(0, 3), (3, 6), (6, 8)]
-    assert fast._plan(lengths, ends, True)[0] is None               # all alike: the rows' own order
+    assert [key[1][0][0] for key, net in fast._traced.items() if net is not None] == [4]
+    _same_forecasts(fast.predict(values, short, ends, profiles), plain.predict(values, short, ends, profiles),
+                    loaded.config.targets)
+    order, batches = fast._plan(short, ends, True)                   # rows 0-3, 5-7 full, aligned
+    assert list(order) == [0, 1, 2, 3, 5, 6, 7, 7, 4] and [(b.start, b.stop, t) for b, t in batches] == \
+        [(0, 4, True), (4, 8, True), (8, 9, False)]
+    assert fast._plan(lengths, ends, True)[0].tolist() == list(range(8))
 
 
 def test_a_trace_that_differs_or_fails_is_not_used(trained, monkeypatch):
@@ -598,12 +600,32 @@ def test_a_trace_that_differs_or_fails_is_not_used(trained, monkeypatch):
     assert not loaded.model.__dict__.get("_jit_is_scripting") and not fast.model.__dict__.get("_jit_is_scripting")
 
 
-def test_traces_are_kept_for_a_few_batch_sizes_only(trained, monkeypatch):
+def test_traced_batches_come_in_a_few_sizes_whatever_the_fleet_s(trained, monkeypatch):
+    """The full, aligned windows go in batches of exactly batch_size, the last filled up to a
+    multiple of 16 with its last window again: fleets of 61 to 65 servers trace batches of 64
+    and 16 only, and each window's forecast is its own (checked against each window alone)."""
     import engine.fast_tft as fast_tft
 
     loaded, _ = trained
+    fast = FastTFT(loaded, batch_size=64, workers=2)
+    targets = loaded.config.targets
+    for n in (61, 62, 63, 64, 65):
+        fleet = _aligned_fleet(loaded.config, n, n)
+        out = fast.predict(*fleet, with_importance=True)
+        _same_forecasts(out, FastTFT(loaded, batch_size=64, trace=False).predict(*fleet, with_importance=True),
+                        targets)
+    assert sorted(key[1][0][0] for key in fast._traced) == [16, 64]
+    values, lengths, ends, profiles = fleet
+    for i in (0, 17, 63, 64):
+        alone = fast.predict(values[i:i + 1], lengths[i:i + 1], ends[i:i + 1], profiles[i:i + 1], with_importance=True)
+        for m in targets:
+            np.testing.assert_allclose(out.raw[m][i], alone.raw[m][0], rtol=1e-5, atol=1e-5, err_msg=m)
+        assert out.importance[i] == pytest.approx(alone.importance[0], rel=1e-5, abs=1e-6)
+    order, batches = fast._plan(lengths, ends, True)
+    assert list(order) == [*range(65), *[64] * 15] and [(b.start, b.stop, t) for b, t in batches] == \
+        [(0, 64, True), (64, 80, True)]
     monkeypatch.setattr(fast_tft, "MAX_TRACES", 2)
-    fast = FastTFT(loaded, batch_size=64)
-    for n in (3, 4, 5):
-        fast.predict(*_aligned_fleet(loaded.config, n, n))
-    assert [key[1][0][0] for key in fast._traced] == [4, 5]          # batch sizes; 3's trace forgotten
+    small = FastTFT(loaded, batch_size=64)
+    for n in (10, 20, 40):
+        small.predict(*_aligned_fleet(loaded.config, n, n))
+    assert [key[1][0][0] for key in small._traced] == [32, 48]          # 16's trace forgotten

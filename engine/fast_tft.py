@@ -255,10 +255,12 @@ _swap = swap_interpolation   # FastTFT's argument of the same name shadows it
 #
 # Traces run without the JIT's graph optimisations (no faster here, and their profiling
 # kept ~30 MB more); tracing peaks at ~40 MB of intermediates in the tracing thread's
-# malloc arena, handed back to the OS afterwards.  Traced batches come in at most four sizes
-# whatever the fleet's (FastTFT._plan), each traced once (~0.5 s); MAX_TRACES bounds what
-# is kept all the same, forgetting the oldest.
-MAX_TRACES = 8
+# malloc arena, handed back to the OS afterwards.  What a trace compiles stays in torch's
+# global compilation unit for the life of the process, dropped or not (pytorch/pytorch#35600):
+# ~35-45 MB per trace with the shipped model.  So traced batches come in at most four sizes
+# whatever the fleet's (FastTFT._plan), each traced once (~0.5 s), and a FastTFT makes at
+# most MAX_TRACES traces: any other batch runs untraced.
+MAX_TRACES = 4
 TRACE_STEP = 16          # traced batches hold a multiple of this many windows (a quarter batch if more)
 _NOT_YET = object()
 
@@ -271,6 +273,12 @@ def _quiet_tracing() -> None:
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=DeprecationWarning)
     # (tracing reads every attribute of every module, torchmetrics' deprecated ones too)
     warnings.filterwarnings("ignore", message="This property will be removed in 2.0.0", category=DeprecationWarning)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit for bit the same numbers, NaN where NaN (a window with a NaN gives NaN forecasts
+    on both paths, and the batch a trace is made from may hold one)."""
+    return a.shape == b.shape and a.dtype == b.dtype and bool(((a == b) | (a.isnan() & b.isnan())).all())
 
 
 def _layout(x: dict) -> tuple:
@@ -609,10 +617,8 @@ class FastTFT:
         with self._trace_lock:                   # one trace per signature, whichever worker asks
             net = self._traced.get(key, _NOT_YET)
             if net is _NOT_YET:
-                if not self.trace:
-                    return None
-                while len(self._traced) >= MAX_TRACES:
-                    self._traced.pop(next(iter(self._traced)))          # the oldest
+                if not self.trace or len(self._traced) >= MAX_TRACES:
+                    return None                  # (a trace's memory is never given back: see above)
                 net = self._traced[key] = self._trace(x)
                 release_freed_memory()
         return net
@@ -639,7 +645,7 @@ class FastTFT:
             else:
                 model._jit_is_scripting = before
         want = _FlatNetwork(model, _layout(x))(*flat)
-        if len(got) != len(want) or not all(torch.equal(a, b) for a, b in zip(got, want)):
+        if len(got) != len(want) or not all(_same(a, b) for a, b in zip(got, want)):
             return None                          # not the same numbers: this signature runs untraced
         return net
 

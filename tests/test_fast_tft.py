@@ -624,8 +624,23 @@ def test_traced_batches_come_in_a_few_sizes_whatever_the_fleet_s(trained, monkey
     order, batches = fast._plan(lengths, ends, True)
     assert list(order) == [*range(65), *[64] * 15] and [(b.start, b.stop, t) for b, t in batches] == \
         [(0, 64, True), (64, 80, True)]
+    # torch never frees what a trace compiles: a FastTFT makes at most MAX_TRACES of them
+    assert fast_tft.MAX_TRACES == 4
     monkeypatch.setattr(fast_tft, "MAX_TRACES", 2)
-    small = FastTFT(loaded, batch_size=64)
-    for n in (10, 20, 40):
-        small.predict(*_aligned_fleet(loaded.config, n, n))
-    assert [key[1][0][0] for key in small._traced] == [32, 48]          # 16's trace forgotten
+    small, plain = FastTFT(loaded, batch_size=64), FastTFT(loaded, batch_size=64, trace=False)
+    for n in (10, 20, 40, 10):
+        fleet = _aligned_fleet(loaded.config, n, n)
+        _same_forecasts(small.predict(*fleet), plain.predict(*fleet), targets)
+    assert [key[1][0][0] for key in small._traced] == [16, 32]          # 48 runs untraced
+
+
+def test_a_nan_in_the_batch_traced_leaves_its_window_nan_and_the_trace_kept(trained):
+    loaded, _ = trained
+    values, lengths, ends, profiles = _aligned_fleet(loaded.config, 4, 5)
+    values[2, -3, 1] = np.nan
+    fast = FastTFT(loaded)
+    out = fast.predict(values, lengths, ends, profiles)
+    _same_forecasts(out, FastTFT(loaded, trace=False).predict(values, lengths, ends, profiles),
+                    loaded.config.targets)
+    assert np.isnan(out.raw["cpu_percent"][2]).all() and np.isfinite(out.raw["cpu_percent"][[0, 1, 3]]).all()
+    assert list(fast._traced.values()) != [None] and len(fast._traced) == 1

@@ -498,7 +498,7 @@ def test_shipped_model_matches_the_library_path(short):
         origins.append((f"{name}#0", name, int(w.last_epoch[i] // 300) + 1))
     origins = pd.DataFrame(origins, columns=["series", "server_name", "origin_idx"])
     stock = stock_predict(loaded, prepare_frame(pd.concat(parts, ignore_index=True)), origins)
-    fast = FastTFT(loaded)
+    fast = FastTFT(loaded, trace_after=0)
     ours = fast.predict(w.values[:, -L:], lengths, w.last_epoch, w.profiles)
     for m in loaded.config.targets:
         np.testing.assert_allclose(ours.raw[m], stock[m], rtol=1e-5, atol=1e-4, err_msg=m)
@@ -536,7 +536,7 @@ def test_traced_network_gives_the_network_s_forecasts_bit_for_bit(weighted, work
     per op); traced on one fleet, it gives the untraced network's numbers on others of the
     same shapes, whatever their values, profiles and end time."""
     targets = weighted.config.targets
-    traced = FastTFT(weighted, batch_size=3, workers=workers)
+    traced = FastTFT(weighted, batch_size=3, workers=workers, trace_after=0)
     plain = FastTFT(weighted, batch_size=3, workers=workers, trace=False)
     for seed, end in ((0, 1_768_000_200), (1, 1_768_000_200), (2, 1_790_123_400)):
         fleet = _aligned_fleet(weighted.config, 7, seed, end)            # 3 batches of 3, one window twice
@@ -553,7 +553,7 @@ def test_windows_a_trace_cannot_stand_for_run_untraced(trained):
     untraced network, or its forecasts would be wrong (a third to a half of them, measured
     with the checks taken out)."""
     loaded, _ = trained
-    fast, plain = FastTFT(loaded, batch_size=4), FastTFT(loaded, batch_size=4, trace=False)
+    fast, plain = FastTFT(loaded, batch_size=4, trace_after=0), FastTFT(loaded, batch_size=4, trace=False)
     values, lengths, ends, profiles = _aligned_fleet(loaded.config, 8, 3)
     short = lengths.copy()
     short[4] = loaded.config.min_encoder_length
@@ -586,7 +586,7 @@ def test_a_trace_that_differs_or_fails_is_not_used(trained, monkeypatch):
         return lambda *a: tuple(t + 1e-6 for t in net(*a))
 
     monkeypatch.setattr(torch.jit, "trace", off_by_a_little)
-    fast = FastTFT(loaded)
+    fast = FastTFT(loaded, trace_after=0)
     _same_forecasts(fast.predict(*fleet), want, loaded.config.targets)
     assert list(fast._traced.values()) == [None] and fast.trace and fast.trace_error is None
 
@@ -594,7 +594,7 @@ def test_a_trace_that_differs_or_fails_is_not_used(trained, monkeypatch):
         raise RuntimeError("tracing is not supported\nin this build")
 
     monkeypatch.setattr(torch.jit, "trace", broken)
-    fast = FastTFT(loaded)
+    fast = FastTFT(loaded, trace_after=0)
     _same_forecasts(fast.predict(*fleet), want, loaded.config.targets)
     assert not fast.trace and fast.trace_error == "RuntimeError: tracing is not supported in this build"
     assert not loaded.model.__dict__.get("_jit_is_scripting") and not fast.model.__dict__.get("_jit_is_scripting")
@@ -607,7 +607,7 @@ def test_traced_batches_come_in_a_few_sizes_whatever_the_fleet_s(trained, monkey
     import engine.fast_tft as fast_tft
 
     loaded, _ = trained
-    fast = FastTFT(loaded, batch_size=64, workers=2)
+    fast = FastTFT(loaded, batch_size=64, workers=2, trace_after=0)
     targets = loaded.config.targets
     for n in (61, 62, 63, 64, 65):
         fleet = _aligned_fleet(loaded.config, n, n)
@@ -627,7 +627,7 @@ def test_traced_batches_come_in_a_few_sizes_whatever_the_fleet_s(trained, monkey
     # torch never frees what a trace compiles: a FastTFT makes at most MAX_TRACES of them
     assert fast_tft.MAX_TRACES == 4
     monkeypatch.setattr(fast_tft, "MAX_TRACES", 2)
-    small, plain = FastTFT(loaded, batch_size=64), FastTFT(loaded, batch_size=64, trace=False)
+    small, plain = FastTFT(loaded, batch_size=64, trace_after=0), FastTFT(loaded, batch_size=64, trace=False)
     for n in (10, 20, 40, 10):
         fleet = _aligned_fleet(loaded.config, n, n)
         _same_forecasts(small.predict(*fleet), plain.predict(*fleet), targets)
@@ -638,9 +638,28 @@ def test_a_nan_in_the_batch_traced_leaves_its_window_nan_and_the_trace_kept(trai
     loaded, _ = trained
     values, lengths, ends, profiles = _aligned_fleet(loaded.config, 4, 5)
     values[2, -3, 1] = np.nan
-    fast = FastTFT(loaded)
-    out = fast.predict(values, lengths, ends, profiles)
-    _same_forecasts(out, FastTFT(loaded, trace=False).predict(values, lengths, ends, profiles),
-                    loaded.config.targets)
+    fast = FastTFT(loaded, trace_after=2)
+    want = FastTFT(loaded, trace=False).predict(values, lengths, ends, profiles)
+    for calls in (1, 2, 3, 4):   # traced once 2 batches ran untraced
+        out = fast.predict(values, lengths, ends, profiles)
+        _same_forecasts(out, want, loaded.config.targets)
+        assert len(fast._traced) == (calls >= 3)
     assert np.isnan(out.raw["cpu_percent"][2]).all() and np.isfinite(out.raw["cpu_percent"][[0, 1, 3]]).all()
-    assert list(fast._traced.values()) != [None] and len(fast._traced) == 1
+    assert list(fast._traced.values()) != [None]
+
+
+def test_a_shape_is_traced_once_enough_batches_ran_untraced(trained):
+    """Tracing costs about 8 forwards: a short-lived FastTFT (tft-top predict) traces nothing;
+    after TRACE_AFTER batches, a shape is traced the second time it comes."""
+    from engine.fast_tft import TRACE_AFTER
+
+    loaded, _ = trained
+    fast = FastTFT(loaded, batch_size=32)                          # traced shapes: 16 and 32 windows
+    assert fast.trace_after == TRACE_AFTER == 16
+    for _ in range(16):
+        fast.predict(*_aligned_fleet(loaded.config, 16, 6))          # one batch of 16
+    assert not fast._traced
+    fast.predict(*_aligned_fleet(loaded.config, 48, 7))              # 32 (first time) and 16
+    assert [key[1][0][0] for key in fast._traced] == [16]
+    fast.predict(*_aligned_fleet(loaded.config, 48, 8))
+    assert sorted(key[1][0][0] for key in fast._traced) == [16, 32]

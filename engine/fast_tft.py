@@ -603,9 +603,9 @@ class FastTFT:
         whole batch, to the untraced network.  Their batches hold exactly ``batch_size``
         windows, the last one filled up (with its last window again) to a multiple of
         TRACE_STEP or a quarter batch: the traced batches then come in at most four sizes
-        that do not change with the fleet's (64, 16, 32, 48), and a fleet that grows or shrinks
-        by a server, or whose odd windows come and go, traces nothing anew.  The others run
-        untraced (their sizes come and go)."""
+        that do not change with the fleet's (64, 16, 32, 48 in batches of 64), and a fleet
+        that grows or shrinks by a server, or whose odd windows come and go, traces nothing
+        anew.  The others run untraced (their sizes come and go)."""
         n = len(lengths)
         full = lengths == self.L
         if not (plain and self.device == "cpu") or not full.any():
@@ -622,7 +622,7 @@ class FastTFT:
 
     def _traced_network(self, x: dict) -> Callable | None:
         """The traced network for batches like ``x`` (full, aligned windows: see "the traced
-        network" above), traced on first use; None where it cannot be used."""
+        network" above), traced when TRACE_AFTER says; None where it is not (yet) to be used."""
         key = (_layout(x), tuple(tuple(t.shape) for t in _flatten(x)))
         net = self._traced.get(key, _NOT_YET)
         if net is not _NOT_YET:

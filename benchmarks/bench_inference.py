@@ -11,7 +11,7 @@ Both paths share everything but the forecast itself:
 Prints, per fleet size, the median of --runs ticks for each path and their ratio, the
 split of our tick into its stages, and the process RSS after the 1,000-server ticks.
 
-    python benchmarks/bench_inference.py [--model DIR] [--sizes 25 100 1000] [--runs 3] [--device auto]
+    python benchmarks/bench_inference.py [--model DIR] [--sizes 25 100 1000] [--runs 3] [--warmup 1] [--device auto]
 """
 from __future__ import annotations
 
@@ -87,12 +87,14 @@ def stock_forecast(engine: Engine, windows, accelerator: str = "cpu") -> FleetFo
     return FleetForecast(list(windows.names), out, ["tft"] * n, [None] * n, [None] * n)
 
 
-def bench(model_dir: Path, n: int, runs: int, device: str, with_stock: bool, stock_runs: int | None = None) -> dict:
+def bench(model_dir: Path, n: int, runs: int, device: str, with_stock: bool, stock_runs: int | None = None,
+          warmup: int = 1) -> dict:
     engine = Engine(SimulatorSource(n, seed=0), model_dir, device=device)
     engine.start()
     if not engine.forecaster.loaded:
         raise SystemExit(f"model did not load: {engine.forecaster.model_reason}")
-    engine.tick()  # warm-up
+    for _ in range(warmup):
+        engine.tick()
     ours, stock, stages = [], [], []
     cuda = engine.forecaster.device.startswith("cuda")
     stock_runs = runs if stock_runs is None else stock_runs
@@ -143,6 +145,9 @@ def bench(model_dir: Path, n: int, runs: int, device: str, with_stock: bool, sto
         "rss_mb": rss_mb(), "device": engine.forecaster.device,
         "max_abs_diff": worst if with_stock else None,
         "max_rel_diff": worst_rel if with_stock else None,
+        # batch shapes running through the traced network (engine.fast_tft), or why none can
+        "traced": sum(net is not None for net in engine.forecaster.fast._traced.values()),
+        "trace_error": engine.forecaster.fast.trace_error,
     }
 
 
@@ -151,6 +156,10 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--sizes", type=int, nargs="+", default=None)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed ticks first (default 1). The CPU path traces a batch shape once 16 batches "
+                         "have run (engine.fast_tft.TRACE_AFTER): a 1,000-server fleet at its second tick, "
+                         "25 or 100 servers at their 17th or 9th; --warmup 20 measures them traced")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-stock", action="store_true")
     ap.add_argument("--stock-max", type=int, default=1000,
@@ -168,14 +177,18 @@ def main() -> None:
     print(f"model {model_dir}; torch {torch.__version__}; ours: {default_workers()} batch worker thread(s) "
           f"x {default_torch_threads() or torch.get_num_threads()} torch thread(s); stock: the faster of 1 "
           f"and {os.cpu_count()} torch thread(s)")
-    print(f"{'servers':>8}{'stock s':>10}{'ours s':>10}{'ratio':>8}{'ingest':>9}{'forecast':>10}{'risk+':>8}{'RSS MB':>9}  device  max abs diff · rel (|value| ≥ 1)")
+    print(f"{'servers':>8}{'stock s':>10}{'ours s':>10}{'ratio':>8}{'ingest':>9}{'forecast':>10}{'risk+':>8}{'RSS MB':>9}"
+          "  device  traced  max abs diff · rel (|value| ≥ 1)")
     for n in sizes:
         r = bench(model_dir, n, args.runs, args.device, with_stock=not args.no_stock and n <= args.stock_max,
-                  stock_runs=1 if n > 1000 else None)
+                  stock_runs=1 if n > 1000 else None, warmup=args.warmup)
         ratio = r["stock"] / r["ours"] if r["stock"] == r["stock"] else float("nan")
         diff = "" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e} · {r['max_rel_diff']:.1e}"
         print(f"{n:>8}{r['stock']:>10.3f}{r['ours']:>10.3f}{ratio:>8.2f}{r['ingest']:>9.3f}{r['forecast']:>10.3f}"
-              f"{r['risk_alerts_snapshot']:>8.3f}{r['rss_mb']:>9.0f}  {r['device']:<6}  {diff}", flush=True)
+              f"{r['risk_alerts_snapshot']:>8.3f}{r['rss_mb']:>9.0f}  {r['device']:<6}  {r['traced']:>6}  {diff}",
+              flush=True)
+        if r["trace_error"]:
+            print(f"          not traced: {r['trace_error']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -274,8 +274,11 @@ _NOT_YET = object()
 def _quiet_tracing() -> None:
     """torch.jit.trace warns that Python decisions are frozen (the checks above say which are
     safe to freeze) and that it is deprecated (it still works: where it fails, FastTFT runs
-    the network as it is): neither is for an operator's screen."""
-    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    the network as it is): neither is for an operator's screen.  Process-wide filters, set
+    where a FastTFT that may trace is made (not from its worker threads)."""
+    tracer_warning = getattr(getattr(torch, "jit", None), "TracerWarning", None)
+    if isinstance(tracer_warning, type) and issubclass(tracer_warning, Warning):
+        warnings.filterwarnings("ignore", category=tracer_warning)
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=DeprecationWarning)
     # (tracing reads every attribute of every module, torchmetrics' deprecated ones too)
     warnings.filterwarnings("ignore", message="This property will be removed in 2.0.0", category=DeprecationWarning)
@@ -457,6 +460,8 @@ class FastTFT:
         # trace did not equal the network.  On the CPU path only: the GPU's forward is kernels
         # queued from one thread, and a trace there has not been checked on a GPU.
         self.trace = bool(trace) and not self.device.startswith("cuda") and not self.on_device
+        if self.trace:
+            _quiet_tracing()
         self.trace_error: str | None = None      # why tracing was given up, if it was
         self._traced: dict[tuple, Callable | None] = {}
         # when to trace (see TRACE_AFTER): batches that could have run traced, and how often
@@ -645,7 +650,6 @@ class FastTFT:
         before = model.__dict__.get("_jit_is_scripting")
         flat = _flatten(x)
         try:
-            _quiet_tracing()
             # tracing reads every attribute of every module; a LightningModule's `trainer`
             # raises when no Trainer is attached, unless it is being scripted
             model._jit_is_scripting = True

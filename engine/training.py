@@ -64,6 +64,50 @@ class TrainOptions:
     progress: bool = True
 
 
+def _say(text: str) -> None:
+    """A line on stdout.  A closed stdout (``train … | head``, a log pipe that died) must not
+    cost a run that may have hours in it: the line is dropped, and stdout goes to /dev/null
+    from then on (so no later print, nor Python's flush at exit, meets the broken pipe)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        import io
+        import os
+
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):      # not a file: swap the object
+            sys.stdout = open(os.devnull, "w")
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
+def epoch_lines_callback():
+    """A Lightning callback that says, in one line per epoch, what the progress bar shows on
+    a terminal: where stdout is a file or a pipe the bar is off (Rich redraws it with control
+    codes, and a pipe that closes made it end the run with exit 1 and no word)."""
+    import lightning.pytorch as pl
+
+    class EpochLines(pl.Callback):
+        def __init__(self):
+            self.t0 = time.time()
+
+        def on_train_epoch_end(self, trainer, pl_module):      # (after the epoch's validation)
+            if not trainer.is_global_zero:
+                return
+            m = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+            parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+            if "train_loss_epoch" in m or "train_loss" in m:
+                parts.append(f"train loss {m.get('train_loss_epoch', m.get('train_loss')):.4g}")
+            if "val_loss" in m:
+                parts.append(f"validation loss {m['val_loss']:.4g}")
+            _say(", ".join(parts) + f" ({_duration(time.time() - self.t0)})")
+
+    return EpochLines()
+
+
 def best_weights_callback():
     """A Lightning callback that keeps, in memory, a copy of the weights at the lowest
     ``val_loss`` seen and puts them back when fitting ends.  Lightning's EarlyStopping
@@ -498,8 +542,8 @@ def train(opts: TrainOptions) -> Path:
             model.load_state_dict(init.model.state_dict(), strict=True)
         else:
             kept, fresh = warm_start_partial(model, init.model)
-            print(f"warm start from {opts.init_from}: {kept} tensors kept; {len(fresh)} new or reshaped by the "
-                  f"day-ago inputs start fresh (e.g. {fresh[0] if fresh else '-'})")
+            _say(f"warm start from {opts.init_from}: {kept} tensors kept; {len(fresh)} new or reshaped by the "
+                 f"day-ago inputs start fresh (e.g. {fresh[0] if fresh else '-'})")
     # pytorch-forecasting's interpolation as the equivalent matmul (same state_dict keys, the
     # same outputs and gradients): a training step of the shipped network at batch 64 took
     # 382 instead of 488 ms on a 2-core CPU (benchmarks/bench_train_step.py); on a GPU the
@@ -511,6 +555,7 @@ def train(opts: TrainOptions) -> Path:
     early_stopping = EarlyStopping(monitor="val_loss", patience=opts.patience, mode="min")
     best_weights = best_weights_callback()
     quiet_lightning()      # (its accelerator lines and tips: the run's own summary says the device)
+    bar = bool(opts.progress) and sys.stdout.isatty()      # else a line per epoch (epoch_lines_callback)
     trainer = pl.Trainer(
         max_epochs=opts.epochs,
         max_time=None if opts.max_time_min is None else {"minutes": opts.max_time_min},
@@ -519,10 +564,10 @@ def train(opts: TrainOptions) -> Path:
         strategy="ddp" if devices > 1 else "auto",
         gradient_clip_val=0.1,
         limit_train_batches=opts.batches_per_epoch,
-        callbacks=[early_stopping, best_weights],
+        callbacks=[early_stopping, best_weights] + ([epoch_lines_callback()] if opts.progress and not bar else []),
         enable_checkpointing=False,
         logger=False,
-        enable_progress_bar=opts.progress,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         deterministic=False,
     )
@@ -533,6 +578,9 @@ def train(opts: TrainOptions) -> Path:
     end_copies = float(1.0 - weights.sum() / len(weights))     # share of the windows that repeat an origin
     if opts.ramp_share:
         ramps = _ramps(sources)
+        if ramps.empty:
+            raise DataError(f"--ramp-share {opts.ramp_share}: no labelled incidents: none of the --data has an "
+                            "incidents.csv (beside the data file, or inside the data directory)")
         unknown = sorted(set(opts.ramp_kinds or {}) - set(ramps["kind"]))
         if unknown:
             raise DataError(f"--ramp-kinds: no labelled incident of kind {', '.join(map(repr, unknown))} in the "
@@ -607,7 +655,8 @@ def train(opts: TrainOptions) -> Path:
         "data_loader_workers": opts.workers,
         "losses": {"final_train_loss": callback_metrics.get("train_loss_epoch", callback_metrics.get("train_loss")),
                    "final_val_loss": callback_metrics.get("val_loss")},
-        "early_stopped": bool(early_stopping.stopped_epoch > 0),
+        # (EarlyStopping sets stopped_epoch when patience runs out, also in the last epoch)
+        "early_stopped": bool(early_stopping.stopped_epoch > 0) and _full_epochs(trainer) < opts.epochs,
         "best_val_loss": best_weights.best,
         "weights_from_epoch": best_weights.best_epoch,    # the best validation epoch (0-based), restored
         "warm_start_from": opts.init_from,
@@ -624,27 +673,27 @@ def train(opts: TrainOptions) -> Path:
     best, epoch = metadata["best_val_loss"], metadata["weights_from_epoch"]
     kept = (f"weights of epoch {epoch + 1}, validation loss {best:.4g}" if epoch is not None and best is not None
             else "the last epoch's weights (no finite validation loss)")
-    print(f"trained {metadata['epochs']} full epoch(s), {metadata['training_steps']} batches, on {metadata['device']} "
-          f"in {_duration(fit_seconds)} ({why}); {kept}", flush=True)
-    print(f"model written to {out}{_default_note(out)}", flush=True)
+    _say(f"trained {metadata['epochs']} full epoch(s), {metadata['training_steps']} batches, on {metadata['device']} "
+         f"in {_duration(fit_seconds)} ({why}); {kept}")
+    _say(f"model written to {out}{_default_note(out)}")
     if opts.evaluate:
         from engine.tft_model import load_model_dir, write_metadata
 
         later = f"tft-top eval --model {out} " + " ".join(f"--data {s.path}" for s in sources) + " --record"
-        print(f"evaluating it on the held-out data (Ctrl-C skips this; later: {later})", flush=True)
+        _say(f"evaluating it on the held-out data (Ctrl-C skips this; later: {later})")
         try:
             loaded = load_model_dir(out)
             with ctrl_c_passes_through():
                 reports = [evaluate_frame(loaded, s.grid, s.split, s.path, set(servers)) for s in sources]
         except KeyboardInterrupt:
-            print(f"evaluation interrupted: the model is saved without it; to evaluate it: {later}", flush=True)
+            _say(f"evaluation interrupted: the model is saved without it; to evaluate it: {later}")
             return out
         # the shape `eval --record` writes (datasets, targets), less the alerts, not scored here
         metadata["evaluation"] = reports_record(reports, {"every": DEFAULT_EVERY, "data": [str(s.path) for s in sources],
                                                           "alerts_skipped": True})
         metadata["total_seconds"] = round(time.time() - t0, 1)
         write_metadata(out, metadata)
-        print(format_reports(reports))
+        _say(format_reports(reports))
     return out
 
 

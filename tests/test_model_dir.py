@@ -12,7 +12,7 @@ import torch
 
 from engine.tft_model import (CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, ModelLoadError,
                               build_dataset, find_latest_model, load_model_dir, prepare_frame, stamp_fingerprint)
-from fleet_fixtures import make_grid
+from fleet_fixtures import make_grid, train_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +227,29 @@ def test_ramp_kinds_naming_a_kind_the_labels_lack_is_refused(tmp_path):
 
     with pytest.raises(DataError, match=r"no labelled incident of kind 'cpu_runway'.*kinds there: memory_leak"):
         train_tiny_model(tmp_path, ramp_share=0.3, incidents=_ramp(), ramp_kinds={"cpu_runway": 4.0})
+
+
+def test_ramp_share_without_any_labelled_incidents_says_so(tmp_path):
+    from engine.contract import DataError
+
+    with pytest.raises(DataError, match="no labelled incidents: none of the --data has an incidents.csv"):
+        train_tiny_model(tmp_path, ramp_share=0.3)
+
+
+def test_patience_running_out_in_the_last_epoch_is_no_early_stop(tmp_path, monkeypatch, capsys):
+    """EarlyStopping sets stopped_epoch when patience runs out, in the last epoch too: that
+    run used every epoch it was given and must not say it stopped early."""
+    from lightning.pytorch import callbacks
+
+    class OutOfPatienceAtTheEnd(callbacks.EarlyStopping):
+        def on_validation_end(self, trainer, pl_module):
+            if trainer.current_epoch == trainer.max_epochs - 1:
+                self.stopped_epoch, trainer.should_stop = trainer.current_epoch, True
+
+    monkeypatch.setattr(callbacks, "EarlyStopping", OutOfPatienceAtTheEnd)
+    meta = load_model_dir(train_tiny_model(tmp_path, epochs=2)).metadata
+    assert meta["epochs"] == 2 and meta["early_stopped"] is False
+    assert "(ran its 2 epoch(s))" in capsys.readouterr().out
 
 
 def test_training_keeps_the_weights_of_the_best_validation_epoch():

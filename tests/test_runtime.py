@@ -456,6 +456,7 @@ def test_training_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
 def test_cli_refuses_numbers_that_make_no_sense(capsys):
     for argv, flag in ((["train", "--data", "x", "--epochs", "0"], "--epochs"),
                        (["train", "--data", "x", "--max-time", "-1"], "--max-time"),
+                       (["train", "--data", "x", "--max-time", "2e12"], "--max-time"),   # (a timedelta traceback)
                        (["train", "--data", "x", "--batch-size", "x"], "--batch-size"),
                        (["train", "--data", "x", "--batch-size", "100000"], "--batch-size"),   # (killed for memory)
                        (["train", "--data", "x", "--workers", "1000"], "--workers"),       # (a traceback)
@@ -833,6 +834,51 @@ def test_train_says_where_the_model_is_before_evaluating_it_and_that_it_is_now_t
     written = out.index("model written to models/tft_model_")
     assert "(now the default model: the newest under models/)" in out
     assert written < out.index("evaluating it on the held-out data (Ctrl-C skips this; later: tft-top eval --model")
+
+
+def test_train_with_its_stdout_closed_still_writes_its_model(tmp_path):
+    """`tft-top train … | head`, or a log pipe that dies: the progress bar (Rich, on stdout)
+    ended the run with exit 1, no word and no model; a close after the model was written was
+    reported as "--out …: writing the model failed (Broken pipe)", exit 2.  Off a terminal
+    the bar is off and one line per epoch is printed; a closed stdout costs only the lines."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from engine.tft_model import load_model_dir
+
+    heldout = pd.Timestamp("2026-01-05T00:00:00Z") + pd.Timedelta(days=5) - pd.Timedelta(hours=8)
+    write_fleet(tmp_path / "d", make_grid(n_servers=3, days=5), heldout.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    root = Path(__file__).resolve().parents[1]
+    argv = ["train", "--data", "d", "--out", "models", "--epochs", "2", "--batches-per-epoch", "2",
+            "--hidden-size", "8", "--no-eval"]
+    proc = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r}); "
+                             f"from tui.cli import main; sys.exit(main({argv!r}))"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                 # the reader is gone before the first line
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"Broken pipe" not in err, err.decode()
+    (model_dir,) = (tmp_path / "models").glob("tft_model_*")
+    assert load_model_dir(model_dir).metadata["epochs"] == 2
+
+
+def test_a_line_for_a_closed_stdout_is_dropped_and_so_are_the_next(monkeypatch, capsys):
+    import io
+    import sys
+
+    from engine.training import _say
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    _say("epoch 1/2: train loss 1")          # no error
+    assert not isinstance(sys.stdout, Closed)
+    _say("model written to models/x")        # nor later
 
 
 def test_a_replay_never_shows_what_a_gap_was_filled_with_before_the_sample_after_it(tmp_path):

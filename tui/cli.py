@@ -83,6 +83,17 @@ def _positive(text: str) -> float:
     return value
 
 
+MAX_TRAIN_MINUTES = 10 ** 7      # 19 years: Lightning's timer overflows Python's timedelta from ~1.4e12
+
+
+def _minutes(text: str) -> float:
+    """An argparse type: --max-time, a finite number of minutes > 0 and at most MAX_TRAIN_MINUTES."""
+    value = _positive(text)
+    if value > MAX_TRAIN_MINUTES:
+        raise argparse.ArgumentTypeError(f"{text}: give at most {MAX_TRAIN_MINUTES:,} minutes (19 years)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.thresholds import THRESHOLDS_HELP      # (numbers only: no pandas, no torch)
 
@@ -118,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", action="append", required=True, help="data file or directory (repeatable)")
     tr.add_argument("--out", default="models", help="where the model directory is written (default: models/)")
     tr.add_argument("--epochs", type=_counted(1), default=20, help="at most this many epochs (default 20)")
-    tr.add_argument("--max-time", type=_positive, default=None, metavar="MIN", help="stop training after MIN minutes")
+    tr.add_argument("--max-time", type=_minutes, default=None, metavar="MIN", help="stop training after MIN minutes")
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="where to train (default auto: CUDA when present; several GPUs: Lightning's DDP)")
     tr.add_argument("--batches-per-epoch", type=_counted(1), default=200,

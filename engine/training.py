@@ -301,9 +301,16 @@ class WindowSampler:
         self.num_samples = int(num_samples)
         self.rng = np.random.default_rng(seed)
 
+    CHUNK = 65536     # draws made at a time: an epoch's worth at once took ~1.5 KB per batch of 64
+
     def __iter__(self):
-        u = self.rng.random(self.num_samples)
-        return iter(np.searchsorted(self.cdf, u, side="right").tolist())
+        # (the generator's doubles come in the same order whatever the chunks: the same draws
+        # as one call for the whole epoch, without its list; --batches-per-epoch 10^7 needed ~15 GB)
+        left = self.num_samples
+        while left > 0:
+            k = min(left, self.CHUNK)
+            yield from np.searchsorted(self.cdf, self.rng.random(k), side="right").tolist()
+            left -= k
 
     def __len__(self) -> int:
         return self.num_samples

@@ -159,6 +159,19 @@ def test_window_sampler_draws_by_weight_from_any_number_of_windows():
     assert list(sampler) != list(sampler)                    # a new draw every epoch
     big = list(WindowSampler(np.ones(2**24 + 1), 1000))
     assert max(big) <= 2**24 and len(set(big)) > 990
+    # drawn a chunk at a time (an epoch's list at once grew with --batches-per-epoch: ~15 GB
+    # at 10^7), the draws are those of one call: a seed's run is the run it was
+    n = 3 * WindowSampler.CHUNK + 5
+    once = np.searchsorted(np.cumsum(w / w.sum()), np.random.default_rng(3).random(n), side="right")
+    sampler = WindowSampler(w, n, seed=3)
+    lazy = iter(sampler)
+    assert next(lazy) == once[0]
+    ahead = np.random.default_rng(3)
+    ahead.random(WindowSampler.CHUNK)                     # one chunk drawn so far, not the epoch
+    state = sampler.rng.bit_generator.state
+    assert sampler.rng.random() == ahead.random()
+    sampler.rng.bit_generator.state = state
+    assert list(lazy) == once[1:].tolist()
     for bad in (np.zeros(3), np.array([1.0, np.nan]), np.array([1.0, -1.0])):
         with pytest.raises(ValueError):
             WindowSampler(bad, 10)

@@ -486,6 +486,11 @@ def train(opts: TrainOptions) -> Path:
     # (quiet: a refused --data must leave its one error line alone on stderr; the seed is
     # recorded in training_metadata.json)
     pl.seed_everything(opts.seed, workers=True, verbose=False)
+    init = None
+    if opts.init_from:      # a missing or broken warm start is said before the data is read (minutes, for
+        from engine.tft_model import load_model_dir      # the shipped model's four data sets)
+
+        init = load_model_dir(opts.init_from)
     sources, frame = _prepare_sources(opts)
     vocab = sorted(set(normalise_profile(frame["profile"])) | {UNKNOWN_PROFILE})
     from engine.tft_model import MAX_VOCABULARY
@@ -494,11 +499,7 @@ def train(opts: TrainOptions) -> Path:
         raise DataError(f"{', '.join(str(s.path) for s in sources)}: column profile: {len(vocab) - 1:,} distinct "
                         f"profiles, a model holds at most {MAX_VOCABULARY - 1:,} (a profile is a server's role, "
                         f"such as web or database, not its name)")
-    init = None
-    if opts.init_from:
-        from engine.tft_model import load_model_dir
-
-        init = load_model_dir(opts.init_from)
+    if init is not None:
         base = init.config
         # a warm start keeps its model's profile embedding: data with fewer profiles trains in
         # it; a profile it has no row for cannot be learned into it

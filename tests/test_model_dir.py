@@ -242,6 +242,20 @@ def test_ramp_kinds_naming_a_kind_the_labels_lack_is_refused(tmp_path):
         train_tiny_model(tmp_path, ramp_share=0.3, incidents=_ramp(), ramp_kinds={"cpu_runway": 4.0})
 
 
+def test_a_broken_warm_start_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
+    """Reading the shipped model's four data sets takes minutes: a typo in --init-from was
+    only said after them."""
+    import engine.training as training
+    from engine.training import TrainOptions
+
+    def no(*a, **kw):
+        raise AssertionError("the data was read first")
+
+    monkeypatch.setattr(training, "_prepare_sources", no)
+    with pytest.raises(ModelLoadError):
+        training.train(TrainOptions(data=[str(tmp_path)], out=str(tmp_path / "m"), init_from=str(tmp_path / "typo")))
+
+
 def test_ramp_share_without_any_labelled_incidents_says_so(tmp_path):
     from engine.contract import DataError
 

@@ -100,19 +100,27 @@ TRIM_THRESHOLD = 128 * 2**20     # freed memory kept for reuse before it goes ba
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to reuse freed memory instead of unmapping it (process-wide,
-    idempotent).  True when applied; False where malloc is not glibc's."""
+def _glibc_function(name: str):
+    """glibc's ``name`` (a ctypes function), or None where malloc is not glibc's."""
     import ctypes
     import ctypes.util
     import sys
 
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
+        return None
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to reuse freed memory instead of unmapping it (process-wide,
+    idempotent).  True when applied; False where malloc is not glibc's."""
+    import ctypes
+
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
@@ -123,14 +131,9 @@ def release_freed_memory() -> bool:
     every thread's arena).  For after a one-off peak (a trace) that the steady state
     never reaches again.  True when glibc did it."""
     import ctypes
-    import ctypes.util
-    import sys
 
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    trim = _glibc_function("malloc_trim")
+    if trim is None:
         return False
     trim.argtypes = [ctypes.c_size_t]
     trim(0)
@@ -649,12 +652,13 @@ class FastTFT:
         model = self.model
         before = model.__dict__.get("_jit_is_scripting")
         flat = _flatten(x)
+        network = _FlatNetwork(model, _layout(x))
         try:
             # tracing reads every attribute of every module; a LightningModule's `trainer`
             # raises when no Trainer is attached, unless it is being scripted
             model._jit_is_scripting = True
             with torch.inference_mode(False), torch.no_grad(), torch.jit.optimized_execution(False):
-                net = _Traced(torch.jit.trace(_FlatNetwork(model, _layout(x)), flat, strict=False, check_trace=False))
+                net = _Traced(torch.jit.trace(network, flat, strict=False, check_trace=False))
             got = net(*flat)
         except Exception as exc:  # noqa: BLE001 - a torch without (working) tracing: run the network as it is
             self.trace = False
@@ -665,7 +669,7 @@ class FastTFT:
                 model.__dict__.pop("_jit_is_scripting", None)
             else:
                 model._jit_is_scripting = before
-        want = _FlatNetwork(model, _layout(x))(*flat)
+        want = network(*flat)
         if len(got) != len(want) or not all(_same(a, b) for a, b in zip(got, want)):
             return None                          # not the same numbers: this signature runs untraced
         return net

@@ -97,12 +97,12 @@ def epoch_lines_callback():
         def on_train_epoch_end(self, trainer, pl_module):      # (after the epoch's validation)
             if not trainer.is_global_zero:
                 return
-            m = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+            m = trainer.callback_metrics
             parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-            if "train_loss_epoch" in m or "train_loss" in m:
-                parts.append(f"train loss {m.get('train_loss_epoch', m.get('train_loss')):.4g}")
-            if "val_loss" in m:
-                parts.append(f"validation loss {m['val_loss']:.4g}")
+            for label, value in (("train loss", m.get("train_loss_epoch", m.get("train_loss"))),
+                                 ("validation loss", m.get("val_loss"))):
+                if value is not None:
+                    parts.append(f"{label} {float(value):.4g}")
             _say(", ".join(parts) + f" ({_duration(time.time() - self.t0)})")
 
     return EpochLines()
@@ -618,6 +618,7 @@ def train(opts: TrainOptions) -> Path:
     with ctrl_c_passes_through():
         config.calibration = _calibrate(loaded, frame, calib_origins, sources)
     callback_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    full_epochs = _full_epochs(trainer)
     servers = sorted(frame["server_name"].unique())
     metadata: dict[str, Any] = {
         "created_utc": pd.Timestamp.now(tz="UTC").isoformat(),
@@ -641,7 +642,7 @@ def train(opts: TrainOptions) -> Path:
         "parameters": n_params,
         # full epochs: one cut short by --max-time counted as an epoch (11 of 200 batches
         # read "trained 1 epoch(s)"); the batches trained say the rest
-        "epochs": _full_epochs(trainer),
+        "epochs": full_epochs,
         "training_steps": int(trainer.global_step),
         "batches_per_epoch": opts.batches_per_epoch,
         "max_epochs": opts.epochs,
@@ -664,7 +665,7 @@ def train(opts: TrainOptions) -> Path:
         "losses": {"final_train_loss": callback_metrics.get("train_loss_epoch", callback_metrics.get("train_loss")),
                    "final_val_loss": callback_metrics.get("val_loss")},
         # (EarlyStopping sets stopped_epoch when patience runs out, also in the last epoch)
-        "early_stopped": bool(early_stopping.stopped_epoch > 0) and _full_epochs(trainer) < opts.epochs,
+        "early_stopped": bool(early_stopping.stopped_epoch > 0) and full_epochs < opts.epochs,
         "best_val_loss": best_weights.best,
         "weights_from_epoch": best_weights.best_epoch,    # the best validation epoch (0-based), restored
         "warm_start_from": opts.init_from,

@@ -605,6 +605,7 @@ def train(opts: TrainOptions) -> Path:
     train_dl = train_ds.to_dataloader(train=True, batch_size=opts.batch_size, sampler=sampler,
                                       shuffle=False, **loader)
     val_dl = val_ds.to_dataloader(train=False, batch_size=opts.batch_size * 4, **loader)
+    data_seconds = time.time() - t0     # reading, validating and preparing the data, building the model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with ctrl_c_passes_through():       # (the CLI says what an interrupt left: nothing written)
@@ -669,7 +670,10 @@ def train(opts: TrainOptions) -> Path:
         "best_val_loss": best_weights.best,
         "weights_from_epoch": best_weights.best_epoch,    # the best validation epoch (0-based), restored
         "warm_start_from": opts.init_from,
+        # from the start of `train` to the end of fitting, data preparation included (that part
+        # alone: data_seconds, absent from models trained before 2026-11-29)
         "training_seconds": round(fit_seconds, 1),
+        "data_seconds": round(data_seconds, 1),
         "device": accelerator if accelerator == "cpu" else f"cuda x{devices} ({torch.cuda.get_device_name(0)})",
         "versions": _versions(),
         "evaluation": None,

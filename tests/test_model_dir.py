@@ -33,6 +33,7 @@ def test_training_writes_the_three_files(trained):
     meta = json.loads((model_dir / METADATA_FILE).read_text())
     assert meta["servers"] == ["srv-00", "srv-01", "srv-02"]      # srv-03 is held out
     assert meta["training_seconds"] > 0 and meta["parameters"] > 0
+    assert 0 < meta["data_seconds"] < meta["training_seconds"]       # the preparation part of it
     # the shape eval --record writes: datasets and targets (alerts are not scored by train)
     assert meta["evaluation"]["datasets"][0]["results"]["heldout"]["cpu_percent"]["tft"]["windows"] > 0
     assert "cells" in meta["evaluation"]["targets"] and meta["evaluation"]["alerts_skipped"] is True

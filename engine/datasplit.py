@@ -151,6 +151,25 @@ def read_split(path: Path | str) -> SplitSpec:
         raise DataError(f"{split_file}: not a valid split file ({str(exc).splitlines()[0]})") from None
 
 
+def check_heldout_names(sets) -> None:
+    """Refuse a split.json naming held-out servers that none of the data it governs holds
+    (several files in one directory share it): a misspelt name would train on the server
+    meant to be held out, and score it as trained on.  ``sets``: (SplitSpec, path, grid)
+    for each data set a command reads."""
+    by_split: dict[str, tuple[set, set, list]] = {}
+    for spec, path, grid in sets:
+        if spec.heldout_servers:
+            key = str(Path(spec.origin).resolve())       # (one split.json, however its files were named)
+            wanted, have, paths = by_split.setdefault(key, (set(spec.heldout_servers), set(), []))
+            have.update(grid["server_name"].unique())
+            paths.append(str(path))
+    for origin, (wanted, have, paths) in by_split.items():
+        absent = sorted(wanted - have)
+        if absent:
+            raise DataError(f"{origin}: heldout_servers names {len(absent)} server(s) not in {', '.join(paths)}: "
+                            f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
+
+
 def training_part(grid: pd.DataFrame, spec: SplitSpec) -> pd.DataFrame:
     """Rows a model may train on: servers not held out, before the held-out period."""
     start = grid["server_name"].map(spec.heldout_start(grid))

@@ -26,7 +26,7 @@ import pandas as pd
 from engine.baselines import BASELINES
 from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS, STEP_SECONDS, DataError, load_path, to_grid
-from engine.datasplit import (SplitSpec, extract_windows, informative_columns, origins_for,
+from engine.datasplit import (SplitSpec, check_heldout_names, extract_windows, informative_columns, origins_for,
                               read_split)
 from engine.tft_model import LoadedModel, ModelConfig, build_dataset, one_window_per_origin, prepare_frame
 
@@ -209,9 +209,10 @@ def evaluate_paths(loaded: LoadedModel | None, paths: list[Path | str], every: i
     seen = set(loaded.metadata.get("servers", [])) if loaded else set()
     grids = [(str(path), load_grid(path)) for path in paths]
     check_unique_servers(grids)
+    specs = [read_split(path) for path in paths]
+    check_heldout_names([(spec, name, grid) for spec, (name, grid) in zip(specs, grids)])
     reports = []
-    for path, (name, grid) in zip(paths, grids):
-        spec = read_split(path)
+    for path, spec, (name, grid) in zip(paths, specs, grids):
         seen_here, stranger = trained_servers(loaded, path, grid, seen)
         report = evaluate_frame(loaded, grid, spec, name, seen_here, every)
         notes = [stranger, training_overlap(loaded, path, grid, spec)]

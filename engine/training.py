@@ -24,7 +24,7 @@ import pandas as pd
 
 from engine.calibration import fit_calibration, window_scale
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
-from engine.datasplit import (SplitSpec, extract_windows, informative_columns, origins_for, read_split,
+from engine.datasplit import (SplitSpec, check_heldout_names, extract_windows, informative_columns, origins_for, read_split,
                               training_part)
 from engine.evaluation import (DEFAULT_EVERY, check_unique_servers, evaluate_frame, format_reports, load_grid,
                                quiet_lightning, reports_record, stock_predict, window_profiles)
@@ -188,32 +188,13 @@ def _prepare_source(path: str, opts: TrainOptions) -> Source:
 
 def _prepare_sources(opts: TrainOptions) -> tuple[list[Source], pd.DataFrame]:
     sources = [_prepare_source(p, opts) for p in opts.data]
-    _check_heldout_names(sources)
+    check_heldout_names([(s.split, s.path, s.grid) for s in sources])
     check_unique_servers([(str(s.path), s.grid) for s in sources])
     return sources, pd.concat([s.train for s in sources], ignore_index=True)
 
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
-def _check_heldout_names(sources: list[Source]) -> None:
-    """A split.json naming held-out servers that none of the data it governs holds (several
-    files in one directory share it): a misspelt name would train on the server meant to be
-    held out."""
-    by_split: dict[str, tuple[set, set, list]] = {}
-    for s in sources:
-        spec = s.split
-        if spec.heldout_servers:
-            key = str(Path(spec.origin).resolve())       # (one split.json, however its files were named)
-            wanted, have, paths = by_split.setdefault(key, (set(spec.heldout_servers), set(), []))
-            have.update(s.grid["server_name"].unique())
-            paths.append(str(s.path))
-    for origin, (wanted, have, paths) in by_split.items():
-        absent = sorted(wanted - have)
-        if absent:
-            raise DataError(f"{origin}: heldout_servers names {len(absent)} server(s) not in {', '.join(paths)}: "
-                            f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
 
 
 def _ramps(sources: list[Source]) -> pd.DataFrame:

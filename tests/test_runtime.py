@@ -423,6 +423,19 @@ def test_split_file_values_are_checked(replay_dir):
     assert spec.heldout_servers == {"srv-01", "101"} and spec.heldout_days == 0.5     # 101: a VM id
 
 
+def test_eval_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
+    """eval reads the same split.json as train: a misspelt held-out name is refused there too
+    (it passed without a word, review 2026-11-29)."""
+    from engine.contract import DataError
+    from engine.evaluation import evaluate_paths
+
+    (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-1"], "heldout_days": 0.1}')
+    with pytest.raises(DataError, match="split.json: heldout_servers names 1 server\\(s\\) not in .*: srv-1"):
+        evaluate_paths(None, [replay_dir], every=96)
+    (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-01"], "heldout_days": 0.1}')
+    assert evaluate_paths(None, [replay_dir], every=96)
+
+
 def test_training_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
     """A misspelt held-out name would train on the server meant to be held out."""
     from engine.contract import DataError

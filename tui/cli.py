@@ -378,9 +378,12 @@ def _train(args) -> int:
             kinds = {k.strip(): float(w) for k, w in (part.split("=") for part in args.ramp_kinds.split(","))}
         except ValueError:
             kinds = {}
-        if not args.ramp_share or not kinds or any(not k or not 0 < w <= MAX_LOSS_WEIGHT for k, w in kinds.items()):
+        if not kinds or any(not k or not 0 < w <= MAX_LOSS_WEIGHT for k, w in kinds.items()):
             return _fail(f"--ramp-kinds {args.ramp_kinds!r}: give KIND=WEIGHT pairs with weights above 0 and at "
-                         f"most {MAX_LOSS_WEIGHT:g}, e.g. cpu_runaway=4, together with --ramp-share")
+                         f"most {MAX_LOSS_WEIGHT:g}, e.g. cpu_runaway=4")
+        if not args.ramp_share:
+            return _fail(f"--ramp-kinds {args.ramp_kinds!r} weights the ramps that --ramp-share draws: "
+                         "give --ramp-share too, e.g. --ramp-share 0.25")
     if args.learning_rate is not None and not 0 < args.learning_rate < 1:
         return _fail(f"--learning-rate {args.learning_rate}: give a number between 0 and 1")
     opts = TrainOptions(data=args.data, out=args.out, epochs=args.epochs, max_time_min=args.max_time,

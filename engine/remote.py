@@ -197,12 +197,14 @@ class RemoteEngine:
 
     # -- the Engine surface -----------------------------------------------------------
     def start(self) -> None:
-        """Connect in the background; wait up to ``connect_wait`` s for the first snapshot."""
+        """Connect in the background; wait up to ``connect_wait`` s for the first snapshot,
+        or until the first attempt fails (a refused key or connection is shown at once, not
+        after the wait; the retries go on behind)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="tft-top-remote", daemon=True)
             self._thread.start()
         self.started = True
-        self.wait_for(1, self.connect_wait)
+        self.wait_until(lambda r: r.received >= 1 or r.last_error is not None, self.connect_wait)
 
     def tick(self, advance: bool = True) -> Snapshot:
         """The newest snapshot received (immediately; ``advance`` is the daemon's business)."""
@@ -228,9 +230,10 @@ class RemoteEngine:
             meta["finished"] = False
             meta.update(extra)
             if stale:        # the header shows a source's own state in place of its name, red if STALE
+                # (the age first: a narrow header cuts the end, and the reason holds the long URL)
                 age = extra["remote_age_s"]
-                meta["source_status"] = (f"remote STALE: {err or 'no snapshot'}"
-                                         + (f" · last data {age:.0f} s ago" if age is not None else ""))
+                meta["source_status"] = ("remote STALE" + (f" · last data {age:.0f} s ago" if age is not None else "")
+                                         + f": {err or 'no snapshot'}")
             elif meta["daemon_finished"]:
                 meta["source_status"] = f"{self.source.name}: replay finished"
             out = replace(snap, metadata=meta)

@@ -867,7 +867,18 @@ async def test_a_paused_app_waiting_for_a_daemon_says_it_is_paused():
         app.header.set_play(replace(app.header.play, paused=False))
         await pilot.pause()
         text = app.header.render().plain
-        assert "no servers reporting yet" in text and "paused" not in text
+        assert "waiting for the daemon's first snapshot" in text and "paused" not in text
+        # a refusal: its reason on the second line, whole, not cut off after the badge's URL,
+        # and no "no servers reporting yet" (the daemon had a fleet; the key was wrong)
+        why = ("missing or wrong API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY' "
+               "(the daemon refused the request: HTTP 401)")
+        app.header.set_snapshot(replace(waiting, metadata={**waiting.metadata, "remote_error": why,
+                                                           "remote_url": "http://127.0.0.1:8765"}))
+        await pilot.pause()
+        line1, line2 = app.header.render().plain.split("\n")
+        assert "CONNECTING" in line1 and "http://127.0.0.1:8765" in line1 and "API key" not in line1
+        assert line2 == f"{why} · retrying"
+        assert "no servers reporting" not in line1 + line2
 
 
 def test_a_refusal_from_something_else_is_one_line():

@@ -20,9 +20,8 @@ def model_badge(metadata: dict | None, servers=()) -> tuple[str, str]:
         return LOADING, "bold black on grey70"
     kind = str(metadata.get("model_type", "")).lower()
     if kind == "unknown":          # a daemon not reached yet (--connect): no forecast, no model type
-        # (a reason about a URL and its routes: no file paths to shorten here)
-        why = str(metadata.get("model_reason") or "waiting")
-        return f"CONNECTING ({why})", "bold black on grey70"
+        # (the reason, a URL's refusal, gets the header's second line: HeaderBar.render)
+        return "CONNECTING", "bold black on grey70"
     # a model whose config.json has no band calibration: its p10-p90 are not the 80 % bands
     # the README measures (engine.summary.model_badge says the same)
     raw = uncalibrated_words(metadata)
@@ -131,11 +130,19 @@ class HeaderBar(Widget):
             rest.append("  ENGINE STOPPED: ", "bold red")
             rest.append(self.error, "red")
         if str(md.get("model_type", "")).lower() == "unknown" and not snap.servers:
-            # a daemon not reached yet: no data time, play state or tick to show; the badge
-            # gets the line for its reason (why the connection fails)
+            # a daemon not reached yet: no data time, play state or tick to show; the second
+            # line says why the connection fails (a refused key, a refused connection), not
+            # "no servers reporting": the daemon may have a fleet
             line1.append(f" {badge} ", style)
             line1.append_text(rest)
-            line2 = Text("no servers reporting yet", style="dim", no_wrap=True)
+            if md.get("remote_url"):
+                line1.append(f"  {md['remote_url']}", "dim")
+            why = md.get("remote_error")
+            line2 = Text(no_wrap=True, overflow="ellipsis")
+            if why:
+                line2.append(f"{why} · retrying", "bold yellow")
+            else:
+                line2.append("waiting for the daemon's first snapshot…", "dim")
             if p.paused:    # a paused app reads no new snapshot: say so, or it looks stuck connecting
                 line2 = Text("❚❚ paused: the screen shows no new snapshot until p resumes", style="bold yellow",
                              no_wrap=True)

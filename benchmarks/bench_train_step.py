@@ -36,8 +36,10 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench_train_step: no CUDA device")
     warnings.filterwarnings("ignore")
     dev = args.device
     loaded = load_model_dir(args.model or find_latest_model(Path(__file__).resolve().parents[1] / "models"))

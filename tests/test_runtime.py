@@ -663,16 +663,19 @@ def test_cuda_asked_for_without_one_is_a_plain_reason(tiny_model_dir):
     assert fc.model_reason == "--device cuda: no CUDA device is available here (use --device cpu or auto)"
 
 
-def test_predict_and_serve_refuse_cuda_where_there_is_none(replay_dir, tiny_model_dir, capsys, monkeypatch):
-    # predict put every server on the heuristic and exited 0 (train refused the same flag)
+def test_predict_serve_and_the_app_refuse_cuda_where_there_is_none(replay_dir, tiny_model_dir, capsys, monkeypatch):
+    # predict put every server on the heuristic and exited 0 (train refused the same flag);
+    # the app did too, while predict and serve refused it (review 2026-11-29)
     import torch
 
     import engine.daemon
+    import tui.app
 
     def reached(*args, **kwargs):      # (a serve that got past the check would run until killed)
-        raise AssertionError("serve built a daemon for --device cuda")
+        raise AssertionError("started for --device cuda")
 
     monkeypatch.setattr(engine.daemon, "build_daemon", reached)
+    monkeypatch.setattr(tui.app, "run_app", reached)
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
@@ -681,6 +684,8 @@ def test_predict_and_serve_refuse_cuda_where_there_is_none(replay_dir, tiny_mode
     assert err == "tft-top: --device cuda: no CUDA device is available here (use --device cpu or auto)\n"
     assert main(["serve", "--simulate", "3", "--device", "cuda", "--port", "0"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+    assert main(["--device", "cuda", "--replay", str(replay_dir)]) == 2
+    assert capsys.readouterr().err == "tft-top: --device cuda: no CUDA device is available here (use --device cpu or auto)\n"
 
 
 def test_a_model_path_that_does_not_exist_is_refused_not_run_on_the_heuristic(replay_dir, tiny_model_dir, capsys,

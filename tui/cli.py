@@ -309,8 +309,9 @@ def _command(args) -> int:
 
 
 def _no_device(device: str) -> str | None:
-    """Why an explicit ``--device cuda`` cannot run here, or None: a one-shot command or a daemon
-    refuses it (predict put every server on the heuristic and exited 0), as train does."""
+    """Why an explicit ``--device cuda`` cannot run here, or None: the app, a one-shot command
+    and a daemon refuse it (predict put every server on the heuristic and exited 0), as train
+    does."""
     if device != "cuda":
         return None
     from engine.forecaster import resolve_device
@@ -651,7 +652,8 @@ def _tui(args) -> int:
         return _fail("--selector goes with --prometheus (it picks the Prometheus series to read)")
     from engine.sources import simulated_count_problem
 
-    problem = (None if args.simulate is None else simulated_count_problem(args.simulate)) or _no_model_there(args.model)
+    problem = ((None if args.simulate is None else simulated_count_problem(args.simulate))
+               or _no_device(args.device) or _no_model_there(args.model))
     if problem:
         return _fail(problem)
     if args.api_key is not None:

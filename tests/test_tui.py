@@ -166,13 +166,29 @@ async def test_replay_dir_without_a_model_steps_back_and_forward(tmp_path):
     assert app.engine_error is None
 
 
-async def test_a_bad_replay_directory_stops_the_engine_with_one_line(tmp_path):
+async def test_a_bad_replay_directory_is_refused_the_app_leaves_with_one_line(tmp_path):
+    # the app opened on "ENGINE STOPPED" and printed the line only after q, exit 1, while
+    # predict and eval refuse the same data at once, exit 2 (review 2026-11-29)
     bad = tmp_path / "fleet"
     bad.mkdir()
     (bad / "fleet.csv").write_text("server_name,timestamp,cpu_percent\nweb-01,notatime,5\n")
     app = TftTopApp(make_engine_factory(model=tmp_path / "none", replay=bad))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.engine_error is not None, timeout=30, what="engine error")
+        assert "\n" not in app.engine_error and "fleet.csv" in app.engine_error
+        assert app.input_refused
+        await wait_for(pilot, lambda: not app.is_running or app._exit, timeout=10, what="the app to leave")
+
+
+async def test_a_failure_that_is_not_the_input_keeps_the_app_open_and_says_engine_stopped():
+    def factory():
+        raise RuntimeError("something broke\nin two lines")
+
+    app = TftTopApp(factory)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.engine_error is not None, timeout=30, what="engine error")
+        await pilot.pause()
+        assert not app.input_refused and app.is_running
         assert "\n" not in app.engine_error
         assert "ENGINE STOPPED" in str(app.header.render())
 

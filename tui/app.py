@@ -42,6 +42,7 @@ class TftTopApp(App):
         self.engine_thread: EngineThread | None = None
         self.snapshot = None
         self.engine_error: str | None = None
+        self.input_refused = False          # the engine refused its input before any forecast
         self.snapshots_applied = 0
         self.applied_seq = 0          # the engine seq of the snapshot on screen
         self.live = live          # a source that cannot step back
@@ -109,7 +110,11 @@ class TftTopApp(App):
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.engine_error = message.reason
+        self.input_refused = message.refused
         if self._shutting_down():
+            return
+        if message.refused:     # nothing to show: leave, and run_app prints the line (exit 2)
+            self.exit()
             return
         self.header.set_error(message.reason)
         self.notify(message.reason, title="engine stopped", severity="error", timeout=30)
@@ -370,7 +375,8 @@ def run_app(model: Path | None = None, replay: Path | None = None, device: str =
             simulate: int | None = None, speed: float = 1.0, seed: int = 0,
             models_root: Path = Path("models"), source_factory=None, engine_factory=None,
             live: bool | None = None, hard_exit: bool = True, thresholds=None) -> int:
-    """Run the TUI.  Returns the exit status (1 when the engine stopped on an error).
+    """Run the TUI.  Returns the exit status (2 when the input was refused before any
+    forecast: the app leaves at once; 1 when the engine stopped on an error later).
 
     The fleet comes from ``simulate`` (a live synthetic fleet of N servers), else
     ``source_factory`` (a zero-argument callable returning an ``engine.sources.Source``,
@@ -407,7 +413,7 @@ def run_app(model: Path | None = None, replay: Path | None = None, device: str =
     code = 0
     if app.engine_error:
         print(f"tft-top: {app.engine_error}", file=sys.stderr)
-        code = 1
+        code = 2 if app.input_refused else 1      # (2: bad input, as every command exits on it)
     thread = app.engine_thread
     if hard_exit or (thread is not None and thread.busy):
         # the engine may still be inside a call (torch import, a forecast): do not wait for it

@@ -40,9 +40,12 @@ class HistoryReady(Message):
 
 @dataclass
 class EngineFailed(Message):
-    """The engine stopped: data it cannot read, a crash.  ``reason`` is one line."""
+    """The engine stopped: data it cannot read, a crash.  ``reason`` is one line.
+    ``refused``: the input was refused before any forecast (a bad row in the replay data):
+    the app leaves at once and prints the line, as predict and eval do."""
 
     reason: str
+    refused: bool = False
 
 
 @dataclass

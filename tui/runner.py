@@ -85,6 +85,14 @@ class Controls:
     commands: queue.Queue = field(default_factory=queue.Queue)   # "step_forward" | "step_back" | ("history", name)
 
 
+def _is_input_error(exc: BaseException) -> bool:
+    """Whether ``exc`` refuses the input (engine.contract.DataError: a bad row, a bad split
+    file), as opposed to a crash or a failure at run time."""
+    from engine.contract import DataError      # (imported once the engine is, by the factory)
+
+    return isinstance(exc, DataError)
+
+
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     msg = text[0] if text else ""
@@ -148,7 +156,7 @@ class EngineLoop:
             return
         except Exception as exc:  # noqa: BLE001 - shown in the header, printed on exit
             if not self.is_cancelled():
-                self.post(EngineFailed(one_line(exc)))
+                self.post(EngineFailed(one_line(exc), refused=self.seq == 0 and _is_input_error(exc)))
 
     def _run(self) -> None:
         c = self.controls

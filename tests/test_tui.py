@@ -397,9 +397,18 @@ async def test_filter_by_name_or_profile_and_esc_clears():
         await wait_for(pilot, lambda: app.snapshots_applied >= 1)
         await pilot.press("escape")
         await until(pilot, lambda: app.table.row_count == 12 and app.table.filter_text == "")
+        from textual.widgets import Static
+
+        note = app.main.query_one("#nomatch", Static)
+        assert not note.display
         await pilot.press("slash", "z", "z", "z")        # nothing matches: the header says so
         await wait_for(pilot, lambda: app.table.row_count == 0, what="no rows")
         assert "filter: zzz (0 of 12)" in app.header.render().plain
+        # and so does the table's place, not a blank table (review 2026-11-29)
+        assert note.display and "'zzz'" in str(note.render()) and "Esc clears the filter" in str(note.render())
+        await pilot.press("escape")
+        await until(pilot, lambda: app.table.row_count == 12)
+        assert not note.display
 
 
 async def test_sort_keeps_the_cursor_on_the_same_server():

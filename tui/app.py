@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
 from tui.actions import TYPED_ACTIONS, ActionsProvider, bindings
@@ -54,6 +54,7 @@ class TftTopApp(App):
         yield HeaderBar(id="header")
         yield Input(placeholder="filter by name or profile (Enter keeps it, Esc clears)", id="filter",
                     classes="hidden")
+        yield Static(id="nomatch", classes="hidden")     # a filter that hides every server says so
         yield FleetTable(id="fleet")
         yield AlertLog(id="alerts", selectable=True)
         yield KeyFooter()
@@ -149,6 +150,18 @@ class TftTopApp(App):
         self._main_stale = False
         self.table.apply(snapshot)
         self.alert_log.apply(snapshot.alerts, snapshot.metadata.get("alerts_since"))
+        self._sync_no_match()
+
+    def _sync_no_match(self) -> None:
+        """A line in place of an empty table when the filter leaves no server of a fleet
+        (a blank table read as no data)."""
+        note = self.main.query_one("#nomatch", Static)
+        text = self.table.filter_text
+        if text and self.table.servers and not self.table.row_count:
+            note.update(f"no server's name or profile holds {text!r}: Esc clears the filter")
+            note.remove_class("hidden")
+        else:
+            note.add_class("hidden")
 
     def on_history_ready(self, message: HistoryReady) -> None:
         if self._shutting_down():
@@ -232,6 +245,7 @@ class TftTopApp(App):
         box.add_class("hidden")
         self.table.set_filter("")
         self._sync_play()
+        self._sync_no_match()
 
     def action_filter(self) -> None:
         if len(self.screen_stack) > 1:
@@ -244,6 +258,7 @@ class TftTopApp(App):
     def _filter_changed(self, event: Input.Changed) -> None:
         self.table.set_filter(event.value.strip())
         self._sync_play()
+        self._sync_no_match()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:

@@ -474,7 +474,10 @@ def predict_at(data: Path | str, model_dir: Path | str | None, at: pd.Timestamp 
             .groupby("server_name", sort=False)["timestamp"].max()
         left = last[~last.index.isin({s.server_name for s in snap.servers})]
         left = left.sort_values(ascending=False, kind="stable")       # the most recently seen first
-        meta["stale_servers"] = len(left)
-        meta["stale_examples"] = [{"server": str(name), "last_seen": f"{t:%Y-%m-%dT%H:%M:%SZ}"}
-                                  for name, t in left.iloc[:STALE_EXAMPLES].items()]
+        # silent a day: forgotten, as the app and the daemon forget it (it read as stale here)
+        old = left < pd.Timestamp(snap.data_time) - pd.Timedelta(seconds=FORGET_AFTER_SECONDS)
+        for kind, part in (("stale", left[~old]), ("forgotten", left[old])):
+            meta[f"{kind}_servers"] = len(part)
+            meta[f"{kind}_examples"] = [{"server": str(name), "last_seen": f"{t:%Y-%m-%dT%H:%M:%SZ}"}
+                                        for name, t in part.iloc[:STALE_EXAMPLES].items()]
     return replace(snap, metadata=meta)

@@ -69,16 +69,20 @@ def format_summary(snap: Snapshot, top: int = 10) -> str:
             lines.append("breach: when the p50 forecast reaches critical; (p90): only the p90 does (possible)")
     elif env.total_servers:
         lines.append("no server is heading for a critical threshold in the next 8 h")
-    stale = snap.metadata.get("stale_servers") or 0
-    if stale:
+    after = snap.metadata.get("stale_after_minutes")
+    over = f"over {after:g} min" if isinstance(after, (int, float)) else "too much"
+    for kind, why in (("stale", f"newest sample {over} older than the fleet's"),
+                      ("forgotten", "silent over a day: forgotten")):
+        count = snap.metadata.get(f"{kind}_servers") or 0
+        if not count:
+            continue
         # left out of every figure above: an operator must know the fleet shown is not all of it
-        examples = snap.metadata.get("stale_examples") or []
+        # (the app and the daemon keep no forgotten server: predict names them, when it can)
+        examples = snap.metadata.get(f"{kind}_examples") or []
         named = ", ".join(f"{e['server']} (last {e['last_seen'][:16]}Z)" for e in examples)
-        more = stale - len(examples)
-        after = snap.metadata.get("stale_after_minutes")
-        over = f"over {after:g} min" if isinstance(after, (int, float)) else "too much"
-        lines.append(f"{stale} server{'' if stale == 1 else 's'} left out (newest sample {over} older than the "
-                     f"fleet's)" + (f": {named}" if named else "") + (f" and {more} more" if named and more > 0 else ""))
+        more = count - len(examples)
+        lines.append(f"{count} server{'' if count == 1 else 's'} left out ({why})"
+                     + (f": {named}" if named else "") + (f" and {more} more" if named and more > 0 else ""))
     # critical first (a list cut at `top` must not drop them for warnings), then the soonest crossing
     ongoing = sorted((a for a in snap.alerts if a.state == "ongoing"),
                      key=lambda a: (a.severity != "critical", a.lead_minutes if a.lead_minutes is not None else 1e9,

@@ -725,22 +725,28 @@ def test_serve_quiet_leaves_out_the_servers_own_info_lines_too(monkeypatch):
 def test_servers_left_out_as_stale_are_counted_named_and_said(tmp_path):
     from engine.summary import format_summary
 
-    frame = make_grid(n_servers=3, days=1.0)
+    frame = make_grid(n_servers=4, days=2.0)
     end = frame["timestamp"].max()
-    # srv-01 falls silent 2 h before the end; srv-02 a day of samples but one row far ahead
+    # srv-01 falls silent 2 h before the end; srv-03 after its first 6 h; srv-02 has one row far ahead
     frame = frame[~((frame["server_name"] == "srv-01") & (frame["timestamp"] > end - pd.Timedelta(hours=2)))]
-    ahead = frame[frame["server_name"] == "srv-02"].tail(1).assign(timestamp=end + pd.Timedelta(days=3))
+    gone = frame["timestamp"].min() + pd.Timedelta(hours=6)
+    frame = frame[~((frame["server_name"] == "srv-03") & (frame["timestamp"] > gone))]
+    ahead = frame[frame["server_name"] == "srv-02"].tail(1).assign(timestamp=end + pd.Timedelta(hours=12))
     write_fleet(tmp_path / "d", pd.concat([frame, ahead]))
     (tmp_path / "d" / "servers.csv").write_text("server_name,cores\nsrv-00,4\nonly-named,8\n")
     snap = predict_at(tmp_path / "d", None, warmup_steps=1)
-    # the one row ahead makes the fleet's time jump: the two others are left out, and said so
+    # the one row ahead makes the fleet's time jump: the others are left out, and said so
     assert [s.server_name for s in snap.servers] == ["srv-02"]
     assert snap.metadata["stale_servers"] == 2          # a server only named in servers.csv is not one
     assert snap.metadata["stale_examples"] == [
         {"server": "srv-00", "last_seen": f"{end:%Y-%m-%dT%H:%M:%SZ}"},
         {"server": "srv-01", "last_seen": f"{end - pd.Timedelta(hours=2):%Y-%m-%dT%H:%M:%SZ}"}]
+    # silent over a day: forgotten, as the app and the daemon count it (predict called it stale)
+    assert snap.metadata["forgotten_servers"] == 1
+    assert snap.metadata["forgotten_examples"] == [{"server": "srv-03", "last_seen": f"{gone:%Y-%m-%dT%H:%M:%SZ}"}]
     text = format_summary(snap)
     assert f"2 servers left out (newest sample over 35 min older than the fleet's): srv-00 (last {end:%Y-%m-%dT%H:%M}Z)" in text
+    assert f"1 server left out (silent over a day: forgotten): srv-03 (last {gone:%Y-%m-%dT%H:%M}Z)" in text
 
 
 def test_the_engine_counts_only_silent_servers_as_stale(tmp_path):

@@ -74,6 +74,10 @@ def _iso(epoch_seconds: float) -> str:
     return pd.Timestamp(int(epoch_seconds), unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _hhmm(epoch_seconds: float) -> str:
+    return pd.Timestamp(int(epoch_seconds), unit="s", tz="UTC").strftime("%H:%M UTC")
+
+
 # --------------------------------------------------------------------------- this host
 
 
@@ -304,6 +308,9 @@ class PrometheusSource(Source):
         self.last_success_at: float | None = None
         self.last_step: int | None = None          # newest grid time fetched (epoch s); None: nothing yet
         self.instances: set[str] = set()
+        # series found, but none with a sample at or before a 5-minute step yet (a node_exporter
+        # scraped for the first time minutes ago): the step at which the first one will show
+        self.first_step_at: int | None = None
         self.requests = 0
         self._cores: dict[str, int] = {}
         self._cores_tried = False
@@ -376,6 +383,8 @@ class PrometheusSource(Source):
         if self.last_success_at is None:
             return f"prometheus {self.url} · connecting"
         n = len(self.instances)
+        if not n and self.first_step_at is not None:
+            return f"prometheus ok · series found, the first 5-minute step at {_hhmm(self.first_step_at)}"
         return f"prometheus ok · {n} instance{'' if n == 1 else 's'}"
 
     # -- fetching ------------------------------------------------------------------
@@ -411,10 +420,19 @@ class PrometheusSource(Source):
         self.last_step = end
         if clock_back:
             tick.problems.append(f"{self.name}: the clock went back; fetching goes on from {_iso(end)}")
-        if first and not any(columns.values()):
-            tick.problems.append(f"{self.name}: no node_exporter series match the selector over the last "
-                                 f"{self.backfill_hours:g} h up to {_iso(end)} (is node_exporter scraped "
-                                 "under it? a Prometheus started since then shows its first step at the next one)")
+        if any(columns.values()):
+            self.first_step_at = None
+        elif first or self.first_step_at is not None:
+            if self._scraped_now():
+                # the series are there, but scraped only since the last 5-minute step: not a
+                # problem, the status line says when the first step comes
+                self.first_step_at = end + self.step
+            else:
+                self.first_step_at = None
+                if first:
+                    tick.problems.append(f"{self.name}: no node_exporter series match the selector over the last "
+                                         f"{self.backfill_hours:g} h up to {_iso(end)} (is node_exporter scraped "
+                                         "under it?)")
         if self.instances - set(self._cores) - self._cores_asked:
             try:
                 self._refresh_cores()
@@ -439,6 +457,11 @@ class PrometheusSource(Source):
                 continue
             if instance and math.isfinite(value) and value >= 1:
                 self._cores[instance] = int(value)  # in place: whoever holds the dict sees it
+
+    def _scraped_now(self) -> bool:
+        """Whether the selector's node_load1 has a sample now (an instant query)."""
+        return bool(self._api("/api/v1/query", {"query": self.queries["load_average"], "time": _num(self.clock())},
+                              "vector"))
 
     def _query_range(self, query: str, start: int, end: int) -> dict[tuple[str, int], str]:
         params = {"query": query, "start": _num(start), "end": _num(end), "step": f"{self.step}s"}

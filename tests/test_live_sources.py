@@ -513,6 +513,44 @@ def test_two_series_for_one_instance_are_said_and_a_huge_answer_refused(monkeypa
         PrometheusSource._api(source, "/api/v1/query", {"query": "up"}, "vector")
 
 
+def test_series_scraped_only_since_the_last_step_are_not_called_missing(monkeypatch):
+    # a node_exporter scraped for the first time minutes ago has no sample on a 5-minute step
+    # yet: the source said "no node_exporter series match the selector", a problem that stayed
+    # in the header after the instance came (review 2026-11-29)
+    now = [1_800_000_100.0]
+    source = PrometheusSource("http://127.0.0.1:9", selector="", clock=lambda: now[0])
+    t = 1_800_000_000 // 300 * 300
+    scraped = {"on_step": False}
+
+    def api(path, params, result_type):
+        source.requests += 1                    # (what the real one counts: contact made)
+        if result_type == "vector":             # the instant query (and the core counts)
+            return [{"metric": {"instance": "a"}, "value": [now[0], "1"]}]
+        if not scraped["on_step"]:
+            return []
+        return [{"metric": {"instance": "a"}, "values": [[t + 300, "50"]]}]
+
+    monkeypatch.setattr(source, "_api", api)
+    tick = source.poll()
+    assert tick.problems == [] and tick.frame.empty
+    assert source.status_line() == "prometheus ok · series found, the first 5-minute step at 08:05 UTC"
+    now[0] += 300
+    scraped["on_step"] = True
+    tick = source.poll()
+    assert len(tick.frame) == 1 and source.first_step_at is None
+    assert source.status_line() == "prometheus ok · 1 instance"
+    # no series at all: the problem, as before
+    nothing = PrometheusSource("http://127.0.0.1:9", selector="", clock=lambda: 1_800_000_100.0)
+    def none(path, params, result_type):
+        nothing.requests += 1
+        return []
+
+    monkeypatch.setattr(nothing, "_api", none)
+    problems = nothing.poll().problems
+    assert len(problems) == 1 and "no node_exporter series match" in problems[0]
+    assert nothing.status_line() == "prometheus ok · 0 instances"
+
+
 def test_local_first_cpu_reading_is_not_tft_tops_own_start(monkeypatch):
     # built, then the model loads (the host busy with tft-top itself), then the first
     # sample: it read 100 % of a quiet host, critical until the next sample 5 min on

@@ -195,6 +195,28 @@ class AlertLog(DataTable):
         except Exception:  # noqa: BLE001 - no app yet (a bare widget): an estimate
             return math.ceil(text.cell_len / width)
 
+    def _clip(self, text: Text, width: int, lines: int) -> Text:
+        """``text`` cut to the ``lines`` lines it is given at ``width``, ending in "…": a row
+        shorter than its message dropped the rest without a sign ("above critical", its 95 lost)."""
+        try:
+            wrapped = text.wrap(self.app.console, width)
+        except Exception:  # noqa: BLE001 - no app yet (a bare widget): as it is
+            return text
+        if len(wrapped) <= lines:
+            return text
+        kept = wrapped[:lines]
+        last = kept[-1].copy()
+        last.rstrip()
+        if last.cell_len >= width:
+            last.truncate(width - 1)
+        last.append("…")
+        out = Text()
+        for line in kept[:-1]:
+            out.append_text(line)
+            out.append(" ")
+        out.append_text(last)
+        return out
+
     def on_resize(self, event: events.Resize) -> None:
         if self._signature is not None:
             self.apply(self._alerts, self._since)
@@ -299,6 +321,9 @@ class AlertLog(DataTable):
         if self.compact and sum(full.values()) <= self.scrollable_content_region.height - 1:
             most = max(full.values(), default=1)    # (the panel holds them whole: "…above critical" lost its 95)
         lines = {k: min(most, n) for k, n in full.items()}
+        for k, n in lines.items():
+            if n < full[k]:
+                cells[k][-1] = self._clip(cells[k][-1], width, n)
         sig = (width, tuple((a.id, a.state, lines[str(a.id)]) for a in alerts))
         self._alerts, self._since = alerts, since
         rebuilt = sig != self._signature

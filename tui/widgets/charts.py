@@ -153,9 +153,11 @@ class MetricChart(PlotextPlot):
         key = Text()
         key.append(f"crit {fmt_value(m, forecast.critical)}", STYLES["critical"])     # (not Text(..., style): all red)
         warn = f"warn {fmt_value(m, forecast.warning)}"
-        if len(key) + 3 + len(warn) <= self._room:
-            key.append(" · ", "dim")
-            key.append(warn, STYLES["warning"])
+        for gap in (" · ", "·"):           # (the narrow gap: four charts at 80 columns lost the warning)
+            if len(key) + len(gap) + len(warn) <= self._room:
+                key.append(gap, "dim")
+                key.append(warn, STYLES["warning"])
+                break
         return key
 
     def _title(self, forecast) -> str:

@@ -182,9 +182,11 @@ def main() -> None:
     for n in sizes:
         r = bench(model_dir, n, args.runs, args.device, with_stock=not args.no_stock and n <= args.stock_max,
                   stock_runs=1 if n > 1000 else None, warmup=args.warmup)
-        ratio = r["stock"] / r["ours"] if r["stock"] == r["stock"] else float("nan")
+        ran = r["stock"] == r["stock"]           # (NaN: the stock path was not run at this size)
+        stock = f"{r['stock']:>10.3f}" if ran else f"{'-':>10}"
+        ratio = f"{r['stock'] / r['ours']:>8.2f}" if ran else f"{'-':>8}"
         diff = "" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e} · {r['max_rel_diff']:.1e}"
-        print(f"{n:>8}{r['stock']:>10.3f}{r['ours']:>10.3f}{ratio:>8.2f}{r['ingest']:>9.3f}{r['forecast']:>10.3f}"
+        print(f"{n:>8}{stock}{r['ours']:>10.3f}{ratio}{r['ingest']:>9.3f}{r['forecast']:>10.3f}"
               f"{r['risk_alerts_snapshot']:>8.3f}{r['rss_mb']:>9.0f}  {r['device']:<6}  {r['traced']:>6}  {diff}",
               flush=True)
         if r["trace_error"]:

@@ -242,6 +242,16 @@ def load_path(path: str | Path) -> LoadResult:
     return result
 
 
+def data_files(directory: str | Path) -> list[Path]:
+    """The metrics files a directory holds, as ``load_path`` reads them (directly inside,
+    not hidden, not sidecars); [] where it cannot be listed."""
+    try:
+        listed = sorted(p for p in Path(directory).iterdir() if not p.name.startswith("."))
+        return [p for p in listed if _kind(p) and p.is_file() and not _is_sidecar(p)]
+    except OSError:
+        return []
+
+
 def _load_path(path: Path) -> LoadResult:
     source = str(path)
     try:

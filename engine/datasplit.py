@@ -153,19 +153,24 @@ def read_split(path: Path | str) -> SplitSpec:
 
 def check_heldout_names(sets) -> None:
     """Refuse a split.json naming held-out servers that none of the data it governs holds
-    (several files in one directory share it): a misspelt name would train on the server
-    meant to be held out, and score it as trained on.  ``sets``: (SplitSpec, path, grid)
-    for each data set a command reads."""
-    by_split: dict[str, tuple[set, set, list]] = {}
+    (every metrics file of its directory): a misspelt name would train on the server meant
+    to be held out, and score it as trained on.  Judged only where the command reads all of
+    that data (the directory, or each of its files): a name held by a file not given is not
+    a misspelling.  ``sets``: (SplitSpec, path, grid) for each data set a command reads."""
+    from engine.contract import data_files
+
+    by_split: dict[str, tuple[set, set, list, set]] = {}
     for spec, path, grid in sets:
         if spec.heldout_servers:
             key = str(Path(spec.origin).resolve())       # (one split.json, however its files were named)
-            wanted, have, paths = by_split.setdefault(key, (set(spec.heldout_servers), set(), []))
+            wanted, have, paths, read = by_split.setdefault(key, (set(spec.heldout_servers), set(), [], set()))
             have.update(grid["server_name"].unique())
             paths.append(str(path))
-    for origin, (wanted, have, paths) in by_split.items():
+            path = Path(path)
+            read.update(p.resolve() for p in (data_files(path) if path.is_dir() else [path]))
+    for origin, (wanted, have, paths, read) in by_split.items():
         absent = sorted(wanted - have)
-        if absent:
+        if absent and {p.resolve() for p in data_files(Path(origin).parent)} <= read:
             raise DataError(f"{origin}: heldout_servers names {len(absent)} server(s) not in {', '.join(paths)}: "
                             f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
 

@@ -423,16 +423,20 @@ class PrometheusSource(Source):
         if any(columns.values()):
             self.first_step_at = None
         elif first or self.first_step_at is not None:
-            if self._scraped_now():
+            try:
+                scraped = self._scraped_now()
+            except PrometheusError:     # (the samples are fetched, last_step has moved: no failure
+                scraped = False         # now; the line below says what is known)
+            if scraped:
                 # the series are there, but scraped only since the last 5-minute step: not a
                 # problem, the status line says when the first step comes
                 self.first_step_at = end + self.step
             else:
+                # nothing matches (or the series found before a step went away again)
                 self.first_step_at = None
-                if first:
-                    tick.problems.append(f"{self.name}: no node_exporter series match the selector over the last "
-                                         f"{self.backfill_hours:g} h up to {_iso(end)} (is node_exporter scraped "
-                                         "under it?)")
+                tick.problems.append(f"{self.name}: no node_exporter series match the selector over the last "
+                                     f"{self.backfill_hours:g} h up to {_iso(end)} (is node_exporter scraped "
+                                     "under it?)")
         if self.instances - set(self._cores) - self._cores_asked:
             try:
                 self._refresh_cores()

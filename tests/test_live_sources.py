@@ -514,6 +514,8 @@ def test_two_series_for_one_instance_are_said_and_a_huge_answer_refused(monkeypa
 
 
 def test_series_scraped_only_since_the_last_step_are_not_called_missing(monkeypatch):
+    import engine.live as live
+
     # a node_exporter scraped for the first time minutes ago has no sample on a 5-minute step
     # yet: the source said "no node_exporter series match the selector", a problem that stayed
     # in the header after the instance came (review 2026-11-29)
@@ -549,6 +551,35 @@ def test_series_scraped_only_since_the_last_step_are_not_called_missing(monkeypa
     problems = nothing.poll().problems
     assert len(problems) == 1 and "no node_exporter series match" in problems[0]
     assert nothing.status_line() == "prometheus ok · 0 instances"
+    # the instant query failing: the problem as before, not silence (review of this change)
+    failing = PrometheusSource("http://127.0.0.1:9", selector="", clock=lambda: 1_800_000_100.0)
+
+    def range_only(path, params, result_type):
+        failing.requests += 1
+        if result_type == "vector" and "node_load1" in params["query"]:     # (not the core counts)
+            raise live.PrometheusError("timed out")
+        return []
+
+    monkeypatch.setattr(failing, "_api", range_only)
+    problems = failing.poll().problems
+    assert len(problems) == 1 and "no node_exporter series match" in problems[0] and failing.first_step_at is None
+    # series found, then gone before a step showed them: said, not left as "found"
+    now[0] += 300
+    scraped["on_step"] = False
+    gone = {"now": False}
+
+    def vanishing(path, params, result_type):
+        source.requests += 1
+        if result_type == "vector":
+            return [] if gone["now"] else [{"metric": {"instance": "b"}, "value": [now[0], "1"]}]
+        return []
+
+    monkeypatch.setattr(source, "_api", vanishing)
+    source.instances.clear()
+    source.first_step_at = now[0]       # (found at the step before)
+    gone["now"] = True
+    problems = source.poll().problems
+    assert any("no node_exporter series match" in p for p in problems) and source.first_step_at is None
 
 
 def test_local_first_cpu_reading_is_not_tft_tops_own_start(monkeypatch):

@@ -439,6 +439,22 @@ def test_eval_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
         evaluate_paths(None, [replay_dir], every=96)
     (replay_dir / "split.json").write_text('{"heldout_servers": ["srv-01"], "heldout_days": 0.1}')
     assert evaluate_paths(None, [replay_dir], every=96)
+    # one file of a directory whose split.json holds out a server of another file: not a
+    # misspelling, and not refused (the check refused it: review of the check, 2026-11-29)
+    grid = make_grid(n_servers=4, days=1.0)
+    shared = replay_dir.parent / "shared-eval"
+    shared.mkdir()
+    names = sorted(grid["server_name"].unique())
+    grid[grid["server_name"].isin(names[:2])].to_csv(shared / "a.csv", index=False)
+    grid[grid["server_name"].isin(names[2:])].to_csv(shared / "b.csv", index=False)
+    (shared / "split.json").write_text(json.dumps({"heldout_servers": [names[3]], "heldout_days": 0.1}))
+    assert evaluate_paths(None, [shared / "a.csv"], every=96)
+    # both files given one by one, or the directory: all its data is read, so a name none holds is refused
+    (shared / "split.json").write_text(json.dumps({"heldout_servers": ["srv-1"], "heldout_days": 0.1}))
+    for paths in ([shared / "a.csv", shared / "b.csv"], [shared]):
+        with pytest.raises(DataError, match="heldout_servers names 1 server"):
+            evaluate_paths(None, paths, every=96)
+    assert evaluate_paths(None, [shared / "a.csv"], every=96)      # (b.csv may hold it: not judged)
 
 
 def test_training_refuses_a_split_naming_servers_the_data_lacks(replay_dir):

@@ -409,6 +409,10 @@ async def test_filter_by_name_or_profile_and_esc_clears():
         await pilot.press("escape")
         await until(pilot, lambda: app.table.row_count == 12)
         assert not note.display
+        # the filter is what was typed, not markup: "[/" raised MarkupError and killed the app
+        await pilot.press("slash", "left_square_bracket", "/", "b", "]")
+        await wait_for(pilot, lambda: app.table.row_count == 0, what="no rows")
+        assert note.display and "'[/b]'" in str(note.render()), str(note.render())
 
 
 async def test_sort_keeps_the_cursor_on_the_same_server():
@@ -904,6 +908,11 @@ async def test_a_paused_app_waiting_for_a_daemon_says_it_is_paused():
         assert "CONNECTING" in line1 and "http://127.0.0.1:8765" in line1 and "API key" not in line1
         assert line2 == f"{why} · retrying"
         assert "no servers reporting" not in line1 + line2
+        # paused: said first, and the reason still after it (the pause took the whole line)
+        app.header.set_play(replace(app.header.play, paused=True))
+        await pilot.pause()
+        line2 = app.header.render().plain.split("\n")[1]
+        assert line2.startswith("❚❚ paused") and "missing or wrong API key" in line2, line2
 
 
 def test_a_refusal_from_something_else_is_one_line():

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input, Static
@@ -158,7 +159,8 @@ class TftTopApp(App):
         note = self.main.query_one("#nomatch", Static)
         text = self.table.filter_text
         if text and self.table.servers and not self.table.row_count:
-            note.update(f"no server's name or profile holds {text!r}: Esc clears the filter")
+            # (a Text: the filter is what the operator typed, not markup: "[/" raised MarkupError)
+            note.update(Text(f"no server's name or profile holds {text!r}: Esc clears the filter"))
             note.remove_class("hidden")
         else:
             note.add_class("hidden")
@@ -425,7 +427,7 @@ def run_app(model: Path | None = None, replay: Path | None = None, device: str =
         live = bool(simulate) or source_factory is not None
     app = TftTopApp(factory, speed=speed, live=live, paced=bool(simulate) or not live)
     app.run()
-    code = 0
+    code = 1 if app.return_code else 0        # (an exception in the app: Textual printed it; not success)
     if app.engine_error:
         print(f"tft-top: {app.engine_error}", file=sys.stderr)
         code = 2 if app.input_refused else 1      # (2: bad input, as every command exits on it)

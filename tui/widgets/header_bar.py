@@ -139,13 +139,14 @@ class HeaderBar(Widget):
                 line1.append(f"  {md['remote_url']}", "dim")
             why = md.get("remote_error")
             line2 = Text(no_wrap=True, overflow="ellipsis")
-            if why:
+            if p.paused:    # a paused app reads no new snapshot: say so, or it looks stuck connecting
+                line2.append("❚❚ paused: the screen shows no new snapshot until p resumes", "bold yellow")
+                if why:     # (and why it has none yet, after it)
+                    line2.append(f"   {why}", "yellow")
+            elif why:
                 line2.append(f"{why} · retrying", "bold yellow")
             else:
                 line2.append("waiting for the daemon's first snapshot…", "dim")
-            if p.paused:    # a paused app reads no new snapshot: say so, or it looks stuck connecting
-                line2 = Text("❚❚ paused: the screen shows no new snapshot until p resumes", style="bold yellow",
-                             no_wrap=True)
             return line1 + Text("\n") + line2
         rest.append("  data ")
         rest.append(fmt_time(snap.data_time), "bold")

@@ -26,8 +26,8 @@ import pandas as pd
 from engine.baselines import BASELINES
 from engine.calibration import apply_calibration, window_scale
 from engine.contract import METRICS, STEP_SECONDS, DataError, load_path, to_grid
-from engine.datasplit import (SplitSpec, check_heldout_names, extract_windows, informative_columns, origins_for,
-                              read_split)
+from engine.datasplit import (SplitSpec, check_heldout_names, extract_windows, informative_columns,
+                              origins_for, read_split)
 from engine.tft_model import LoadedModel, ModelConfig, build_dataset, one_window_per_origin, prepare_frame
 
 DEFAULT_EVERY = 24     # an origin every 2 hours

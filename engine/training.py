@@ -24,8 +24,8 @@ import pandas as pd
 
 from engine.calibration import fit_calibration, window_scale
 from engine.contract import METRICS, STEP_SECONDS, UNKNOWN_PROFILE, DataError
-from engine.datasplit import (SplitSpec, check_heldout_names, extract_windows, informative_columns, origins_for, read_split,
-                              training_part)
+from engine.datasplit import (SplitSpec, check_heldout_names, extract_windows, informative_columns, origins_for,
+                              read_split, training_part)
 from engine.evaluation import (DEFAULT_EVERY, check_unique_servers, evaluate_frame, format_reports, load_grid,
                                quiet_lightning, reports_record, stock_predict, window_profiles)
 from engine.tft_model import (DeviceError, LoadedModel, ModelConfig, build_dataset, build_model,

@@ -23,6 +23,11 @@ this kind; it shows how much room the data leaves for early, precise alerts.
 
     python benchmarks/incident_separability.py [--data demo_data]
     python benchmarks/incident_separability.py --seed 101 --days 14   # a fresh simulated fleet
+    python benchmarks/incident_separability.py --same-profile          # per-profile rules (below)
+
+With ``--same-profile`` a rule is judged against healthy servers of the incident's own profile
+only (servers.csv's ``profile``): a rule per profile, which could tell a web server's runaway from
+an ML server's job start; each incident's shadow is printed by profile.
 """
 from __future__ import annotations
 
@@ -60,6 +65,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=None,
                     help="instead of --data: a fresh simulated fleet of 48 servers (as benchmarks/alert_policies.py)")
     ap.add_argument("--days", type=float, default=14.0, help="with --seed: its length in days")
+    ap.add_argument("--same-profile", action="store_true",
+                    help="judge each rule against healthy servers of the incident's own profile only")
     args = ap.parse_args()
     from alert_policies import fleet_with_incidents
 
@@ -67,10 +74,10 @@ def main() -> None:
     with fleet_with_incidents(None if fresh else Path(args.data), args.seed or 0, args.days) as (data, incidents):
         if fresh:
             print(f"simulated fleet, seed {args.seed}, {args.days:g} days:")
-        report(data, incidents)
+        report(data, incidents, args.same_profile)
 
 
-def report(data: Path, incidents: pd.DataFrame) -> None:
+def report(data: Path, incidents: pd.DataFrame, same_profile: bool = False) -> None:
     grid = to_grid(load_path(data).frame).sort_values(["server_name", "timestamp"]).reset_index(drop=True)
     servers_csv = Path(data) / "servers.csv"
     per_core = servers_csv.is_file()
@@ -120,7 +127,12 @@ def report(data: Path, incidents: pd.DataFrame) -> None:
         healthy_max = float(values[healthy].max())
         own_max = values[healthy].groupby(grid["server_name"][healthy]).max()
         out_min, own_min, shadows = [], [], []
+        profile = (pd.read_csv(Path(data) / "servers.csv").set_index("server_name")["profile"]
+                   if same_profile else None)
+        h_profile = None if profile is None else pd.Series(hs).map(profile).to_numpy()
+        by_profile: dict[str, list[int]] = {}
         for r in inc.itertuples():
+            sel = slice(None) if profile is None else h_profile == profile[r.server_name]
             rows = np.flatnonzero((server == r.server_name) & (grid["timestamp"] >= r.start).to_numpy()
                                   & (grid["timestamp"] <= r.crossing).to_numpy())
             last = (r.crossing - LEAD).value // (STEP_SECONDS * 10**9)     # the latest early tick
@@ -131,12 +143,14 @@ def report(data: Path, incidents: pd.DataFrame) -> None:
             for i in rows[step[rows] <= last]:
                 if not ok[i]:
                     continue
-                n = alert_count((hf >= lows[:, i:i + 1]).all(axis=0), hs, hst)
+                n = alert_count((hf[:, sel] >= lows[:, i:i + 1]).all(axis=0), hs[sel], hst[sel])
                 best = n if best is None else min(best, n)
                 if best == 0:
                     break
             if best is not None:
                 shadows.append(best)
+                if profile is not None:
+                    by_profile.setdefault(profile[r.server_name], []).append(best)
         out_min, own_min = np.array(out_min, dtype=float), np.array(own_min, dtype=float)
         s = np.sort(np.array(shadows))
         n_inc = len(inc)
@@ -151,6 +165,9 @@ def report(data: Path, incidents: pd.DataFrame) -> None:
         print(f"{kind:12} {metric:15} {n_inc:3d}  {healthy_max:11.2f}  {med:>25.0f} "
               f"{int((out_min >= 30).sum()):>9} of {n_inc:<3} {int((own_min >= 30).sum()):>6} of {n_inc:<3}  "
               f"{np.median(s) if len(s) else float('nan'):>7.0f}  {bound(0.5):>21} / {bound(0.9):<10}")
+        if profile is not None:
+            print("    shadow by profile (healthy servers of the same profile):",
+                  "; ".join(f"{k} {sorted(v)}" for k, v in sorted(by_profile.items())))
     print("(load_average per core)" if per_core else "")
     unused = [m for m in METRICS if m not in set(incidents["metric"])]
     if unused:

@@ -428,6 +428,18 @@ def test_split_file_values_are_checked(replay_dir):
     assert spec.heldout_servers == {"srv-01", "101"} and spec.heldout_days == 0.5     # 101: a VM id
 
 
+def _two_files_beside_one_split(shared, held: list[int]):
+    """A directory of a.csv (two servers) and b.csv (two more) and one split.json holding out
+    the servers at ``held`` of the four sorted names: (the directory, the names)."""
+    grid = make_grid(n_servers=4, days=1.0)
+    shared.mkdir()
+    names = sorted(grid["server_name"].unique())
+    grid[grid["server_name"].isin(names[:2])].to_csv(shared / "a.csv", index=False)
+    grid[grid["server_name"].isin(names[2:])].to_csv(shared / "b.csv", index=False)
+    (shared / "split.json").write_text(json.dumps({"heldout_servers": [names[i] for i in held], "heldout_days": 0.1}))
+    return shared, names
+
+
 def test_eval_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
     """eval reads the same split.json as train: a misspelt held-out name is refused there too
     (it passed without a word, review 2026-11-29)."""
@@ -441,13 +453,7 @@ def test_eval_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
     assert evaluate_paths(None, [replay_dir], every=96)
     # one file of a directory whose split.json holds out a server of another file: not a
     # misspelling, and not refused (the check refused it: review of the check, 2026-11-29)
-    grid = make_grid(n_servers=4, days=1.0)
-    shared = replay_dir.parent / "shared-eval"
-    shared.mkdir()
-    names = sorted(grid["server_name"].unique())
-    grid[grid["server_name"].isin(names[:2])].to_csv(shared / "a.csv", index=False)
-    grid[grid["server_name"].isin(names[2:])].to_csv(shared / "b.csv", index=False)
-    (shared / "split.json").write_text(json.dumps({"heldout_servers": [names[3]], "heldout_days": 0.1}))
+    shared, names = _two_files_beside_one_split(replay_dir.parent / "shared-eval", [3])
     assert evaluate_paths(None, [shared / "a.csv"], every=96)
     # both files given one by one, or the directory: all its data is read, so a name none holds is refused
     (shared / "split.json").write_text(json.dumps({"heldout_servers": ["srv-1"], "heldout_days": 0.1}))
@@ -466,13 +472,7 @@ def test_training_refuses_a_split_naming_servers_the_data_lacks(replay_dir):
     with pytest.raises(DataError, match="heldout_servers names 1 server\\(s\\) not in .*: srv-1"):
         _prepare_sources(TrainOptions(data=[str(replay_dir)]))
     # two files beside one split.json: each holds one of its held-out servers, together both
-    grid = make_grid(n_servers=4, days=1.0)
-    shared = replay_dir.parent / "shared"
-    shared.mkdir()
-    names = sorted(grid["server_name"].unique())
-    grid[grid["server_name"].isin(names[:2])].to_csv(shared / "a.csv", index=False)
-    grid[grid["server_name"].isin(names[2:])].to_csv(shared / "b.csv", index=False)
-    (shared / "split.json").write_text(json.dumps({"heldout_servers": [names[1], names[3]], "heldout_days": 0.1}))
+    shared, names = _two_files_beside_one_split(replay_dir.parent / "shared", [1, 3])
     sources, _ = _prepare_sources(TrainOptions(data=[str(shared / "a.csv"), str(shared / "b.csv")], val_days=0.25))
     assert len(sources) == 2
     # the same split.json, its files named one relatively and one absolutely
